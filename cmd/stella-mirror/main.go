@@ -1,0 +1,126 @@
+// Command stella-mirror is the edge mirror for Stella Ops vulnerability-data
+// exports: one static binary whose subcommands serve, sign, generate and
+// (in later releases) sync and guard export trees.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+)
+
+// command is one subcommand: its name, a one-line summary for the top-level
+// help, and the function that parses its own flags and runs it.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands lists every subcommand in the order `stella-mirror help` shows them.
+var commands = []command{
+	{"origin", "serve export trees (Concelier + Excititor mirror endpoints)", runOrigin},
+	{"demo", "origin on localhost with generated data and keys (what `make run` starts)", runDemo},
+	{"fixture", "write a realistic, signed export tree", runFixture},
+	{"sign", "write a detached JWS (RFC 7515 appendix F) over a file", runSign},
+	{"verify", "verify a detached JWS over a file", runVerify},
+	{"keygen", "create a signing key pair (PEM) for sign and fixture", runKeygen},
+	{"version", "print the version", runVersion},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks a command-line mistake: the command already printed why, and
+// the process exits with status 2.
+var errUsage = errors.New("usage error")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 {
+			return run([]string{args[1], "--help"}, stdout, stderr)
+		}
+		printUsage(stdout)
+		return 0
+	}
+	if args[0] == "--version" {
+		args[0] = "version"
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		default:
+			fmt.Fprintf(stderr, "stella-mirror %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "stella-mirror: unknown command %q\n\n", args[0])
+	printUsage(stderr)
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "stella-mirror %s: edge mirror for Stella Ops vulnerability-data exports\n\n", buildinfo.Version())
+	fmt.Fprintln(w, "Usage: stella-mirror <command> [flags]   (stella-mirror <command> --help for its flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nQuick start: `make run` starts the demo; see README.md and docs/.")
+}
+
+// newFlagSet returns a flag set for a subcommand whose --help prints the given
+// synopsis and explanation before the flag list. Parse errors are reported
+// once and turned into errUsage by parseFlags.
+func newFlagSet(name, synopsis, explain string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: stella-mirror %s %s\n\n%s\n\nFlags:\n", name, synopsis, explain)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, mapping a bad flag to errUsage and --help to
+// flag.ErrHelp (exit 0). Stray positional arguments are a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "stella-mirror %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", "", "Print the version of this binary.", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "stella-mirror %s\n", buildinfo.Version())
+	return nil
+}
