@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stella-ops/stella-mirror/internal/logging"
+	"github.com/stella-ops/stella-mirror/origin"
+)
+
+func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("origin", "[--config FILE] [--listen ADDR] [--admin-listen ADDR] [--check-config]",
+		`Serve the Concelier and Excititor mirror endpoints from export trees.
+Settings come from the runbook's environment names, optionally from a YAML
+file (--config, same structure, e.g. concelier: {mirror: {enabled: true}}),
+the environment overriding the file and flags overriding both. Unknown keys
+and malformed values stop start-up with an error naming the key.
+
+The access log (one JSON line per request) goes to stdout; everything else
+to stderr. /metrics is served on the admin listener only.
+
+Keys ({n} is a list index: 0, 1, ...):
+  `+strings.Join(origin.ConfigKeys(), "\n  ")+`
+
+Example:
+  CONCELIER__MIRROR__ENABLED=true CONCELIER__MIRROR__EXPORTROOT=/srv/exports \
+  EXCITITOR__MIRROR__ENABLED=true EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT=/srv/exports \
+  CONCELIER__MIRROR__DOMAINS__0__ID=primary \
+  stella-mirror origin --listen 0.0.0.0:8080 --admin-listen 127.0.0.1:9090`, stderr)
+	configPath := fs.String("config", "", "YAML configuration `file` (environment variables override it)")
+	listen := fs.String("listen", "", "public listener `address` (overrides ORIGIN__LISTEN; default 127.0.0.1:8080)")
+	adminListen := fs.String("admin-listen", "", "admin listener `address` for /metrics and /health (overrides ORIGIN__ADMINLISTEN; default 127.0.0.1:9090)")
+	logFormat := fs.String("log-format", "", "log `format`: json or text (overrides ORIGIN__LOGFORMAT; default json)")
+	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides ORIGIN__LOGLEVEL; default info)")
+	checkConfig := fs.Bool("check-config", false, "validate the configuration, print the result and exit (status 1 when invalid)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	cfg, err := origin.LoadConfig(*configPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Origin.Listen = *listen
+		case "admin-listen":
+			cfg.Origin.AdminListen = *adminListen
+		case "log-format":
+			cfg.Origin.LogFormat = *logFormat
+		case "log-level":
+			cfg.Origin.LogLevel = *logLevel
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *checkConfig {
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
+		fmt.Fprintln(stdout, "configuration OK")
+		return nil
+	}
+
+	logger, err := logging.New(stderr, cfg.Origin.LogFormat, cfg.Origin.LogLevel)
+	if err != nil {
+		return err
+	}
+	access, err := logging.New(stdout, "json", "info")
+	if err != nil {
+		return err
+	}
+	cfg.AccessLogger = access
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return origin.Run(ctx, cfg, logger, reg)
+}

@@ -1,0 +1,392 @@
+package origin
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/config"
+)
+
+// Config is everything the origin reads from the runbook's environment
+// names and the optional YAML file: the CONCELIER and EXCITITOR sections
+// (names unchanged from the runbook operators already hold) and the ORIGIN
+// section (listeners and logging). Load it with LoadConfig, adjust it (flags
+// override it), then Validate it; New validates again.
+//
+// DefaultConfig sets every default; the defaults are written beside each
+// field below.
+type Config struct {
+	// Concelier configures the Concelier mirror endpoints
+	// (/concelier/exports/…). Keys: CONCELIER__….
+	Concelier ConcelierConfig
+	// Excititor configures the Excititor mirror endpoints
+	// (/excititor/mirror/…). Keys: EXCITITOR__….
+	Excititor ExcititorConfig
+	// Origin configures the process: listeners and logging. Keys: ORIGIN__….
+	Origin ServerConfig
+
+	// Authorizer decides whether a request for an export-backed path may
+	// proceed. It is not read from the environment or the file. Default
+	// (nil): FailClosed, which answers 401 wherever REQUIREAUTHENTICATION
+	// applies, because bearer-token validation is not implemented yet.
+	Authorizer Authorizer `config:"-"`
+	// AccessLogger receives one line per request. It is not read from the
+	// environment or the file. Default (nil): the logger given to New.
+	AccessLogger *slog.Logger `config:"-"`
+}
+
+// ConcelierConfig is the CONCELIER section.
+type ConcelierConfig struct {
+	// Mirror configures what is served. Keys: CONCELIER__MIRROR__….
+	Mirror MirrorConfig
+	// Authority configures who may fetch. Keys: CONCELIER__AUTHORITY__….
+	Authority AuthorityConfig
+}
+
+// ExcititorConfig is the EXCITITOR section. Its export root is
+// EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT, not …__MIRROR__EXPORTROOT.
+type ExcititorConfig struct {
+	// Mirror configures what is served. Keys: EXCITITOR__MIRROR__….
+	// Mirror.ExportRoot must stay empty (Validate rejects it).
+	Mirror MirrorConfig
+	// Authority configures who may fetch. Keys: EXCITITOR__AUTHORITY__….
+	Authority AuthorityConfig
+	// Artifacts names where Excititor's exports are stored.
+	// Keys: EXCITITOR__ARTIFACTS__….
+	Artifacts ArtifactsConfig
+}
+
+// ArtifactsConfig is EXCITITOR__ARTIFACTS.
+type ArtifactsConfig struct {
+	// FileSystem is the file-system artifact store.
+	FileSystem FileSystemConfig
+}
+
+// FileSystemConfig is EXCITITOR__ARTIFACTS__FILESYSTEM.
+type FileSystemConfig struct {
+	// Root is Excititor's export root: the directory holding
+	// <exportId>/excititor/… and the optional latest symlink.
+	// Key: EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT. Default: unset (the
+	// origin starts but stays not-ready and logs "Mirror export root is not
+	// configured").
+	Root string
+}
+
+// MirrorConfig is <PRODUCT>__MIRROR: whether the product is served, from
+// where, and its per-domain settings.
+type MirrorConfig struct {
+	// Enabled serves the product's endpoints; when false they answer 404
+	// and readiness ignores the product. Default: false.
+	Enabled bool
+	// ExportRoot is Concelier's export root: the directory holding
+	// <exportId>/mirror/… and the optional latest symlink. Key:
+	// CONCELIER__MIRROR__EXPORTROOT. Default: unset (the origin starts but
+	// stays not-ready and logs "Mirror export root is not configured").
+	// Excititor ignores this field and Validate rejects it there: use
+	// EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT.
+	ExportRoot string
+	// ActiveExportID pins the served export to <root>/<ActiveExportID>,
+	// overriding the latest symlink and the newest-export scan. It must be
+	// a valid export id. Default: unset (follow latest, else the newest
+	// complete export).
+	ActiveExportID string
+	// RequireAuthentication requires an authenticated client for the
+	// shared index and for every domain that does not override it.
+	// Default: false.
+	RequireAuthentication bool
+	// MaxIndexRequestsPerHour is the per-client budget for index requests;
+	// 0 means no budget. Accepted and validated, enforced in a later
+	// release. Default: 0.
+	MaxIndexRequestsPerHour int
+	// Domains lists the domains served. When empty, every domain of the
+	// active export is served; when not, only the listed ones (others are
+	// 404). Keys: …__MIRROR__DOMAINS__{n}__…. Default: empty.
+	Domains []DomainConfig
+}
+
+// DomainConfig is one entry of <PRODUCT>__MIRROR__DOMAINS.
+type DomainConfig struct {
+	// ID is the domain id as it appears in the export (e.g. "primary");
+	// required, valid by export.ValidDomainID, unique within the list.
+	ID string
+	// DisplayName is a human-readable name, informational. Default: empty.
+	DisplayName string
+	// RequireAuthentication overrides the product's RequireAuthentication
+	// for this domain's paths. Default: unset (inherit).
+	RequireAuthentication *bool
+	// MaxDownloadRequestsPerHour is the per-client budget for this
+	// domain's downloads; 0 means no budget. Accepted and validated,
+	// enforced in a later release. Default: 0.
+	MaxDownloadRequestsPerHour int
+}
+
+// AuthorityConfig is <PRODUCT>__AUTHORITY: bearer-token validation against
+// Stella Ops Authority. Every key is accepted and validated now; token
+// validation and bypass networks are enforced in a later release (until
+// then paths that require authentication answer 401).
+type AuthorityConfig struct {
+	// Enabled turns on bearer-token validation. Default: false.
+	Enabled bool
+	// AllowAnonymousFallback lets requests without a token through when
+	// Authority is unreachable. Default: false.
+	AllowAnonymousFallback bool
+	// BypassNetworks are CIDR prefixes (e.g. 10.0.0.0/8) whose clients need
+	// no token; host bits must be zero. Keys: …__BYPASSNETWORKS__{n}.
+	// Default: empty.
+	BypassNetworks []netip.Prefix
+	// Issuer is Authority's issuer URL (token "iss"). Default: empty.
+	Issuer string
+	// Audiences are the accepted token audiences ("aud"). Keys:
+	// …__AUDIENCES__{n}. Default: empty.
+	Audiences []string
+	// RequireHTTPSMetadata requires https for Issuer and JWKSURL.
+	// Default: unset, which means true.
+	RequireHTTPSMetadata *bool
+	// JWKSURL overrides where signing keys are fetched from. Default:
+	// empty (discovered from Issuer).
+	JWKSURL string
+	// SigningKeyFile is a PEM public key that verifies tokens offline
+	// (air-gapped sites). Default: empty.
+	SigningKeyFile string
+}
+
+// ServerConfig is the ORIGIN section.
+type ServerConfig struct {
+	// Listen is the public listener's host:port. Key: ORIGIN__LISTEN;
+	// flag --listen. Default: 127.0.0.1:8080.
+	Listen string
+	// AdminListen is the admin listener (/metrics, /health/*); keep it on
+	// loopback or a private network, never proxied. Key:
+	// ORIGIN__ADMINLISTEN; flag --admin-listen. Default: 127.0.0.1:9090.
+	AdminListen string
+	// LogFormat is "json" or "text". Key: ORIGIN__LOGFORMAT; flag
+	// --log-format. Default: json.
+	LogFormat string
+	// LogLevel is "debug", "info", "warn" or "error". Key:
+	// ORIGIN__LOGLEVEL. Default: info.
+	LogLevel string
+}
+
+// Configuration keys the origin names in messages.
+const (
+	// KeyConcelierRoot is Concelier's export root key.
+	KeyConcelierRoot = "CONCELIER__MIRROR__EXPORTROOT"
+	// KeyExcititorRoot is Excititor's export root key.
+	KeyExcititorRoot = "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT"
+	// keyExcititorWrongRoot is the Concelier-style key Excititor rejects.
+	keyExcititorWrongRoot = "EXCITITOR__MIRROR__EXPORTROOT"
+)
+
+// DefaultConfig returns the configuration with every default set: both
+// products disabled with no export root, listeners on loopback (public
+// 127.0.0.1:8080, admin 127.0.0.1:9090), JSON logs at info.
+func DefaultConfig() Config {
+	return Config{
+		Origin: ServerConfig{
+			Listen:      "127.0.0.1:8080",
+			AdminListen: "127.0.0.1:9090",
+			LogFormat:   "json",
+			LogLevel:    "info",
+		},
+	}
+}
+
+// LoadConfig returns DefaultConfig overlaid with the YAML file at path
+// (skipped when path is "") and then environ (os.Environ() format), the
+// environment winning. It does not validate; call Validate after applying
+// flags.
+func LoadConfig(path string, environ []string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(&cfg, path, environ); err != nil {
+		return Config{}, fmt.Errorf("loading origin configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// ConfigKeys lists every key the origin accepts, upper-cased, with {n} for
+// list indexes (for --help and documentation).
+func ConfigKeys() []string {
+	var keys []string
+	for _, k := range config.Keys(Config{}) {
+		if k != keyExcititorWrongRoot {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// Validate checks the configuration without touching the file system and
+// reports every problem at once, each naming its key. An unset or missing
+// export root is not an error (the origin starts and stays not-ready); see
+// Warnings.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if !c.Concelier.Mirror.Enabled && !c.Excititor.Mirror.Enabled {
+		errs = append(errs, errors.New("nothing to serve: set CONCELIER__MIRROR__ENABLED=true and/or EXCITITOR__MIRROR__ENABLED=true"))
+	}
+	if c.Excititor.Mirror.ExportRoot != "" {
+		add(keyExcititorWrongRoot, "not an Excititor setting; set %s instead", KeyExcititorRoot)
+	}
+	c.Concelier.Mirror.validate("CONCELIER__MIRROR", add)
+	c.Excititor.Mirror.validate("EXCITITOR__MIRROR", add)
+	c.Concelier.Authority.validate("CONCELIER__AUTHORITY", add)
+	c.Excititor.Authority.validate("EXCITITOR__AUTHORITY", add)
+	c.Origin.validate(add)
+	return errors.Join(errs...)
+}
+
+// Warnings lists settings that are valid but leave the origin not-ready or
+// less protected than an operator may expect. It does not touch the file
+// system.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.Concelier.Mirror.Enabled && c.Concelier.Mirror.ExportRoot == "" {
+		w = append(w, KeyConcelierRoot+": not set; the Concelier mirror stays not-ready")
+	}
+	if c.Excititor.Mirror.Enabled && c.Excititor.Artifacts.FileSystem.Root == "" {
+		w = append(w, KeyExcititorRoot+": not set; the Excititor mirror stays not-ready")
+	}
+	for _, p := range []struct {
+		name string
+		m    *MirrorConfig
+		a    *AuthorityConfig
+	}{{"CONCELIER", &c.Concelier.Mirror, &c.Concelier.Authority}, {"EXCITITOR", &c.Excititor.Mirror, &c.Excititor.Authority}} {
+		if !p.m.Enabled || c.Authorizer != nil {
+			continue
+		}
+		if p.m.requiresAuth() {
+			w = append(w, p.name+"__MIRROR__REQUIREAUTHENTICATION: bearer-token validation is not available yet; paths that require authentication answer 401")
+		}
+		if p.a.Enabled || len(p.a.BypassNetworks) > 0 {
+			w = append(w, p.name+"__AUTHORITY: accepted but not enforced yet (no token validation, no bypass networks)")
+		}
+		if p.m.hasBudgets() {
+			w = append(w, p.name+"__MIRROR: request budgets (MAX…REQUESTSPERHOUR) are accepted but not enforced yet")
+		}
+	}
+	return w
+}
+
+type addFunc func(key, format string, args ...any)
+
+func (m *MirrorConfig) validate(prefix string, add addFunc) {
+	if m.ActiveExportID != "" && !export.ValidExportID(m.ActiveExportID) {
+		add(prefix+"__ACTIVEEXPORTID", "%q is not a valid export id (1-128 of [A-Za-z0-9._-], not starting with '.', not %q)", m.ActiveExportID, export.LatestLink)
+	}
+	if m.MaxIndexRequestsPerHour < 0 {
+		add(prefix+"__MAXINDEXREQUESTSPERHOUR", "%d is negative (0 means no budget)", m.MaxIndexRequestsPerHour)
+	}
+	seen := make(map[string]int, len(m.Domains))
+	for i, d := range m.Domains {
+		key := fmt.Sprintf("%s__DOMAINS__%d", prefix, i)
+		switch {
+		case d.ID == "":
+			add(key+"__ID", "empty")
+		case !export.ValidDomainID(d.ID):
+			add(key+"__ID", "%q is not a valid domain id (1-63 of [a-z0-9-], starting with a letter or digit)", d.ID)
+		default:
+			if j, dup := seen[d.ID]; dup {
+				add(key+"__ID", "%q duplicates %s__DOMAINS__%d__ID", d.ID, prefix, j)
+			} else {
+				seen[d.ID] = i
+			}
+		}
+		if d.MaxDownloadRequestsPerHour < 0 {
+			add(key+"__MAXDOWNLOADREQUESTSPERHOUR", "%d is negative (0 means no budget)", d.MaxDownloadRequestsPerHour)
+		}
+	}
+}
+
+// requiresAuth reports whether any path of the product requires
+// authentication.
+func (m *MirrorConfig) requiresAuth() bool {
+	if m.RequireAuthentication {
+		return true
+	}
+	for _, d := range m.Domains {
+		if d.RequireAuthentication != nil && *d.RequireAuthentication {
+			return true
+		}
+	}
+	return false
+}
+
+// hasBudgets reports whether any request budget is set.
+func (m *MirrorConfig) hasBudgets() bool {
+	if m.MaxIndexRequestsPerHour > 0 {
+		return true
+	}
+	for _, d := range m.Domains {
+		if d.MaxDownloadRequestsPerHour > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *AuthorityConfig) validate(prefix string, add addFunc) {
+	for i, p := range a.BypassNetworks {
+		key := fmt.Sprintf("%s__BYPASSNETWORKS__%d", prefix, i)
+		switch {
+		case !p.IsValid():
+			add(key, "not a valid CIDR prefix")
+		case p.Masked() != p:
+			add(key, "%s has host bits set (did you mean %s?)", p, p.Masked())
+		}
+	}
+	for i, aud := range a.Audiences {
+		if strings.TrimSpace(aud) == "" {
+			add(fmt.Sprintf("%s__AUDIENCES__%d", prefix, i), "empty")
+		}
+	}
+	httpsOnly := a.RequireHTTPSMetadata == nil || *a.RequireHTTPSMetadata
+	checkURL := func(key, raw string) {
+		if raw == "" {
+			return
+		}
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			add(key, "%q is not an absolute http(s) URL", raw)
+		case httpsOnly && u.Scheme != "https":
+			add(key, "%q is not https (set %s__REQUIREHTTPSMETADATA=false to allow http)", raw, prefix)
+		}
+	}
+	checkURL(prefix+"__ISSUER", a.Issuer)
+	checkURL(prefix+"__JWKSURL", a.JWKSURL)
+	if a.Enabled && a.Issuer == "" && a.JWKSURL == "" && a.SigningKeyFile == "" {
+		add(prefix+"__ISSUER", "required when %s__ENABLED=true (or set %s__JWKSURL or %s__SIGNINGKEYFILE)", prefix, prefix, prefix)
+	}
+}
+
+func (s *ServerConfig) validate(add addFunc) {
+	checkAddr := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			add(key, "%q is not host:port (e.g. 127.0.0.1:8080 or :8080)", addr)
+		}
+	}
+	checkAddr("ORIGIN__LISTEN", s.Listen)
+	checkAddr("ORIGIN__ADMINLISTEN", s.AdminListen)
+	if s.Listen == s.AdminListen && s.Listen != "" && !strings.HasSuffix(s.Listen, ":0") {
+		add("ORIGIN__ADMINLISTEN", "%q is the public listener's address; the admin listener must be separate", s.AdminListen)
+	}
+	switch s.LogFormat {
+	case "json", "text":
+	default:
+		add("ORIGIN__LOGFORMAT", "%q: want json or text", s.LogFormat)
+	}
+	switch strings.ToLower(s.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("ORIGIN__LOGLEVEL", "%q: want debug, info, warn or error", s.LogLevel)
+	}
+}

@@ -1,0 +1,28 @@
+// Package origin serves Stella Ops export trees over HTTP: the Concelier
+// mirror endpoints (/concelier/exports/index.json and each domain's
+// manifest.json, bundle.json and bundle.json.jws) and the Excititor mirror
+// endpoints (/excititor/mirror/{domain}/index, …/export/{exportKey} and its
+// signature), with /health/live and /health/ready on both listeners and
+// /metrics on the admin listener only.
+//
+// For each product it resolves the active export on every request (a pinned
+// ACTIVEEXPORTID, else the `latest` symlink, else the newest complete export)
+// and reads the whole response from that one export, opened as an os.Root so
+// that no path, symlink or ".." leaves the export directory. Indexes are
+// parsed once per export; small files are served from memory with prebuilt
+// headers, large ones from disk through sendfile. Every file is hashed once
+// per export: the SHA-256 is the strong ETag and must match the digest the
+// index declares, so a tampered or half-written file is answered 503, never
+// served. The response names its export in X-Stella-Export-Id.
+//
+// Configuration uses the runbook's names (CONCELIER__MIRROR__…,
+// EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT, …) through internal/config; see
+// Config.
+//
+// What it is not: it does not write, sync or verify signatures of exports
+// (mirrorsync and export/jws do), terminate TLS or check Basic Auth (the
+// gateway does), and it does not validate bearer tokens yet: Authorizer is
+// the seam for that, and until then paths that require authentication are
+// answered 401 (FailClosed). Rate budgets are accepted in the configuration
+// but not enforced.
+package origin

@@ -1,0 +1,493 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stella-ops/stella-mirror/export"
+)
+
+// Shared header values. Handlers assign these slices directly to header
+// maps (canonical keys) so the hot path builds no strings; net/http never
+// modifies them.
+var (
+	hdrJSON         = []string{"application/json"}
+	hdrJOSE         = []string{"application/jose"}
+	hdrNoSniff      = []string{"nosniff"}
+	hdrCacheIndex   = []string{"public, max-age=60"}
+	hdrCacheImmut   = []string{"public, max-age=300, immutable"}
+	hdrNoStore      = []string{"no-store"}
+	hdrAcceptRanges = []string{"bytes"}
+	hdrAllow        = []string{"GET, HEAD"}
+)
+
+// httpError carries the status and JSON body a failure is answered with to
+// the handler boundary. msg is shown to the client; err (the detail, with
+// paths) only to the log.
+type httpError struct {
+	status int
+	code   string // JSON "error"
+	msg    string // JSON "message"
+	err    error  // detail for the log
+	warn   bool   // log a 404 at warn level (refused traversal)
+	header http.Header
+}
+
+func (e *httpError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+
+func (e *httpError) Unwrap() error { return e.err }
+
+func notFound(msg string, err error) *httpError {
+	return &httpError{status: http.StatusNotFound, code: "not_found", msg: msg, err: err}
+}
+
+func unavailable(msg string, err error) *httpError {
+	return &httpError{status: http.StatusServiceUnavailable, code: "export_unavailable", msg: msg, err: err}
+}
+
+func internalError(err error) *httpError {
+	return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error", err: err}
+}
+
+var errMethod = &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+	msg: "only GET and HEAD are allowed", header: http.Header{"Allow": hdrAllow}}
+
+// recorder remembers the status and body size of a response. It passes
+// ReadFrom through so that http.ServeContent of an *os.File still reaches
+// net/http's sendfile path.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom lets io.Copy hand the source to the underlying writer's
+// ReadFrom (sendfile for files on a TCP connection).
+func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+	}
+	w.bytes += n
+	return n, err
+}
+
+// Flush implements http.Flusher when the underlying writer does.
+func (w *recorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// router serves the few fixed paths (the hot index.json, health) from a map
+// without gorilla/mux's regexp matching and request cloning, and
+// everything else through mux. Both routes lead to the same handlers.
+type router struct {
+	static map[string]http.Handler
+	mux    *mux.Router
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.RawPath == "" {
+		if h, ok := rt.static[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
+	rt.mux.ServeHTTP(w, r)
+}
+
+func (rt *router) handle(path string, h http.Handler, static bool) {
+	rt.mux.Handle(path, h)
+	if static {
+		rt.static[path] = h
+	}
+}
+
+// routes builds the public and admin handlers.
+func (o *Origin) routes() (public, admin http.Handler) {
+	build := func(withMetrics bool) http.Handler {
+		m := mux.NewRouter()
+		// Match on the encoded path and never "clean" it: mux's 301
+		// redirect to a cleaned path must not turn ../ or %2e%2e into a
+		// different request. Variables therefore stay percent-encoded and
+		// any '%' fails the id checks.
+		m.UseEncodedPath()
+		m.SkipClean(true)
+		rt := &router{static: map[string]http.Handler{}, mux: m}
+		c, x := o.products[0], o.products[1]
+		rt.handle("/concelier/exports/index.json", o.exportRoute(c, "concelier", epIndex), true)
+		rt.handle("/concelier/exports/mirror/{domain}/manifest.json", o.exportRoute(c, "concelier", epManifest), false)
+		rt.handle("/concelier/exports/mirror/{domain}/bundle.json", o.exportRoute(c, "concelier", epBundle), false)
+		rt.handle("/concelier/exports/mirror/{domain}/bundle.json.jws", o.exportRoute(c, "concelier", epBundleSignature), false)
+		rt.handle("/excititor/mirror/{domain}/index", o.exportRoute(x, "excititor", epExcititorIndex), false)
+		rt.handle("/excititor/mirror/{domain}/export/{exportKey}", o.exportRoute(x, "excititor", epExcititorExport), false)
+		rt.handle("/excititor/mirror/{domain}/export/{exportKey}/signature", o.exportRoute(x, "excititor", epExcititorSignature), false)
+		rt.handle("/health/live", o.plainRoute(epLive, o.serveLive), true)
+		rt.handle("/health/ready", o.plainRoute(epReady, o.serveReady), true)
+		if withMetrics && o.gatherer != nil {
+			ph := promhttp.HandlerFor(o.gatherer, promhttp.HandlerOpts{
+				ErrorLog:      slog.NewLogLogger(o.logger.Handler(), slog.LevelError),
+				ErrorHandling: promhttp.ContinueOnError,
+			})
+			rt.handle("/metrics", o.plainRoute(epMetrics, func(w http.ResponseWriter, r *http.Request) error {
+				if r.Method != http.MethodGet && r.Method != http.MethodHead {
+					return errMethod
+				}
+				ph.ServeHTTP(w, r)
+				return nil
+			}), true)
+		}
+		m.NotFoundHandler = o.plainRoute(epUnmatched, func(http.ResponseWriter, *http.Request) error {
+			return notFound("not found", nil)
+		})
+		return rt
+	}
+	return build(false), build(true)
+}
+
+// exportRoute is the handler of one export-backed endpoint. p is nil when
+// the product is disabled.
+type exportRoute struct {
+	o       *Origin
+	p       *product
+	name    string // product name
+	ep      endpoint
+	metrics *endpointMetrics
+}
+
+func (o *Origin) exportRoute(p *product, name string, ep endpoint) *exportRoute {
+	return &exportRoute{o: o, p: p, name: name, ep: ep, metrics: o.metrics.forEndpoint(name, ep)}
+}
+
+func (h *exportRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	var exportID string
+	if err := h.serve(rec, r, &exportID); err != nil {
+		h.o.writeError(rec, r, err, h.name, h.ep, exportID)
+	}
+	h.o.finish(rec, r, start, h.metrics, exportID, slog.LevelInfo)
+}
+
+// serve answers one request from exactly one export: resolved once, every
+// byte read through that export's root.
+func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *string) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return errMethod
+	}
+	if h.p == nil {
+		return notFound("not found", errors.New("the "+h.name+" mirror is not enabled"))
+	}
+	var domain, key string
+	if h.ep != epIndex {
+		vars := mux.Vars(r)
+		domain = vars["domain"]
+		if !export.ValidDomainID(domain) {
+			return notFound("not found", errors.New("invalid domain id "+strconv.Quote(domain)))
+		}
+		if h.ep == epExcititorExport || h.ep == epExcititorSignature {
+			key = vars["exportKey"]
+			if !export.ValidExportKey(key) {
+				return notFound("not found", errors.New("invalid export key "+strconv.Quote(key)))
+			}
+		}
+	}
+	if d := h.o.auth.Authorize(r, Access{
+		Product: h.name, Endpoint: h.ep.String(), Domain: domain,
+		RequireAuthentication: h.p.requiresAuth(domain),
+	}); d != nil {
+		return &httpError{status: d.Status, code: d.Code, msg: d.Message, header: d.Header}
+	}
+	if domain != "" && !h.p.configured(domain) {
+		return notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not configured"))
+	}
+	st, err := h.p.acquire()
+	if err != nil {
+		return err
+	}
+	defer st.release()
+	*exportID = st.id
+	w.Header()["X-Stella-Export-Id"] = st.idHeader
+
+	switch h.ep {
+	case epIndex:
+		serveSmall(w, r, st.index, hdrJSON, hdrCacheIndex)
+		return nil
+	case epManifest, epBundle, epBundleSignature:
+		d := st.concelier[domain]
+		if d == nil {
+			return notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not in export "+st.id))
+		}
+		switch h.ep {
+		case epManifest:
+			return st.serveEntry(w, r, d.manifest, hdrJSON, hdrCacheImmut)
+		case epBundle:
+			return st.serveEntry(w, r, d.bundle, hdrJSON, hdrCacheImmut)
+		default:
+			return st.serveEntry(w, r, d.signature, hdrJOSE, hdrCacheImmut)
+		}
+	default:
+		d := st.excititor[domain]
+		if d == nil {
+			return notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not in export "+st.id))
+		}
+		if d.err != nil {
+			return unavailable("the domain's index is malformed", d.err)
+		}
+		if h.ep == epExcititorIndex {
+			serveSmall(w, r, d.index, hdrJSON, hdrCacheIndex)
+			return nil
+		}
+		x := d.exports[key]
+		if x == nil {
+			return notFound("unknown export key", errors.New("export key "+strconv.Quote(key)+" is not in domain "+domain+" of export "+st.id))
+		}
+		if h.ep == epExcititorExport {
+			return st.serveEntry(w, r, x.file, x.contentType, hdrCacheImmut)
+		}
+		return st.serveEntry(w, r, x.sig, hdrJOSE, hdrCacheImmut)
+	}
+}
+
+// serveEntry serves a file of the export: small files from memory, large
+// ones from the *os.File (http.ServeContent → io.Copy → sendfile).
+func (st *exportState) serveEntry(w http.ResponseWriter, r *http.Request, e *fileEntry, ct, cc []string) error {
+	fd, err := st.file(e)
+	if err != nil {
+		return err
+	}
+	if fd.body != nil {
+		serveSmall(w, r, fd, ct, cc)
+		return nil
+	}
+	f, err := st.openLarge(e, fd)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	setContentHeaders(w.Header(), fd, ct, cc)
+	http.ServeContent(w, r, "", fd.modTime, f)
+	return nil
+}
+
+func setContentHeaders(h http.Header, fd *fileData, ct, cc []string) {
+	h["Content-Type"] = ct
+	h["Cache-Control"] = cc
+	h["Etag"] = fd.etag
+	h["X-Content-Type-Options"] = hdrNoSniff
+}
+
+// serveSmall serves an in-memory file. A plain GET or HEAD (no validators,
+// no Range) is answered directly with prebuilt headers; everything else
+// goes through http.ServeContent for RFC 9110 conditionals and ranges.
+func serveSmall(w http.ResponseWriter, r *http.Request, fd *fileData, ct, cc []string) {
+	h := w.Header()
+	setContentHeaders(h, fd, ct, cc)
+	if isPlain(r.Header) {
+		h["Last-Modified"] = fd.lastModified
+		h["Content-Length"] = fd.contentLength
+		h["Accept-Ranges"] = hdrAcceptRanges
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(fd.body)
+		}
+		return
+	}
+	http.ServeContent(w, r, "", fd.modTime, bytes.NewReader(fd.body))
+}
+
+// isPlain reports whether a request carries no conditional or range header.
+func isPlain(h http.Header) bool {
+	return len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
+		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["Range"]) == 0
+}
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// writeError answers err as JSON and logs it.
+func (o *Origin) writeError(w http.ResponseWriter, r *http.Request, err error, product string, ep endpoint, exportID string) {
+	var he *httpError
+	if !errors.As(err, &he) {
+		he = internalError(err)
+	}
+	level, msg := slog.LevelInfo, "request failed"
+	switch {
+	case he.status >= 500:
+		level = slog.LevelError
+		if he.status == http.StatusServiceUnavailable {
+			msg = "export unavailable"
+		}
+	case he.status == http.StatusNotFound:
+		msg = "not found"
+		if he.warn {
+			level = slog.LevelWarn
+		}
+	case he.status == http.StatusUnauthorized || he.status == http.StatusForbidden || he.status == http.StatusTooManyRequests:
+		msg = "request denied"
+	case he.status == http.StatusMethodNotAllowed:
+		msg = "method not allowed"
+	}
+	if o.logger.Enabled(r.Context(), level) {
+		attrs := []slog.Attr{
+			slog.Int("status", he.status),
+			slog.String("product", product),
+			slog.String("endpoint", ep.String()),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.EscapedPath()),
+			slog.String("reason", he.msg),
+		}
+		if exportID != "" {
+			attrs = append(attrs, slog.String("export_id", exportID))
+		}
+		if he.err != nil {
+			attrs = append(attrs, slog.String("error", he.err.Error()))
+		}
+		o.logger.LogAttrs(r.Context(), level, msg, attrs...)
+	}
+	body, _ := json.Marshal(errorBody{Error: he.code, Message: he.msg})
+	body = append(body, '\n')
+	h := w.Header()
+	for k, v := range he.header {
+		h[k] = v
+	}
+	h["Content-Type"] = hdrJSON
+	h["X-Content-Type-Options"] = hdrNoSniff
+	h["Cache-Control"] = hdrNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(he.status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// finish records metrics and the access log line of a request. Health and
+// metrics requests log at debug so probes do not flood the log.
+func (o *Origin) finish(rec *recorder, r *http.Request, start time.Time, m *endpointMetrics, exportID string, level slog.Level) {
+	d := time.Since(start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	m.observe(status, rec.bytes, d)
+	ctx := context.Background()
+	if !o.access.Enabled(ctx, level) {
+		return
+	}
+	o.access.LogAttrs(ctx, level, "request",
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.EscapedPath()),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("export_id", exportID),
+		slog.String("product", m.product),
+		slog.String("endpoint", m.endpoint),
+		slog.String("user_agent", r.UserAgent()),
+	)
+}
+
+// plainRoute wraps a handler that is not export-backed (health, metrics,
+// unmatched paths) with metrics and the access log.
+func (o *Origin) plainRoute(ep endpoint, fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	m := o.metrics.forEndpoint(productNone, ep)
+	level := slog.LevelDebug
+	if ep == epUnmatched {
+		level = slog.LevelInfo
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w}
+		if err := fn(rec, r); err != nil {
+			o.writeError(rec, r, err, productNone, ep, "")
+		}
+		o.finish(rec, r, start, m, "", level)
+	})
+}
+
+var liveBody = []byte(`{"status":"live"}` + "\n")
+
+func (o *Origin) serveLive(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return errMethod
+	}
+	writeJSON(w, r, http.StatusOK, liveBody)
+	return nil
+}
+
+// readyBody is the /health/ready answer.
+type readyBody struct {
+	Status  string   `json:"status"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+func (o *Origin) serveReady(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return errMethod
+	}
+	reasons := o.notReady()
+	status, body := http.StatusOK, readyBody{Status: "ready"}
+	if len(reasons) > 0 {
+		status, body = http.StatusServiceUnavailable, readyBody{Status: "not_ready", Reasons: reasons}
+	}
+	data, _ := json.Marshal(body)
+	writeJSON(w, r, status, append(data, '\n'))
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = hdrNoStore
+	h["X-Content-Type-Options"] = hdrNoSniff
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}

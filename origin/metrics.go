@@ -1,0 +1,155 @@
+package origin
+
+import (
+	"errors"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+)
+
+// Label values of the product label for requests that belong to no product
+// (health, metrics, unmatched paths).
+const productNone = "none"
+
+// endpoint identifies a route for metrics and logs.
+type endpoint int
+
+const (
+	epIndex endpoint = iota
+	epManifest
+	epBundle
+	epBundleSignature
+	epExcititorIndex
+	epExcititorExport
+	epExcititorSignature
+	epLive
+	epReady
+	epMetrics
+	epUnmatched
+	numEndpoints
+)
+
+// endpointNames are the endpoint label values, indexed by endpoint.
+var endpointNames = [numEndpoints]string{
+	epIndex:              "index",
+	epManifest:           "manifest",
+	epBundle:             "bundle",
+	epBundleSignature:    "bundle_signature",
+	epExcititorIndex:     "excititor_index",
+	epExcititorExport:    "excititor_export",
+	epExcititorSignature: "excititor_signature",
+	epLive:               "health_live",
+	epReady:              "health_ready",
+	epMetrics:            "metrics",
+	epUnmatched:          "unmatched",
+}
+
+func (e endpoint) String() string { return endpointNames[e] }
+
+// metrics holds the origin's collectors.
+type metrics struct {
+	requests *prometheus.CounterVec
+	bytes    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	active   *prometheus.GaugeVec
+}
+
+// durationBuckets reach from sub-millisecond in-memory answers to minutes
+// of streaming a large bundle to a slow client.
+var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// newMetrics creates the origin's collectors and registers them with reg,
+// plus stella_mirror_build_info (shared with other components: an already
+// registered build-info collector is fine).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "stella_mirror", Subsystem: "origin", Name: "requests_total",
+			Help: "Requests answered by the origin, by product, endpoint and HTTP status code.",
+		}, []string{"product", "endpoint", "code"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "stella_mirror", Subsystem: "origin", Name: "response_bytes_total",
+			Help: "Response body bytes written by the origin, by product and endpoint.",
+		}, []string{"product", "endpoint"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "stella_mirror", Subsystem: "origin", Name: "request_duration_seconds",
+			Help:    "Time from the start of a request to the end of its response, by product and endpoint.",
+			Buckets: durationBuckets,
+		}, []string{"product", "endpoint"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "stella_mirror", Subsystem: "origin", Name: "active_export_info",
+			Help: "The export each product currently serves (value 1); absent while none is available.",
+		}, []string{"product", "export_id"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.active} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "stella_mirror_build_info",
+		Help: "Build information of the running binary (value 1).",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(buildinfo.Version(), runtime.Version()).Set(1)
+	if err := reg.Register(build); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// commonCodes are the status codes whose counters are cached per endpoint;
+// any other code is looked up by label (slower, still correct).
+var commonCodes = [...]int{200, 206, 304, 400, 401, 403, 404, 405, 412, 416, 429, 500, 503}
+
+// endpointMetrics are the collectors of one product and endpoint with
+// their label values curried, so the hot path does no label hashing or
+// formatting.
+type endpointMetrics struct {
+	product, endpoint string
+	requests          *prometheus.CounterVec
+	bytes             prometheus.Counter
+	duration          prometheus.Observer
+	codes             [len(commonCodes)]atomic.Pointer[prometheus.Counter]
+}
+
+func (m *metrics) forEndpoint(product string, ep endpoint) *endpointMetrics {
+	return &endpointMetrics{
+		product:  product,
+		endpoint: ep.String(),
+		requests: m.requests,
+		bytes:    m.bytes.WithLabelValues(product, ep.String()),
+		duration: m.duration.WithLabelValues(product, ep.String()),
+	}
+}
+
+// observe records one finished request.
+func (e *endpointMetrics) observe(code int, n int64, d time.Duration) {
+	e.counter(code).Inc()
+	if n > 0 {
+		e.bytes.Add(float64(n))
+	}
+	e.duration.Observe(d.Seconds())
+}
+
+func (e *endpointMetrics) counter(code int) prometheus.Counter {
+	for i, c := range commonCodes {
+		if c != code {
+			continue
+		}
+		if p := e.codes[i].Load(); p != nil {
+			return *p
+		}
+		ctr := e.requests.WithLabelValues(e.product, e.endpoint, strconv.Itoa(code))
+		e.codes[i].Store(&ctr)
+		return ctr
+	}
+	return e.requests.WithLabelValues(e.product, e.endpoint, strconv.Itoa(code))
+}

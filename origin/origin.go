@@ -1,0 +1,203 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+	"github.com/stella-ops/stella-mirror/internal/serve"
+)
+
+// Origin serves the Concelier and Excititor mirror endpoints from export
+// trees. Create it with New; it is safe for concurrent use.
+type Origin struct {
+	logger   *slog.Logger
+	access   *slog.Logger
+	auth     Authorizer
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+
+	// products are Concelier and Excititor, nil when disabled.
+	products [2]*product
+
+	public, admin http.Handler
+}
+
+// options are knobs for tests; the zero value means production behaviour.
+type options struct {
+	now          func() time.Time // default time.Now
+	smallFileMax int64            // default defaultSmallFileMax
+}
+
+// New validates cfg and returns an origin serving it. It logs the start-up
+// state of each enabled product: "Mirror export root is not configured"
+// when a root is unset or missing, the active export otherwise.
+//
+// logger receives operational logs (nil discards them). reg receives the
+// origin's metrics (nil: a private registry); when reg is also a
+// prometheus.Gatherer (a *prometheus.Registry is), AdminHandler serves it
+// at /metrics.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Origin, error) {
+	return newOrigin(cfg, logger, reg, options{})
+}
+
+func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts options) (*Origin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid origin configuration: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.smallFileMax == 0 {
+		opts.smallFileMax = defaultSmallFileMax
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering origin metrics: %w", err)
+	}
+	o := &Origin{logger: logger, access: cfg.AccessLogger, auth: cfg.Authorizer, metrics: m}
+	if o.access == nil {
+		o.access = logger
+	}
+	if o.auth == nil {
+		o.auth = FailClosed{}
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		o.gatherer = g
+	}
+	newProduct := func(name, rootKey, root string, mc *MirrorConfig, marker func(string) (time.Time, bool), load func(*exportState) error) *product {
+		if !mc.Enabled {
+			return nil
+		}
+		p := &product{
+			name: name, rootKey: rootKey, root: root, pinnedID: mc.ActiveExportID,
+			requireAuth: mc.RequireAuthentication,
+			marker:      marker, load: load,
+			logger: logger, now: opts.now, smallMax: opts.smallFileMax, gauge: m.active,
+		}
+		if root != "" {
+			p.latest = filepath.Join(root, export.LatestLink)
+		}
+		if len(mc.Domains) > 0 {
+			p.domains = make(map[string]*bool, len(mc.Domains))
+			for _, d := range mc.Domains {
+				p.domains[d.ID] = d.RequireAuthentication
+			}
+		}
+		return p
+	}
+	o.products[0] = newProduct("concelier", KeyConcelierRoot, cfg.Concelier.Mirror.ExportRoot,
+		&cfg.Concelier.Mirror, concelierMarker, loadConcelier)
+	o.products[1] = newProduct("excititor", KeyExcititorRoot, cfg.Excititor.Artifacts.FileSystem.Root,
+		&cfg.Excititor.Mirror, excititorMarker, loadExcititor)
+	o.public, o.admin = o.routes()
+
+	for _, w := range cfg.Warnings() {
+		logger.Warn("configuration", "warning", w)
+	}
+	for _, p := range o.products {
+		if p == nil {
+			continue
+		}
+		if p.rootMissing() {
+			p.logRootMissing(true)
+			continue
+		}
+		st, err := p.acquire() // logs "active export" on success
+		if err != nil {
+			logger.Warn("no export can be served yet", "product", p.name, "error", err.Error())
+			continue
+		}
+		st.release()
+	}
+	return o, nil
+}
+
+// Handler returns the public handler: the Concelier and Excititor mirror
+// endpoints and /health/live, /health/ready. It never serves /metrics.
+func (o *Origin) Handler() http.Handler { return o.public }
+
+// AdminHandler returns the admin handler: /health/live, /health/ready and
+// /metrics. Serve it on a loopback or private listener only.
+func (o *Origin) AdminHandler() http.Handler { return o.admin }
+
+// Ready reports nil when every enabled product has an active export whose
+// indexes parse, and otherwise an error naming each reason.
+func (o *Origin) Ready() error {
+	reasons := o.notReady()
+	if len(reasons) == 0 {
+		return nil
+	}
+	errs := make([]error, len(reasons))
+	for i, r := range reasons {
+		errs[i] = errors.New(r)
+	}
+	return errors.Join(errs...)
+}
+
+// notReady returns one reason per product that cannot serve.
+func (o *Origin) notReady() []string {
+	var reasons []string
+	for _, p := range o.products {
+		if p == nil {
+			continue
+		}
+		if err := p.ready(); err != nil {
+			reasons = append(reasons, p.name+": "+err.Error())
+		}
+	}
+	return reasons
+}
+
+// Close releases the cached exports. Requests still in flight finish
+// first; later requests reopen what they need.
+func (o *Origin) Close() error {
+	for _, p := range o.products {
+		if p != nil {
+			p.close()
+		}
+	}
+	return nil
+}
+
+// Run validates cfg, binds the public (cfg.Origin.Listen) and admin
+// (cfg.Origin.AdminListen) listeners and serves until ctx is done, then
+// shuts down gracefully.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger.Info("starting origin", "version", buildinfo.Version(),
+		"concelier", cfg.Concelier.Mirror.Enabled, "excititor", cfg.Excititor.Mirror.Enabled)
+	o, err := New(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	pub, err := serve.Listen(cfg.Origin.Listen)
+	if err != nil {
+		return err
+	}
+	admin, err := serve.Listen(cfg.Origin.AdminListen)
+	if err != nil {
+		pub.Close()
+		return err
+	}
+	return serve.Run(ctx, logger,
+		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
+		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
+}
