@@ -6,8 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +20,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-
 )
 
 // errNoKeys: keys were never fetched successfully, so nothing can be

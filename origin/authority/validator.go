@@ -57,7 +57,9 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying cause, if any.
 func (e *Error) Unwrap() error { return e.err }
 
-func invalid(desc string, err error) *Error { return &Error{Kind: InvalidToken, Description: desc, err: err} }
+func invalid(desc string, err error) *Error {
+	return &Error{Kind: InvalidToken, Description: desc, err: err}
+}
 
 // Principal is who a valid token speaks for.
 type Principal struct {
