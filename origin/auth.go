@@ -20,34 +20,40 @@ type Access struct {
 
 // Denial is an Authorizer's refusal, written to the client as a JSON error.
 type Denial struct {
-	// Status is the HTTP status: 401, 403 or 429.
+	// Status is the HTTP status: 400 (malformed credentials), 401, 403,
+	// 429 or 503 (credentials cannot be checked now).
 	Status int
 	// Header is added to the response (e.g. WWW-Authenticate, Retry-After).
 	// The Authorizer must not modify it after returning it.
 	Header http.Header
 	// Code is the JSON "error" field, e.g. "unauthorized".
 	Code string
-	// Message is the JSON "message" field, for humans.
+	// Message is the JSON "message" field, for humans. It must never
+	// contain the client's credentials.
 	Message string
 }
 
 // Authorizer decides whether a request may read an export-backed path. It
 // is the seam where bearer-token validation, bypass networks and rate
-// budgets plug in.
+// budgets plug in; the origin's built-in one (used when Config.Authorizer
+// is nil) implements all three from the configuration.
 //
 // Authorize MUST be safe for concurrent use, MUST NOT read or close the
-// request body and MUST NOT write to any response; it returns nil to let
-// the request through. It runs before the active export is resolved, so a
-// refusal reveals nothing about the export. It SHOULD be cheap: it runs on
-// every request, including the hot index path.
+// request body and MUST NOT write to any response. It returns the client
+// identity the access log shows (e.g. "sub:alice", "user:bob",
+// "ip:192.0.2.1"; never a credential; "" when unknown) and nil to let the
+// request through, or the refusal to answer. It runs before the active
+// export is resolved, so a refusal reveals nothing about the export. It
+// SHOULD be cheap: it runs on every request, including the hot index path.
 type Authorizer interface {
-	// Authorize returns nil to let r through, or the refusal to answer.
-	Authorize(r *http.Request, a Access) *Denial
+	// Authorize returns the client identity and nil to let r through, or
+	// the refusal to answer.
+	Authorize(r *http.Request, a Access) (client string, denial *Denial)
 }
 
-// FailClosed is the Authorizer used until bearer-token validation exists:
-// it lets a request through only when authentication is not required for
-// its path, and otherwise answers 401 with
+// FailClosed is an Authorizer without credentials checks: it lets a
+// request through only when authentication is not required for its path,
+// and otherwise answers 401 with
 // `WWW-Authenticate: Bearer realm="stella-mirror"` (RFC 6750), whatever
 // credentials the request carries.
 type FailClosed struct{}
@@ -59,13 +65,23 @@ var bearerChallenge = &Denial{
 	Status:  http.StatusUnauthorized,
 	Header:  http.Header{"Www-Authenticate": {`Bearer realm="stella-mirror"`}},
 	Code:    "unauthorized",
-	Message: "authentication is required for this path; bearer-token validation is not available on this origin yet",
+	Message: "authentication is required for this path",
 }
 
 // Authorize implements Authorizer.
-func (FailClosed) Authorize(_ *http.Request, a Access) *Denial {
+func (FailClosed) Authorize(_ *http.Request, a Access) (string, *Denial) {
 	if !a.RequireAuthentication {
-		return nil
+		return "", nil
 	}
-	return bearerChallenge
+	return "", bearerChallenge
+}
+
+// authorize asks the Authorizer about r and records the client identity it
+// returns on the response recorder w (for the access log).
+func (o *Origin) authorize(w http.ResponseWriter, r *http.Request, a Access) *Denial {
+	client, d := o.auth.Authorize(r, a)
+	if rec, ok := w.(*recorder); ok {
+		rec.client = client
+	}
+	return d
 }

@@ -33,8 +33,9 @@ type Config struct {
 
 	// Authorizer decides whether a request for an export-backed path may
 	// proceed. It is not read from the environment or the file. Default
-	// (nil): FailClosed, which answers 401 wherever REQUIREAUTHENTICATION
-	// applies, because bearer-token validation is not implemented yet.
+	// (nil): the built-in access control configured by the AUTHORITY and
+	// MIRROR sections (bearer tokens, bypass networks, anonymous fallback,
+	// request budgets).
 	Authorizer Authorizer `config:"-"`
 	// AccessLogger receives one line per request. It is not read from the
 	// environment or the file. Default (nil): the logger given to New.
@@ -96,13 +97,15 @@ type MirrorConfig struct {
 	// a valid export id. Default: unset (follow latest, else the newest
 	// complete export).
 	ActiveExportID string
-	// RequireAuthentication requires an authenticated client for the
-	// shared index and for every domain that does not override it.
-	// Default: false.
+	// RequireAuthentication requires an authenticated client (a valid
+	// bearer token with the product's scope, or a peer in a bypass
+	// network) for the index endpoints and for every domain that does not
+	// override it. Default: false.
 	RequireAuthentication bool
-	// MaxIndexRequestsPerHour is the per-client budget for index requests;
-	// 0 means no budget. Accepted and validated, enforced in a later
-	// release. Default: 0.
+	// MaxIndexRequestsPerHour is the per-client, per-domain budget for
+	// index requests (the Concelier index and each Excititor domain
+	// index), and the download budget of every domain that sets none;
+	// 0 means no budget. Exceeded: 429 with Retry-After. Default: 0.
 	MaxIndexRequestsPerHour int
 	// Domains lists the domains served. When empty, every domain of the
 	// active export is served; when not, only the listed ones (others are
@@ -121,38 +124,52 @@ type DomainConfig struct {
 	// for this domain's paths. Default: unset (inherit).
 	RequireAuthentication *bool
 	// MaxDownloadRequestsPerHour is the per-client budget for this
-	// domain's downloads; 0 means no budget. Accepted and validated,
-	// enforced in a later release. Default: 0.
+	// domain's manifests, bundles, signatures and exports; 0 means the
+	// domain inherits MaxIndexRequestsPerHour (counted separately from
+	// index requests). Default: 0.
 	MaxDownloadRequestsPerHour int
 }
 
-// AuthorityConfig is <PRODUCT>__AUTHORITY: bearer-token validation against
-// Stella Ops Authority. Every key is accepted and validated now; token
-// validation and bypass networks are enforced in a later release (until
-// then paths that require authentication answer 401).
+// AuthorityConfig is <PRODUCT>__AUTHORITY: who may fetch. Bearer tokens
+// are validated against Stella Ops Authority when Enabled; bypass networks
+// and the anonymous fallback apply whether or not it is.
 type AuthorityConfig struct {
-	// Enabled turns on bearer-token validation. Default: false.
+	// Enabled turns on bearer-token validation: JWTs signed by the
+	// issuer's keys, for one of Audiences, carrying the product's scope
+	// (concelier.mirror.read or excititor.mirror.read). When false, a
+	// token on a path that requires authentication answers 401.
+	// Default: false.
 	Enabled bool
-	// AllowAnonymousFallback lets requests without a token through when
-	// Authority is unreachable. Default: false.
+	// AllowAnonymousFallback serves requests that carry no token where
+	// authentication is required, as anonymous clients (a migration aid
+	// while downstream clients learn to send tokens). A token that is
+	// sent is still validated. Default: false.
 	AllowAnonymousFallback bool
 	// BypassNetworks are CIDR prefixes (e.g. 10.0.0.0/8) whose clients need
-	// no token; host bits must be zero. Keys: …__BYPASSNETWORKS__{n}.
-	// Default: empty.
+	// no token, matched against the TCP peer address only (never
+	// X-Forwarded-For). From these peers the X-Stella-Forwarded-User
+	// header names the client for budgets and logs. Host bits must be
+	// zero. Keys: …__BYPASSNETWORKS__{n}. Default: empty.
 	BypassNetworks []netip.Prefix
-	// Issuer is Authority's issuer URL (token "iss"). Default: empty.
+	// Issuer is Authority's issuer URL: the required token "iss" and the
+	// base of discovery ({Issuer}/.well-known/openid-configuration →
+	// jwks_uri). Required when Enabled, unless JWKSURL or SigningKeyFile
+	// is set (then "iss" is not checked when empty). Default: empty.
 	Issuer string
-	// Audiences are the accepted token audiences ("aud"). Keys:
+	// Audiences are the accepted token audiences: a token's "aud" must
+	// name one. Empty: "aud" is not checked (a warning is logged). Keys:
 	// …__AUDIENCES__{n}. Default: empty.
 	Audiences []string
-	// RequireHTTPSMetadata requires https for Issuer and JWKSURL.
-	// Default: unset, which means true.
+	// RequireHTTPSMetadata requires https for Issuer, JWKSURL and a
+	// discovered jwks_uri; false allows http:// for labs. Default: unset,
+	// which means true.
 	RequireHTTPSMetadata *bool
-	// JWKSURL overrides where signing keys are fetched from. Default:
-	// empty (discovered from Issuer).
+	// JWKSURL is where signing keys are fetched from, skipping
+	// discovery. Default: empty (discovered from Issuer).
 	JWKSURL string
-	// SigningKeyFile is a PEM public key that verifies tokens offline
-	// (air-gapped sites). Default: empty.
+	// SigningKeyFile is a PEM public key (SPKI "PUBLIC KEY", "RSA PUBLIC
+	// KEY" or a certificate) that verifies every token offline (air-gapped
+	// sites); nothing is fetched then. Read at start-up. Default: empty.
 	SigningKeyFile string
 }
 
@@ -263,14 +280,18 @@ func (c *Config) Warnings() []string {
 		if !p.m.Enabled || c.Authorizer != nil {
 			continue
 		}
-		if p.m.requiresAuth() {
-			w = append(w, p.name+"__MIRROR__REQUIREAUTHENTICATION: bearer-token validation is not available yet; paths that require authentication answer 401")
+		auth := p.name + "__AUTHORITY"
+		if p.m.requiresAuth() && !p.a.Enabled && len(p.a.BypassNetworks) == 0 && !p.a.AllowAnonymousFallback {
+			w = append(w, p.name+"__MIRROR__REQUIREAUTHENTICATION: no client can authenticate ("+auth+"__ENABLED is false and no bypass networks are set); paths that require authentication answer 401")
 		}
-		if p.a.Enabled || len(p.a.BypassNetworks) > 0 {
-			w = append(w, p.name+"__AUTHORITY: accepted but not enforced yet (no token validation, no bypass networks)")
+		if p.m.requiresAuth() && p.a.AllowAnonymousFallback {
+			w = append(w, auth+"__ALLOWANONYMOUSFALLBACK: requests without a token are served where authentication is required")
 		}
-		if p.m.hasBudgets() {
-			w = append(w, p.name+"__MIRROR: request budgets (MAX…REQUESTSPERHOUR) are accepted but not enforced yet")
+		if p.a.Enabled && len(p.a.Audiences) == 0 {
+			w = append(w, auth+"__AUDIENCES: empty; tokens for any audience are accepted")
+		}
+		if p.a.Enabled && p.a.Issuer == "" {
+			w = append(w, auth+"__ISSUER: empty; the token issuer (iss) is not checked")
 		}
 	}
 	return w

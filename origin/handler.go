@@ -74,6 +74,7 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	client string // identity from the Authorizer, for the access log
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -233,7 +234,7 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 			}
 		}
 	}
-	if d := h.o.auth.Authorize(r, Access{
+	if d := h.o.authorize(w, r, Access{
 		Product: h.name, Endpoint: h.ep.String(), Domain: domain,
 		RequireAuthentication: h.p.requiresAuth(domain),
 	}); d != nil {
@@ -359,7 +360,7 @@ func (o *Origin) writeError(w http.ResponseWriter, r *http.Request, err error, p
 	switch {
 	case he.status >= 500:
 		level = slog.LevelError
-		if he.status == http.StatusServiceUnavailable {
+		if he.code == "export_unavailable" {
 			msg = "export unavailable"
 		}
 	case he.status == http.StatusNotFound:
@@ -425,6 +426,7 @@ func (o *Origin) finish(rec *recorder, r *http.Request, start time.Time, m *endp
 		slog.Int64("bytes", rec.bytes),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", r.RemoteAddr),
+		slog.String("client", rec.client),
 		slog.String("export_id", exportID),
 		slog.String("product", m.product),
 		slog.String("endpoint", m.endpoint),

@@ -35,6 +35,7 @@ type Origin struct {
 type options struct {
 	now          func() time.Time // default time.Now
 	smallFileMax int64            // default defaultSmallFileMax
+	access       accessOptions    // built-in access control; now defaults to now above
 }
 
 // New validates cfg and returns an origin serving it. It logs the start-up
@@ -74,7 +75,14 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 		o.access = logger
 	}
 	if o.auth == nil {
-		o.auth = FailClosed{}
+		if opts.access.now == nil {
+			opts.access.now = opts.now
+		}
+		ac, err := newAccessControl(&cfg, logger, reg, opts.access)
+		if err != nil {
+			return nil, fmt.Errorf("invalid origin configuration: %w", err)
+		}
+		o.auth = ac
 	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		o.gatherer = g
