@@ -190,7 +190,9 @@ func TestKeyRotationAndIssuerDown(t *testing.T) {
 	clock := newFakeClock()
 	h := newHarness(t, authConfig(root, iss), options{now: clock.Now})
 	const path = "/concelier/exports/mirror/primary/manifest.json"
-	get := func(tok string) response { return do(t, h.public.Client(), http.MethodGet, h.public.URL+path, bearer(tok)) }
+	get := func(tok string) response {
+		return do(t, h.public.Client(), http.MethodGet, h.public.URL+path, bearer(tok))
+	}
 
 	if r := get(iss.Sign(t, iss.Token(clock.Now(), "alice", testAudience, ScopeConcelier))); r.status != 200 {
 		t.Fatalf("first token: %d %s", r.status, r.body)
