@@ -19,10 +19,15 @@
 // EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT, …) through internal/config; see
 // Config.
 //
+// Access control (access.go) runs before any export is touched: bypass
+// networks matched against the TCP peer, OAuth2 bearer tokens validated by
+// origin/authority (scope concelier.mirror.read or excititor.mirror.read),
+// the anonymous fallback, and hourly request budgets per domain and client
+// (internal/ratelimit). Authorizer is the seam; Config.Authorizer replaces
+// the built-in policy.
+//
 // What it is not: it does not write, sync or verify signatures of exports
-// (mirrorsync and export/jws do), terminate TLS or check Basic Auth (the
-// gateway does), and it does not validate bearer tokens yet: Authorizer is
-// the seam for that, and until then paths that require authentication are
-// answered 401 (FailClosed). Rate budgets are accepted in the configuration
-// but not enforced.
+// (mirrorsync and export/jws do), and it does not terminate TLS or check
+// Basic Auth (the gateway does, and forwards the user it authenticated in
+// X-Stella-Forwarded-User from a bypass network).
 package origin

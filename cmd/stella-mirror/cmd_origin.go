@@ -23,8 +23,17 @@ file (--config, same structure, e.g. concelier: {mirror: {enabled: true}}),
 the environment overriding the file and flags overriding both. Unknown keys
 and malformed values stop start-up with an error naming the key.
 
-The access log (one JSON line per request) goes to stdout; everything else
-to stderr. /metrics is served on the admin listener only.
+The access log (one JSON line per request, with the client identity, never
+a token) goes to stdout; everything else to stderr. /metrics is served on
+the admin listener only.
+
+Access control per product: REQUIREAUTHENTICATION (global, per-domain
+override) is met by an OAuth2 bearer token from Authority with the scope
+concelier.mirror.read / excititor.mirror.read (AUTHORITY__ENABLED=true), or
+by a peer in AUTHORITY__BYPASSNETWORKS (TCP peer only; a gateway there may
+name its user in X-Stella-Forwarded-User). Missing token: 401 with
+WWW-Authenticate: Bearer. MAX…REQUESTSPERHOUR budgets answer 429 with
+Retry-After. Defaults and details: docs/configuration.md.
 
 Keys ({n} is a list index: 0, 1, ...):
   `+strings.Join(origin.ConfigKeys(), "\n  ")+`

@@ -27,6 +27,11 @@ import (
 const (
 	oursName   = "stella-mirror"
 	anchorName = "nginx"
+	// authName is our origin requiring a bearer token (validated against a
+	// SIGNINGKEYFILE); noauthName is the plain origin as the anchor of the
+	// token case.
+	authName   = "origin-bearer"
+	noauthName = "origin-noauth"
 	// benchDomain is the one fixture domain the bundle case downloads.
 	benchDomain = "primary"
 )
@@ -63,6 +68,10 @@ type benchCase struct {
 	threads int
 	target  float64
 	metric  func(bench.WrkResult) float64
+	// bearer: measure the origin that requires a token (sent by wrk as
+	// an Authorization header to both sides) against the plain origin,
+	// instead of the origin against nginx.
+	bearer bool
 }
 
 // benchmark runs the whole suite and returns the results it printed and wrote.
@@ -118,6 +127,16 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			conns: o.largeConns, threads: o.largeThreads, target: 1.0,
 			metric: func(r bench.WrkResult) float64 { return r.BytesPerSec / 1e6 },
 		},
+		{
+			name: "index.json bearer req/s", unit: "req/s", path: "/concelier/exports/index.json",
+			file:  filepath.Join(active, filepath.FromSlash(export.IndexPath)),
+			conns: o.smallConns, threads: o.smallThreads, target: 0.9, bearer: true,
+			metric: func(r bench.WrkResult) float64 { return r.RequestsPerSec },
+		},
+	}
+	keyFile, token, err := benchToken(tmp)
+	if err != nil {
+		return nil, err
 	}
 
 	// 2. Both servers, each in its own process group, stopped on return.
@@ -126,7 +145,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 		Timeout:   2 * time.Minute,
 	}
 	defer client.CloseIdleConnections()
-	ours, err := startOrigin(ctx, o, tmp, root, client)
+	ours, err := startOrigin(ctx, o, tmp, root, client, oursName, nil)
 	if ours != nil {
 		defer stopServer(ours, &err)
 	}
@@ -134,6 +153,16 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 		return nil, err
 	}
 	logf("%s origin ready at %s", oursName, ours.base)
+	authOrigin, err := startOrigin(ctx, o, tmp, root, client, authName, bearerEnv(keyFile))
+	if authOrigin != nil {
+		defer stopServer(authOrigin, &err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	logf("%s origin (bearer tokens required) ready at %s", authName, authOrigin.base)
+	// The plain origin under its anchor name for the token case.
+	noauth := &server{name: noauthName, base: ours.base, proc: ours.proc}
 	anchor, err := startNginx(ctx, o, tmp, root, client)
 	if anchor != nil {
 		defer stopServer(anchor, &err)
@@ -142,12 +171,24 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 		return nil, err
 	}
 	logf("nginx ready at %s", anchor.base)
-	servers := []*server{ours, anchor}
+	servers := []*server{ours, anchor, authOrigin} // every process, for CPU accounting
+	pair := func(c benchCase) (a, b *server) {
+		if c.bearer {
+			return authOrigin, noauth
+		}
+		return ours, anchor
+	}
 
 	// 3. Same bytes from both, equal to the file on disk.
 	sizes := map[string]int64{}
 	for _, c := range cases {
-		size, warnings, err := checkSameBytes(ctx, client, c, servers)
+		if c.bearer {
+			if err := checkBearer(ctx, client, c, authOrigin, noauth, token); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		size, warnings, err := checkSameBytes(ctx, client, c, []*server{ours, anchor})
 		if err != nil {
 			return nil, err
 		}
@@ -175,7 +216,8 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 		"bundleBytes":           sizes[cases[1].path],
 		"indexBytes":            sizes[cases[0].path],
 		"rounds":                o.rounds,
-		"order":                 "ABBA per case: " + oursName + ", " + anchorName + ", " + anchorName + ", " + oursName + ", …",
+		"order":                 "ABBA per case: " + oursName + ", " + anchorName + ", " + anchorName + ", " + oursName + ", … (bearer case: " + authName + ", " + noauthName + ", …)",
+		"bearerToken":           "ES256 JWT (iss, aud, exp, scope concelier.mirror.read) verified with CONCELIER__AUTHORITY__SIGNINGKEYFILE; REQUIREAUTHENTICATION=true; same Authorization header sent to both sides",
 		"loadavgBefore":         loadavg(),
 		"otherCpuPercentBefore": round1(otherBusy),
 	}
@@ -186,19 +228,20 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 	// 4. Measure.
 	disturbed := 0
 	for _, c := range cases {
+		a, b := pair(c)
 		if o.warmup > 0 {
-			for _, s := range servers {
+			for _, s := range []*server{a, b} {
 				logf("%s: warm-up %s (%s)", c.name, s.name, o.warmup)
-				if _, _, err := runWrk(ctx, o, c, s, servers, script, o.warmup); err != nil {
+				if _, _, err := runWrk(ctx, o, c, s, servers, script, o.warmup, token); err != nil {
 					return nil, fmt.Errorf("%s warm-up: %w", c.name, err)
 				}
 			}
 		}
 		best := map[string]float64{}
 		rounds := map[string]int{}
-		for _, s := range abba(ours, anchor, o.rounds) {
+		for _, s := range abba(a, b, o.rounds) {
 			rounds[s.name]++
-			res, other, err := runWrk(ctx, o, c, s, servers, script, o.duration)
+			res, other, err := runWrk(ctx, o, c, s, servers, script, o.duration, token)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.name, err)
 			}
@@ -212,7 +255,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			meta.Runs = append(meta.Runs, bench.Run{Case: c.name, Server: s.name, Round: rounds[s.name], Wrk: res, OtherCPUPercent: round1(other)})
 			best[s.name] = max(best[s.name], v)
 		}
-		r, err := bench.NewResult(c.name, c.unit, best[oursName], best[anchorName], anchorName, c.target)
+		r, err := bench.NewResult(c.name, c.unit, best[a.name], best[b.name], b.name, c.target)
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +311,7 @@ func loadavg() string {
 
 // startOrigin starts `stella-mirror origin` on two free loopback ports with
 // the runbook's env names, access log (stdout) and log (stderr) in files.
-func startOrigin(ctx context.Context, o options, tmp, root string, client *http.Client) (*server, error) {
+func startOrigin(ctx context.Context, o options, tmp, root string, client *http.Client, name string, extraEnv []string) (*server, error) {
 	addr, err := bench.FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -277,12 +320,12 @@ func startOrigin(ctx context.Context, o options, tmp, root string, client *http.
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := os.Create(filepath.Join(tmp, "origin-access.log"))
+	stdout, err := os.Create(filepath.Join(tmp, name+"-access.log"))
 	if err != nil {
 		return nil, fmt.Errorf("creating origin access log: %w", err)
 	}
 	defer stdout.Close() // the child holds its own descriptor
-	logPath := filepath.Join(tmp, "origin.log")
+	logPath := filepath.Join(tmp, name+".log")
 	stderr, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("creating origin log: %w", err)
@@ -296,12 +339,13 @@ func startOrigin(ctx context.Context, o options, tmp, root string, client *http.
 		"EXCITITOR__MIRROR__ENABLED=true",
 		"EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT="+root,
 	)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	p, err := bench.StartProcess(oursName, cmd)
+	p, err := bench.StartProcess(name, cmd)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: oursName, base: "http://" + addr, proc: p}
+	s := &server{name: name, base: "http://" + addr, proc: p}
 	if err := bench.WaitReady(ctx, client, "http://"+admin+"/health/ready", p, readyInterval, readyTimeout); err != nil {
 		return s, fmt.Errorf("%w\n%s", err, tail(logPath, 2048))
 	}
@@ -387,7 +431,7 @@ func checkSameBytes(ctx context.Context, client *http.Client, c benchCase, serve
 // socket or status error, or when the server died meanwhile. It also returns
 // how much of the machine's CPU went to processes other than the servers and
 // wrk during the run, in percent (-1 when unknown).
-func runWrk(ctx context.Context, o options, c benchCase, s *server, servers []*server, script string, d time.Duration) (bench.WrkResult, float64, error) {
+func runWrk(ctx context.Context, o options, c benchCase, s *server, servers []*server, script string, d time.Duration, token string) (bench.WrkResult, float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+wrkSlack)
 	defer cancel()
 	url := s.base + c.path
@@ -396,10 +440,13 @@ func runWrk(ctx context.Context, o options, c benchCase, s *server, servers []*s
 		pgids = append(pgids, srv.proc.Pid())
 	}
 	before, sampleErr := bench.SampleCPU(pgids...)
-	out, wrkCPU, err := runTool(ctx, "wrk", o.wrk,
-		"-t", strconv.Itoa(c.threads), "-c", strconv.Itoa(c.conns),
-		"-d", strconv.Itoa(int(d/time.Second))+"s", "--timeout", strconv.Itoa(int(wrkTimeout/time.Second))+"s",
-		"-s", script, url)
+	args := []string{"-t", strconv.Itoa(c.threads), "-c", strconv.Itoa(c.conns),
+		"-d", strconv.Itoa(int(d/time.Second)) + "s", "--timeout", strconv.Itoa(int(wrkTimeout/time.Second)) + "s",
+		"-s", script}
+	if c.bearer {
+		args = append(args, "-H", "Authorization: Bearer "+token)
+	}
+	out, wrkCPU, err := runTool(ctx, "wrk", o.wrk, append(args, url)...)
 	if err != nil {
 		return bench.WrkResult{}, 0, fmt.Errorf("against %s: %w", s.name, err)
 	}
