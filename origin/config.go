@@ -3,13 +3,13 @@ package origin
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/config"
 )
 
@@ -36,9 +36,10 @@ type Config struct {
 	// (nil): FailClosed, which answers 401 wherever REQUIREAUTHENTICATION
 	// applies, because bearer-token validation is not implemented yet.
 	Authorizer Authorizer `config:"-"`
-	// AccessLogger receives one line per request. It is not read from the
-	// environment or the file. Default (nil): the logger given to New.
-	AccessLogger *slog.Logger `config:"-"`
+	// AccessLog receives one JSON line per request (health and metrics
+	// probes excepted). It is not read from the environment or the file.
+	// Default (nil): no access log.
+	AccessLog *accesslog.Logger `config:"-"`
 }
 
 // ConcelierConfig is the CONCELIER section.
