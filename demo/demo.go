@@ -18,6 +18,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/atomicfile"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 	"github.com/stella-ops/stella-mirror/origin"
@@ -39,6 +40,8 @@ type Options struct {
 	BundleSize int64
 	// Logger receives the components' logs. Default: discard.
 	Logger *slog.Logger
+	// AccessLog receives the origin's access log. Default: none.
+	AccessLog *accesslog.Logger
 	// Out receives the banner with URLs and curl commands. Default: discard.
 	Out io.Writer
 	// Ready, if set, is called with the written State once every listener is
@@ -116,6 +119,7 @@ func Run(ctx context.Context, opts Options) error {
 	cfg.Concelier.Mirror.ExportRoot = exportRoot
 	cfg.Excititor.Mirror.Enabled = true
 	cfg.Excititor.Artifacts.FileSystem.Root = exportRoot
+	cfg.AccessLog = opts.AccessLog
 	reg := prometheus.NewRegistry()
 	o, err := origin.New(cfg, opts.Logger, reg)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 )
 
 // discardWriter is a minimal ResponseWriter so the benchmark measures the
@@ -25,7 +27,8 @@ func BenchmarkIndex(b *testing.B) {
 	writeExport(b, root, "e1", treeOpts{})
 	pointLatest(b, root, "e1")
 	cfg := testConfig(root)
-	cfg.AccessLogger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	cfg.AccessLog = accesslog.New(io.Discard, accesslog.Options{})
+	defer cfg.AccessLog.Close()
 	o, err := New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)

@@ -3,13 +3,13 @@ package origin
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/config"
 )
 
@@ -37,9 +37,10 @@ type Config struct {
 	// MIRROR sections (bearer tokens, bypass networks, anonymous fallback,
 	// request budgets).
 	Authorizer Authorizer `config:"-"`
-	// AccessLogger receives one line per request. It is not read from the
-	// environment or the file. Default (nil): the logger given to New.
-	AccessLogger *slog.Logger `config:"-"`
+	// AccessLog receives one JSON line per request (health and metrics
+	// probes excepted). It is not read from the environment or the file.
+	// Default (nil): no access log.
+	AccessLog *accesslog.Logger `config:"-"`
 }
 
 // ConcelierConfig is the CONCELIER section.

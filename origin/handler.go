@@ -2,7 +2,6 @@ package origin
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -415,23 +414,26 @@ func (o *Origin) finish(rec *recorder, r *http.Request, start time.Time, m *endp
 		status = http.StatusOK
 	}
 	m.observe(status, rec.bytes, d)
-	ctx := context.Background()
-	if !o.access.Enabled(ctx, level) {
+	if o.access == nil || level < slog.LevelInfo {
 		return
 	}
-	o.access.LogAttrs(ctx, level, "request",
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.EscapedPath()),
-		slog.Int("status", status),
-		slog.Int64("bytes", rec.bytes),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.String("remote", r.RemoteAddr),
-		slog.String("client", rec.client),
-		slog.String("export_id", exportID),
-		slog.String("product", m.product),
-		slog.String("endpoint", m.endpoint),
-		slog.String("user_agent", r.UserAgent()),
-	)
+	ln := o.access.Start("request").
+		Str("method", r.Method).
+		Str("path", r.URL.EscapedPath()).
+		Int("status", int64(status)).
+		Int("bytes", rec.bytes).
+		Millis("duration_ms", d).
+		Str("remote", r.RemoteAddr)
+	if rec.client != "" {
+		ln.Str("client", rec.client)
+	}
+	if exportID != "" {
+		ln.Str("export_id", exportID)
+	}
+	o.access.Write(ln.
+		Str("product", m.product).
+		Str("endpoint", m.endpoint).
+		Str("user_agent", r.UserAgent()))
 }
 
 // plainRoute wraps a handler that is not export-backed (health, metrics,

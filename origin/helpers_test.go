@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 )
 
 // treeOpts shape a test export.
@@ -264,6 +265,14 @@ func newHarness(t *testing.T, cfg Config, opts options) *harness {
 	t.Helper()
 	h := &harness{logs: &logBuffer{}, reg: prometheus.NewRegistry()}
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if opts.recheck == 0 {
+		// Tests flip latest and expect the next request to see it; the
+		// production recheck interval has its own test.
+		opts.recheck = -1
+	}
+	if cfg.AccessLog == nil {
+		cfg.AccessLog = accesslog.New(h.logs, accesslog.Options{BufferSize: -1})
+	}
 	o, err := newOrigin(cfg, logger, h.reg, opts)
 	if err != nil {
 		t.Fatalf("newOrigin: %v", err)

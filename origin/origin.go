@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 )
@@ -20,7 +21,7 @@ import (
 // trees. Create it with New; it is safe for concurrent use.
 type Origin struct {
 	logger   *slog.Logger
-	access   *slog.Logger
+	access   *accesslog.Logger
 	auth     Authorizer
 	metrics  *metrics
 	gatherer prometheus.Gatherer
@@ -35,6 +36,7 @@ type Origin struct {
 type options struct {
 	now          func() time.Time // default time.Now
 	smallFileMax int64            // default defaultSmallFileMax
+	recheck      time.Duration    // default activeRecheck; negative: every request
 	access       accessOptions    // built-in access control; now defaults to now above
 }
 
@@ -63,6 +65,9 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 	if opts.now == nil {
 		opts.now = time.Now
 	}
+	if opts.recheck == 0 {
+		opts.recheck = activeRecheck
+	}
 	if opts.smallFileMax == 0 {
 		opts.smallFileMax = defaultSmallFileMax
 	}
@@ -70,10 +75,7 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 	if err != nil {
 		return nil, fmt.Errorf("registering origin metrics: %w", err)
 	}
-	o := &Origin{logger: logger, access: cfg.AccessLogger, auth: cfg.Authorizer, metrics: m}
-	if o.access == nil {
-		o.access = logger
-	}
+	o := &Origin{logger: logger, access: cfg.AccessLog, auth: cfg.Authorizer, metrics: m}
 	if o.auth == nil {
 		if opts.access.now == nil {
 			opts.access.now = opts.now
@@ -95,7 +97,7 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 			name: name, rootKey: rootKey, root: root, pinnedID: mc.ActiveExportID,
 			requireAuth: mc.RequireAuthentication,
 			marker:      marker, load: load,
-			logger: logger, now: opts.now, smallMax: opts.smallFileMax, gauge: m.active,
+			logger: logger, now: opts.now, recheck: opts.recheck, smallMax: opts.smallFileMax, gauge: m.active,
 		}
 		if root != "" {
 			p.latest = filepath.Join(root, export.LatestLink)

@@ -42,6 +42,11 @@ const (
 	// maxSmallBytesPerExport bounds the memory one export's small-file
 	// cache may use; beyond it files are served from disk.
 	maxSmallBytesPerExport = 64 << 20
+	// activeRecheck is how long a resolved active export id (the target of
+	// latest, or the newest-export scan) is trusted before latest is read
+	// again. Reading a symlink is a system call on every request otherwise;
+	// a switch of latest is seen within this interval.
+	activeRecheck = 100 * time.Millisecond
 	// rootLogInterval rate-limits the repeated "export root is not
 	// configured" log line.
 	rootLogInterval = time.Minute
@@ -71,6 +76,7 @@ type product struct {
 
 	logger   *slog.Logger
 	now      func() time.Time
+	recheck  time.Duration // activeRecheck; <= 0 resolves on every request
 	smallMax int64
 	gauge    *prometheus.GaugeVec
 
@@ -79,12 +85,19 @@ type product struct {
 	mu     sync.Mutex                  // guards exports
 	cached []*exportState              // most recently used first
 	fast   atomic.Pointer[exportState] // the last export handed out
+	active atomic.Pointer[resolved]    // the last active id resolved
 
 	shownMu sync.Mutex
 	shown   atomic.Pointer[exportState] // export reported by the gauge
 
 	rootLogMu  sync.Mutex
 	rootLogged time.Time // last "not configured" line
+}
+
+// resolved is an active export id and when it was resolved.
+type resolved struct {
+	id string
+	at time.Time
 }
 
 // scanResult is one scan of the export root for the newest complete export.
@@ -139,12 +152,33 @@ func (p *product) acquire() (*exportState, error) {
 }
 
 // activeID returns the id of the active export: the pinned id, else the
-// target of latest (read on every call, so a switch is seen at once), else
-// the newest complete export.
+// target of latest, else the newest complete export. A successful answer
+// is reused for p.recheck, so a switch of latest is seen within it; an
+// error is never reused.
 func (p *product) activeID() (string, error) {
 	if p.pinnedID != "" {
 		return p.pinnedID, nil
 	}
+	if p.recheck <= 0 {
+		return p.resolveActive()
+	}
+	now := p.now()
+	if a := p.active.Load(); a != nil {
+		if age := now.Sub(a.at); age >= 0 && age < p.recheck {
+			return a.id, nil
+		}
+	}
+	id, err := p.resolveActive()
+	if err != nil {
+		p.active.Store(nil)
+		return "", err
+	}
+	p.active.Store(&resolved{id: id, at: now})
+	return id, nil
+}
+
+// resolveActive reads latest, falling back to the newest complete export.
+func (p *product) resolveActive() (string, error) {
 	target, err := os.Readlink(p.latest)
 	switch {
 	case err == nil:

@@ -414,3 +414,41 @@ func gaugeExports(t *testing.T, h *harness, product string) []string {
 	}
 	return ids
 }
+
+// TestLatestRecheckInterval: in production the target of latest is reused
+// for activeRecheck, so a switch is seen once that interval has passed —
+// and not a request before; a broken latest is never remembered.
+func TestLatestRecheckInterval(t *testing.T) {
+	root := t.TempDir()
+	writeExport(t, root, "a", treeOpts{})
+	writeExport(t, root, "b", treeOpts{})
+	pointLatest(t, root, "a")
+	clock := newFakeClock()
+	h := newHarness(t, testConfig(root), options{now: clock.Now, recheck: activeRecheck})
+	served := func() string {
+		t.Helper()
+		r := h.get(t, productPaths["concelier"])
+		return r.header.Get("X-Stella-Export-Id")
+	}
+	if got := served(); got != "a" {
+		t.Fatalf("served %q, want a", got)
+	}
+	pointLatest(t, root, "b")
+	clock.Advance(activeRecheck - time.Millisecond)
+	if got := served(); got != "a" {
+		t.Fatalf("within the recheck interval: served %q, want a (latest not read again)", got)
+	}
+	clock.Advance(time.Millisecond)
+	if got := served(); got != "b" {
+		t.Fatalf("after the recheck interval: served %q, want b", got)
+	}
+	pointLatest(t, root, "../escape")
+	clock.Advance(activeRecheck)
+	if r := h.get(t, productPaths["concelier"]); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("latest -> ../escape: status %d, want 503", r.status)
+	}
+	pointLatest(t, root, "a")
+	if got := served(); got != "a" {
+		t.Fatalf("after repairing latest: served %q, want a at once (errors are not cached)", got)
+	}
+}

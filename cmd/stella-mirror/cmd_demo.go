@@ -8,6 +8,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/demo"
 	"github.com/stella-ops/stella-mirror/export/fixture"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/logging"
 )
 
@@ -45,6 +46,8 @@ Example:
 		Domains:           strings.Split(*domains, ","),
 		BundleSize:        size,
 		Logger:            logger,
-		Out:               stdout,
+		// Unbuffered: in a terminal each request shows at once.
+		AccessLog: accesslog.New(stderr, accesslog.Options{BufferSize: -1}),
+		Out:       stdout,
 	})
 }

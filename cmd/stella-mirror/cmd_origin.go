@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/logging"
 	"github.com/stella-ops/stella-mirror/origin"
 )
@@ -84,11 +85,8 @@ Example:
 	if err != nil {
 		return err
 	}
-	access, err := logging.New(stdout, "json", "info")
-	if err != nil {
-		return err
-	}
-	cfg.AccessLogger = access
+	cfg.AccessLog = accesslog.New(stdout, accesslog.Options{})
+	defer cfg.AccessLog.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return origin.Run(ctx, cfg, logger, reg)
