@@ -465,3 +465,40 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestAccessConfiguration: start-up errors name the key; warnings say what
+// an operator may not expect.
+func TestAccessConfiguration(t *testing.T) {
+	root := t.TempDir()
+	writeExport(t, root, "e1", treeOpts{})
+	iss := authoritytest.NewIssuer(t)
+
+	t.Run("missing signing key file names the key", func(t *testing.T) {
+		cfg := authConfig(root, iss)
+		cfg.Excititor.Authority.SigningKeyFile = root + "/nope.pem"
+		_, err := newOrigin(cfg, nil, nil, options{})
+		if err == nil || !strings.Contains(err.Error(), "EXCITITOR__AUTHORITY__SIGNINGKEYFILE") || !strings.Contains(err.Error(), "nope.pem") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	warn := func(cfg Config) string { return strings.Join(cfg.Warnings(), "\n") }
+	t.Run("warnings", func(t *testing.T) {
+		cfg := authConfig(root, iss)
+		cfg.Concelier.Authority.Audiences = nil
+		cfg.Concelier.Authority.AllowAnonymousFallback = true
+		cfg.Excititor.Authority.Enabled = false
+		w := warn(cfg)
+		for _, want := range []string{
+			"CONCELIER__AUTHORITY__AUDIENCES: empty; tokens for any audience are accepted",
+			"CONCELIER__AUTHORITY__ALLOWANONYMOUSFALLBACK: requests without a token are served",
+			"EXCITITOR__MIRROR__REQUIREAUTHENTICATION: no client can authenticate",
+		} {
+			if !strings.Contains(w, want) {
+				t.Errorf("warnings lack %q:\n%s", want, w)
+			}
+		}
+		if w := warn(authConfig(root, iss)); w != "" {
+			t.Errorf("a complete configuration warns:\n%s", w)
+		}
+	})
+}

@@ -18,7 +18,9 @@
 // holds within a small leeway. The required scope is looked up in the
 // space-separated "scope" claim or the "scp" array. A verified token is
 // remembered (bounded, keyed by the token) until it expires, so repeated
-// requests with the same token cost a map lookup, not a signature check.
+// requests with the same token cost a hash and a map lookup, not a
+// signature check. A cached token stays accepted until its "exp" even if
+// its key disappears from the JWKS meanwhile; keep token lifetimes short.
 //
 // What it is not: it does not decide policy (which paths need a token,
 // bypass networks, anonymous fallback, budgets — the origin does), it does
