@@ -201,30 +201,33 @@ const (
 // authenticate decides who the client is and whether it may proceed.
 func (pa *productAccess) authenticate(r *http.Request, a Access) (client, outcome string, d *Denial) {
 	peer, peerErr := netip.ParseAddrPort(r.RemoteAddr)
-	ipClient := "ip:" + r.RemoteAddr
-	if peerErr == nil {
-		ipClient = "ip:" + peer.Addr().Unmap().String()
-		if pa.bypassed(peer.Addr().Unmap()) {
-			if u, ok := forwardedUser(r.Header); ok {
-				return "user:" + u, outcomeBypass, nil
-			}
-			return ipClient, outcomeBypass, nil
+	// ipClient is built only when it is the answer (it allocates).
+	ipClient := func() string {
+		if peerErr != nil {
+			return "ip:" + r.RemoteAddr
 		}
+		return "ip:" + peer.Addr().Unmap().String()
+	}
+	if peerErr == nil && pa.bypassed(peer.Addr().Unmap()) {
+		if u, ok := forwardedUser(r.Header); ok {
+			return "user:" + u, outcomeBypass, nil
+		}
+		return ipClient(), outcomeBypass, nil
 	}
 	tok, err := bearerToken(r.Header)
 	switch {
 	case err != nil:
-		return ipClient, outcomeInvalid, challenge(http.StatusBadRequest, "invalid_request", err.Error())
+		return ipClient(), outcomeInvalid, challenge(http.StatusBadRequest, "invalid_request", err.Error())
 	case tok == "" && !a.RequireAuthentication:
-		return ipClient, outcomeAnonymous, nil
+		return ipClient(), outcomeAnonymous, nil
 	case tok == "" && pa.fallback:
-		return ipClient, outcomeAnonymousFallback, nil
+		return ipClient(), outcomeAnonymousFallback, nil
 	case tok == "":
-		return ipClient, outcomeMissing, pa.missing
+		return ipClient(), outcomeMissing, pa.missing
 	case pa.validator == nil && !a.RequireAuthentication:
-		return ipClient, outcomeAnonymous, nil // nothing to check it with; the path is public
+		return ipClient(), outcomeAnonymous, nil // nothing to check it with; the path is public
 	case pa.validator == nil:
-		return ipClient, outcomeInvalid, challenge(http.StatusUnauthorized, "invalid_token",
+		return ipClient(), outcomeInvalid, challenge(http.StatusUnauthorized, "invalid_token",
 			"bearer tokens are not accepted here: Authority validation is not enabled")
 	}
 	p, err := pa.validator.Validate(tok)
@@ -240,13 +243,13 @@ func (pa *productAccess) authenticate(r *http.Request, a Access) (client, outcom
 	case ae.Kind == authority.InsufficientScope:
 		return subjectClient(p.Subject, ipClient), outcomeScope, pa.scopeDenial
 	case ae.Kind == authority.Unavailable && !a.RequireAuthentication:
-		return ipClient, outcomeAnonymous, nil
+		return ipClient(), outcomeAnonymous, nil
 	case ae.Kind == authority.Unavailable:
-		return ipClient, outcomeUnavailable, &Denial{Status: http.StatusServiceUnavailable,
+		return ipClient(), outcomeUnavailable, &Denial{Status: http.StatusServiceUnavailable,
 			Header: http.Header{"Retry-After": {authorityRetryAfter}}, Code: "authority_unavailable",
 			Message: "the token cannot be checked now: Authority's signing keys are unavailable"}
 	}
-	return ipClient, outcomeInvalid, challenge(http.StatusUnauthorized, "invalid_token", ae.Description)
+	return ipClient(), outcomeInvalid, challenge(http.StatusUnauthorized, "invalid_token", ae.Description)
 }
 
 // challenge is a Bearer challenge with an RFC 6750 error. desc must not
@@ -319,10 +322,10 @@ func forwardedUser(h http.Header) (string, bool) {
 
 // subjectClient is the client identity of a token subject; a long subject
 // is hashed so budget keys stay small; an empty one falls back to the peer.
-func subjectClient(sub, ipClient string) string {
+func subjectClient(sub string, ipClient func() string) string {
 	switch {
 	case sub == "":
-		return ipClient
+		return ipClient()
 	case len(sub) > maxSubjectKey:
 		sum := sha256.Sum256([]byte(sub))
 		return "sub#" + hex.EncodeToString(sum[:16])
