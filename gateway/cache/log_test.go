@@ -1,0 +1,8 @@
+package cache
+
+import (
+	"io"
+	"log"
+)
+
+func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
