@@ -214,7 +214,13 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 		c.mu.Unlock()
 		return c.serveEntry(req, f.entry, mem, status, c.now())
 	case leader && f.resp != nil && f.claimed.CompareAndSwap(false, true):
-		return c.passThrough(req, f.resp, f.status, f.cancel), nil
+		resp := c.passThrough(req, f.resp, f.status, f.cancel)
+		if req.Method == http.MethodHead {
+			// The flight asked with GET; a HEAD client gets no body.
+			resp.Body.Close()
+			resp.Body = http.NoBody
+		}
+		return resp, nil
 	case f.err != nil:
 		status := StatusMiss
 		if leader {

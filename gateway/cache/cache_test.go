@@ -504,6 +504,20 @@ func TestNotStored(t *testing.T) {
 			}
 		})
 	}
+	t.Run("HEAD of a private object", func(t *testing.T) {
+		clk := newClock()
+		o := newOrigin(t, clk)
+		o.set("/p", object{body: []byte("secret body"), cacheControl: "private"})
+		c := testCache(t, t.TempDir(), o, nil)
+		p := proxy(t, c, o)
+		cl := client(t)
+		for range 2 {
+			r := get(t, cl, http.MethodHead, p.URL+"/p")
+			if r.err != nil || r.status != 200 || r.cache != "MISS" || len(r.body) != 0 {
+				t.Fatalf("HEAD: %v status %d cache %q body %q", r.err, r.status, r.cache, r.body)
+			}
+		}
+	})
 	t.Run("404", func(t *testing.T) {
 		clk := newClock()
 		o := newOrigin(t, clk)
