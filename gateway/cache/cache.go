@@ -185,24 +185,31 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 	if leader {
 		f = c.startFlightLocked(key, e, req, true)
 	}
+	// A reference to the fill's file for this request, taken while the
+	// flight is still registered, so the file cannot close before this
+	// request has opened its reader.
+	f.hold()
 	c.mu.Unlock()
 
 	select {
 	case <-f.ready:
 	case <-req.Context().Done():
+		f.unhold()
 		if leader {
 			go f.discardUnclaimed()
 		}
 		c.m.requests[StatusMiss].Inc()
 		return nil, &Error{Status: StatusMiss, Err: req.Context().Err()}
 	}
-	switch {
-	case f.fill != nil:
+	if f.fill != nil {
 		status := StatusHit
 		if leader {
 			status = f.status
 		}
-		return c.serveFill(req, f.fill, status, !leader)
+		return c.serveFill(req, f, status, !leader) // hands the reference to the reader
+	}
+	f.unhold()
+	switch {
 	case f.entry != nil:
 		status := f.status
 		if !leader && status != StatusStale {
@@ -251,6 +258,27 @@ type flight struct {
 	cancel  context.CancelFunc
 	claimed atomic.Bool
 	err     error
+
+	refMu sync.Mutex
+	refs  int // the flight's goroutine and the requests that joined; the fill's file closes at 0
+}
+
+// hold takes a reference; c.mu must be held and f still in c.flights.
+func (f *flight) hold() {
+	f.refMu.Lock()
+	f.refs++
+	f.refMu.Unlock()
+}
+
+// unhold drops a reference and closes the fill's file with the last one.
+func (f *flight) unhold() {
+	f.refMu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.refMu.Unlock()
+	if last && f.fill != nil {
+		f.fill.file.Close()
+	}
 }
 
 // discardUnclaimed closes a leader's response nobody will read.
@@ -263,7 +291,7 @@ func (f *flight) discardUnclaimed() {
 }
 
 func (c *Cache) startFlightLocked(key string, stale *entry, req *http.Request, hasLeader bool) *flight {
-	f := &flight{key: key, stale: stale, epoch: c.epoch, ready: make(chan struct{})}
+	f := &flight{key: key, stale: stale, epoch: c.epoch, ready: make(chan struct{}), refs: 1}
 	c.flights[key] = f
 	c.bg.Add(1)
 	c.m.fillsInFlight.Inc()
@@ -294,6 +322,7 @@ func (c *Cache) endFlight(f *flight, e *entry) {
 // for a fill, streams the body into the store.
 func (c *Cache) runFlight(f *flight, req *http.Request, hasLeader bool) {
 	defer c.bg.Done()
+	defer f.unhold()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), c.cfg.UpstreamTimeout)
 	stop := context.AfterFunc(c.ctx, cancel)
 	f.cancel = func() { stop(); cancel() }

@@ -26,7 +26,9 @@ var (
 // fill streams one upstream 200 into a temporary file while any number of
 // clients read the bytes written so far. Readers share the file through
 // ReadAt, so a rename or unlink of the path does not affect them, and no
-// reader holds more than its copy buffer in memory.
+// reader holds more than its copy buffer in memory. The file is closed by
+// its flight when the last reference (the fill itself, every request that
+// joined the flight) is dropped.
 type fill struct {
 	c       *Cache
 	key     string
@@ -38,7 +40,6 @@ type fill struct {
 	file    *os.File
 
 	mu       sync.Mutex
-	refs     int // the writer plus open readers; the file closes at 0
 	written  int64
 	done     bool
 	err      error
@@ -71,7 +72,6 @@ func (c *Cache) newFill(key string, resp *http.Response, reqAt, respAt time.Time
 		reqAt:    reqAt,
 		respAt:   respAt,
 		file:     tmp,
-		refs:     1,
 		progress: make(chan struct{}),
 	}
 	return f, nil
@@ -81,7 +81,6 @@ func (c *Cache) newFill(key string, resp *http.Response, reqAt, respAt time.Time
 // It owns resp.Body and calls done when it has finished.
 func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 	c := f.c
-	defer f.release() // the writer's reference, after commit has synced the file
 	defer body.Close()
 	var (
 		h   hash.Hash = sha256.New()
@@ -194,44 +193,21 @@ func (f *fill) notifyLocked() {
 	f.progress = make(chan struct{})
 }
 
-// acquire takes a reference to the file, unless it is already closed.
-func (f *fill) acquire() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.refs == 0 {
-		return false
-	}
-	f.refs++
-	return true
-}
-
-func (f *fill) release() {
-	f.mu.Lock()
-	f.refs--
-	last := f.refs == 0
-	f.mu.Unlock()
-	if last {
-		f.file.Close()
-	}
-}
-
 // reader returns a reader of bytes [off, end) of the fill (end -1: to the
 // end of the body), which waits for bytes not yet written and fails with
-// the fill's error. ctx is the client's request context. It returns nil
-// when the fill has ended and closed its file.
-func (f *fill) reader(ctx context.Context, off, end int64) io.ReadCloser {
-	if !f.acquire() {
-		return nil
-	}
-	return &fillReader{f: f, ctx: ctx, pos: off, end: end}
+// the fill's error. ctx is the client's request context; release is
+// called once on Close (it drops the reader's reference to the file).
+func (f *fill) reader(ctx context.Context, off, end int64, release func()) io.ReadCloser {
+	return &fillReader{f: f, ctx: ctx, pos: off, end: end, release: release}
 }
 
 type fillReader struct {
-	f      *fill
-	ctx    context.Context
-	pos    int64
-	end    int64
-	closed bool
+	f       *fill
+	release func()
+	ctx     context.Context
+	pos     int64
+	end     int64
+	closed  bool
 }
 
 func (r *fillReader) Read(p []byte) (int, error) {
@@ -286,7 +262,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 func (r *fillReader) Close() error {
 	if !r.closed {
 		r.closed = true
-		r.f.release()
+		r.release()
 	}
 	return nil
 }

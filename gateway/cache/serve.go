@@ -73,23 +73,27 @@ type fileBody struct {
 
 func (b *fileBody) Close() error { return b.f.Close() }
 
-// serveFill answers req from a fill in progress. joined says whether the
-// bytes count as served from the cache (a joiner) or from upstream (the
-// request that caused the fill).
-func (c *Cache) serveFill(req *http.Request, f *fill, status Status, joined bool) (*http.Response, error) {
+// serveFill answers req from the fill of flight fl, taking over the
+// request's reference to the fill's file. joined says whether the bytes
+// count as served from the cache (a joiner) or from upstream (the request
+// that caused the fill).
+func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined bool) (*http.Response, error) {
+	f := fl.fill
 	counter := c.m.servedUpstream
 	if joined {
 		counter = c.m.servedCache
 	}
+	opened := false
 	open := func(off, end int64) (io.ReadCloser, error) {
-		r := f.reader(req.Context(), off, end)
-		if r == nil {
-			return nil, errGone // the fill ended meanwhile: its entry answers
-		}
-		return r, nil
+		opened = true
+		return f.reader(req.Context(), off, end, fl.unhold), nil
 	}
 	age := initialAge(f.header, f.reqAt, f.respAt) + max(0, c.now().Sub(f.respAt))
-	return c.respond(req, f.header, f.size, age, status, open, counter)
+	resp, err := c.respond(req, f.header, f.size, age, status, open, counter)
+	if !opened {
+		fl.unhold()
+	}
+	return resp, err
 }
 
 // respond builds the response for an object with header hdr and size

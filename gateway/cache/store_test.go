@@ -181,8 +181,8 @@ func TestMemoryTier(t *testing.T) {
 	cl := client(t)
 	for i := range 10 {
 		mustGet(t, cl, p.URL+fmt.Sprintf("/s/%d", i))
+		c.bg.Wait() // committed, in this order
 	}
-	c.bg.Wait()
 	c.mu.Lock()
 	memSize, memN := c.memSize, c.memLRU.Len()
 	_, last := c.entries["/s/9"]
