@@ -560,3 +560,46 @@ func TestKeyIgnoresAuthorization(t *testing.T) {
 		t.Error("query ignored in the key")
 	}
 }
+
+// TestUnknownLength: a chunked upstream body (no Content-Length) is
+// streamed, checked against its digest, stored, and then served with a
+// Content-Length; a digest mismatch still fails the clients.
+func TestUnknownLength(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		etag string
+		ok   bool
+	}{{"verified", "", true}, {"digest mismatch", etagOf([]byte("x")), false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			o := newOrigin(t, clk)
+			body := pattern(300<<10, 11)
+			o.set("/c", object{body: body, cacheControl: immutableCC, etag: tt.etag})
+			o.hook = func(w http.ResponseWriter, r *http.Request, obj object) {
+				w.Header().Del("Content-Length")
+				w.WriteHeader(http.StatusOK)
+				w.Write(obj.body[:1000])
+				w.(http.Flusher).Flush()
+				w.Write(obj.body[1000:])
+			}
+			c := testCache(t, t.TempDir(), o, nil)
+			p := proxy(t, c, o)
+			cl := client(t)
+			r := get(t, cl, http.MethodGet, p.URL+"/c")
+			if !tt.ok {
+				if r.err == nil {
+					t.Fatalf("read a complete body (%d bytes) from a fill that failed its digest", len(r.body))
+				}
+				return
+			}
+			if r.err != nil || !bytes.Equal(r.body, body) {
+				t.Fatalf("%v, %d bytes", r.err, len(r.body))
+			}
+			c.bg.Wait()
+			r = mustGet(t, cl, p.URL+"/c")
+			if r.cache != "HIT" || r.header.Get("Content-Length") != "307200" || !bytes.Equal(r.body, body) {
+				t.Errorf("cache %q Content-Length %q", r.cache, r.header.Get("Content-Length"))
+			}
+		})
+	}
+}

@@ -131,7 +131,8 @@ func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 	tmpName := f.file.Name()
 	if err != nil {
 		c.m.fillFailures.Inc()
-		c.log.Warn("cache: fill failed, not stored", "key", f.key, "bytes", f.written, "err", err)
+		c.log.Warn("cache: fill failed, not stored", "key", f.key, "export_id", f.header.Get("X-Stella-Export-Id"),
+			"bytes", f.written, "content_length", f.size, "err", err)
 		f.finish(err)
 		os.Remove(tmpName)
 		done(nil)
