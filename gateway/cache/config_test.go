@@ -1,9 +1,13 @@
 package cache
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/config"
 )
 
 func TestByteSize(t *testing.T) {
@@ -75,5 +79,39 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 	}
 	if _, err := New(Config{}, nil, Options{}); err == nil || !strings.Contains(err.Error(), "CACHE__DIR") {
 		t.Errorf("New without a dir: %v", err)
+	}
+}
+
+// TestConfigLoads: the documented YAML keys and environment overrides work
+// through the project's one config loader, as the gateway will use it.
+func TestConfigLoads(t *testing.T) {
+	type gatewayConfig struct{ Cache Config }
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	yaml := `cache:
+  dir: /var/cache/stella-mirror
+  maxSize: 20GiB
+  maxObjectSize: 2GiB
+  memoryMaxObjectSize: 128KiB
+  memoryMaxSize: 32MiB
+  staleIfErrorGrace: 12h
+  honourClientNoCache: true
+  upstreamTimeout: 00:05:00
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var g gatewayConfig
+	if err := config.Load(&g, path, []string{"CACHE__MEMORYMAXSIZE=48MiB"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Dir: "/var/cache/stella-mirror", MaxSize: 20 << 30, MaxObjectSize: 2 << 30,
+		MemoryMaxObjectSize: 128 << 10, MemoryMaxSize: 48 << 20, StaleIfErrorGrace: 12 * time.Hour,
+		HonourClientNoCache: true, UpstreamTimeout: 5 * time.Minute}
+	if g.Cache != want {
+		t.Errorf("loaded %+v\nwant   %+v", g.Cache, want)
+	}
+	err := config.Load(&g, "", []string{"CACHE__MAXSIZE=lots"})
+	if err == nil || !strings.Contains(err.Error(), "CACHE__MAXSIZE") || !strings.Contains(err.Error(), "lots") {
+		t.Errorf("bad size: %v", err)
 	}
 }
