@@ -24,9 +24,11 @@ type Config struct {
 	// Accepts 1073741824, 1GiB, 512MiB, 10GB. Default: 10GiB.
 	MaxSize ByteSize
 
-	// MaxObjectSize is the largest body that is stored; larger responses
-	// are passed through without being stored (reported MISS). At most
-	// MaxSize. Default: MaxSize/4.
+	// MaxObjectSize is the largest body that is stored; responses with a
+	// larger Content-Length are passed through without being stored
+	// (reported MISS). A body of unknown length is streamed through the
+	// cache directory like any fill and discarded at the end if it grew
+	// past the limit. At most MaxSize. Default: MaxSize/4.
 	MaxObjectSize ByteSize
 
 	// MemoryMaxObjectSize is the largest body also kept in the memory

@@ -63,7 +63,9 @@
 // never stored, and its clients' body reads return the error, so the
 // server aborts their connections rather than end a short 200. A verified
 // fill is fsynced, renamed into place and committed by writing its
-// metadata sidecar.
+// metadata sidecar. Clients read fills from the disk, so a disk error
+// during a fill (a full disk) fails that fill like an upstream error; the
+// next request tries again.
 //
 // # Storage
 //

@@ -158,7 +158,8 @@ func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 
 // commit makes the verified temporary file a stored object: fsync, rename
 // to its body name, write the metadata. It returns the entry, or nil when
-// the object is not to be stored (too large, or purged meanwhile).
+// the object is too large to store (a body of unknown length that grew past
+// MaxObjectSize). A purge during the fill is handled by endFlight.
 func (f *fill) commit(tmpName, sum string) (*entry, error) {
 	c := f.c
 	if f.written > int64(c.cfg.MaxObjectSize) {
