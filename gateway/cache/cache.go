@@ -292,10 +292,17 @@ func (f *flight) discardUnclaimed() {
 
 func (c *Cache) startFlightLocked(key string, stale *entry, req *http.Request, hasLeader bool) *flight {
 	f := &flight{key: key, stale: stale, epoch: c.epoch, ready: make(chan struct{}), refs: 1}
+	// The upstream request is built here, before the client's request
+	// returns to the proxy: the flight outlives it (detached context,
+	// bounded by UpstreamTimeout and Close).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), c.cfg.UpstreamTimeout)
+	stop := context.AfterFunc(c.ctx, cancel)
+	f.cancel = func() { stop(); cancel() }
+	out := upstreamRequest(ctx, req, stale)
 	c.flights[key] = f
 	c.bg.Add(1)
 	c.m.fillsInFlight.Inc()
-	go c.runFlight(f, req, hasLeader)
+	go c.runFlight(f, out, hasLeader)
 	return f
 }
 
@@ -318,21 +325,17 @@ func (c *Cache) endFlight(f *flight, e *entry) {
 	c.m.fillsInFlight.Dec()
 }
 
-// runFlight does the upstream fetch of a flight, publishes its outcome and,
+// runFlight sends a flight's upstream request, publishes the outcome and,
 // for a fill, streams the body into the store.
-func (c *Cache) runFlight(f *flight, req *http.Request, hasLeader bool) {
+func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 	defer c.bg.Done()
 	defer f.unhold()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), c.cfg.UpstreamTimeout)
-	stop := context.AfterFunc(c.ctx, cancel)
-	f.cancel = func() { stop(); cancel() }
 	missStatus := StatusMiss
 	if f.stale != nil {
 		missStatus = StatusExpired
 	}
 	f.status = missStatus
 
-	out := upstreamRequest(ctx, req, f.stale)
 	c.m.upstream.Inc()
 	reqAt := c.now()
 	resp, err := c.upstream.RoundTrip(out)
