@@ -1,8 +1,0 @@
-package cache
-
-import (
-	"io"
-	"log"
-)
-
-func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
