@@ -1,0 +1,519 @@
+package cache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are the cache's injected dependencies. Nil fields mean the
+// documented default.
+type Options struct {
+	// Logger receives warnings (fills that failed, files that could not be
+	// removed). Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the stella_mirror_cache_* metrics. Default: not
+	// registered anywhere.
+	Registerer prometheus.Registerer
+	// Now is the clock for freshness and Age. Default: time.Now.
+	Now func() time.Time
+}
+
+// Cache is a shared HTTP cache in the form of an http.RoundTripper. Its
+// methods are safe for concurrent use.
+type Cache struct {
+	cfg      Config
+	upstream http.RoundTripper
+	log      *slog.Logger
+	m        *metrics
+	now      func() time.Time
+	dir      string
+
+	startNanos int64
+	seq        atomic.Uint64
+	bufs       sync.Pool // *[]byte copy buffers of the fills
+
+	ctx    context.Context // cancelled by Close: ends upstream fetches
+	cancel context.CancelFunc
+	bg     sync.WaitGroup // flight goroutines
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	lru     *list.List // of *entry, front = most recently used
+	size    int64
+	memLRU  *list.List
+	memSize int64
+	flights map[string]*flight
+	epoch   uint64 // incremented by every purge; a fill started before a purge is not stored
+}
+
+var _ http.RoundTripper = (*Cache)(nil)
+
+// copyBufSize is the chunk in which fills read upstream bodies and notify
+// their readers.
+const copyBufSize = 64 << 10
+
+// New opens (or creates) the cache in cfg.Dir, rebuilds its index from the
+// objects stored there, and returns a cache that answers GET and HEAD from
+// them and fetches everything else through upstream (nil:
+// http.DefaultTransport). cfg gets its defaults and is validated.
+func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if upstream == nil {
+		upstream = http.DefaultTransport
+	}
+	c := &Cache{
+		cfg:        cfg,
+		upstream:   upstream,
+		log:        opts.Logger,
+		now:        opts.Now,
+		dir:        filepath.Join(cfg.Dir, formatDir),
+		startNanos: time.Now().UnixNano(),
+		entries:    map[string]*entry{},
+		lru:        list.New(),
+		memLRU:     list.New(),
+		flights:    map[string]*flight{},
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("cache: registering metrics: %w", err)
+	}
+	c.m = m
+	if err := c.loadIndex(); err != nil {
+		return nil, err
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Close cancels upstream fetches in progress and waits for their
+// goroutines. Stored objects stay on disk for the next New.
+func (c *Cache) Close() error {
+	c.cancel()
+	c.bg.Wait()
+	return nil
+}
+
+// Key is the cache key of a request: its escaped path and query. It never
+// depends on who asked (Authorization, cookies, client address) nor on the
+// host: the gateway proxies every site to the same origin, and auth and
+// policy have already decided that the client may see the path.
+func Key(u *url.URL) string {
+	p := u.EscapedPath()
+	if u.RawQuery != "" {
+		return p + "?" + u.RawQuery
+	}
+	return p
+}
+
+// errGone: a stored body vanished (evicted or purged) between the lookup
+// and the open; the lookup is retried.
+var errGone = errors.New("cache: stored body gone")
+
+// RoundTrip answers GET and HEAD from the cache or fills the cache from
+// upstream, and passes every other request through (BYPASS). Every
+// response carries X-Cache-Status. An error it returns is an *Error.
+func (c *Cache) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return c.direct(req, StatusBypass)
+	}
+	var force bool
+	if c.cfg.HonourClientNoCache {
+		d := parseDirectives(req.Header)
+		if d.noStore {
+			return c.direct(req, StatusBypass)
+		}
+		force = d.noCache || d.maxAge == 0
+	}
+	key := Key(req.URL)
+	for attempt := 0; ; attempt++ {
+		resp, err := c.lookup(req, key, force)
+		if errors.Is(err, errGone) && attempt < 3 {
+			continue
+		}
+		return resp, err
+	}
+}
+
+// lookup answers one request: from a fresh entry, a stale one while
+// revalidating, or through the flight for its key.
+func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Response, error) {
+	now := c.now()
+	c.mu.Lock()
+	e := c.entries[key]
+	if e != nil {
+		if e.fresh.fresh(now) && (!force || e.fresh.immutable) {
+			c.touchLocked(e)
+			mem := e.mem
+			c.mu.Unlock()
+			return c.serveEntry(req, e, mem, StatusHit, now)
+		}
+		if !force && e.fresh.usableWhileRevalidating(now) {
+			if c.flights[key] == nil {
+				c.startFlightLocked(key, e, req, false)
+			}
+			c.touchLocked(e)
+			mem := e.mem
+			c.mu.Unlock()
+			return c.serveEntry(req, e, mem, StatusUpdating, now)
+		}
+	}
+	f := c.flights[key]
+	leader := f == nil
+	if leader {
+		f = c.startFlightLocked(key, e, req, true)
+	}
+	// A reference to the fill's file for this request, taken while the
+	// flight is still registered, so the file cannot close before this
+	// request has opened its reader.
+	f.hold()
+	c.mu.Unlock()
+
+	select {
+	case <-f.ready:
+	case <-req.Context().Done():
+		f.unhold()
+		if leader {
+			go f.discardUnclaimed()
+		}
+		c.m.requests[StatusMiss].Inc()
+		return nil, &Error{Status: StatusMiss, Err: req.Context().Err()}
+	}
+	if f.fill != nil {
+		status := StatusHit
+		if leader {
+			status = f.status
+		}
+		return c.serveFill(req, f, status, !leader) // hands the reference to the reader
+	}
+	f.unhold()
+	switch {
+	case f.entry != nil:
+		status := f.status
+		if !leader && status != StatusStale {
+			status = StatusHit
+		}
+		c.mu.Lock()
+		c.touchLocked(f.entry)
+		mem := f.entry.mem
+		c.mu.Unlock()
+		return c.serveEntry(req, f.entry, mem, status, c.now())
+	case leader && f.resp != nil && f.claimed.CompareAndSwap(false, true):
+		resp := c.passThrough(req, f.resp, f.status, f.cancel)
+		if req.Method == http.MethodHead {
+			// The flight asked with GET; a HEAD client gets no body.
+			resp.Body.Close()
+			resp.Body = http.NoBody
+		}
+		return resp, nil
+	case f.err != nil:
+		status := StatusMiss
+		if leader {
+			status = f.status
+		}
+		c.m.requests[status].Inc()
+		return nil, &Error{Status: status, Err: f.err}
+	default:
+		// The origin's answer could not be shared (not storable); this
+		// client asks for itself.
+		return c.direct(req, StatusMiss)
+	}
+}
+
+// flight is the one upstream fetch for a key at a time. It stays in
+// Cache.flights until its outcome is known, and for a fill until the fill
+// has ended, so that later requests join it.
+type flight struct {
+	key   string
+	stale *entry // the stored entry being revalidated, nil on a miss
+	epoch uint64
+	ready chan struct{} // closed when the fields below are set
+
+	status  Status // the leader's status
+	fill    *fill
+	entry   *entry
+	resp    *http.Response // a response for the leader alone
+	cancel  context.CancelFunc
+	claimed atomic.Bool
+	err     error
+
+	refMu sync.Mutex
+	refs  int // the flight's goroutine and the requests that joined; the fill's file closes at 0
+}
+
+// hold takes a reference; c.mu must be held and f still in c.flights.
+func (f *flight) hold() {
+	f.refMu.Lock()
+	f.refs++
+	f.refMu.Unlock()
+}
+
+// unhold drops a reference and closes the fill's file with the last one.
+func (f *flight) unhold() {
+	f.refMu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.refMu.Unlock()
+	if last && f.fill != nil {
+		f.fill.file.Close()
+	}
+}
+
+// discardUnclaimed closes a leader's response nobody will read.
+func (f *flight) discardUnclaimed() {
+	<-f.ready
+	if f.resp != nil && f.claimed.CompareAndSwap(false, true) {
+		f.resp.Body.Close()
+		f.cancel()
+	}
+}
+
+func (c *Cache) startFlightLocked(key string, stale *entry, req *http.Request, hasLeader bool) *flight {
+	f := &flight{key: key, stale: stale, epoch: c.epoch, ready: make(chan struct{}), refs: 1}
+	// The upstream request is built here, before the client's request
+	// returns to the proxy: the flight outlives it (detached context,
+	// bounded by UpstreamTimeout and Close).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), c.cfg.UpstreamTimeout)
+	stop := context.AfterFunc(c.ctx, cancel)
+	f.cancel = func() { stop(); cancel() }
+	out := upstreamRequest(ctx, req, stale)
+	c.flights[key] = f
+	c.bg.Add(1)
+	c.m.fillsInFlight.Inc()
+	go c.runFlight(f, out, hasLeader)
+	return f
+}
+
+// endFlight removes f from the flights (and, with e, stores e).
+func (c *Cache) endFlight(f *flight, e *entry) {
+	var victims []*entry
+	c.mu.Lock()
+	if c.flights[f.key] == f {
+		delete(c.flights, f.key)
+	}
+	if e != nil {
+		if c.epoch == f.epoch {
+			victims = c.insertLocked(e)
+		} else {
+			victims = []*entry{e} // purged while it was being fetched
+		}
+	}
+	c.mu.Unlock()
+	c.removeFiles(victims)
+	c.m.fillsInFlight.Dec()
+}
+
+// runFlight sends a flight's upstream request, publishes the outcome and,
+// for a fill, streams the body into the store.
+func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
+	defer c.bg.Done()
+	defer f.unhold()
+	missStatus := StatusMiss
+	if f.stale != nil {
+		missStatus = StatusExpired
+	}
+	f.status = missStatus
+
+	c.m.upstream.Inc()
+	reqAt := c.now()
+	resp, err := c.upstream.RoundTrip(out)
+	respAt := c.now()
+
+	publish := func(e *entry) {
+		c.endFlight(f, e)
+		close(f.ready)
+	}
+	failed := err != nil || resp.StatusCode >= 500
+	switch {
+	case failed && f.stale != nil && f.stale.fresh.usableOnError(respAt, c.cfg.StaleIfErrorGrace):
+		if resp != nil {
+			resp.Body.Close()
+		}
+		f.cancel()
+		f.entry, f.status = f.stale, StatusStale
+		publish(nil)
+		return
+	case err != nil:
+		f.cancel()
+		f.err = err
+		publish(nil)
+		return
+	case resp.StatusCode >= 500:
+		f.err = fmt.Errorf("upstream answered %s", resp.Status)
+	case resp.StatusCode == http.StatusNotModified && f.stale != nil:
+		resp.Body.Close()
+		f.cancel()
+		e := c.refresh(f.stale, resp.Header, reqAt, respAt)
+		f.entry, f.status = e, StatusRevalidated
+		publish(nil)
+		return
+	case storable(resp, parseDirectives(resp.Header)) && resp.ContentLength <= int64(c.cfg.MaxObjectSize):
+		fl, ferr := c.newFill(f.key, resp, reqAt, respAt)
+		if ferr != nil {
+			c.log.Warn("cache: cannot store", "key", f.key, "err", ferr)
+			break
+		}
+		f.fill = fl
+		close(f.ready) // the flight stays joinable until the fill ends
+		fl.run(resp.Body, func(e *entry) {
+			f.cancel()
+			c.endFlight(f, e)
+		})
+		return
+	default:
+		// Not storable: the stored entry no longer describes the resource.
+		if f.stale != nil {
+			c.mu.Lock()
+			if c.entries[f.key] == f.stale {
+				c.unlinkLocked(f.stale)
+			} else {
+				f.stale = nil
+			}
+			c.mu.Unlock()
+			if f.stale != nil {
+				c.removeFiles([]*entry{f.stale})
+			}
+		}
+	}
+	if hasLeader {
+		f.resp = resp
+	} else {
+		resp.Body.Close()
+		f.cancel()
+	}
+	publish(nil)
+}
+
+// refresh applies a 304 to a stored entry: new metadata, same body.
+func (c *Cache) refresh(old *entry, h http.Header, reqAt, respAt time.Time) *entry {
+	m := old.meta
+	m.Header = mergeNotModified(old.meta.Header, h)
+	m.RequestTime, m.ResponseTime = reqAt, respAt
+	e := newEntry(c.dir, m)
+	if err := c.writeMeta(m); err != nil {
+		c.log.Warn("cache: writing revalidated metadata", "key", m.Key, "err", err)
+	}
+	c.mu.Lock()
+	if c.entries[m.Key] == old {
+		c.insertLocked(e) // same files: nothing to remove
+	}
+	c.mu.Unlock()
+	return e
+}
+
+// conditionalAndRange are request fields a fill or revalidation must not
+// forward: the cache wants the whole representation.
+var conditionalAndRange = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
+
+// upstreamRequest is the GET a flight sends: the proxied request without
+// the client's conditionals and Range, identity-encoded (the ETag digest is
+// over the identity bytes), conditional on the stale entry's validators.
+func upstreamRequest(ctx context.Context, req *http.Request, stale *entry) *http.Request {
+	out := req.Clone(ctx)
+	out.Method = http.MethodGet
+	out.Body, out.GetBody, out.ContentLength = nil, nil, 0
+	for _, k := range conditionalAndRange {
+		out.Header.Del(k)
+	}
+	out.Header.Set("Accept-Encoding", "identity")
+	if stale != nil {
+		if v := stale.meta.Header.Get("ETag"); v != "" {
+			out.Header.Set("If-None-Match", v)
+		}
+		if v := stale.meta.Header.Get("Last-Modified"); v != "" {
+			out.Header.Set("If-Modified-Since", v)
+		}
+	}
+	return out
+}
+
+// direct sends req upstream unchanged and passes the answer on.
+func (c *Cache) direct(req *http.Request, status Status) (*http.Response, error) {
+	c.m.upstream.Inc()
+	resp, err := c.upstream.RoundTrip(req)
+	if err != nil {
+		c.m.requests[status].Inc()
+		return nil, &Error{Status: status, Err: err}
+	}
+	return c.passThrough(req, resp, status, nil), nil
+}
+
+// passThrough labels an upstream response and counts its bytes.
+func (c *Cache) passThrough(req *http.Request, resp *http.Response, status Status, cancel context.CancelFunc) *http.Response {
+	c.m.requests[status].Inc()
+	resp.Header[Header] = []string{string(status)}
+	resp.Request = req
+	resp.Body = &countingBody{rc: resp.Body, counter: c.m.servedUpstream, onClose: cancel}
+	return resp
+}
+
+// countingBody adds the bytes read to a counter when closed.
+type countingBody struct {
+	rc      io.ReadCloser
+	n       int64
+	counter prometheus.Counter
+	onClose func()
+	closed  bool
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *countingBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	err := b.rc.Close()
+	b.counter.Add(float64(b.n))
+	if b.onClose != nil {
+		b.onClose()
+	}
+	return err
+}
+
+// isNotExist reports a vanished file.
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// ErrorHandler is an httputil.ReverseProxy ErrorHandler for a proxy whose
+// Transport is the cache: it answers 502 Bad Gateway (504 on a timeout)
+// with X-Cache-Status set from the error, so that error responses carry a
+// status too. The upstream error is logged, not sent to the client.
+func (c *Cache) ErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header()[Header] = []string{string(StatusOfError(err))}
+	code := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) {
+		code = http.StatusGatewayTimeout
+	}
+	if !errors.Is(err, context.Canceled) {
+		c.log.Warn("cache: upstream failed", "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	io.WriteString(w, http.StatusText(code)+"\n")
+}

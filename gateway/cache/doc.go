@@ -1,0 +1,111 @@
+// Package cache is the gateway's shared HTTP cache (RFC 9111) for the
+// export endpoints: an http.RoundTripper that answers GET and HEAD from a
+// disk tier (with a small memory tier for hot, small objects) and fills
+// itself from the origin, one upstream fetch per object at a time.
+//
+// # Wiring
+//
+// The cache is the Transport of the gateway's httputil.ReverseProxy, so
+// adding it is one line; auth, policy and budgets run in the handlers in
+// front of the proxy and the cache never sees an unauthorized request:
+//
+//	c, err := cache.New(cfg.Cache, upstreamTransport, cache.Options{Logger: log, Registerer: reg})
+//	proxy := &httputil.ReverseProxy{
+//		Rewrite:      rewrite,
+//		Transport:    c,              // was: upstreamTransport
+//		ErrorHandler: c.ErrorHandler, // 502/504 with X-Cache-Status
+//	}
+//	admin.Handle("/admin/cache/purge", requireAdmin(c.PurgeHandler()))
+//	defer c.Close()
+//
+// Every response carries X-Cache-Status with nginx's words (HIT MISS
+// EXPIRED STALE UPDATING REVALIDATED BYPASS); after the proxy has written
+// the response, StatusOf(w.Header()) gives the value for the access log and
+// the cache_status metric label.
+//
+// # Semantics
+//
+//   - Stored: 200 responses to GET (a HEAD miss is fetched as GET, as
+//     nginx does) that the origin allows: never no-store or private, nor
+//     with Vary or Set-Cookie, nor for a request with Authorization unless
+//     public or s-maxage. Freshness from s-maxage, max-age or Expires; no
+//     heuristic freshness. The key is the path and query only, never who
+//     asked.
+//   - Fresh: HIT, with Age. immutable responses are never revalidated while
+//     fresh, whatever the client sends.
+//   - Stale: a conditional request upstream (If-None-Match,
+//     If-Modified-Since); 304 → REVALIDATED (metadata refreshed, the body
+//     is not fetched again), 200 → EXPIRED (a new fill). Within the
+//     response's stale-while-revalidate, UPDATING: the stale copy is
+//     served at once while one background revalidation runs.
+//   - Origin failure (connection error, timeout, 5xx): STALE within the
+//     larger of Config.StaleIfErrorGrace and the response's
+//     stale-if-error; never for must-revalidate, proxy-revalidate,
+//     s-maxage or no-cache responses.
+//   - Client Cache-Control: ignored unless Config.HonourClientNoCache
+//     (then no-cache/max-age=0 revalidate and no-store bypasses).
+//   - The cache answers conditional requests (304) and single byte Range
+//     requests (206, 416; If-Range) from a stored object or a fill in
+//     progress; multi-range requests get the whole 200.
+//   - Other methods are passed through: BYPASS.
+//
+// # Fills
+//
+// The first request for an object (MISS) starts a fill: a goroutine,
+// detached from that client, streams the upstream body into a temporary
+// file in the cache directory. Every request for the object while the
+// fill runs joins it (HIT) and streams from the growing file as bytes
+// arrive, through ReadAt on the shared file: no client waits for the whole
+// object, and no body is held in memory. The fill is checked before the
+// body's end is released to any client: length against Content-Length
+// and, when the ETag is a quoted sha256 hex (as the origin sends), the
+// digest. A fill that fails, is reset or truncated, or does not match is
+// never stored, and its clients' body reads return the error, so the
+// server aborts their connections rather than end a short 200. A verified
+// fill is fsynced, renamed into place and committed by writing its
+// metadata sidecar. Clients read fills from the disk, so a disk error
+// during a fill (a full disk) fails that fill like an upstream error; the
+// next request tries again.
+//
+// # Storage
+//
+// Config.Dir/v1 holds <stem>.body (the exact bytes) and <stem>.meta (JSON:
+// key, size, sha256, headers, request and response times) per object. At
+// start the index is rebuilt from the .meta files whose body has the
+// recorded size; temporary files, orphans and superseded versions are
+// deleted, so a crash never leaves a partial object that is served. The
+// disk tier is bounded by Config.MaxSize, evicting least recently used
+// objects; bodies up to Config.MemoryMaxObjectSize are also kept in memory
+// up to Config.MemoryMaxSize.
+//
+// # Configuration
+//
+// The gateway's `cache:` section is Config (see docs/cache.md):
+//
+//	cache:
+//	  dir: /var/cache/stella-mirror   # required
+//	  maxSize: 10GiB                  # disk bound, LRU eviction
+//	  maxObjectSize: 2560MiB          # default maxSize/4
+//	  memoryMaxObjectSize: 256KiB
+//	  memoryMaxSize: 64MiB
+//	  staleIfErrorGrace: 24h
+//	  honourClientNoCache: false
+//	  upstreamTimeout: 10m
+//
+// # Metrics
+//
+// stella_mirror_cache_requests_total{cache_status},
+// stella_mirror_cache_served_bytes_total{source="cache"|"upstream"},
+// stella_mirror_cache_upstream_requests_total,
+// stella_mirror_cache_stored_bytes, stella_mirror_cache_stored_objects,
+// stella_mirror_cache_memory_bytes, stella_mirror_cache_memory_objects,
+// stella_mirror_cache_evictions_total{tier}, stella_mirror_cache_fills_in_flight,
+// stella_mirror_cache_fill_failures_total.
+//
+// # What it is not
+//
+// Not a general-purpose cache: no Vary support, no heuristic freshness,
+// no caching of non-200 responses, no invalidation on unsafe methods (the
+// origin is read-only). It does no authentication; the purge handler must
+// be mounted behind the admin listener's auth.
+package cache
