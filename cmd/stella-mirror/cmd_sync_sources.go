@@ -1,0 +1,17 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/stella-ops/stella-mirror/mirrorsync"
+)
+
+func newS3Source(ctx context.Context, cfg *mirrorsync.Config, logger *slog.Logger) (mirrorsync.Source, error) {
+	return nil, errors.New("s3 sources: not built yet")
+}
+
+func newRsyncSource(cfg *mirrorsync.Config, logger *slog.Logger) (mirrorsync.Source, error) {
+	return nil, errors.New("rsync sources: not built yet")
+}
