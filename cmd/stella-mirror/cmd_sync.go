@@ -148,6 +148,11 @@ Examples:
 	if flagErr != nil {
 		return flagErr
 	}
+	// Secret file paths may name systemd's credentials directory
+	// (LoadCredential=), which only exists at run time.
+	for _, p := range []*string{&cfg.Sync.BasicAuthFile, &cfg.Sync.BearerTokenFile, &cfg.Sync.CAFile, &cfg.Sync.S3.CredentialsFile} {
+		*p = expandCredentialsDir(*p)
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -267,4 +272,11 @@ func jwksClient(caFile string, timeout time.Duration) (*http.Client, error) {
 		tlsConf.RootCAs = pool
 	}
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}}, nil
+}
+
+// expandCredentialsDir replaces ${CREDENTIALS_DIRECTORY} (or
+// $CREDENTIALS_DIRECTORY) in p with systemd's credentials directory.
+func expandCredentialsDir(p string) string {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	return strings.NewReplacer("${CREDENTIALS_DIRECTORY}", dir, "$CREDENTIALS_DIRECTORY", dir).Replace(p)
 }
