@@ -17,6 +17,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/rsyncsrc"
+	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 )
 
 var testKey = fixture.DerivedKey(7)
@@ -190,4 +191,14 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return append(data, '\n')
+}
+
+func TestConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, root string) mirrorsync.Source {
+		s, err := rsyncsrc.New(startDaemon(t, root), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }

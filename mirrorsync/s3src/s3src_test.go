@@ -21,6 +21,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/s3src"
+	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 )
 
 var testKey = fixture.DerivedKey(7)
@@ -170,4 +171,12 @@ func TestS3AWSCLIUpload(t *testing.T) {
 		t.Fatalf("sync from the aws-CLI bucket: %+v %v", res, err)
 	}
 	checkPublished(t, dst, fx)
+}
+
+func TestConformance(t *testing.T) {
+	endpoint := newS3(t)
+	sourcetest.Run(t, func(t *testing.T, root string) mirrorsync.Source {
+		putTree(t, endpoint, "conf", "x/", root)
+		return newSource(t, endpoint, "s3://conf/x")
+	})
 }

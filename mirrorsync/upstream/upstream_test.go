@@ -19,6 +19,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
+	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 	"github.com/stella-ops/stella-mirror/mirrorsync/upstream"
 	"github.com/stella-ops/stella-mirror/origin"
 )
@@ -344,4 +345,12 @@ func TestNewRejects(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.url, err, tc.want)
 		}
 	}
+}
+
+func TestConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, root string) mirrorsync.Source {
+		up := httptest.NewServer(newOrigin(t, root).Handler())
+		t.Cleanup(up.Close)
+		return newSource(t, up.URL, nil)
+	})
 }
