@@ -20,8 +20,10 @@
 //  4. verifies every digest and every detached JWS (bundles and Excititor
 //     exports) against the trusted keys and the signature metadata the
 //     index declares; any failure publishes nothing and names the file;
-//  5. renames the staging directory to ROOT/<exportId>, swaps ROOT/latest
-//     with one rename of a new symlink, records the fingerprint and
+//  5. renames the staging directory to ROOT/<exportId> (an export the
+//     source changed under the same id is exchanged with the published one
+//     in one renameat2(RENAME_EXCHANGE)), swaps ROOT/latest with one
+//     rename of a new symlink, records the fingerprint and
 //     removes exports beyond the newest Options.Keep (renamed aside first,
 //     so a half-deleted export is never visible).
 //

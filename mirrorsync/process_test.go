@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/origin"
 )
@@ -329,10 +330,50 @@ func TestMetricsTextfile(t *testing.T) {
 
 // TestOriginSwitchesConsistently: a running origin over the synced root
 // answers every request from one complete export while syncs publish
-// four new exports.
+// four new exports and then replace the newest in place (same id, one
+// bundle changed, same size): every response is 200 and its bundle hashes
+// to a digest that export id declared at some point.
 func TestOriginSwitchesConsistently(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
-	writeSource(t, src, 1)
+	var (
+		mu      sync.Mutex
+		allowed = map[string]map[string]bool{} // export id → bundle digests
+		seen    = map[string]int{}
+		digests = map[string]int{}           // bundle digest → responses
+		first   = map[string]chan struct{}{} // bundle digest → closed when first served
+	)
+	allow := func(id, digest string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if allowed[id] == nil {
+			allowed[id] = map[string]bool{}
+		}
+		allowed[id][digest] = true
+		first[digest] = make(chan struct{})
+	}
+	// waitServed blocks until a client has received the bundle digest.
+	waitServed := func(digest string) {
+		t.Helper()
+		mu.Lock()
+		ch := first[digest]
+		mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(20 * time.Second):
+			t.Errorf("bundle %s was never served", digest)
+		}
+	}
+	bundleDigest := func(fx *fixture.Result) string {
+		for _, f := range fx.Files {
+			if f.Path == export.BundlePath("primary") {
+				return f.Digest
+			}
+		}
+		t.Fatal("fixture has no primary bundle")
+		return ""
+	}
+	fx := writeSource(t, src, 1)
+	allow(fx.ExportID, bundleDigest(fx))
 	opts := baseOptions(dst, newLocal(t, src))
 	opts.Keep = 10
 	mustRun(t, opts)
@@ -344,48 +385,62 @@ func TestOriginSwitchesConsistently(t *testing.T) {
 	var (
 		stop     atomic.Bool
 		failures atomic.Int64
-		mu       sync.Mutex
-		seen     = map[string]int{}
 		wg       sync.WaitGroup
 	)
+	fail := func(format string, args ...any) {
+		if failures.Add(1) <= 5 {
+			t.Errorf(format, args...)
+		}
+	}
 	for range 2 * runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
-			for i := 0; i < 100000 && !stop.Load(); i++ {
-				id, err := getServed(t, client, srv.URL, dst)
+			for i := 0; i < 100000 && !stop.Load() && failures.Load() == 0; i++ {
+				resp, err := client.Get(srv.URL + "/concelier/exports/mirror/primary/bundle.json")
 				if err != nil {
-					if failures.Add(1) <= 5 {
-						t.Errorf("inconsistent response: %v", err)
-					}
+					fail("GET: %v", err)
 					return
 				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				id := resp.Header.Get("X-Stella-Export-Id")
+				if err != nil || resp.StatusCode != http.StatusOK {
+					fail("GET: status %d from %q, %v", resp.StatusCode, id, err)
+					return
+				}
+				d := export.Digest(body)
 				mu.Lock()
+				ok := allowed[id][d]
 				seen[id]++
+				if digests[d]++; digests[d] == 1 && ok {
+					close(first[d])
+				}
 				mu.Unlock()
+				if !ok {
+					fail("bundle from %s hashes to %s, which that export never declared", id, d)
+				}
 			}
 		})
 	}
+	var last *fixture.Result
 	for seed := uint64(2); seed <= 5; seed++ {
-		writeSource(t, src, seed)
+		last = writeSource(t, src, seed)
+		allow(last.ExportID, bundleDigest(last))
 		mustRun(t, opts)
+		waitServed(bundleDigest(last))
 	}
-	// Let the clients see the last export before stopping them.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := seen[latestOf(dst)]
-		mu.Unlock()
-		if n > 0 {
-			break
-		}
-		runtime.Gosched()
+	// The newest export changes in place; the origin notices the replaced
+	// directory (it re-checks its identity every second).
+	changed := mutateBundle(t, src, last.ExportID, "primary")
+	allow(last.ExportID, changed)
+	if res := mustRun(t, opts); !res.Published {
+		t.Fatalf("in-place change not published: %+v", res)
 	}
+	waitServed(changed)
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("responses per export: %v", seen)
 	if len(seen) < 2 {
 		t.Errorf("the origin never switched exports: %v", seen)
 	}
-	if seen[latestOf(dst)] == 0 {
-		t.Errorf("the newest export %s was never served: %v", latestOf(dst), seen)
-	}
+	verifyServed(t, dst)
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stella-ops/stella-mirror/export"
 )
 
@@ -36,15 +38,10 @@ func (r *run) publish(p *plan) error {
 			return err
 		}
 	default:
-		// The source changed the export under the same id: move the old
-		// directory aside, then the new one in.
-		aside, err := r.toTrash(p.id)
-		if err != nil {
+		// The source changed the export under the same id: swap the two
+		// directories in one step, then discard the old one.
+		if err := r.replace(p.id, target); err != nil {
 			return err
-		}
-		if err := os.Rename(r.staging, target); err != nil {
-			os.Rename(aside, target)
-			return fmt.Errorf("publishing %s: %w", p.id, err)
 		}
 		r.res.Published = true
 	}
@@ -60,6 +57,35 @@ func (r *run) publish(p *plan) error {
 	}
 	if r.res.Published {
 		r.log.Info("published", "export_id", p.id, "generated_at", p.generatedAt)
+	}
+	return nil
+}
+
+// replace puts the staged export in place of the published directory of
+// the same id. renameat2(RENAME_EXCHANGE) swaps them atomically, so the
+// origin never finds the directory missing; where the file system cannot
+// exchange, the old directory is renamed aside first (a moment without
+// it, answered 503 by the origin).
+func (r *run) replace(id, target string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, r.staging, unix.AT_FDCWD, target, unix.RENAME_EXCHANGE)
+	if err == nil {
+		// The old tree is now at the staging path.
+		dir := filepath.Join(r.opts.Root, trashDir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return os.Rename(r.staging, filepath.Join(dir, id+"."+strconv.FormatInt(time.Now().UnixNano(), 36)))
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("publishing %s: exchanging directories: %w", id, err)
+	}
+	aside, err := r.toTrash(id)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(r.staging, target); err != nil {
+		os.Rename(aside, target)
+		return fmt.Errorf("publishing %s: %w", id, err)
 	}
 	return nil
 }
