@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,11 @@ type Source struct {
 	// Args are extra arguments for every rsync call (e.g. --password-file=…,
 	// -e "ssh -i key"). Default: none.
 	Args []string
+
+	// indexes holds the resolved export's index files (path → bytes),
+	// fetched in one rsync call so a run with nothing new stays cheap.
+	indexesID string
+	indexes   map[string][]byte
 }
 
 // New returns the source for src (rsync://… or host:path); bin is the
@@ -104,7 +110,7 @@ func (s *Source) Resolve(ctx context.Context) (string, error) {
 			if strings.Contains(target, "/") || !export.ValidExportID(target) {
 				return "", fmt.Errorf("%s/latest points to %q, which is not an export id", s.base, target)
 			}
-			return target, nil
+			return target, s.prefetch(ctx, target)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
@@ -132,7 +138,45 @@ func (s *Source) Resolve(ctx context.Context) (string, error) {
 	if id == "" {
 		return "", fmt.Errorf("no complete export at %s: %w", s.base, fs.ErrNotExist)
 	}
-	return id, nil
+	return id, s.prefetch(ctx, id)
+}
+
+// maxIndexBytes bounds one prefetched index.
+const maxIndexBytes = 32 << 20
+
+// prefetch copies export id's Concelier index and Excititor indexes in one
+// rsync call and keeps their bytes.
+func (s *Source) prefetch(ctx context.Context, id string) error {
+	tmp, err := os.MkdirTemp("", "stella-rsync-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := s.rsync(ctx, "-rt", "--no-links", "--no-devices", "--no-specials",
+		"--include=/mirror/", "--include=/mirror/index.json", "--include=/excititor/", "--include=/excititor/*/",
+		"--include=/excititor/*/index.json", "--exclude=*", s.base+"/"+id+"/", tmp+"/"); err != nil {
+		return err
+	}
+	s.indexesID, s.indexes = id, map[string][]byte{}
+	return filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Size() > maxIndexBytes {
+			return nil // left to Open, which the engine bounds
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(tmp, p)
+		s.indexes[filepath.ToSlash(rel)] = data
+		return nil
+	})
 }
 
 // Open copies one file to a temporary directory and opens it; Close
@@ -143,6 +187,9 @@ func (s *Source) Open(ctx context.Context, id, rel string) (io.ReadCloser, error
 	}
 	if err := export.ValidateRelPath(rel); err != nil {
 		return nil, err
+	}
+	if data, ok := s.indexes[rel]; ok && s.indexesID == id {
+		return io.NopCloser(bytes.NewReader(data)), nil
 	}
 	tmp, err := os.MkdirTemp("", "stella-rsync-")
 	if err != nil {
@@ -171,8 +218,20 @@ func (t *tempFile) Close() error {
 	return err
 }
 
-// ExcititorDomains lists the directories under <id>/excititor/.
+// ExcititorDomains lists the directories under <id>/excititor/ (from the
+// prefetched indexes when id was just resolved).
 func (s *Source) ExcititorDomains(ctx context.Context, id string) ([]string, error) {
+	if s.indexesID == id {
+		var ds []string
+		for rel := range s.indexes {
+			parts := strings.Split(rel, "/")
+			if len(parts) == 3 && parts[0] == "excititor" && parts[2] == "index.json" && export.ValidDomainID(parts[1]) {
+				ds = append(ds, parts[1])
+			}
+		}
+		slices.Sort(ds)
+		return ds, nil
+	}
 	out, err := s.rsync(ctx, "--list-only", s.base+"/"+id+"/excititor/")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

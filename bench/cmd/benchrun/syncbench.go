@@ -193,6 +193,18 @@ func syncBench(ctx context.Context, o options, tmp string, logf func(string, ...
 	if err != nil {
 		return nil, err
 	}
+	// Did the upload carry the change? (aws s3 sync compares size and time.)
+	s0 := served.Load()
+	if resp, err := http.Get(endpoint + "/bench/exports/" + id + "/" + export.BundlePath("primary")); err == nil {
+		got, _, _ := export.DigestReader(resp.Body)
+		resp.Body.Close()
+		if got != want {
+			logf("note: sync s3: the upload with aws s3 sync did not replace the changed bundle (same size): the bucket still has the old one")
+		} else {
+			logf("sync s3: the bucket holds the changed bundle")
+		}
+	}
+	served.Store(s0) // this check is not part of any case's byte count
 	anchorDirs := map[string]string{"rsync": anchorRsync, "s3": anchorS3}
 	for _, s := range sides {
 		od, on, wire, err := ours(s.source, s.ours)
