@@ -198,8 +198,13 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) err
 	}
 	defer rc.Close()
 	var src io.Reader = &countingReader{r: rc, n: &r.bytes}
-	if f.sig != nil {
+	switch {
+	case f.sig != nil:
 		src = io.LimitReader(src, jws.MaxSignatureSize+1)
+	case f.size >= 0:
+		// One byte more than declared is enough to reject the file; a
+		// source streaming without end cannot fill the disk.
+		src = io.LimitReader(src, f.size+1)
 	}
 	return r.writeFile(dst, src, f)
 }

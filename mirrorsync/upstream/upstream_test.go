@@ -354,3 +354,39 @@ func TestConformance(t *testing.T) {
 		return newSource(t, up.URL, nil)
 	})
 }
+
+// TestEndlessBodyIsCut: an upstream streaming more than the declared size
+// is cut off one byte past it and the file rejected.
+func TestEndlessBodyIsCut(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	writeSource(t, src, 1)
+	o := newOrigin(t, src)
+	var sent atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "primary/bundle.json") {
+			chunk := make([]byte, 32<<10)
+			for i := 0; i < 4096; i++ { // at most 128 MiB
+				n, err := w.Write(chunk)
+				sent.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+			return
+		}
+		o.Handler().ServeHTTP(w, r)
+	}))
+	defer up.Close()
+	_, err := run(t, dst, newSource(t, up.URL, nil))
+	var ve *mirrorsync.VerifyError
+	if !errors.As(err, &ve) || ve.Path != export.BundlePath("primary") {
+		t.Fatalf("want a verification error on the bundle, got %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, export.LatestLink)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("something was published: %v", err)
+	}
+	up.Close() // waits for the handler, so sent is final
+	if sent.Load() >= 32<<20 {
+		t.Errorf("the upstream could send %d bytes; the client did not hang up", sent.Load())
+	}
+}
