@@ -200,12 +200,15 @@ func (r *run) run(ctx context.Context) error {
 	if err := r.removeExtra(p); err != nil {
 		return err
 	}
+	r.phase("staged")
 	if err := r.verify(ctx, id, p); err != nil {
 		return err
 	}
+	r.phase("verified")
 	if err := r.publish(p); err != nil {
 		return err
 	}
+	r.phase("published")
 	now := o.Now()
 	st := State{Source: o.Source.String(), ExportID: id, Fingerprint: p.fingerprint, GeneratedAt: p.generatedAt,
 		LastSuccess: now, LastPublish: now}
@@ -215,6 +218,11 @@ func (r *run) run(ctx context.Context) error {
 	r.retain(id)
 	r.emptyTrash()
 	return nil
+}
+
+// phase logs, at debug level, how long the run took to reach a step.
+func (r *run) phase(name string) {
+	r.log.Debug("sync phase", "phase", name, "elapsed", r.opts.Now().Sub(r.res.Started).Round(time.Millisecond).String())
 }
 
 // fetchPlan reads the source's indexes and builds the plan.

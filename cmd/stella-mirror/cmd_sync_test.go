@@ -166,7 +166,7 @@ func TestSyncCommandUpstreamWithToken(t *testing.T) {
 	os.WriteFile(filepath.Join(credDir, "secret"), []byte("t0ken\n"), 0o600)
 	dst := t.TempDir()
 	for k, v := range map[string]string{
-		"CREDENTIALS_DIRECTORY": credDir,
+		"CREDENTIALS_DIRECTORY":                                         credDir,
 		"CONCELIER__SOURCES__STELLAOPSMIRROR__BASEADDRESS":              srv.URL,
 		"CONCELIER__SOURCES__STELLAOPSMIRROR__SIGNATURE__PUBLICKEYPATH": pub,
 		"SYNC__DEST":            dst,
