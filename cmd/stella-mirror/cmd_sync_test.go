@@ -185,3 +185,32 @@ func TestSyncCommandUpstreamWithToken(t *testing.T) {
 		t.Errorf("the token appears in the log: %s", errb.String())
 	}
 }
+
+func TestSyncYAMLConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "sync.yaml")
+	os.WriteFile(good, []byte(`sync:
+  source: s3://exports/stella
+  dest: /srv/exports
+  keep: 5
+  publicKeys: [/etc/stella/a.pem, /etc/stella/b.pem]
+  s3:
+    endpoint: http://127.0.0.1:9000
+    pathStyle: true
+concelier:
+  sources:
+    stellaOpsMirror:
+      signature:
+        keyId: mirror-2026
+`), 0o644)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("sync:\n  kepp: 5\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"sync", "--config", good, "--check-config"}, &out, &errb); code != 0 {
+		t.Fatalf("good file: exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"sync", "--config", bad, "--check-config"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "SYNC__KEPP: unknown key") {
+		t.Fatalf("bad file: exit %d: %s", code, errb.String())
+	}
+}
