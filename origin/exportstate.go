@@ -34,6 +34,8 @@ type exportState struct {
 	loadedAt time.Time
 	err      error // load failure; nothing below is set
 
+	generatedAt time.Time // newest generatedAt of the export's indexes
+
 	refs    atomic.Int64
 	checked atomic.Int64 // unix nanos of the last directory identity check
 	root    *os.Root
@@ -233,6 +235,7 @@ func loadConcelier(st *exportState) error {
 		st.product.logger.Warn("index names another export", "product", st.product.name, "export_id", st.id, "index_export_id", ix.ExportID)
 	}
 	st.index = newFileData(data, fi, sha256Of(data))
+	st.generatedAt = ix.GeneratedAt
 	st.concelier = make(map[string]*concelierDomain, len(ix.Domains))
 	for _, d := range ix.Domains {
 		st.concelier[d.DomainID] = &concelierDomain{
@@ -287,6 +290,9 @@ func loadExcititor(st *exportState) error {
 			continue
 		}
 		d.index = newFileData(data, fi, sha256Of(data))
+		if ix.GeneratedAt.After(st.generatedAt) {
+			st.generatedAt = ix.GeneratedAt
+		}
 		d.exports = make(map[string]*excititorExport, len(ix.Exports))
 		for _, x := range ix.Exports {
 			d.exports[x.ExportKey] = &excititorExport{

@@ -153,3 +153,24 @@ func (e *endpointMetrics) counter(code int) prometheus.Counter {
 	}
 	return e.requests.WithLabelValues(e.product, e.endpoint, strconv.Itoa(code))
 }
+
+// exportAgeDesc describes stella_mirror_origin_active_export_age_seconds.
+var exportAgeDesc = prometheus.NewDesc("stella_mirror_origin_active_export_age_seconds",
+	"Seconds since the generatedAt of the export each product serves (absent while none is available); alert when sync lags.",
+	[]string{"product"}, nil)
+
+// exportAge reports the active export's age at scrape time.
+type exportAge struct{ products *[2]*product }
+
+func (e *exportAge) Describe(ch chan<- *prometheus.Desc) { ch <- exportAgeDesc }
+
+func (e *exportAge) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range e.products {
+		if p == nil {
+			continue
+		}
+		if st := p.shown.Load(); st != nil && !st.generatedAt.IsZero() {
+			ch <- prometheus.MustNewConstMetric(exportAgeDesc, prometheus.GaugeValue, p.now().Sub(st.generatedAt).Seconds(), p.name)
+		}
+	}
+}

@@ -114,6 +114,9 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 		&cfg.Concelier.Mirror, concelierMarker, loadConcelier)
 	o.products[1] = newProduct("excititor", KeyExcititorRoot, cfg.Excititor.Artifacts.FileSystem.Root,
 		&cfg.Excititor.Mirror, excititorMarker, loadExcititor)
+	if err := reg.Register(&exportAge{products: &o.products}); err != nil {
+		return nil, fmt.Errorf("registering origin metrics: %w", err)
+	}
 	o.public, o.admin = o.routes()
 
 	for _, w := range cfg.Warnings() {

@@ -27,6 +27,7 @@ type command struct {
 // commands lists every subcommand in the order `stella-mirror help` shows them.
 var commands = []command{
 	{"origin", "serve export trees (Concelier + Excititor mirror endpoints)", runOrigin},
+	{"sync", "pull, verify and atomically publish the newest export from S3, rsync, a directory or an upstream mirror", runSync},
 	{"demo", "origin on localhost with generated data and keys (what `make run` starts)", runDemo},
 	{"fixture", "write a realistic, signed export tree", runFixture},
 	{"sign", "write a detached JWS (RFC 7515 appendix F) over a file", runSign},
@@ -66,6 +67,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		case errors.As(err, new(interface{ ExitCode() int })):
+			var ec interface{ ExitCode() int }
+			errors.As(err, &ec)
+			fmt.Fprintf(stderr, "stella-mirror %s: %v\n", c.name, err)
+			return ec.ExitCode()
 		default:
 			fmt.Fprintf(stderr, "stella-mirror %s: %v\n", c.name, err)
 			return 1

@@ -101,6 +101,9 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 	if err != nil {
 		return nil, err
 	}
+	if o.only == "sync" {
+		return nil, runSyncCases(ctx, o, tmp, stdout, logf)
+	}
 	if otherBusy > disturbedPercent {
 		logf("note: the CPUs were %.0f%% busy before the bench started: other processes compete with the servers and the figures will be noisy", otherBusy)
 	}
@@ -278,7 +281,29 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			disturbed, len(meta.Runs), disturbedPercent)
 	}
 	fmt.Fprintf(stdout, "\nwrote %s and %s\n", filepath.Join(o.out, bench.ResultsFile), filepath.Join(o.out, bench.MetaFile))
+	if o.only == "all" {
+		if err := runSyncCases(ctx, o, tmp, stdout, logf); err != nil {
+			return results, err
+		}
+	}
 	return results, nil
+}
+
+// runSyncCases runs the sync cases and reports them (table and sync.json).
+func runSyncCases(ctx context.Context, o options, tmp string, stdout io.Writer, logf func(string, ...any)) error {
+	rs, err := syncBench(ctx, o, tmp, logf)
+	if err != nil {
+		return fmt.Errorf("sync cases: %w", err)
+	}
+	fmt.Fprintln(stdout)
+	if err := writeSyncTable(stdout, rs); err != nil {
+		return err
+	}
+	if err := writeSyncResults(o.out, rs); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s\n", filepath.Join(o.out, SyncFile))
+	return nil
 }
 
 // abba returns the order of the measured runs: a, b, b, a, a, b, … with

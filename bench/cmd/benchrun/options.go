@@ -55,6 +55,12 @@ type options struct {
 	// given (passed on to the fixture subcommand). Default: 64MiB.
 	bundleSize    int64
 	bundleSizeArg string
+	// syncBundleSize is the bundle size of the sync cases' fixture (two
+	// domains), syncBundleSizeArg as given. Default: 256MiB.
+	syncBundleSize    int64
+	syncBundleSizeArg string
+	// only selects the cases: "all", "origin" or "sync". Default: all.
+	only string
 	// keep leaves the temp dir (fixture, configs, logs) in place.
 	keep bool
 	// failBelow turns a BELOW verdict into exit status 1.
@@ -89,6 +95,8 @@ Flags:
 	conns := fs.Int("connections", 0, fmt.Sprintf("wrk connections for every case (default %d for index.json, %d for the bundle)", defaultSmallConnections, defaultLargeConnections))
 	threads := fs.Int("threads", 0, fmt.Sprintf("wrk threads for every case (default %d for index.json, %d for the bundle)", defaultSmallThreads, defaultLargeThreads))
 	size := fs.String("bundle-size", "64MiB", "fixture bundle `size` (units: KiB, MiB, GiB, KB, MB, GB, or bytes)")
+	syncSize := fs.String("sync-bundle-size", "256MiB", "bundle `size` of the sync cases' fixture (2 domains)")
+	fs.StringVar(&o.only, "only", "all", "cases to run: all, origin (origin vs nginx) or sync (sync vs rsync -a and aws s3 sync)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir with the fixture, configs and logs")
 	fs.BoolVar(&o.failBelow, "fail-below", false, "exit 1 when a case is below its target")
 	if err := fs.Parse(args); err != nil {
@@ -110,6 +118,14 @@ Flags:
 		errs = append(errs, fmt.Errorf("--bundle-size %q: want more than 0 bytes", *size))
 	}
 	o.bundleSize, o.bundleSizeArg = n, *size
+	if sn, err := fixture.ParseSize(*syncSize); err != nil || sn <= 0 {
+		errs = append(errs, fmt.Errorf("--sync-bundle-size %q: want a size above 0 bytes", *syncSize))
+	} else {
+		o.syncBundleSize, o.syncBundleSizeArg = sn, *syncSize
+	}
+	if o.only != "all" && o.only != "origin" && o.only != "sync" {
+		errs = append(errs, fmt.Errorf("--only %q: want all, origin or sync", o.only))
+	}
 	if o.duration < time.Second || o.duration%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("--duration %s: want whole seconds, at least 1s (wrk's unit)", o.duration))
 	}

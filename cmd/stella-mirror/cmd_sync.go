@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/logging"
+	"github.com/stella-ops/stella-mirror/mirrorsync"
+	"github.com/stella-ops/stella-mirror/mirrorsync/localsrc"
+	"github.com/stella-ops/stella-mirror/mirrorsync/upstream"
+)
+
+// exitLocked is the exit status of a sync run that found another run
+// holding the lock (EX_TEMPFAIL): nothing was changed, try later.
+const exitLocked = 75
+
+// exitError carries a specific exit status to run().
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+func (e *exitError) ExitCode() int { return e.code }
+
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("sync", "--source URL --dest ROOT [--public-key PEM]... [flags]",
+		`Pull the newest export from a source, verify every digest and detached
+JWS, and publish it atomically into the export root the origin serves:
+ROOT/.staging/<exportId> → ROOT/<exportId>, then ROOT/latest is swapped with
+one rename. Unchanged files are hard-linked from published exports; an
+interrupted run resumes; a second concurrent run exits with status 75.
+Nothing new upstream (same fingerprint) means no work: exit 0.
+
+Sources:
+  s3://bucket/prefix        S3 or any S3-compatible store (--s3-endpoint or
+                            AWS_ENDPOINT_URL; credentials from the AWS chain
+                            or --s3-credentials-file)
+  rsync://host/module/path  an rsync daemon; host:path over ssh (the rsync binary)
+  https://mirror.example    an upstream Stella Ops mirror (http:// for loopback)
+  /srv/incoming/exports     a local directory laid out like an export root
+
+Settings also come from a YAML file (--config) and the environment (keys
+below), environment over file, flags over both. The runbook's connector
+names (CONCELIER__SOURCES__STELLAOPSMIRROR__…) are read unchanged.
+
+Exit status: 0 published or nothing new; 1 failure (verification failures
+name the file and the reason; nothing is published); 2 usage; 75 another
+run holds the lock.
+
+Keys ({n} is a list index: 0, 1, ...):
+  `+strings.Join(mirrorsync.ConfigKeys(), "\n  ")+`
+
+Examples:
+  stella-mirror sync --source https://mirror.stella-ops.org --dest /srv/exports \
+    --public-key /etc/stella-mirror/signing.pub.pem --bearer-token-file /run/credentials/x/token
+  AWS_ENDPOINT_URL=http://127.0.0.1:9000 stella-mirror sync --source s3://exports/stella \
+    --dest /srv/exports --public-key signing.pub.pem --metrics-textfile /var/lib/node_exporter/stella_sync.prom`, stderr)
+	configPath := fs.String("config", "", "YAML configuration `file` (environment variables override it)")
+	source := fs.String("source", "", "source `URL` or directory (SYNC__SOURCE)")
+	dest := fs.String("dest", "", "export `root` to publish into (SYNC__DEST)")
+	keep := fs.Int("keep", 0, "exports to keep, the published one included (SYNC__KEEP; default 3)")
+	var pubKeys, domains stringList
+	fs.Var(&pubKeys, "public-key", "trusted PEM public key `file`; repeatable (SYNC__PUBLICKEYS__{n})")
+	fs.Var(&domains, "domain", "sync only this `domain`; repeatable (SYNC__DOMAINS__{n}; default all)")
+	jwksURL := fs.String("jwks-url", "", "key registry `URL` (JWKS); the PEM keys are the fallback (SYNC__JWKSURL)")
+	keyID := fs.String("key-id", "", "reject signatures under any other `kid` (…__SIGNATURE__KEYID)")
+	force := fs.Bool("force", false, "re-verify everything even when the upstream fingerprint is unchanged")
+	metricsFile := fs.String("metrics-textfile", "", "write Prometheus textfile metrics to `file` (SYNC__METRICSTEXTFILE)")
+	timeout := fs.Duration("http-timeout", 0, "per-request `timeout` for headers and body stalls (SYNC__HTTPTIMEOUT; default 30s)")
+	basicFile := fs.String("basic-auth-file", "", "`file` with user:password for the upstream (SYNC__BASICAUTHFILE)")
+	bearerFile := fs.String("bearer-token-file", "", "`file` with a bearer token for the upstream (SYNC__BEARERTOKENFILE)")
+	caFile := fs.String("ca-file", "", "PEM `bundle` of extra trusted CAs (SYNC__CAFILE)")
+	s3Endpoint := fs.String("s3-endpoint", "", "S3 endpoint `URL` (SYNC__S3__ENDPOINT; default AWS_ENDPOINT_URL)")
+	s3Region := fs.String("s3-region", "", "S3 `region` (SYNC__S3__REGION; default AWS_REGION or us-east-1)")
+	s3PathStyle := fs.String("s3-path-style", "", "`true|false`: path-style bucket addressing (default true with a custom endpoint)")
+	s3Profile := fs.String("s3-profile", "", "AWS shared-config `profile` (SYNC__S3__PROFILE)")
+	s3Creds := fs.String("s3-credentials-file", "", "AWS shared credentials `file` (SYNC__S3__CREDENTIALSFILE)")
+	rsyncPath := fs.String("rsync", "", "rsync `binary` (SYNC__RSYNCPATH; default rsync)")
+	logFormat := fs.String("log-format", "text", "log `format`: json or text")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	cfg, err := mirrorsync.LoadConfig(*configPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	var flagErr error
+	fs.Visit(func(f *flag.Flag) {
+		s := &cfg.Sync
+		switch f.Name {
+		case "source":
+			s.Source = *source
+		case "dest":
+			s.Dest = *dest
+		case "keep":
+			s.Keep = *keep
+		case "public-key":
+			s.PublicKeys = pubKeys
+		case "domain":
+			s.Domains = domains
+		case "jwks-url":
+			s.JWKSURL = *jwksURL
+		case "key-id":
+			cfg.Concelier.Sources.StellaOpsMirror.Signature.KeyID = *keyID
+		case "metrics-textfile":
+			s.MetricsTextfile = *metricsFile
+		case "http-timeout":
+			s.HTTPTimeout = *timeout
+		case "basic-auth-file":
+			s.BasicAuthFile = *basicFile
+		case "bearer-token-file":
+			s.BearerTokenFile = *bearerFile
+		case "ca-file":
+			s.CAFile = *caFile
+		case "s3-endpoint":
+			s.S3.Endpoint = *s3Endpoint
+		case "s3-region":
+			s.S3.Region = *s3Region
+		case "s3-path-style":
+			v, ok := map[string]bool{"true": true, "false": false}[*s3PathStyle]
+			if !ok {
+				flagErr = fmt.Errorf("--s3-path-style %q: want true or false", *s3PathStyle)
+			}
+			s.S3.PathStyle = &v
+		case "s3-profile":
+			s.S3.Profile = *s3Profile
+		case "s3-credentials-file":
+			s.S3.CredentialsFile = *s3Creds
+		case "rsync":
+			s.RsyncPath = *rsyncPath
+		}
+	})
+	if flagErr != nil {
+		return flagErr
+	}
+	// Secret file paths may name systemd's credentials directory
+	// (LoadCredential=), which only exists at run time.
+	for _, p := range []*string{&cfg.Sync.BasicAuthFile, &cfg.Sync.BearerTokenFile, &cfg.Sync.CAFile, &cfg.Sync.S3.CredentialsFile} {
+		*p = expandCredentialsDir(*p)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *checkConfig {
+		fmt.Fprintln(stdout, "configuration OK")
+		return nil
+	}
+	logger, err := logging.New(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	writeMetrics := func(res *mirrorsync.Result, runErr error) error {
+		if cfg.Sync.MetricsTextfile == "" {
+			return runErr
+		}
+		st, _ := mirrorsync.ReadState(cfg.Sync.Dest)
+		if err := mirrorsync.WriteMetrics(cfg.Sync.MetricsTextfile, res, runErr, st); err != nil {
+			logger.Error("writing metrics textfile", "file", cfg.Sync.MetricsTextfile, "err", err)
+			if runErr == nil {
+				return err
+			}
+		}
+		return runErr
+	}
+	src, err := newSyncSource(ctx, &cfg, logger)
+	if err != nil {
+		return writeMetrics(&mirrorsync.Result{Started: started, Duration: time.Since(started)}, err)
+	}
+	conn := cfg.Concelier.Sources.StellaOpsMirror
+	opts := mirrorsync.Options{
+		Root:           cfg.Sync.Dest,
+		Source:         src,
+		SkipSignatures: !cfg.SignaturesEnabled(),
+		ExpectKeyID:    conn.Signature.KeyID,
+		ExpectProvider: conn.Signature.Provider,
+		Domains:        cfg.EffectiveDomains(),
+		Keep:           cfg.Sync.Keep,
+		Force:          *force,
+		Logger:         logger,
+	}
+	if cfg.SignaturesEnabled() {
+		client, err := jwksClient(cfg.Sync.CAFile, cfg.EffectiveTimeout())
+		if err != nil {
+			return err
+		}
+		if opts.Keys, err = mirrorsync.KeySource(cfg.PublicKeyPaths(), cfg.Sync.JWKSURL, client, conn.Signature.KeyID, logger); err != nil {
+			return err
+		}
+	}
+	res, runErr := mirrorsync.Run(ctx, opts)
+	if errors.Is(runErr, mirrorsync.ErrLocked) {
+		return &exitError{code: exitLocked, err: runErr}
+	}
+	logResult(logger, res, runErr)
+	return writeMetrics(res, runErr)
+}
+
+func logResult(logger *slog.Logger, res *mirrorsync.Result, err error) {
+	attrs := []any{"result", mirrorsync.ResultOf(res, err), "export_id", res.ExportID,
+		"downloaded_bytes", res.BytesDownloaded, "index_bytes", res.IndexBytes,
+		"files_downloaded", res.FilesDownloaded, "files_reused", res.FilesReused, "files_resumed", res.FilesResumed,
+		"duration", res.Duration.Round(time.Millisecond).String()}
+	if len(res.Removed) > 0 {
+		attrs = append(attrs, "removed", res.Removed)
+	}
+	if err != nil {
+		logger.Error("sync failed", append(attrs, "err", err)...)
+		return
+	}
+	logger.Info("sync done", attrs...)
+}
+
+// newSyncSource picks the source implementation from the source string.
+func newSyncSource(ctx context.Context, cfg *mirrorsync.Config, logger *slog.Logger) (mirrorsync.Source, error) {
+	s := cfg.EffectiveSource()
+	conn := cfg.Concelier.Sources.StellaOpsMirror
+	switch {
+	case strings.HasPrefix(s, "https://"), strings.HasPrefix(s, "http://"):
+		return upstream.New(upstream.Options{
+			BaseURL: s, IndexPath: conn.IndexPath, Timeout: cfg.EffectiveTimeout(),
+			BasicAuthFile: cfg.Sync.BasicAuthFile, BearerTokenFile: cfg.Sync.BearerTokenFile,
+			CAFile: cfg.Sync.CAFile, Logger: logger,
+		})
+	case strings.HasPrefix(s, "s3://"):
+		return newS3Source(ctx, cfg, logger)
+	case strings.HasPrefix(s, "rsync://"), isRemoteShellPath(s):
+		return newRsyncSource(cfg, logger)
+	case strings.Contains(s, "://"):
+		return nil, fmt.Errorf("source %q: unknown scheme (want s3://, rsync://, https:// or a directory)", s)
+	}
+	return localsrc.New(s)
+}
+
+// isRemoteShellPath reports whether s is rsync's host:path form: a colon
+// before the first slash, and not a local path.
+func isRemoteShellPath(s string) bool {
+	i := strings.IndexByte(s, ':')
+	return i > 0 && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, ".") && !strings.Contains(s[:i], "/")
+}
+
+// jwksClient is the HTTP client for the key registry.
+func jwksClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates found", caFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}}, nil
+}
+
+// expandCredentialsDir replaces ${CREDENTIALS_DIRECTORY} (or
+// $CREDENTIALS_DIRECTORY) in p with systemd's credentials directory.
+func expandCredentialsDir(p string) string {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	return strings.NewReplacer("${CREDENTIALS_DIRECTORY}", dir, "$CREDENTIALS_DIRECTORY", dir).Replace(p)
+}

@@ -1,0 +1,45 @@
+package mirrorsync
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// LockName is the lock file in the export root.
+const LockName = ".sync.lock"
+
+// ErrLocked is returned when another run holds the root's lock.
+var ErrLocked = errors.New("another sync run holds the lock")
+
+// LockedError is ErrLocked with the lock file's path.
+type LockedError struct{ Path string }
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s on %s; this run changes nothing", ErrLocked, e.Path)
+}
+
+// Unwrap makes errors.Is(err, ErrLocked) hold.
+func (e *LockedError) Unwrap() error { return ErrLocked }
+
+// lockRoot takes an exclusive, non-blocking flock on ROOT/.sync.lock. The
+// kernel releases it when the process dies, so a killed run never leaves
+// a stale lock.
+func lockRoot(root string) (release func(), err error) {
+	path := filepath.Join(root, LockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, &LockedError{Path: path}
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}

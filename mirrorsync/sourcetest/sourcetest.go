@@ -1,0 +1,102 @@
+// Package sourcetest is the conformance suite every mirrorsync.Source
+// runs: it writes a signed fixture export root, lets the implementation
+// expose it (a directory, an rsync daemon, an S3 bucket, an origin) and
+// checks the Source contract against the fixture's own record of what it
+// wrote.
+package sourcetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/export/fixture"
+	"github.com/stella-ops/stella-mirror/mirrorsync"
+)
+
+// Run writes two exports into a fresh root (the newer one named by
+// latest), calls expose to get a Source over that root, and checks:
+// Resolve names the newest export; Open returns the exact bytes of every
+// file; a missing file is fs.ErrNotExist; paths that leave the export are
+// refused; ExcititorDomains lists every domain with an Excititor index.
+func Run(t *testing.T, expose func(t *testing.T, root string) mirrorsync.Source) {
+	t.Helper()
+	root := t.TempDir()
+	for seed := uint64(1); seed <= 2; seed++ {
+		if _, err := fixture.Write(root, fixture.Options{Domains: []string{"primary", "community"},
+			BundleSize: 16 << 10, VEXSize: 2 << 10, Seed: seed, Key: fixture.DerivedKey(3), SetLatest: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest, err := os.Readlink(filepath.Join(root, export.LatestLink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := expose(t, root)
+	ctx := context.Background()
+
+	t.Run("Resolve", func(t *testing.T) {
+		id, err := src.Resolve(ctx)
+		if err != nil || id != newest {
+			t.Fatalf("Resolve: %q, %v; want %s", id, err, newest)
+		}
+	})
+	t.Run("Open", func(t *testing.T) {
+		dir := filepath.Join(root, newest)
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			want, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rc, err := src.Open(ctx, newest, filepath.ToSlash(rel))
+			if err != nil {
+				t.Errorf("Open %s: %v", rel, err)
+				return nil
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("Open %s: %d bytes (%v), want the %d bytes on disk", rel, len(got), err, len(want))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("Missing", func(t *testing.T) {
+		_, err := src.Open(ctx, newest, export.BundlePath("nosuchdomain"))
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Open of a missing bundle: %v, want fs.ErrNotExist", err)
+		}
+	})
+	t.Run("Escape", func(t *testing.T) {
+		for _, rel := range []string{"../" + export.LatestLink, "/etc/passwd", "mirror/../../x"} {
+			if rc, err := src.Open(ctx, newest, rel); err == nil {
+				rc.Close()
+				t.Errorf("Open %q succeeded", rel)
+			}
+		}
+	})
+	t.Run("ExcititorDomains", func(t *testing.T) {
+		ds, err := src.ExcititorDomains(ctx, newest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ds)
+		if !slices.Equal(ds, []string{"community", "primary"}) {
+			t.Errorf("ExcititorDomains: %v", ds)
+		}
+	})
+}

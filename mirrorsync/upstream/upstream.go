@@ -1,0 +1,408 @@
+// Package upstream is the mirrorsync source for an upstream Stella Ops
+// mirror over HTTPS: another stella-mirror origin or gateway, or any
+// server honouring the mirror contract. It reads the Concelier index
+// (/concelier/exports/index.json, or the configured path), each domain's
+// manifest, bundle and bundle.json.jws, and each domain's Excititor index,
+// exports and signatures.
+//
+// Requests go through go-retryablehttp: connection errors, 429 and 5xx are
+// retried with exponential backoff, and a Retry-After on 429 or 503 is
+// honoured (capped by Options.RetryAfterMax). Every request has a
+// per-request timeout for the response headers and for any stall of the
+// body; a large bundle may take as long as it needs while bytes flow.
+//
+// Credentials (Basic from a user:password file, or a bearer token from a
+// file) are sent on every request and never logged. http:// is accepted
+// only for loopback addresses (labs and tests).
+//
+// What it is not: it does not verify anything (the engine does) and does
+// not follow exports the upstream no longer serves: it syncs the export the
+// upstream serves now, and fails a run during which the upstream switched
+// exports (the next run picks the new one up).
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/mirrorsync"
+)
+
+var _ mirrorsync.Source = (*Source)(nil)
+
+// Defaults of Options.
+const (
+	DefaultIndexPath     = "/concelier/exports/index.json"
+	DefaultTimeout       = 30 * time.Second
+	DefaultRetryMax      = 4
+	DefaultRetryWaitMin  = time.Second
+	DefaultRetryWaitMax  = 30 * time.Second
+	DefaultRetryAfterMax = 2 * time.Minute
+)
+
+// ExportIDHeader names the export a response came from.
+const ExportIDHeader = "X-Stella-Export-Id"
+
+// Options configure a Source. The zero value of every field means the
+// default written beside it.
+type Options struct {
+	// BaseURL is the upstream mirror, e.g. https://mirror.example.org.
+	// Required; http:// only for loopback hosts.
+	BaseURL string
+	// IndexPath is the path of the Concelier index. Default:
+	// /concelier/exports/index.json.
+	IndexPath string
+	// Timeout bounds waiting for response headers and any stall while
+	// reading a body. Default: 30s.
+	Timeout time.Duration
+	// BasicAuthFile holds "user:password" for Basic authentication.
+	// Default: none.
+	BasicAuthFile string
+	// BearerTokenFile holds a bearer token. Default: none. At most one of
+	// BasicAuthFile and BearerTokenFile may be set.
+	BearerTokenFile string
+	// CAFile is a PEM bundle of extra trusted CA certificates. Default:
+	// the system roots only.
+	CAFile string
+	// RetryMax is how many times a failed request is retried. Default: 4.
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the exponential backoff.
+	// Defaults: 1s and 30s.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// RetryAfterMax caps how long a Retry-After is honoured. Default: 2m.
+	RetryAfterMax time.Duration
+	// Logger receives retry messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Source reads exports from an upstream mirror.
+type Source struct {
+	base      *url.URL
+	indexPath string
+	timeout   time.Duration
+	auth      string // Authorization header value; "" for none
+	client    *retryablehttp.Client
+
+	mu      sync.Mutex
+	indexID string
+	index   []byte
+	domains []string
+}
+
+// New validates opts and returns the source.
+func New(opts Options) (*Source, error) {
+	u, err := url.Parse(opts.BaseURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("upstream URL %q: not an absolute URL", opts.BaseURL)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("upstream URL %q: http:// is accepted only for loopback hosts; use https://", opts.BaseURL)
+	default:
+		return nil, fmt.Errorf("upstream URL %q: scheme must be https", opts.BaseURL)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("upstream URL: put credentials in a file (--basic-auth-file), not in the URL")
+	}
+	u.RawQuery, u.Fragment = "", ""
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	s := &Source{base: u, indexPath: opts.IndexPath, timeout: opts.Timeout}
+	if s.indexPath == "" {
+		s.indexPath = DefaultIndexPath
+	}
+	if !strings.HasPrefix(s.indexPath, "/") {
+		return nil, fmt.Errorf("index path %q: must start with /", s.indexPath)
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.auth, err = authHeader(opts.BasicAuthFile, opts.BearerTokenFile); err != nil {
+		return nil, err
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates found", opts.CAFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	dialer := &net.Dialer{Timeout: s.timeout, KeepAlive: 30 * time.Second}
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   s.timeout,
+		ResponseHeaderTimeout: s.timeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		ForceAttemptHTTP2:     true,
+	}
+	c := retryablehttp.NewClient()
+	c.HTTPClient = &http.Client{Transport: transport}
+	c.RetryMax = orInt(opts.RetryMax, DefaultRetryMax)
+	c.RetryWaitMin = orDur(opts.RetryWaitMin, DefaultRetryWaitMin)
+	c.RetryWaitMax = orDur(opts.RetryWaitMax, DefaultRetryWaitMax)
+	after := orDur(opts.RetryAfterMax, DefaultRetryAfterMax)
+	c.Backoff = func(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+		return Backoff(min, max, after, attempt, resp)
+	}
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	if opts.Logger != nil {
+		c.Logger = retryLogger{opts.Logger}
+	} else {
+		c.Logger = nil
+	}
+	s.client = c
+	return s, nil
+}
+
+// Backoff is the wait before retry attempt: the Retry-After of a 429 or
+// 503 (capped at afterMax), else exponential between min and max.
+func Backoff(min, max, afterMax time.Duration, attempt int, resp *http.Response) time.Duration {
+	d := retryablehttp.DefaultBackoff(min, max, attempt, resp)
+	if resp != nil && resp.Header.Get("Retry-After") != "" && d > afterMax {
+		d = afterMax
+	}
+	return d
+}
+
+// retryLogger adapts slog to retryablehttp, at debug level except errors.
+type retryLogger struct{ l *slog.Logger }
+
+func (r retryLogger) Error(msg string, kv ...any) { r.l.Warn("upstream: "+msg, kv...) }
+func (r retryLogger) Info(msg string, kv ...any)  { r.l.Debug("upstream: "+msg, kv...) }
+func (r retryLogger) Debug(msg string, kv ...any) { r.l.Debug("upstream: "+msg, kv...) }
+func (r retryLogger) Warn(msg string, kv ...any)  { r.l.Info("upstream: "+msg, kv...) }
+
+func orInt(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func orDur(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authHeader builds the Authorization value from the credential files.
+func authHeader(basicFile, bearerFile string) (string, error) {
+	switch {
+	case basicFile != "" && bearerFile != "":
+		return "", errors.New("give either a Basic credentials file or a bearer token file, not both")
+	case basicFile != "":
+		data, err := os.ReadFile(basicFile)
+		if err != nil {
+			return "", fmt.Errorf("basic auth file: %w", err)
+		}
+		cred := strings.TrimRight(string(data), "\r\n")
+		if !strings.Contains(cred, ":") || strings.ContainsAny(cred, "\r\n") {
+			return "", fmt.Errorf("basic auth file %s: want one line user:password", basicFile)
+		}
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(cred)), nil
+	case bearerFile != "":
+		data, err := os.ReadFile(bearerFile)
+		if err != nil {
+			return "", fmt.Errorf("bearer token file: %w", err)
+		}
+		tok := strings.TrimSpace(string(data))
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+			return "", fmt.Errorf("bearer token file %s: want one token on one line", bearerFile)
+		}
+		return "Bearer " + tok, nil
+	}
+	return "", nil
+}
+
+// String returns the base URL (credentials never appear in it).
+func (s *Source) String() string { return s.base.String() }
+
+// Resolve fetches the index and returns the export it names.
+func (s *Source) Resolve(ctx context.Context) (string, error) {
+	data, hdrID, err := s.get(ctx, s.indexPath)
+	if err != nil {
+		return "", err
+	}
+	ix, err := export.ParseIndex(data)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s.indexPath, err)
+	}
+	if hdrID != "" && hdrID != ix.ExportID {
+		return "", fmt.Errorf("%s: %s is %q but the index names %q", s.indexPath, ExportIDHeader, hdrID, ix.ExportID)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.indexID, s.index = ix.ExportID, data
+	s.domains = s.domains[:0]
+	for _, d := range ix.Domains {
+		s.domains = append(s.domains, d.DomainID)
+	}
+	return ix.ExportID, nil
+}
+
+// get fetches a small document whole.
+func (s *Source) get(ctx context.Context, p string) ([]byte, string, error) {
+	body, id, err := s.open(ctx, p)
+	if err != nil {
+		return nil, "", err
+	}
+	defer body.Close()
+	data, err := io.ReadAll(io.LimitReader(body, 32<<20))
+	return data, id, err
+}
+
+// Open fetches file rel of export id.
+func (s *Source) Open(ctx context.Context, id, rel string) (io.ReadCloser, error) {
+	if rel == export.IndexPath {
+		s.mu.Lock()
+		data, ixID := s.index, s.indexID
+		s.mu.Unlock()
+		if ixID == id {
+			return io.NopCloser(strings.NewReader(string(data))), nil
+		}
+		return nil, fmt.Errorf("the upstream serves export %q, not %q", ixID, id)
+	}
+	p, err := urlPath(rel)
+	if err != nil {
+		return nil, err
+	}
+	body, hdrID, err := s.open(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if hdrID != "" && hdrID != id {
+		body.Close()
+		return nil, fmt.Errorf("%s: the upstream switched to export %q during the run (syncing %q); the next run picks it up", p, hdrID, id)
+	}
+	return body, nil
+}
+
+// ExcititorDomains returns the domains of the upstream's index; a domain
+// without Excititor data answers 404 and is skipped.
+func (s *Source) ExcititorDomains(ctx context.Context, id string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.indexID != id {
+		return nil, fmt.Errorf("the upstream serves export %q, not %q", s.indexID, id)
+	}
+	return append([]string(nil), s.domains...), nil
+}
+
+// urlPath maps a path of the export layout to the mirror contract's URL.
+func urlPath(rel string) (string, error) {
+	if err := export.ValidateRelPath(rel); err != nil {
+		return "", err
+	}
+	parts := strings.Split(rel, "/")
+	switch {
+	case len(parts) == 3 && parts[0] == "mirror" &&
+		(parts[2] == export.ManifestName || parts[2] == export.BundleName || parts[2] == export.BundleSignatureName):
+		return "/concelier/exports/" + rel, nil
+	case len(parts) == 3 && parts[0] == "excititor" && parts[2] == "index.json":
+		return "/excititor/mirror/" + parts[1] + "/index", nil
+	case len(parts) == 4 && parts[0] == "excititor" && parts[2] == "exports":
+		if key, ok := strings.CutSuffix(parts[3], export.SignatureSuffix); ok {
+			return "/excititor/mirror/" + parts[1] + "/export/" + key + "/signature", nil
+		}
+		return "/excititor/mirror/" + parts[1] + "/export/" + parts[3], nil
+	}
+	return "", fmt.Errorf("%s: no upstream URL for this path", rel)
+}
+
+// open issues a GET for p and returns its body, guarded by the stall
+// timeout, and the response's export id header.
+func (s *Source) open(ctx context.Context, p string) (io.ReadCloser, string, error) {
+	u := *s.base
+	u.Path = s.base.Path + p
+	ctx, cancel := context.WithCancel(ctx)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		cancel()
+		return nil, "", err
+	}
+	if s.auth != "" {
+		req.Header.Set("Authorization", s.auth)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		cancel()
+		return nil, "", fmt.Errorf("GET %s: %w", u.Redacted(), err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusNotFound:
+		resp.Body.Close()
+		cancel()
+		return nil, "", fmt.Errorf("GET %s: 404: %w", u.Redacted(), fs.ErrNotExist)
+	default:
+		resp.Body.Close()
+		cancel()
+		return nil, "", fmt.Errorf("GET %s: %s", u.Redacted(), resp.Status)
+	}
+	return newStallReader(resp.Body, s.timeout, cancel), resp.Header.Get(ExportIDHeader), nil
+}
+
+// stallReader cancels its request when no byte arrives for timeout.
+type stallReader struct {
+	body    io.ReadCloser
+	timeout time.Duration
+	timer   *time.Timer
+	cancel  context.CancelFunc
+}
+
+func newStallReader(body io.ReadCloser, timeout time.Duration, cancel context.CancelFunc) *stallReader {
+	return &stallReader{body: body, timeout: timeout, cancel: cancel, timer: time.AfterFunc(timeout, cancel)}
+}
+
+func (r *stallReader) Read(p []byte) (int, error) {
+	n, err := r.body.Read(p)
+	if n > 0 {
+		r.timer.Reset(r.timeout)
+	}
+	return n, err
+}
+
+func (r *stallReader) Close() error {
+	r.timer.Stop()
+	err := r.body.Close()
+	r.cancel()
+	return err
+}
