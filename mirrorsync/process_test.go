@@ -117,6 +117,7 @@ func verifyServed(t testing.TB, dst string) string {
 func newTestOrigin(t testing.TB, root string) *httptest.Server {
 	t.Helper()
 	cfg := origin.DefaultConfig()
+	cfg.LatestRecheck = -1 // see each switch at once
 	cfg.Concelier.Mirror.Enabled = true
 	cfg.Concelier.Mirror.ExportRoot = root
 	cfg.Excititor.Mirror.Enabled = true

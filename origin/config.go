@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
@@ -41,6 +42,11 @@ type Config struct {
 	// probes excepted). It is not read from the environment or the file.
 	// Default (nil): no access log.
 	AccessLog *accesslog.Logger `config:"-"`
+	// LatestRecheck is how long a resolved active export id is reused
+	// before latest is read again. It is not read from the environment or
+	// the file. Default (0): 100 ms. Negative: on every request (tests
+	// that flip latest and expect the very next request to see it).
+	LatestRecheck time.Duration `config:"-"`
 }
 
 // ConcelierConfig is the CONCELIER section.

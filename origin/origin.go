@@ -66,6 +66,9 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 		opts.now = time.Now
 	}
 	if opts.recheck == 0 {
+		opts.recheck = cfg.LatestRecheck
+	}
+	if opts.recheck == 0 {
 		opts.recheck = activeRecheck
 	}
 	if opts.smallFileMax == 0 {

@@ -145,6 +145,7 @@ func TestSyncCommandS3(t *testing.T) {
 func TestSyncCommandUpstreamWithToken(t *testing.T) {
 	root, id, pub := syncFixture(t)
 	cfg := origin.DefaultConfig()
+	cfg.LatestRecheck = -1 // see each switch at once
 	cfg.Concelier.Mirror.Enabled = true
 	cfg.Concelier.Mirror.ExportRoot = root
 	cfg.Excititor.Mirror.Enabled = true

@@ -46,6 +46,7 @@ func writeSource(t testing.TB, root string, seed uint64) *fixture.Result {
 func newOrigin(t testing.TB, root string) *origin.Origin {
 	t.Helper()
 	cfg := origin.DefaultConfig()
+	cfg.LatestRecheck = -1 // see each switch at once
 	cfg.Concelier.Mirror.Enabled = true
 	cfg.Concelier.Mirror.ExportRoot = root
 	cfg.Excititor.Mirror.Enabled = true
