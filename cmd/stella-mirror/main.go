@@ -27,6 +27,7 @@ type command struct {
 // commands lists every subcommand in the order `stella-mirror help` shows them.
 var commands = []command{
 	{"origin", "serve export trees (Concelier + Excititor mirror endpoints)", runOrigin},
+	{"gateway", "TLS edge: per-host Basic Auth, domain policy, budgets, reverse proxy to the origin", runGateway},
 	{"demo", "origin on localhost with generated data and keys (what `make run` starts)", runDemo},
 	{"fixture", "write a realistic, signed export tree", runFixture},
 	{"sign", "write a detached JWS (RFC 7515 appendix F) over a file", runSign},

@@ -1,0 +1,437 @@
+// Package proxy forwards allowed requests to the origin: connection reuse,
+// a timeout on every phase (dial, response headers, each body read), the
+// forwarding headers the origin trusts, and no client credentials.
+//
+// Towards the origin it strips hop-by-hop headers, the client's
+// Authorization, and incoming X-Forwarded-*, Forwarded and
+// X-Stella-Forwarded-User unless the TCP peer is a configured trusted proxy;
+// it sets X-Forwarded-For/Proto/Host and X-Stella-Forwarded-User (the user
+// the gateway authenticated), and optionally a bearer token.
+//
+// A failure before the response starts is a 502 (504 on a timeout); a
+// failure in the middle of a body aborts the client connection, so a client
+// never mistakes a truncated body for a complete 200.
+//
+// It is not a cache and does not decide what may be fetched.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// UserHeader carries the authenticated user to the origin.
+const UserHeader = "X-Stella-Forwarded-User"
+
+// Defaults of Options.
+const (
+	DefaultDialTimeout     = 5 * time.Second
+	DefaultHeaderTimeout   = 30 * time.Second
+	DefaultBodyIdleTimeout = 60 * time.Second
+	DefaultMaxIdleConns    = 256
+)
+
+// Options configure a Proxy. Zero values mean the defaults beside them.
+type Options struct {
+	// Origin is the upstream base URL (http or https). Required.
+	Origin *url.URL
+	// Transport sends the requests. Default: one built from the timeouts
+	// below, with DefaultMaxIdleConns kept-alive connections.
+	Transport http.RoundTripper
+	// OriginCAFile is a PEM bundle trusted for an https origin. Default:
+	// the system roots. Ignored when Transport is set.
+	OriginCAFile string
+	// DialTimeout bounds connecting to the origin. Default: DefaultDialTimeout.
+	DialTimeout time.Duration
+	// HeaderTimeout bounds waiting for the origin's response headers.
+	// Default: DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+	// BodyIdleTimeout bounds the wait for each read of the origin's
+	// response body: an origin that stalls mid-body is cut off.
+	// Default: DefaultBodyIdleTimeout.
+	BodyIdleTimeout time.Duration
+	// TrustedProxies are the TCP peers whose X-Forwarded-*, Forwarded and
+	// X-Stella-Forwarded-User headers are kept (e.g. a CDN). Default: none.
+	TrustedProxies []netip.Prefix
+	// Tokens, if set, supplies the bearer token sent to the origin
+	// (OAuth2 client credentials); it must refresh before expiry (an
+	// oauth2.ReuseTokenSource does). Default: no token (the origin trusts
+	// the gateway's network).
+	Tokens oauth2.TokenSource
+	// Logger receives upstream failures. Default: discard.
+	Logger *slog.Logger
+	// OnUpstreamError is called once per failed upstream exchange with a
+	// reason: "connect", "timeout", "token", "body" or "other". Default:
+	// nothing.
+	OnUpstreamError func(r *http.Request, reason string)
+}
+
+// Proxy is an http.Handler forwarding to the origin.
+type Proxy struct {
+	opts Options
+	rp   *httputil.ReverseProxy
+}
+
+// NewTransport returns the transport New uses by default.
+func NewTransport(o Options) (*http.Transport, error) {
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.HeaderTimeout == 0 {
+		o.HeaderTimeout = DefaultHeaderTimeout
+	}
+	t := &http.Transport{
+		Proxy:                 nil, // never an environment proxy between gateway and origin
+		DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          DefaultMaxIdleConns,
+		MaxIdleConnsPerHost:   DefaultMaxIdleConns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   o.DialTimeout,
+		ResponseHeaderTimeout: o.HeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass bytes through as the origin sends them
+	}
+	if o.OriginCAFile != "" {
+		data, err := os.ReadFile(o.OriginCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("origin CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("origin CA file %s: no PEM certificate found", o.OriginCAFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return t, nil
+}
+
+// New returns a Proxy for o.
+func New(o Options) (*Proxy, error) {
+	if o.Origin == nil || o.Origin.Host == "" || (o.Origin.Scheme != "http" && o.Origin.Scheme != "https") {
+		return nil, errors.New("proxy: origin must be an absolute http(s) URL")
+	}
+	if o.BodyIdleTimeout == 0 {
+		o.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Transport == nil {
+		t, err := NewTransport(o)
+		if err != nil {
+			return nil, err
+		}
+		o.Transport = t
+	}
+	p := &Proxy{opts: o}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      o.Transport,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+		FlushInterval:  -1, // stream as it arrives; bodies are large
+	}
+	return p, nil
+}
+
+// exchange is per-request state shared between ServeHTTP and the hooks.
+type exchange struct {
+	user      string
+	token     string
+	cancel    context.CancelCauseFunc
+	start     time.Time
+	upstream  time.Duration // until response headers
+	failed    bool
+	reportErr sync.Once
+}
+
+type exchangeKey struct{}
+
+// userKey carries the authenticated user into the proxy.
+type userKey struct{}
+
+// WithUser returns ctx carrying the authenticated user name that the proxy
+// sends to the origin in UserHeader.
+func WithUser(ctx context.Context, user string) context.Context {
+	return context.WithValue(ctx, userKey{}, user)
+}
+
+// UserFrom returns the user WithUser stored, or "".
+func UserFrom(ctx context.Context) string {
+	u, _ := ctx.Value(userKey{}).(string)
+	return u
+}
+
+// Timing receives how long the origin took to send response headers.
+type Timing struct {
+	// Upstream is set by the proxy once response headers arrive (zero when
+	// none did).
+	Upstream time.Duration
+}
+
+type timingKey struct{}
+
+// WithTiming returns ctx with t, which the proxy fills in.
+func WithTiming(ctx context.Context, t *Timing) context.Context {
+	return context.WithValue(ctx, timingKey{}, t)
+}
+
+var errBodyIdle = errors.New("origin stalled while sending the body")
+
+// ServeHTTP forwards r (GET or HEAD; any request body is dropped).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	ex := &exchange{user: UserFrom(r.Context()), cancel: cancel, start: time.Now()}
+	if p.opts.Tokens != nil {
+		tok, err := p.opts.Tokens.Token()
+		if err != nil {
+			p.opts.Logger.Error("cannot obtain the upstream token", "error", err.Error())
+			p.report(r, ex, "token")
+			writeError(w, http.StatusBadGateway)
+			return
+		}
+		ex.token = tok.AccessToken
+	}
+	out := r.WithContext(context.WithValue(ctx, exchangeKey{}, ex))
+	out.Body = http.NoBody // GET/HEAD: nothing to forward
+	out.ContentLength = 0
+	out.TransferEncoding = nil
+	p.rp.ServeHTTP(w, out)
+	if t, ok := r.Context().Value(timingKey{}).(*Timing); ok {
+		t.Upstream = ex.upstream
+	}
+}
+
+func (p *Proxy) report(r *http.Request, ex *exchange, reason string) {
+	ex.reportErr.Do(func() {
+		ex.failed = true
+		if p.opts.OnUpstreamError != nil {
+			p.opts.OnUpstreamError(r, reason)
+		}
+	})
+}
+
+// Trusted reports whether the TCP peer of r is a trusted proxy.
+func (p *Proxy) Trusted(r *http.Request) bool { return Trusted(r, p.opts.TrustedProxies) }
+
+// Trusted reports whether r's TCP peer is within one of prefixes.
+func Trusted(r *http.Request, prefixes []netip.Prefix) bool {
+	if len(prefixes) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, pf := range prefixes {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP is the client's address for budgets and logs: the TCP peer, or,
+// when the peer is a trusted proxy, the last address in X-Forwarded-For
+// that is not itself a trusted proxy.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if !Trusted(r, trusted) {
+		return host
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for _, h := range splitComma(v) {
+			hops = append(hops, h)
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			return host // garbage: fall back to the peer
+		}
+		isTrusted := false
+		for _, pf := range trusted {
+			if pf.Contains(a.Unmap()) {
+				isTrusted = true
+				break
+			}
+		}
+		if !isTrusted {
+			return a.Unmap().String()
+		}
+	}
+	return host
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		var part string
+		part, s, _ = cut(s, ',')
+		if part = trimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func cut(s string, sep byte) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// rewrite builds the outbound request. ReverseProxy has already removed
+// hop-by-hop headers and X-Forwarded-For/Host/Proto from pr.Out.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	ex := pr.In.Context().Value(exchangeKey{}).(*exchange)
+	trusted := p.Trusted(pr.In)
+	pr.SetURL(p.opts.Origin)
+	pr.Out.URL.RawQuery = ""
+	h := pr.Out.Header
+	if trusted {
+		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
+			h["X-Forwarded-For"] = append([]string(nil), v...)
+		}
+	} else {
+		h.Del("Forwarded")
+	}
+	pr.SetXForwarded()
+	if trusted {
+		if v := pr.In.Header.Get("X-Forwarded-Proto"); v != "" {
+			h.Set("X-Forwarded-Proto", v)
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			h.Set("X-Forwarded-Host", v)
+		}
+	}
+	for k := range h { // any other X-Forwarded-* from an untrusted peer
+		if !trusted && len(k) > 12 && k[:12] == "X-Forwarded-" && k != "X-Forwarded-For" && k != "X-Forwarded-Host" && k != "X-Forwarded-Proto" {
+			delete(h, k)
+		}
+	}
+	switch {
+	case ex.user != "":
+		h.Set(UserHeader, ex.user)
+	case !trusted:
+		h.Del(UserHeader)
+	}
+	h.Del("Authorization")
+	h.Del("Cookie")
+	if ex.token != "" {
+		h.Set("Authorization", "Bearer "+ex.token)
+	}
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	ex := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+	ex.upstream = time.Since(ex.start)
+	resp.Header.Del("Set-Cookie")
+	if resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = newIdleBody(resp.Body, p.opts.BodyIdleTimeout, ex.cancel, func(err error) {
+			p.opts.Logger.Warn("origin response body failed", "path", resp.Request.URL.Path, "error", err.Error())
+			p.report(resp.Request, ex, "body")
+		})
+	}
+	return nil
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ex := r.Context().Value(exchangeKey{}).(*exchange)
+	if r.Context().Err() != nil && context.Cause(r.Context()) == context.Canceled && !errors.Is(err, context.DeadlineExceeded) {
+		// The client went away; nobody reads an answer.
+		return
+	}
+	status, reason := http.StatusBadGateway, "other"
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		status, reason = http.StatusGatewayTimeout, "timeout"
+	case errors.As(err, &oe) && oe.Op == "dial":
+		reason = "connect"
+	}
+	p.opts.Logger.Warn("origin request failed", "path", r.URL.Path, "reason", reason, "error", err.Error())
+	p.report(r, ex, reason)
+	writeError(w, status)
+}
+
+func writeError(w http.ResponseWriter, status int) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	switch status {
+	case http.StatusGatewayTimeout:
+		io.WriteString(w, `{"error":"upstream_timeout","message":"the origin did not answer in time"}`+"\n")
+	default:
+		io.WriteString(w, `{"error":"upstream_unavailable","message":"the origin could not be reached"}`+"\n")
+	}
+}
+
+// idleBody cancels the upstream request when a Read waits longer than
+// timeout, and reports the first read error other than io.EOF.
+type idleBody struct {
+	rc      io.ReadCloser
+	timeout time.Duration
+	timer   *time.Timer
+	onErr   func(error)
+	once    sync.Once
+}
+
+func newIdleBody(rc io.ReadCloser, timeout time.Duration, cancel context.CancelCauseFunc, onErr func(error)) *idleBody {
+	b := &idleBody{rc: rc, timeout: timeout, onErr: onErr}
+	b.timer = time.AfterFunc(timeout, func() { cancel(errBodyIdle) })
+	b.timer.Stop()
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.timeout)
+	n, err := b.rc.Read(p)
+	b.timer.Stop()
+	if err != nil && err != io.EOF {
+		b.once.Do(func() { b.onErr(err) })
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	return b.rc.Close()
+}
