@@ -383,6 +383,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if g.hsts != nil {
 		rec.Header()["Strict-Transport-Security"] = g.hsts
 	}
+	// GET and HEAD carry no body: a request that frames one (Content-Length
+	// and/or Transfer-Encoding, the stuff of request smuggling) is refused
+	// and the connection closed, so nothing after it is read as a request.
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		rec.Header().Set("Connection", "close")
+		writeJSON(rec, http.StatusBadRequest, "bad_request", "a request body is not accepted")
+		aborted = false
+		return
+	}
 	// Authentication before anything else looks at the request.
 	if st.auth != nil {
 		u, reason := st.authenticate(r)

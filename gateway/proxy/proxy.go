@@ -325,8 +325,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.RawQuery = ""
 	h := pr.Out.Header
 	if trusted {
-		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
-			h["X-Forwarded-For"] = append([]string(nil), v...)
+		for _, k := range []string{"X-Forwarded-For", "Forwarded"} {
+			if v := pr.In.Header[k]; len(v) > 0 {
+				h[k] = append([]string(nil), v...)
+			}
 		}
 	} else {
 		h.Del("Forwarded")
