@@ -66,7 +66,7 @@ func newTokenSource(a AuthoritySettings) (oauth2.TokenSource, error) {
 // (which could echo credentials).
 type earlyRefresh struct {
 	fetch func() (*oauth2.Token, error) // always asks the token endpoint
-	tok chan *oauth2.Token // one-slot mutex holding the current token
+	tok   chan *oauth2.Token            // one-slot mutex holding the current token
 }
 
 func (e *earlyRefresh) Token() (*oauth2.Token, error) {

@@ -557,7 +557,9 @@ func TestGracefulShutdownFinishesDownload(t *testing.T) {
 	})
 	h := newHarness(t, harnessOpts{upstream: upstream})
 	got := make(chan resp, 1)
-	go func() { got <- h.get(hostPrimary, primaryBundle, map[string]string{"Authorization": basic("alice", "alice-pw")}) }()
+	go func() {
+		got <- h.get(hostPrimary, primaryBundle, map[string]string{"Authorization": basic("alice", "alice-pw")})
+	}()
 	<-started
 	stopped := make(chan struct{})
 	go func() { h.stop(); close(stopped) }()

@@ -159,4 +159,3 @@ func (g *Gateway) shutdown(servers []*http.Server) error {
 	}
 	return errors.Join(errs...)
 }
-
