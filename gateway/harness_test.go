@@ -353,3 +353,13 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 
 // readLines returns a scanner over s.
 func readLines(s string) *bufio.Scanner { return bufio.NewScanner(strings.NewReader(s)) }
+
+// newStaticOrigin is a stand-in origin answering index.json.
+func newStaticOrigin(t *testing.T) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"domains":[]}`)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
