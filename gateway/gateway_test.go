@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -9,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,19 +234,7 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-func itoa(n int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(n)) }
-
-func fmtInt(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
+func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestForwardedIdentity(t *testing.T) {
 	for _, trusted := range []bool{false, true} {
@@ -572,5 +560,3 @@ func TestGracefulShutdownFinishesDownload(t *testing.T) {
 	}
 	h.stop = func() {}
 }
-
-var _ = context.Background
