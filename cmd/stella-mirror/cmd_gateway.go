@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -105,7 +106,10 @@ Example (gateway.yaml):
 	if err != nil {
 		return err
 	}
-	access, err := logging.New(stdout, "json", "info")
+	// Access lines are batched (64 KiB, flushed every second and on exit).
+	accessOut := gateway.NewBufferedWriter(stdout, 64<<10, time.Second)
+	defer accessOut.Close()
+	access, err := logging.New(accessOut, "json", "info")
 	if err != nil {
 		return err
 	}

@@ -149,6 +149,7 @@ func New(o Options) (*Proxy, error) {
 		// it fills (bodies still stream); -1 would flush every write, one TLS
 		// record and syscall per write, halving small-response throughput.
 		FlushInterval: 0,
+		BufferPool:    bufferPool{},
 	}
 	return p, nil
 }
@@ -408,6 +409,15 @@ func writeError(w http.ResponseWriter, status int) {
 		io.WriteString(w, `{"error":"upstream_unavailable","message":"the origin could not be reached"}`+"\n")
 	}
 }
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers, which it would
+// otherwise allocate (and zero) for every response.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // idleBody cancels the upstream request when a Read waits longer than
 // timeout, and reports the first read error other than io.EOF.

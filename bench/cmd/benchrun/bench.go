@@ -183,6 +183,18 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			ours:   gw.open, anchor: gw.nginxOpen, client: gw.client(""),
 		})
 	servers = append(servers, gw.procs()...)
+	if o.cases != "" {
+		var keep []benchCase
+		for _, c := range cases {
+			if strings.Contains(c.name, o.cases) {
+				keep = append(keep, c)
+			}
+		}
+		if len(keep) == 0 {
+			return nil, fmt.Errorf("--cases %q matches no case", o.cases)
+		}
+		cases = keep
+	}
 
 	// 3. Same bytes from both, equal to the file on disk.
 	sizes := map[string]int64{}
@@ -216,8 +228,8 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 		"wrkTimeout":            wrkTimeout.String(),
 		"smallConnections":      o.smallConns,
 		"largeConnections":      o.largeConns,
-		"bundleBytes":           sizes[cases[1].path],
-		"indexBytes":            sizes[cases[0].path],
+		"bundleBytes":           sizes["/concelier/exports/"+export.BundlePath(benchDomain)],
+		"indexBytes":            sizes["/concelier/exports/index.json"],
 		"rounds":                o.rounds,
 		"order":                 "ABBA per case: " + oursName + ", " + anchorName + ", " + anchorName + ", " + oursName + ", …",
 		"loadavgBefore":         loadavg(),

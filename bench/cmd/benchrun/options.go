@@ -55,6 +55,8 @@ type options struct {
 	// given (passed on to the fixture subcommand). Default: 64MiB.
 	bundleSize    int64
 	bundleSizeArg string
+	// cases, if set, runs only the cases whose name contains it.
+	cases string
 	// keep leaves the temp dir (fixture, configs, logs) in place.
 	keep bool
 	// failBelow turns a BELOW verdict into exit status 1.
@@ -89,6 +91,7 @@ Flags:
 	conns := fs.Int("connections", 0, fmt.Sprintf("wrk connections for every case (default %d for index.json, %d for the bundle)", defaultSmallConnections, defaultLargeConnections))
 	threads := fs.Int("threads", 0, fmt.Sprintf("wrk threads for every case (default %d for index.json, %d for the bundle)", defaultSmallThreads, defaultLargeThreads))
 	size := fs.String("bundle-size", "64MiB", "fixture bundle `size` (units: KiB, MiB, GiB, KB, MB, GB, or bytes)")
+	fs.StringVar(&o.cases, "cases", "", "run only the cases whose name contains this `text` (e.g. gateway)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir with the fixture, configs and logs")
 	fs.BoolVar(&o.failBelow, "fail-below", false, "exit 1 when a case is below its target")
 	if err := fs.Parse(args); err != nil {
