@@ -182,6 +182,16 @@ func TestACMEIssuesFromPebble(t *testing.T) {
 	if !strings.Contains(leaf.Issuer.CommonName, "Pebble") {
 		t.Fatalf("issuer %q, want pebble's intermediate", leaf.Issuer.CommonName)
 	}
+	// The expiry metric reports the ACME certificate.
+	res0, err := http.Get("http://" + l.Admin.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(res0.Body)
+	res0.Body.Close()
+	if want := fmt.Sprintf(`stella_mirror_gateway_certificate_expiry_timestamp_seconds{site="localhost"} %g`, float64(leaf.NotAfter.Unix())); !strings.Contains(string(mb), want) {
+		t.Errorf("metrics lack %s", want)
+	}
 	// And it proxies over that certificate.
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots},

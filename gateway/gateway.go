@@ -261,6 +261,17 @@ func (g *Gateway) StartACME(ctx context.Context) error {
 	if err := g.acme.Manage(ctx); err != nil {
 		return err
 	}
+	g.refreshACMEExpiry()
+	go func() { <-ctx.Done(); g.acme.Stop() }()
+	return nil
+}
+
+// refreshACMEExpiry sets the expiry gauge of ACME sites from the
+// certificates in service (renewals happen in the background).
+func (g *Gateway) refreshACMEExpiry() {
+	if g.acme == nil {
+		return
+	}
 	for _, st := range g.list {
 		if st.cfg.ACME {
 			if leaf := g.acme.Leaf(st.cfg.Hosts[0]); leaf != nil {
@@ -268,8 +279,6 @@ func (g *Gateway) StartACME(ctx context.Context) error {
 			}
 		}
 	}
-	go func() { <-ctx.Done(); g.acme.Stop() }()
-	return nil
 }
 
 // Reload re-reads every certificate file and htpasswd file (what SIGHUP
@@ -502,7 +511,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 		io.WriteString(w, `{"status":"ready"}`+"\n")
 	})
 	if g.gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
+		metrics := promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			g.refreshACMEExpiry()
+			metrics.ServeHTTP(w, r)
+		})
 	}
 	return mux
 }
