@@ -131,7 +131,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	transport := o.Transport
 	if transport == nil {
 		t, err := proxy.NewTransport(proxy.Options{OriginCAFile: s.OriginCAFile,
-			DialTimeout: s.UpstreamDialTimeout, HeaderTimeout: s.UpstreamHeaderTimeout})
+			DialTimeout: s.UpstreamDialTimeout, HeaderTimeout: s.UpstreamHeaderTimeout, BodyIdleTimeout: s.UpstreamIdleTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("GATEWAY__ORIGINCAFILE: %w", err)
 		}
@@ -353,9 +353,8 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
-	var timing proxy.Timing
+	var info proxy.Info // the user for the origin; the upstream time for the log
 	var st *site
-	user := ""
 	aborted := true
 	defer func() {
 		sm := g.unknown
@@ -368,14 +367,14 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 		d := time.Since(start)
-		sm.observe(status, d, timing.Upstream)
+		sm.observe(status, d, info.Upstream)
 		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("site", name), slog.String("user", user),
+			slog.String("site", name), slog.String("user", info.User),
 			slog.String("client", proxy.ClientIP(r, g.trusted)),
 			slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
 			slog.Int("status", status), slog.Int64("bytes", rec.bytes),
 			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.Float64("upstream_ms", float64(timing.Upstream.Microseconds())/1000),
+			slog.Float64("upstream_ms", float64(info.Upstream.Microseconds())/1000),
 			slog.Bool("aborted", aborted))
 	}()
 	st = g.sites[hostOnly(r.Host)]
@@ -411,7 +410,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			aborted = false
 			return
 		}
-		user = u
+		info.User = u
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		rec.Header().Set("Allow", "GET, HEAD")
@@ -430,7 +429,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		lim, budget = st.download, "download"
 	}
 	if lim.Enabled() {
-		key := user
+		key := info.User
 		if key == "" {
 			key = "ip:" + proxy.ClientIP(r, g.trusted)
 		}
@@ -442,11 +441,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx := proxy.WithTiming(r.Context(), &timing)
-	if user != "" {
-		ctx = proxy.WithUser(ctx, user)
-	}
-	st.next.ServeHTTP(rec, r.WithContext(ctx))
+	st.next.ServeHTTP(rec, r.WithContext(proxy.WithInfo(r.Context(), &info)))
 	aborted = false
 }
 

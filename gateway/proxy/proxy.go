@@ -61,9 +61,10 @@ type Options struct {
 	// HeaderTimeout bounds waiting for the origin's response headers.
 	// Default: DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
-	// BodyIdleTimeout bounds the wait for each read of the origin's
-	// response body: an origin that stalls mid-body is cut off.
-	// Default: DefaultBodyIdleTimeout.
+	// BodyIdleTimeout bounds the wait for each read from the origin
+	// (response headers and body): an origin that stalls mid-body is cut
+	// off. Enforced by the transport NewTransport builds (not by a Transport
+	// given here). Default: DefaultBodyIdleTimeout.
 	BodyIdleTimeout time.Duration
 	// TrustedProxies are the TCP peers whose X-Forwarded-*, Forwarded and
 	// X-Stella-Forwarded-User headers are kept (e.g. a CDN). Default: none.
@@ -95,9 +96,20 @@ func NewTransport(o Options) (*http.Transport, error) {
 	if o.HeaderTimeout == 0 {
 		o.HeaderTimeout = DefaultHeaderTimeout
 	}
+	if o.BodyIdleTimeout == 0 {
+		o.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	idle := o.BodyIdleTimeout
 	t := &http.Transport{
-		Proxy:                 nil, // never an environment proxy between gateway and origin
-		DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: nil, // never an environment proxy between gateway and origin
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &deadlineConn{Conn: c, idle: idle}, nil
+		},
 		MaxIdleConns:          DefaultMaxIdleConns,
 		MaxIdleConnsPerHost:   DefaultMaxIdleConns,
 		IdleConnTimeout:       90 * time.Second,
@@ -154,82 +166,67 @@ func New(o Options) (*Proxy, error) {
 	return p, nil
 }
 
-// exchange is per-request state shared between ServeHTTP and the hooks.
-type exchange struct {
-	user      string
-	token     string
-	cancel    context.CancelCauseFunc
-	start     time.Time
-	upstream  time.Duration // until response headers
-	failed    bool
-	reportErr sync.Once
-}
-
-type exchangeKey struct{}
-
-// userKey carries the authenticated user into the proxy.
-type userKey struct{}
-
-// WithUser returns ctx carrying the authenticated user name that the proxy
-// sends to the origin in UserHeader.
-func WithUser(ctx context.Context, user string) context.Context {
-	return context.WithValue(ctx, userKey{}, user)
-}
-
-// UserFrom returns the user WithUser stored, or "".
-func UserFrom(ctx context.Context) string {
-	u, _ := ctx.Value(userKey{}).(string)
-	return u
-}
-
-// Timing receives how long the origin took to send response headers.
-type Timing struct {
-	// Upstream is set by the proxy once response headers arrive (zero when
-	// none did).
+// Info is one request's state shared by the gateway and the proxy: the
+// gateway sets User, the proxy fills in Upstream. It travels in the request
+// context (WithInfo), so a handler between them (the cache) passes it on
+// untouched.
+type Info struct {
+	// User is the authenticated user sent to the origin in UserHeader;
+	// "" for anonymous requests.
+	User string
+	// Upstream is how long the origin took to send response headers; zero
+	// when no response arrived.
 	Upstream time.Duration
+
+	start    time.Time
+	token    string
+	reported bool
 }
 
-type timingKey struct{}
+type infoKey struct{}
 
-// WithTiming returns ctx with t, which the proxy fills in.
-func WithTiming(ctx context.Context, t *Timing) context.Context {
-	return context.WithValue(ctx, timingKey{}, t)
+// WithInfo returns ctx carrying info.
+func WithInfo(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, infoKey{}, info)
 }
 
-var errBodyIdle = errors.New("origin stalled while sending the body")
+// InfoFrom returns the Info WithInfo stored, or nil.
+func InfoFrom(ctx context.Context) *Info {
+	i, _ := ctx.Value(infoKey{}).(*Info)
+	return i
+}
 
 // ServeHTTP forwards r (GET or HEAD; any request body is dropped).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	ex := &exchange{user: UserFrom(r.Context()), cancel: cancel, start: time.Now()}
+	info := InfoFrom(r.Context())
+	if info == nil {
+		info = &Info{}
+		r = r.WithContext(WithInfo(r.Context(), info))
+	}
+	info.start = time.Now()
 	if p.opts.Tokens != nil {
 		tok, err := p.opts.Tokens.Token()
 		if err != nil {
 			p.opts.Logger.Error("cannot obtain the upstream token", "error", err.Error())
-			p.report(r, ex, "token")
+			p.report(r, info, "token")
 			writeError(w, http.StatusBadGateway)
 			return
 		}
-		ex.token = tok.AccessToken
+		info.token = tok.AccessToken
 	}
-	out := r.WithContext(context.WithValue(ctx, exchangeKey{}, ex))
-	out.Body = http.NoBody // GET/HEAD: nothing to forward
-	out.ContentLength = 0
-	out.TransferEncoding = nil
-	p.rp.ServeHTTP(w, out)
-	if t, ok := r.Context().Value(timingKey{}).(*Timing); ok {
-		t.Upstream = ex.upstream
-	}
+	p.rp.ServeHTTP(w, r)
 }
 
-func (p *Proxy) report(r *http.Request, ex *exchange, reason string) {
-	ex.reportErr.Do(func() {
-		ex.failed = true
-		if p.opts.OnUpstreamError != nil {
-			p.opts.OnUpstreamError(r, reason)
-		}
-	})
+// report counts the first failure of an exchange (all hooks run on the
+// request's goroutine).
+func (p *Proxy) report(r *http.Request, info *Info, reason string) {
+	if info.reported {
+		return
+	}
+	info.reported = true
+	if p.opts.OnUpstreamError != nil {
+		p.opts.OnUpstreamError(r, reason)
+	}
 }
 
 // Trusted reports whether the TCP peer of r is a trusted proxy.
@@ -323,10 +320,13 @@ func trimSpace(s string) string {
 // rewrite builds the outbound request. ReverseProxy has already removed
 // hop-by-hop headers and X-Forwarded-For/Host/Proto from pr.Out.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	ex := pr.In.Context().Value(exchangeKey{}).(*exchange)
+	info := InfoFrom(pr.In.Context())
 	trusted := p.Trusted(pr.In)
 	pr.SetURL(p.opts.Origin)
 	pr.Out.URL.RawQuery = ""
+	pr.Out.Body = nil // GET/HEAD: nothing to forward
+	pr.Out.ContentLength = 0
+	pr.Out.TransferEncoding = nil
 	h := pr.Out.Header
 	if trusted {
 		for _, k := range []string{"X-Forwarded-For", "Forwarded"} {
@@ -352,34 +352,31 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	switch {
-	case ex.user != "":
-		h.Set(UserHeader, ex.user)
+	case info.User != "":
+		h.Set(UserHeader, info.User)
 	case !trusted:
 		h.Del(UserHeader)
 	}
 	h.Del("Authorization")
 	h.Del("Cookie")
-	if ex.token != "" {
-		h.Set("Authorization", "Bearer "+ex.token)
+	if info.token != "" {
+		h.Set("Authorization", "Bearer "+info.token)
 	}
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
-	ex := resp.Request.Context().Value(exchangeKey{}).(*exchange)
-	ex.upstream = time.Since(ex.start)
+	info := InfoFrom(resp.Request.Context())
+	info.Upstream = time.Since(info.start)
 	resp.Header.Del("Set-Cookie")
 	if resp.Body != nil && resp.Body != http.NoBody {
-		resp.Body = newIdleBody(resp.Body, p.opts.BodyIdleTimeout, ex.cancel, func(err error) {
-			p.opts.Logger.Warn("origin response body failed", "path", resp.Request.URL.Path, "error", err.Error())
-			p.report(resp.Request, ex, "body")
-		})
+		resp.Body = &watchedBody{rc: resp.Body, p: p, r: resp.Request, info: info}
 	}
 	return nil
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	ex := r.Context().Value(exchangeKey{}).(*exchange)
-	if r.Context().Err() != nil && context.Cause(r.Context()) == context.Canceled && !errors.Is(err, context.DeadlineExceeded) {
+	info := InfoFrom(r.Context())
+	if r.Context().Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
 		// The client went away; nobody reads an answer.
 		return
 	}
@@ -393,7 +390,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		reason = "connect"
 	}
 	p.opts.Logger.Warn("origin request failed", "path", r.URL.Path, "reason", reason, "error", err.Error())
-	p.report(r, ex, reason)
+	p.report(r, info, reason)
 	writeError(w, status)
 }
 
@@ -419,34 +416,37 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
-// idleBody cancels the upstream request when a Read waits longer than
-// timeout, and reports the first read error other than io.EOF.
-type idleBody struct {
-	rc      io.ReadCloser
-	timeout time.Duration
-	timer   *time.Timer
-	onErr   func(error)
-	once    sync.Once
+// watchedBody reports the first read error of an origin response body
+// other than io.EOF (a reset, or the idle deadline of deadlineConn).
+type watchedBody struct {
+	rc   io.ReadCloser
+	p    *Proxy
+	r    *http.Request
+	info *Info
 }
 
-func newIdleBody(rc io.ReadCloser, timeout time.Duration, cancel context.CancelCauseFunc, onErr func(error)) *idleBody {
-	b := &idleBody{rc: rc, timeout: timeout, onErr: onErr}
-	b.timer = time.AfterFunc(timeout, func() { cancel(errBodyIdle) })
-	b.timer.Stop()
-	return b
-}
-
-func (b *idleBody) Read(p []byte) (int, error) {
-	b.timer.Reset(b.timeout)
+func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	b.timer.Stop()
-	if err != nil && err != io.EOF {
-		b.once.Do(func() { b.onErr(err) })
+	if err != nil && err != io.EOF && !b.info.reported {
+		b.p.opts.Logger.Warn("origin response body failed", "path", b.r.URL.Path, "error", err.Error())
+		b.p.report(b.r, b.info, "body")
 	}
 	return n, err
 }
 
-func (b *idleBody) Close() error {
-	b.timer.Stop()
-	return b.rc.Close()
+func (b *watchedBody) Close() error { return b.rc.Close() }
+
+// deadlineConn gives every read from the origin idle time to complete: an
+// origin that stalls (before or in the middle of a body) is cut off without
+// a timer per request. A pooled connection idle for that long is closed.
+type deadlineConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
 }
