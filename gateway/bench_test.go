@@ -22,6 +22,7 @@ func BenchmarkPassThrough(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Content-Length", "2300") // as the origin sends index.json
 		w.Write(body)
 	}))
 	defer up.Close()

@@ -191,7 +191,7 @@ func TestUnknownSNIGetsNoCertificate(t *testing.T) {
 type x509Cert struct{ subject string }
 
 func TestBadInput(t *testing.T) {
-	h := newHarness(t, harnessOpts{edit: func(c *Config) { c.Gateway.ReadHeaderTimeout = 300 * time.Millisecond }})
+	h := newHarness(t, harnessOpts{edit: func(c *Config) { c.Gateway.ReadHeaderTimeout = 2 * time.Second }})
 	auth := "Authorization: " + basic("alice", "alice-pw") + "\r\n"
 	t.Run("64 KiB header", func(t *testing.T) {
 		big := strings.Repeat("a", 70<<10)
@@ -516,7 +516,7 @@ func TestUpstreamFailsMidBody(t *testing.T) {
 		}
 	})
 	h := newHarness(t, harnessOpts{upstream: upstream, edit: func(c *Config) {
-		c.Gateway.UpstreamIdleTimeout = 300 * time.Millisecond
+		c.Gateway.UpstreamIdleTimeout = time.Second
 	}})
 	for _, p := range []string{"/concelier/exports/mirror/primary/manifest.json", primaryBundle} {
 		t.Run(p, func(t *testing.T) {
