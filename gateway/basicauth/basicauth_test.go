@@ -70,6 +70,8 @@ func TestParseRejects(t *testing.T) {
 	good := "$2y$05$abcdefghijklmnopqrstuu5Fx6Rr2wGZ0Gp7Vn0l3O2oQoDrV9f6K" // shape only
 	tests := []struct{ name, content, want string }{
 		{"no colon", "alice\n", "line 1: not user:hash"},
+		{"empty file", "", "no users"},
+		{"only comments", "# nobody\n\n", "no users"},
 		{"empty user", ":" + good + "\n", "line 1: empty user name"},
 		{"empty hash", "alice:\n", `line 1: user "alice" has an empty hash`},
 		{"plain text", "alice:secret\n", `line 1: user "alice": unsupported hash`},

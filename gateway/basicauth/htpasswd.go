@@ -55,8 +55,8 @@ const maxFileSize = 16 << 20
 
 // LoadFile reads and validates the htpasswd file at path. Every line must be
 // empty, a comment (#) or "user:hash" with a unique user and a hash in an
-// accepted scheme; otherwise the error names the file, line and problem
-// (never the hash).
+// accepted scheme, and there must be at least one user; otherwise the error
+// names the file, line and problem (never the hash).
 func LoadFile(path string) (*Table, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -125,6 +125,11 @@ func Parse(data []byte, name string) (*Table, error) {
 	}
 	if err := sc.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("line %d: %w", n+1, err))
+	}
+	if len(errs) == 0 && len(t.users) == 0 {
+		// An empty file locks everyone out; it is far more often a file
+		// caught in the middle of being rewritten than an intent.
+		errs = append(errs, errors.New("no users (an htpasswd file needs at least one user:hash line)"))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
