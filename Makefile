@@ -30,7 +30,7 @@ test: lint build
 test-short: build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
 
-## bench: origin vs nginx on the same files; table + bench/out/results.json
+## bench: origin and gateway vs nginx on the same files; table + bench/out/results.json
 bench: build
 	$(GO) run ./bench/cmd/benchrun --bin $(BIN) --out bench/out
 

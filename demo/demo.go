@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/gateway"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/atomicfile"
 	"github.com/stella-ops/stella-mirror/internal/serve"
@@ -34,6 +36,11 @@ type Options struct {
 	OriginListen string
 	// OriginAdminListen serves /metrics and health. Default: 127.0.0.1:9090.
 	OriginAdminListen string
+	// GatewayListen is the gateway's HTTPS address. Default: 127.0.0.1:8443.
+	GatewayListen string
+	// GatewayAdminListen serves the gateway's /metrics and health.
+	// Default: 127.0.0.1:9091.
+	GatewayAdminListen string
 	// Domains to generate. Default: primary, community.
 	Domains []string
 	// BundleSize is the approximate size of each advisory bundle. Default: 4 MiB.
@@ -65,6 +72,19 @@ type State struct {
 	Domains []string `json:"domains"`
 	// ExportID is the active export.
 	ExportID string `json:"exportId"`
+	// Sites maps each domain to its gateway base URL, e.g.
+	// https://mirror-primary.localhost:8443 (*.localhost is loopback).
+	Sites map[string]string `json:"sites"`
+	// GatewayAdmin is the gateway's admin base URL (/metrics, /health/*).
+	GatewayAdmin string `json:"gatewayAdmin"`
+	// CA is the PEM certificate of the demo CA that signed the sites'
+	// certificates (curl --cacert).
+	CA string `json:"ca"`
+	// Users maps each domain to its demo user.
+	Users map[string]User `json:"users"`
+	// Configs maps "origin" and "gateway" to the YAML files the demo runs
+	// with (stella-mirror origin|gateway --config FILE starts the same).
+	Configs map[string]string `json:"configs"`
 }
 
 // StateFile is the name of the state file inside the demo directory.
@@ -79,6 +99,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.OriginAdminListen == "" {
 		o.OriginAdminListen = "127.0.0.1:9090"
+	}
+	if o.GatewayListen == "" {
+		o.GatewayListen = "127.0.0.1:8443"
+	}
+	if o.GatewayAdminListen == "" {
+		o.GatewayAdminListen = "127.0.0.1:9091"
 	}
 	if len(o.Domains) == 0 {
 		o.Domains = []string{"primary", "community"}
@@ -114,48 +140,147 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	cfg := origin.DefaultConfig()
-	cfg.Concelier.Mirror.Enabled = true
-	cfg.Concelier.Mirror.ExportRoot = exportRoot
-	cfg.Excititor.Mirror.Enabled = true
-	cfg.Excititor.Artifacts.FileSystem.Root = exportRoot
-	cfg.AccessLog = opts.AccessLog
-	reg := prometheus.NewRegistry()
-	o, err := origin.New(cfg, opts.Logger, reg)
+	ca, caPath, err := ensureCA(dir)
 	if err != nil {
+		return err
+	}
+	var sites []demoSite
+	for _, d := range opts.Domains {
+		st, err := ensureSite(dir, ca, d)
+		if err != nil {
+			return fmt.Errorf("demo site %s: %w", d, err)
+		}
+		sites = append(sites, st)
+	}
+
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	for _, addr := range []string{opts.OriginListen, opts.OriginAdminListen, opts.GatewayListen, opts.GatewayAdminListen} {
+		l, err := serve.Listen(addr)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		listeners = append(listeners, l)
+	}
+	pub, admin, gwLn, gwAdmin := listeners[0], listeners[1], listeners[2], listeners[3]
+
+	// The configuration files the demo runs with (real addresses, so that
+	// `stella-mirror origin|gateway --config` starts the same stack).
+	originPath := filepath.Join(dir, "origin.yaml")
+	gatewayPath := filepath.Join(dir, "gateway.yaml")
+	var oy originYAML
+	oy.Concelier.Mirror.Enabled = true
+	oy.Concelier.Mirror.ExportRoot = exportRoot
+	oy.Excititor.Mirror.Enabled = true
+	oy.Excititor.Artifacts.FileSystem.Root = exportRoot
+	oy.Origin.Listen = pub.Addr().String()
+	oy.Origin.AdminListen = admin.Addr().String()
+	oy.Origin.LogFormat = "text"
+	var gy gatewayYAML
+	gy.Gateway.Listen = gwLn.Addr().String()
+	gy.Gateway.HTTPListen = ""
+	gy.Gateway.AdminListen = gwAdmin.Addr().String()
+	gy.Gateway.Origin = "http://" + pub.Addr().String()
+	gy.Gateway.LogFormat = "text"
+	for _, st := range sites {
+		gy.Gateway.Sites = append(gy.Gateway.Sites, gatewaySiteY{Hosts: []string{st.host}, Domains: []string{st.domain},
+			CertFile: st.certFile, KeyFile: st.keyFile, HtpasswdFile: st.user.Htpasswd})
+	}
+	if err := writeYAML(originPath, "# Written by `stella-mirror demo`: the origin it runs.\n# Start it alone with: stella-mirror origin --config "+originPath+"\n", &oy); err != nil {
+		closeAll()
+		return err
+	}
+	if err := writeYAML(gatewayPath, "# Written by `stella-mirror demo`: the gateway it runs.\n# Start it alone with: stella-mirror gateway --config "+gatewayPath+"\n", &gy); err != nil {
+		closeAll()
+		return err
+	}
+
+	cfg, err := origin.LoadConfig(originPath, nil)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	cfg.AccessLog = opts.AccessLog
+	o, err := origin.New(cfg, opts.Logger, prometheus.NewRegistry())
+	if err != nil {
+		closeAll()
 		return fmt.Errorf("starting origin: %w", err)
 	}
-	pub, err := serve.Listen(opts.OriginListen)
+	defer o.Close()
+	gcfg, err := gateway.LoadConfig(gatewayPath, nil)
 	if err != nil {
+		closeAll()
 		return err
 	}
-	admin, err := serve.Listen(opts.OriginAdminListen)
+	gw, err := gateway.New(gcfg, gateway.Options{Logger: opts.Logger, Registerer: prometheus.NewRegistry()})
 	if err != nil {
-		pub.Close()
-		return err
+		closeAll()
+		return fmt.Errorf("starting gateway: %w", err)
 	}
+
+	_, gwPort, _ := net.SplitHostPort(gwLn.Addr().String())
 	st := State{
-		Origin:      "http://" + pub.Addr().String(),
-		OriginAdmin: "http://" + admin.Addr().String(),
-		ExportRoots: map[string]string{"concelier": exportRoot, "excititor": exportRoot},
-		PublicKey:   pubPath,
-		KeyID:       kid,
-		Domains:     opts.Domains,
-		ExportID:    exportID,
+		Origin:       "http://" + pub.Addr().String(),
+		OriginAdmin:  "http://" + admin.Addr().String(),
+		ExportRoots:  map[string]string{"concelier": exportRoot, "excititor": exportRoot},
+		PublicKey:    pubPath,
+		KeyID:        kid,
+		Domains:      opts.Domains,
+		ExportID:     exportID,
+		Sites:        map[string]string{},
+		GatewayAdmin: "http://" + gwAdmin.Addr().String(),
+		CA:           caPath,
+		Users:        map[string]User{},
+		Configs:      map[string]string{"origin": originPath, "gateway": gatewayPath},
 	}
-	data, _ := json.MarshalIndent(st, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(dir, StateFile), append(data, '\n'), 0o644); err != nil {
-		pub.Close()
-		admin.Close()
-		return fmt.Errorf("writing %s: %w", StateFile, err)
+	for _, s := range sites {
+		st.Sites[s.domain] = "https://" + s.host + ":" + gwPort
+		st.Users[s.domain] = s.user
 	}
-	printBanner(opts.Out, dir, st)
-	if opts.Ready != nil {
-		opts.Ready(st)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() {
+		errc <- serve.Run(ctx, opts.Logger,
+			serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
+			serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
+		cancel()
+	}()
+	gwUp := make(chan struct{})
+	go func() {
+		errc <- gw.Serve(ctx, gateway.Listeners{HTTPS: gwLn, Admin: gwAdmin}, func() { close(gwUp) })
+		cancel()
+	}()
+	var first error
+	pending := 2
+	select {
+	case <-gwUp:
+		data, _ := json.MarshalIndent(st, "", "  ")
+		if err := atomicfile.WriteFile(filepath.Join(dir, StateFile), append(data, '\n'), 0o644); err != nil {
+			cancel()
+			first = fmt.Errorf("writing %s: %w", StateFile, err)
+			break
+		}
+		printBanner(opts.Out, dir, st)
+		if opts.Ready != nil {
+			opts.Ready(st)
+		}
+	case first = <-errc:
+		pending--
+		cancel()
 	}
-	return serve.Run(ctx, opts.Logger,
-		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
-		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
+	for ; pending > 0; pending-- {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // ensureKey loads the demo signing key from dir, or creates an ES256 key pair
@@ -232,19 +357,25 @@ func hasDomains(ix *export.Index, want []string) bool {
 
 func printBanner(w io.Writer, dir string, st State) {
 	d := st.Domains[0]
+	u := st.Users[d]
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nstella-mirror demo is up (Ctrl-C stops it)\n\n")
-	fmt.Fprintf(&b, "  origin        %s\n", st.Origin)
-	fmt.Fprintf(&b, "  origin admin  %s/metrics  %s/health/ready\n", st.OriginAdmin, st.OriginAdmin)
-	fmt.Fprintf(&b, "  export        %s (root %s)\n", st.ExportID, st.ExportRoots["concelier"])
-	fmt.Fprintf(&b, "  public key    %s (kid %s)\n", st.PublicKey, st.KeyID)
-	fmt.Fprintf(&b, "  state         %s\n\n", filepath.Join(dir, StateFile))
-	fmt.Fprintf(&b, "Try:\n")
-	fmt.Fprintf(&b, "  curl -s %s/concelier/exports/index.json | jq 'keys'\n", st.Origin)
-	fmt.Fprintf(&b, "  curl -sI %s/concelier/exports/mirror/%s/manifest.json | grep -i cache-control\n", st.Origin, d)
-	fmt.Fprintf(&b, "  curl -s %s/excititor/mirror/%s/index | jq -r '.exports[].exportKey'\n", st.Origin, d)
-	fmt.Fprintf(&b, "  curl -so bundle.json %s/concelier/exports/mirror/%s/bundle.json && \\\n", st.Origin, d)
-	fmt.Fprintf(&b, "    curl -so bundle.json.jws %s/concelier/exports/mirror/%s/bundle.json.jws && \\\n", st.Origin, d)
-	fmt.Fprintf(&b, "    bin/stella-mirror verify --public-key %s bundle.json\n\n", st.PublicKey)
+	for _, dom := range st.Domains {
+		fmt.Fprintf(&b, "  site %-9s %s  (user %s, password %s)\n", dom, st.Sites[dom], st.Users[dom].User, st.Users[dom].Password)
+	}
+	fmt.Fprintf(&b, "  gateway admin  %s/metrics  %s/health/ready\n", st.GatewayAdmin, st.GatewayAdmin)
+	fmt.Fprintf(&b, "  demo CA        %s\n", st.CA)
+	fmt.Fprintf(&b, "  origin         %s  (admin %s)\n", st.Origin, st.OriginAdmin)
+	fmt.Fprintf(&b, "  export         %s (root %s)\n", st.ExportID, st.ExportRoots["concelier"])
+	fmt.Fprintf(&b, "  public key     %s (kid %s)\n", st.PublicKey, st.KeyID)
+	fmt.Fprintf(&b, "  configs        %s, %s\n", st.Configs["origin"], st.Configs["gateway"])
+	fmt.Fprintf(&b, "  state          %s\n\n", filepath.Join(dir, StateFile))
+	fmt.Fprintf(&b, "Try (through the gateway: TLS + Basic Auth):\n")
+	fmt.Fprintf(&b, "  curl -s --cacert %s -u %s:%s %s/concelier/exports/index.json | jq 'keys'\n", st.CA, u.User, u.Password, st.Sites[d])
+	fmt.Fprintf(&b, "  curl -sI --cacert %s %s/concelier/exports/index.json | grep -i www-authenticate\n", st.CA, st.Sites[d])
+	fmt.Fprintf(&b, "  curl -so bundle.json --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
+	fmt.Fprintf(&b, "    curl -so bundle.json.jws --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json.jws && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
+	fmt.Fprintf(&b, "    bin/stella-mirror verify --public-key %s bundle.json\n", st.PublicKey)
+	fmt.Fprintf(&b, "The origin directly (no auth): curl -s %s/excititor/mirror/%s/index | jq -r '.exports[].exportKey'\n\n", st.Origin, d)
 	io.WriteString(w, b.String())
 }

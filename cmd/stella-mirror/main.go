@@ -27,6 +27,7 @@ type command struct {
 // commands lists every subcommand in the order `stella-mirror help` shows them.
 var commands = []command{
 	{"origin", "serve export trees (Concelier + Excititor mirror endpoints)", runOrigin},
+	{"gateway", "TLS edge: per-host Basic Auth, domain policy, budgets, reverse proxy to the origin", runGateway},
 	{"sync", "pull, verify and atomically publish the newest export from S3, rsync, a directory or an upstream mirror", runSync},
 	{"demo", "origin on localhost with generated data and keys (what `make run` starts)", runDemo},
 	{"fixture", "write a realistic, signed export tree", runFixture},

@@ -58,13 +58,25 @@ func requireTools(t *testing.T, tools ...string) {
 
 // demoState mirrors the keys of demo.json that the tests use.
 type demoState struct {
-	Origin      string            `json:"origin"`
-	OriginAdmin string            `json:"originAdmin"`
-	ExportRoots map[string]string `json:"exportRoots"`
-	PublicKey   string            `json:"publicKey"`
-	KeyID       string            `json:"keyId"`
-	Domains     []string          `json:"domains"`
-	ExportID    string            `json:"exportId"`
+	Origin       string              `json:"origin"`
+	OriginAdmin  string              `json:"originAdmin"`
+	ExportRoots  map[string]string   `json:"exportRoots"`
+	PublicKey    string              `json:"publicKey"`
+	KeyID        string              `json:"keyId"`
+	Domains      []string            `json:"domains"`
+	ExportID     string              `json:"exportId"`
+	Sites        map[string]string   `json:"sites"`
+	GatewayAdmin string              `json:"gatewayAdmin"`
+	CA           string              `json:"ca"`
+	Users        map[string]demoUser `json:"users"`
+	Configs      map[string]string   `json:"configs"`
+}
+
+// demoUser is one entry of demo.json's users.
+type demoUser struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+	Htpasswd string `json:"htpasswd"`
 }
 
 // demoProc is a running `stella-mirror demo`.
@@ -83,6 +95,7 @@ func startDemo(t *testing.T, dir string, extra ...string) *demoProc {
 	t.Helper()
 	args := append([]string{"demo", "--dir", dir,
 		"--origin-listen", "127.0.0.1:0", "--origin-admin-listen", "127.0.0.1:0",
+		"--gateway-listen", "127.0.0.1:0", "--gateway-admin-listen", "127.0.0.1:0",
 		"--bundle-size", "1MiB"}, extra...)
 	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()

@@ -61,6 +61,8 @@ type options struct {
 	syncBundleSizeArg string
 	// only selects the cases: "all", "origin" or "sync". Default: all.
 	only string
+	// cases, if set, runs only the cases whose name contains it.
+	cases string
 	// keep leaves the temp dir (fixture, configs, logs) in place.
 	keep bool
 	// failBelow turns a BELOW verdict into exit status 1.
@@ -97,6 +99,7 @@ Flags:
 	size := fs.String("bundle-size", "64MiB", "fixture bundle `size` (units: KiB, MiB, GiB, KB, MB, GB, or bytes)")
 	syncSize := fs.String("sync-bundle-size", "256MiB", "bundle `size` of the sync cases' fixture (2 domains)")
 	fs.StringVar(&o.only, "only", "all", "cases to run: all, origin (origin vs nginx) or sync (sync vs rsync -a and aws s3 sync)")
+	fs.StringVar(&o.cases, "cases", "", "run only the cases whose name contains this `text` (e.g. gateway)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir with the fixture, configs and logs")
 	fs.BoolVar(&o.failBelow, "fail-below", false, "exit 1 when a case is below its target")
 	if err := fs.Parse(args); err != nil {

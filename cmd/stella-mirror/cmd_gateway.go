@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stella-ops/stella-mirror/gateway"
+	"github.com/stella-ops/stella-mirror/gateway/basicauth"
+	"github.com/stella-ops/stella-mirror/internal/logging"
+)
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("gateway", "[--config FILE] [--listen ADDR] [--http-listen ADDR] [--admin-listen ADDR] [--check-config]",
+		`Serve the mirror over HTTPS in front of the origin: one site per hostname
+with its own certificate (PEM files, reloaded on change or SIGHUP; or ACME)
+and htpasswd file (Basic Auth, reloaded on change or SIGHUP), the host →
+domain policy, per-client budgets (429 + Retry-After) and a reverse proxy to
+the origin. A broken certificate or htpasswd file keeps the last good one.
+
+Settings come from a YAML file (--config; gateway: {listen: ..., sites: [...]})
+and GATEWAY__… environment variables (overriding the file); flags override
+both. Unknown keys and malformed values stop start-up naming the key.
+
+The access log (one JSON line per request) goes to stdout; everything else
+to stderr. /health/live, /health/ready and /metrics are served on the admin
+listener only.
+
+Keys ({n} is a list index: 0, 1, ...):
+  `+strings.Join(gateway.ConfigKeys(), "\n  ")+`
+
+Example (gateway.yaml):
+  gateway:
+    listen: ":443"
+    origin: http://127.0.0.1:8080
+    sites:
+      - hosts: [mirror-primary.example.org]
+        domains: [primary]
+        certFile: /etc/stella-mirror/tls/primary.crt
+        keyFile: /etc/stella-mirror/tls/primary.key
+        htpasswdFile: /run/secrets/primary.htpasswd
+        maxDownloadRequestsPerHour: 1200
+  stella-mirror gateway --config gateway.yaml
+  kill -HUP <pid>     # reload certificates and htpasswd files now`, stderr)
+	configPath := fs.String("config", "", "YAML configuration `file` (environment variables override it)")
+	listen := fs.String("listen", "", "HTTPS listener `address` (overrides GATEWAY__LISTEN; default :443)")
+	httpListen := fs.String("http-listen", "", "plain-HTTP listener `address` for redirects and ACME (overrides GATEWAY__HTTPLISTEN; default :80; \"off\" disables)")
+	adminListen := fs.String("admin-listen", "", "admin listener `address` for /metrics and /health (overrides GATEWAY__ADMINLISTEN; default 127.0.0.1:9091)")
+	logFormat := fs.String("log-format", "", "log `format`: json or text (overrides GATEWAY__LOGFORMAT; default json)")
+	logLevel := fs.String("log-level", "", "log `level` (overrides GATEWAY__LOGLEVEL; default info)")
+	checkConfig := fs.Bool("check-config", false, "validate the configuration and the certificate and htpasswd files, print the result and exit (status 1 when invalid)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := gateway.LoadConfig(*configPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Gateway.Listen = *listen
+		case "http-listen":
+			cfg.Gateway.HTTPListen = *httpListen
+			if *httpListen == "off" {
+				cfg.Gateway.HTTPListen = ""
+			}
+		case "admin-listen":
+			cfg.Gateway.AdminListen = *adminListen
+		case "log-format":
+			cfg.Gateway.LogFormat = *logFormat
+		case "log-level":
+			cfg.Gateway.LogLevel = *logLevel
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *checkConfig {
+		if _, err := gateway.New(cfg, gateway.Options{}); err != nil {
+			return err
+		}
+		for _, s := range cfg.Gateway.Sites {
+			if s.HtpasswdFile == "" {
+				continue
+			}
+			t, err := basicauth.LoadFile(s.HtpasswdFile)
+			if err != nil {
+				return err
+			}
+			for _, w := range t.Warnings {
+				fmt.Fprintf(stdout, "warning: %s: %s\n", s.HtpasswdFile, w)
+			}
+		}
+		fmt.Fprintln(stdout, "configuration OK")
+		return nil
+	}
+	logger, err := logging.New(stderr, cfg.Gateway.LogFormat, cfg.Gateway.LogLevel)
+	if err != nil {
+		return err
+	}
+	// Access lines are batched (64 KiB, flushed every second and on exit).
+	accessOut := gateway.NewBufferedWriter(stdout, 64<<10, time.Second)
+	defer accessOut.Close()
+	access, err := logging.New(accessOut, "json", "info")
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return gateway.Run(ctx, cfg, gateway.Options{Logger: logger, AccessLogger: access, Registerer: reg})
+}

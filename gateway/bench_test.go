@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/stella-ops/stella-mirror/internal/devcert"
+)
+
+// BenchmarkPassThrough measures the gateway's own cost per proxied request
+// (TLS, site lookup, policy, proxy, access log) in front of a static
+// upstream; run with -benchmem to watch allocations.
+func BenchmarkPassThrough(b *testing.B) {
+	body := make([]byte, 2300)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Content-Length", "2300") // as the origin sends index.json
+		w.Write(body)
+	}))
+	defer up.Close()
+	dir := b.TempDir()
+	ca, _ := devcert.NewCA("b", 0)
+	leaf, _ := ca.Issue(devcert.LeafOptions{Names: []string{"localhost"}})
+	cf, kf := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	leaf.WriteFiles(cf, kf)
+	cfg := DefaultConfig()
+	cfg.Gateway.Listen, cfg.Gateway.HTTPListen, cfg.Gateway.AdminListen = "127.0.0.1:0", "", "127.0.0.1:0"
+	cfg.Gateway.Origin = up.URL
+	cfg.Gateway.Sites = []SiteConfig{{Hosts: []string{"localhost"}, Domains: []string{"primary"}, CertFile: cf, KeyFile: kf, Anonymous: true}}
+	g, err := New(cfg, Options{AccessLogger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := Listen(cfg.Gateway)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- g.Serve(ctx, l, func() { close(ready) }) }()
+	<-ready
+	defer func() { cancel(); <-done }()
+	addr := l.HTTPS.Addr().String()
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
+		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
+		DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, n, addr)
+		},
+	}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := client.Get("https://localhost/concelier/exports/index.json")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				b.Errorf("status %d", res.StatusCode)
+				return
+			}
+		}
+	})
+}

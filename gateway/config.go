@@ -1,0 +1,385 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/config"
+)
+
+// Config is the gateway's configuration: the GATEWAY section of the YAML
+// file (--config) and of the environment (GATEWAY__…, environment winning).
+// Load it with LoadConfig, apply flags, then Validate; New validates again.
+type Config struct {
+	// Gateway holds every setting. Keys: GATEWAY__….
+	Gateway Settings
+}
+
+// Settings is the GATEWAY section.
+type Settings struct {
+	// Listen is the HTTPS listener. Key: GATEWAY__LISTEN; flag --listen.
+	// Default: :443.
+	Listen string
+	// HTTPListen is the plain-HTTP listener that redirects to HTTPS and
+	// answers ACME HTTP-01 challenges; empty disables it. Key:
+	// GATEWAY__HTTPLISTEN; flag --http-listen. Default: :80.
+	HTTPListen string
+	// AdminListen serves /health/live, /health/ready and /metrics; keep it
+	// on loopback or a private network. Key: GATEWAY__ADMINLISTEN; flag
+	// --admin-listen. Default: 127.0.0.1:9091.
+	AdminListen string
+	// Origin is the origin's base URL. Key: GATEWAY__ORIGIN. Default:
+	// http://127.0.0.1:8080.
+	Origin string
+	// OriginCAFile is a PEM bundle trusted for an https Origin. Key:
+	// GATEWAY__ORIGINCAFILE. Default: the system roots.
+	OriginCAFile string
+	// TrustedProxies are CIDR prefixes of peers (e.g. a CDN) whose
+	// X-Forwarded-* headers are kept and whose X-Forwarded-For names the
+	// client for budgets. Keys: GATEWAY__TRUSTEDPROXIES__{n}. Default: none.
+	TrustedProxies []netip.Prefix
+	// HSTSMaxAge is the Strict-Transport-Security max-age; 0 sends none.
+	// Key: GATEWAY__HSTSMAXAGE. Default: 8760h (one year).
+	HSTSMaxAge time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers (slow-loris).
+	// Key: GATEWAY__READHEADERTIMEOUT. Default: 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections. Key:
+	// GATEWAY__IDLETIMEOUT. Default: 120s.
+	IdleTimeout time.Duration
+	// ShutdownTimeout is how long in-flight downloads may finish after
+	// SIGTERM/SIGINT. Key: GATEWAY__SHUTDOWNTIMEOUT. Default: 30s.
+	ShutdownTimeout time.Duration
+	// UpstreamDialTimeout bounds connecting to the origin. Key:
+	// GATEWAY__UPSTREAMDIALTIMEOUT. Default: 5s.
+	UpstreamDialTimeout time.Duration
+	// UpstreamHeaderTimeout bounds waiting for the origin's response
+	// headers. Key: GATEWAY__UPSTREAMHEADERTIMEOUT. Default: 30s.
+	UpstreamHeaderTimeout time.Duration
+	// UpstreamIdleTimeout bounds each wait for more of the origin's
+	// response body. Key: GATEWAY__UPSTREAMIDLETIMEOUT. Default: 60s.
+	UpstreamIdleTimeout time.Duration
+	// CredentialCacheTTL is how long a verified credential is remembered
+	// (bcrypt runs once per TTL per credential); 0 uses the default,
+	// negative disables. Key: GATEWAY__CREDENTIALCACHETTL. Default: 5m.
+	CredentialCacheTTL time.Duration
+	// LogFormat is json or text (operational log; the access log is always
+	// JSON on stdout). Key: GATEWAY__LOGFORMAT. Default: json.
+	LogFormat string
+	// LogLevel is debug, info, warn or error. Key: GATEWAY__LOGLEVEL.
+	// Default: info.
+	LogLevel string
+	// ACME configures certificates obtained over ACME for sites with
+	// ACME: true. Keys: GATEWAY__ACME__….
+	ACME ACMESettings
+	// Authority configures the OAuth2 client-credentials token sent to the
+	// origin. Keys: GATEWAY__AUTHORITY__….
+	Authority AuthoritySettings
+	// Sites lists the published hostnames. Keys: GATEWAY__SITES__{n}__….
+	Sites []SiteConfig
+}
+
+// ACMESettings is GATEWAY__ACME.
+type ACMESettings struct {
+	// DirectoryURL is the ACME CA's directory. Key:
+	// GATEWAY__ACME__DIRECTORYURL. Default:
+	// https://acme-v02.api.letsencrypt.org/directory.
+	DirectoryURL string
+	// Email is the account contact. Key: GATEWAY__ACME__EMAIL. Default: none.
+	Email string
+	// Storage is the folder for the account, keys and certificates. Key:
+	// GATEWAY__ACME__STORAGE. Default: /var/lib/stella-mirror/acme.
+	Storage string
+	// CARootFile is a PEM bundle trusted for the directory's HTTPS (a
+	// private ACME CA). Key: GATEWAY__ACME__CAROOTFILE. Default: system roots.
+	CARootFile string
+	// HTTPPort is the port the CA uses for HTTP-01 (the public port that
+	// reaches HTTPListen). Key: GATEWAY__ACME__HTTPPORT. Default: 80.
+	HTTPPort int
+}
+
+// AuthoritySettings is GATEWAY__AUTHORITY: how the gateway identifies
+// itself to the origin. Disabled (the default), the origin trusts the
+// gateway's network (its BYPASSNETWORKS).
+type AuthoritySettings struct {
+	// Enabled sends an OAuth2 client-credentials bearer token. Key:
+	// GATEWAY__AUTHORITY__ENABLED. Default: false.
+	Enabled bool
+	// TokenURL is Authority's token endpoint. Key:
+	// GATEWAY__AUTHORITY__TOKENURL. Required when enabled.
+	TokenURL string
+	// ClientID is the gateway's client id. Key: GATEWAY__AUTHORITY__CLIENTID.
+	// Required when enabled.
+	ClientID string
+	// ClientSecretFile holds the client secret (read at start, trailing
+	// newline trimmed). Key: GATEWAY__AUTHORITY__CLIENTSECRETFILE. Default:
+	// /run/secrets/concelier-authority-client.
+	ClientSecretFile string
+	// Scopes requested. Keys: GATEWAY__AUTHORITY__SCOPES__{n}. Default: none.
+	Scopes []string
+	// Audience, if set, is sent as the "audience" parameter. Key:
+	// GATEWAY__AUTHORITY__AUDIENCE. Default: none.
+	Audience string
+	// CAFile is a PEM bundle trusted for TokenURL. Key:
+	// GATEWAY__AUTHORITY__CAFILE. Default: system roots.
+	CAFile string
+}
+
+// SiteConfig is one entry of GATEWAY__SITES.
+type SiteConfig struct {
+	// Name labels the site in logs and metrics and is the default realm.
+	// Key: …__NAME. Default: the first host.
+	Name string
+	// Hosts are the hostnames (SNI and Host) of the site. Keys:
+	// …__HOSTS__{n}. Required.
+	Hosts []string
+	// Domains are the mirror domains the site reaches (besides the shared
+	// index). Keys: …__DOMAINS__{n}. Required.
+	Domains []string
+	// CertFile and KeyFile are the site's PEM certificate chain and key,
+	// reloaded when they change or on SIGHUP. Keys: …__CERTFILE,
+	// …__KEYFILE. Required unless ACME.
+	CertFile, KeyFile string
+	// ACME obtains the certificate over ACME (GATEWAY__ACME). Key:
+	// …__ACME. Default: false.
+	ACME bool
+	// HtpasswdFile is the site's htpasswd file (htpasswd -B), reloaded
+	// when it changes or on SIGHUP. Key: …__HTPASSWDFILE. Required unless
+	// Anonymous.
+	HtpasswdFile string
+	// Anonymous serves the site without Basic Auth. Key: …__ANONYMOUS.
+	// Default: false.
+	Anonymous bool
+	// Realm is the Basic Auth realm. Key: …__REALM. Default: Name.
+	Realm string
+	// Origin overrides GATEWAY__ORIGIN for this site. Key: …__ORIGIN.
+	// Default: GATEWAY__ORIGIN.
+	Origin string
+	// MaxIndexRequestsPerHour is the per-client budget for index requests;
+	// 0 means none. Key: …__MAXINDEXREQUESTSPERHOUR. Default: 0.
+	MaxIndexRequestsPerHour int
+	// MaxDownloadRequestsPerHour is the per-client budget for downloads
+	// (manifests, bundles, signatures, exports); 0 means none. Key:
+	// …__MAXDOWNLOADREQUESTSPERHOUR. Default: 0.
+	MaxDownloadRequestsPerHour int
+}
+
+// DefaultConfig returns the configuration with every default set and no sites.
+func DefaultConfig() Config {
+	return Config{Gateway: Settings{
+		Listen:                ":443",
+		HTTPListen:            ":80",
+		AdminListen:           "127.0.0.1:9091",
+		Origin:                "http://127.0.0.1:8080",
+		HSTSMaxAge:            365 * 24 * time.Hour,
+		ReadHeaderTimeout:     10 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ShutdownTimeout:       30 * time.Second,
+		UpstreamDialTimeout:   5 * time.Second,
+		UpstreamHeaderTimeout: 30 * time.Second,
+		UpstreamIdleTimeout:   60 * time.Second,
+		LogFormat:             "json",
+		LogLevel:              "info",
+		ACME: ACMESettings{
+			DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory",
+			Storage:      "/var/lib/stella-mirror/acme",
+			HTTPPort:     80,
+		},
+		Authority: AuthoritySettings{ClientSecretFile: "/run/secrets/concelier-authority-client"},
+	}}
+}
+
+// LoadConfig returns DefaultConfig overlaid with the YAML file at path
+// (skipped when "") and environ, the environment winning. It does not
+// validate.
+func LoadConfig(path string, environ []string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(&cfg, path, environ); err != nil {
+		return Config{}, fmt.Errorf("loading gateway configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// ConfigKeys lists every key the gateway accepts ({n} for list indexes).
+func ConfigKeys() []string { return config.Keys(Config{}) }
+
+// siteName returns the site's label.
+func (s *SiteConfig) siteName() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	if len(s.Hosts) > 0 {
+		return strings.ToLower(s.Hosts[0])
+	}
+	return ""
+}
+
+// Validate checks the configuration without touching the file system and
+// reports every problem, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	g := &c.Gateway
+	checkAddr := func(key, addr string, optional bool) {
+		if addr == "" && optional {
+			return
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			add(key, "%q is not host:port (e.g. 127.0.0.1:8443 or :443)", addr)
+		}
+	}
+	checkAddr("GATEWAY__LISTEN", g.Listen, false)
+	checkAddr("GATEWAY__HTTPLISTEN", g.HTTPListen, true)
+	checkAddr("GATEWAY__ADMINLISTEN", g.AdminListen, false)
+	checkURL := func(key, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.RawQuery != "" {
+			add(key, "%q is not an absolute http(s) URL without a query", raw)
+		}
+	}
+	checkURL("GATEWAY__ORIGIN", g.Origin)
+	for i, p := range g.TrustedProxies {
+		key := fmt.Sprintf("GATEWAY__TRUSTEDPROXIES__%d", i)
+		switch {
+		case !p.IsValid():
+			add(key, "not a valid CIDR prefix")
+		case p.Masked() != p:
+			add(key, "%s has host bits set (did you mean %s?)", p, p.Masked())
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"GATEWAY__HSTSMAXAGE", g.HSTSMaxAge},
+		{"GATEWAY__READHEADERTIMEOUT", g.ReadHeaderTimeout}, {"GATEWAY__IDLETIMEOUT", g.IdleTimeout},
+		{"GATEWAY__SHUTDOWNTIMEOUT", g.ShutdownTimeout}, {"GATEWAY__UPSTREAMDIALTIMEOUT", g.UpstreamDialTimeout},
+		{"GATEWAY__UPSTREAMHEADERTIMEOUT", g.UpstreamHeaderTimeout}, {"GATEWAY__UPSTREAMIDLETIMEOUT", g.UpstreamIdleTimeout},
+	} {
+		if d.v < 0 || (d.v == 0 && d.key != "GATEWAY__HSTSMAXAGE") {
+			add(d.key, "%s must be positive", d.v)
+		}
+	}
+	switch g.LogFormat {
+	case "json", "text":
+	default:
+		add("GATEWAY__LOGFORMAT", "%q: want json or text", g.LogFormat)
+	}
+	switch strings.ToLower(g.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("GATEWAY__LOGLEVEL", "%q: want debug, info, warn or error", g.LogLevel)
+	}
+	if len(g.Sites) == 0 {
+		add("GATEWAY__SITES", "no sites configured (set GATEWAY__SITES__0__HOSTS__0, …__DOMAINS__0, …)")
+	}
+	hosts := make(map[string]string)
+	names := make(map[string]string)
+	anyACME := false
+	for i, s := range g.Sites {
+		key := fmt.Sprintf("GATEWAY__SITES__%d", i)
+		if len(s.Hosts) == 0 {
+			add(key+"__HOSTS", "at least one hostname is required")
+		}
+		for j, h := range s.Hosts {
+			hk := fmt.Sprintf("%s__HOSTS__%d", key, j)
+			lh := strings.ToLower(h)
+			switch {
+			case !validHostname(lh):
+				add(hk, "%q is not a hostname", h)
+			case hosts[lh] != "":
+				add(hk, "%q is also %s", h, hosts[lh])
+			default:
+				hosts[lh] = hk
+			}
+		}
+		if n := s.siteName(); n != "" {
+			if prev, dup := names[n]; dup {
+				add(key+"__NAME", "%q is also the name of %s", n, prev)
+			}
+			names[n] = key
+		}
+		if len(s.Domains) == 0 {
+			add(key+"__DOMAINS", "at least one domain is required")
+		}
+		for j, d := range s.Domains {
+			if !export.ValidDomainID(d) {
+				add(fmt.Sprintf("%s__DOMAINS__%d", key, j), "%q is not a valid domain id (1-63 of [a-z0-9-], starting with a letter or digit)", d)
+			}
+		}
+		switch {
+		case s.ACME && (s.CertFile != "" || s.KeyFile != ""):
+			add(key+"__ACME", "set either ACME or CERTFILE/KEYFILE, not both")
+		case s.ACME:
+			anyACME = true
+		case s.CertFile == "" || s.KeyFile == "":
+			add(key+"__CERTFILE", "CERTFILE and KEYFILE are required (or set %s__ACME=true)", key)
+		}
+		switch {
+		case s.Anonymous && s.HtpasswdFile != "":
+			add(key+"__ANONYMOUS", "set either ANONYMOUS or HTPASSWDFILE, not both")
+		case !s.Anonymous && s.HtpasswdFile == "":
+			add(key+"__HTPASSWDFILE", "required (or set %s__ANONYMOUS=true to serve without Basic Auth)", key)
+		}
+		if strings.ContainsAny(s.Realm, "\"\\\r\n") {
+			add(key+"__REALM", "%q may not contain quotes, backslashes or line breaks", s.Realm)
+		}
+		if s.Origin != "" {
+			checkURL(key+"__ORIGIN", s.Origin)
+		}
+		if s.MaxIndexRequestsPerHour < 0 {
+			add(key+"__MAXINDEXREQUESTSPERHOUR", "%d is negative (0 means no budget)", s.MaxIndexRequestsPerHour)
+		}
+		if s.MaxDownloadRequestsPerHour < 0 {
+			add(key+"__MAXDOWNLOADREQUESTSPERHOUR", "%d is negative (0 means no budget)", s.MaxDownloadRequestsPerHour)
+		}
+	}
+	if anyACME {
+		checkURL("GATEWAY__ACME__DIRECTORYURL", g.ACME.DirectoryURL)
+		if g.ACME.Storage == "" {
+			add("GATEWAY__ACME__STORAGE", "required when a site uses ACME")
+		}
+		if g.ACME.HTTPPort <= 0 || g.ACME.HTTPPort > 65535 {
+			add("GATEWAY__ACME__HTTPPORT", "%d is not a port", g.ACME.HTTPPort)
+		}
+		if g.HTTPListen == "" {
+			add("GATEWAY__HTTPLISTEN", "required when a site uses ACME (HTTP-01 challenges)")
+		}
+	}
+	if a := &g.Authority; a.Enabled {
+		if a.TokenURL == "" {
+			add("GATEWAY__AUTHORITY__TOKENURL", "required when GATEWAY__AUTHORITY__ENABLED=true")
+		} else {
+			checkURL("GATEWAY__AUTHORITY__TOKENURL", a.TokenURL)
+		}
+		if a.ClientID == "" {
+			add("GATEWAY__AUTHORITY__CLIENTID", "required when GATEWAY__AUTHORITY__ENABLED=true")
+		}
+		if a.ClientSecretFile == "" {
+			add("GATEWAY__AUTHORITY__CLIENTSECRETFILE", "required when GATEWAY__AUTHORITY__ENABLED=true")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validHostname accepts lower-case DNS names (letters, digits, '-', '.').
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 || h[0] == '.' || h[len(h)-1] == '.' || strings.Contains(h, "..") {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(path, []byte(`gateway:
+  listen: ":8443"
+  origin: http://origin:8080
+  trustedProxies: [10.0.0.0/8]
+  sites:
+    - hosts: [mirror-primary.example.org]
+      domains: [primary]
+      certFile: /tls/p.crt
+      keyFile: /tls/p.key
+      htpasswdFile: /run/secrets/p.htpasswd
+      maxDownloadRequestsPerHour: 1200
+`), 0o644)
+	cfg, err := LoadConfig(path, []string{
+		"GATEWAY__SITES__0__MAXINDEXREQUESTSPERHOUR=60",
+		"GATEWAY__SITES__1__HOSTS__0=mirror-community.example.org",
+		"GATEWAY__SITES__1__DOMAINS__0=community",
+		"GATEWAY__SITES__1__ACME=true",
+		"GATEWAY__SITES__1__ANONYMOUS=true",
+		"GATEWAY__UPSTREAMIDLETIMEOUT=00:02:00",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := cfg.Gateway
+	if g.Listen != ":8443" || g.AdminListen != "127.0.0.1:9091" || len(g.Sites) != 2 ||
+		g.Sites[0].MaxIndexRequestsPerHour != 60 || g.Sites[0].MaxDownloadRequestsPerHour != 1200 ||
+		!g.Sites[1].ACME || g.UpstreamIdleTimeout != 2*time.Minute || len(g.TrustedProxies) != 1 {
+		t.Fatalf("loaded %+v", g)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path, []string{"GATEWAY__SITES__0__HTPASSWD=/x"}); err == nil ||
+		!strings.Contains(err.Error(), "GATEWAY__SITES__0__HTPASSWD: unknown key") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := func() Config {
+		c := DefaultConfig()
+		c.Gateway.Sites = []SiteConfig{{Hosts: []string{"a.example"}, Domains: []string{"primary"},
+			CertFile: "c", KeyFile: "k", HtpasswdFile: "h"}}
+		return c
+	}
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no sites", func(c *Config) { c.Gateway.Sites = nil }, "GATEWAY__SITES: no sites configured"},
+		{"bad listen", func(c *Config) { c.Gateway.Listen = "443" }, `GATEWAY__LISTEN: "443" is not host:port`},
+		{"bad origin", func(c *Config) { c.Gateway.Origin = "origin:8080" }, `GATEWAY__ORIGIN: "origin:8080" is not an absolute http(s) URL`},
+		{"no hosts", func(c *Config) { c.Gateway.Sites[0].Hosts = nil }, "GATEWAY__SITES__0__HOSTS: at least one hostname"},
+		{"bad host", func(c *Config) { c.Gateway.Sites[0].Hosts = []string{"a b"} }, `GATEWAY__SITES__0__HOSTS__0: "a b" is not a hostname`},
+		{"duplicate host", func(c *Config) {
+			c.Gateway.Sites = append(c.Gateway.Sites, c.Gateway.Sites[0])
+			c.Gateway.Sites[1].Name = "other"
+		}, `GATEWAY__SITES__1__HOSTS__0: "a.example" is also GATEWAY__SITES__0__HOSTS__0`},
+		{"bad domain", func(c *Config) { c.Gateway.Sites[0].Domains = []string{"../x"} }, `GATEWAY__SITES__0__DOMAINS__0: "../x" is not a valid domain id`},
+		{"no cert", func(c *Config) { c.Gateway.Sites[0].CertFile = "" }, "GATEWAY__SITES__0__CERTFILE: CERTFILE and KEYFILE are required"},
+		{"no htpasswd", func(c *Config) { c.Gateway.Sites[0].HtpasswdFile = "" }, "GATEWAY__SITES__0__HTPASSWDFILE: required"},
+		{"acme and files", func(c *Config) { c.Gateway.Sites[0].ACME = true }, "GATEWAY__SITES__0__ACME: set either ACME or CERTFILE/KEYFILE"},
+		{"negative budget", func(c *Config) { c.Gateway.Sites[0].MaxIndexRequestsPerHour = -1 }, "GATEWAY__SITES__0__MAXINDEXREQUESTSPERHOUR: -1 is negative"},
+		{"bad realm", func(c *Config) { c.Gateway.Sites[0].Realm = `a"b` }, "GATEWAY__SITES__0__REALM"},
+		{"host bits", func(c *Config) { c.Gateway.TrustedProxies = []netipPrefix{mustPrefix("10.0.0.1/8")} }, "GATEWAY__TRUSTEDPROXIES__0: 10.0.0.1/8 has host bits set"},
+		{"authority without url", func(c *Config) { c.Gateway.Authority.Enabled = true }, "GATEWAY__AUTHORITY__TOKENURL: required"},
+		{"zero timeout", func(c *Config) { c.Gateway.ReadHeaderTimeout = 0 }, "GATEWAY__READHEADERTIMEOUT: 0s must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good()
+			tt.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+	c := good()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+}
+
+type netipPrefix = netip.Prefix
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

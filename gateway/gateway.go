@@ -1,0 +1,564 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/oauth2"
+
+	"github.com/stella-ops/stella-mirror/gateway/basicauth"
+	"github.com/stella-ops/stella-mirror/gateway/policy"
+	"github.com/stella-ops/stella-mirror/gateway/proxy"
+	"github.com/stella-ops/stella-mirror/gateway/tlsconf"
+	"github.com/stella-ops/stella-mirror/internal/ratelimit"
+)
+
+// Options are what New takes besides Config. Zero values mean the defaults
+// written beside them.
+type Options struct {
+	// Logger receives operational logs. Default: discard.
+	Logger *slog.Logger
+	// AccessLogger receives one JSON line per request. Default: Logger.
+	AccessLogger *slog.Logger
+	// Registerer receives the metrics; when it is also a Gatherer the admin
+	// handler serves it at /metrics. Default: a private registry.
+	Registerer prometheus.Registerer
+	// Upstream wraps each site's proxy: the seam between policy and proxy
+	// where a cache slots in. It MUST pass every request it does not
+	// answer itself to next. Default: nil (the proxy directly).
+	Upstream func(site string, next http.Handler) http.Handler
+	// Tokens supplies the bearer token for the origin. Default: built from
+	// GATEWAY__AUTHORITY when enabled, else none.
+	Tokens oauth2.TokenSource
+	// Transport sends requests to the origin. Default: proxy.NewTransport
+	// with the configured timeouts.
+	Transport http.RoundTripper
+	// Now is the clock for budgets. Default: time.Now.
+	Now func() time.Time
+	// Reloaded, if set, is called after every reload attempt of a
+	// certificate ("certificate") or htpasswd file ("htpasswd") with the
+	// site and the error (nil on success). Default: nothing.
+	Reloaded func(kind, site string, err error)
+}
+
+// site is one published hostname set.
+type site struct {
+	cfg       SiteConfig
+	name      string
+	challenge string // WWW-Authenticate value
+	auth      *basicauth.File
+	policy    *policy.Policy
+	index     *ratelimit.Limiter
+	download  *ratelimit.Limiter
+	next      http.Handler
+	metrics   *siteMetrics
+}
+
+// Gateway serves the sites. Create it with New.
+type Gateway struct {
+	cfg      Settings
+	logger   *slog.Logger
+	access   *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	sites    map[string]*site // lower-case host → site
+	list     []*site
+	unknown  *siteMetrics
+	files    *tlsconf.FileStore
+	acme     *tlsconf.ACME
+	hsts     []string
+	trusted  []netip.Prefix
+	ready    *http.Client
+	readyURL string
+	tokens   oauth2.TokenSource
+}
+
+// New validates cfg, loads every certificate file and htpasswd file (any
+// failure is an error naming the file) and returns the gateway. ACME
+// certificates are obtained by Run (or StartACME).
+func New(cfg Config, o Options) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid gateway configuration: %w", err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AccessLogger == nil {
+		o.AccessLogger = o.Logger
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := cfg.Gateway
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("registering gateway metrics: %w", err)
+	}
+	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLogger, metrics: m,
+		sites: make(map[string]*site), unknown: m.forSite("unknown"), trusted: s.TrustedProxies}
+	if gt, ok := o.Registerer.(prometheus.Gatherer); ok {
+		g.gatherer = gt
+	}
+	if s.HSTSMaxAge > 0 {
+		g.hsts = []string{"max-age=" + strconv.FormatInt(int64(s.HSTSMaxAge/time.Second), 10)}
+	}
+
+	// Upstream identity.
+	g.tokens = o.Tokens
+	if g.tokens == nil && s.Authority.Enabled {
+		if g.tokens, err = newTokenSource(s.Authority); err != nil {
+			return nil, err
+		}
+	}
+	transport := o.Transport
+	if transport == nil {
+		t, err := proxy.NewTransport(proxy.Options{OriginCAFile: s.OriginCAFile,
+			DialTimeout: s.UpstreamDialTimeout, HeaderTimeout: s.UpstreamHeaderTimeout, BodyIdleTimeout: s.UpstreamIdleTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("GATEWAY__ORIGINCAFILE: %w", err)
+		}
+		transport = t
+	}
+	g.ready = &http.Client{Transport: transport, Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	g.readyURL = strings.TrimSuffix(s.Origin, "/") + "/health/ready"
+
+	// Certificates.
+	var pairs []tlsconf.Pair
+	var acmeNames []string
+	for _, sc := range s.Sites {
+		if sc.ACME {
+			acmeNames = append(acmeNames, sc.Hosts...)
+			continue
+		}
+		pairs = append(pairs, tlsconf.Pair{Site: sc.siteName(), Names: sc.Hosts, CertFile: sc.CertFile, KeyFile: sc.KeyFile})
+	}
+	g.files, err = tlsconf.NewFileStore(pairs, tlsconf.FileOptions{
+		Logger: o.Logger,
+		OnReload: func(site string, err error) {
+			m.reloads.WithLabelValues(site, "certificate", result(err)).Inc()
+			if o.Reloaded != nil {
+				o.Reloaded("certificate", site, err)
+			}
+		},
+		OnLoaded: func(site string, leaf *x509.Certificate) {
+			m.certExpiry.WithLabelValues(site).Set(float64(leaf.NotAfter.Unix()))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(acmeNames) > 0 {
+		g.acme, err = tlsconf.NewACME(acmeNames, tlsconf.ACMEOptions{
+			DirectoryURL: s.ACME.DirectoryURL, Email: s.ACME.Email, StorageDir: s.ACME.Storage,
+			CARootFile: s.ACME.CARootFile, HTTPPort: s.ACME.HTTPPort,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("GATEWAY__ACME: %w", err)
+		}
+	}
+
+	// Sites.
+	for i, sc := range s.Sites {
+		st := &site{cfg: sc, name: sc.siteName(), policy: policy.New(sc.Domains)}
+		st.metrics = m.forSite(st.name)
+		realm := sc.Realm
+		if realm == "" {
+			realm = st.name
+		}
+		st.challenge = `Basic realm="` + realm + `", charset="UTF-8"`
+		if !sc.Anonymous {
+			name := st.name
+			st.auth, err = basicauth.Open(sc.HtpasswdFile, basicauth.Options{
+				CacheTTL: s.CredentialCacheTTL, Logger: o.Logger.With("site", name),
+				OnReload: func(err error) {
+					m.reloads.WithLabelValues(name, "htpasswd", result(err)).Inc()
+					if o.Reloaded != nil {
+						o.Reloaded("htpasswd", name, err)
+					}
+				},
+			})
+			if err != nil {
+				return nil, fmt.Errorf("GATEWAY__SITES__%d__HTPASSWDFILE: %w", i, err)
+			}
+		}
+		st.index = ratelimit.New(ratelimit.Config{Limit: sc.MaxIndexRequestsPerHour, Now: o.Now})
+		st.download = ratelimit.New(ratelimit.Config{Limit: sc.MaxDownloadRequestsPerHour, Now: o.Now})
+		origin := s.Origin
+		if sc.Origin != "" {
+			origin = sc.Origin
+		}
+		u, _ := url.Parse(origin)
+		name := st.name
+		px, err := proxy.New(proxy.Options{
+			Origin: u, Transport: transport, BodyIdleTimeout: s.UpstreamIdleTimeout,
+			TrustedProxies: s.TrustedProxies, Tokens: g.tokens, Logger: o.Logger.With("site", name),
+			OnUpstreamError: func(_ *http.Request, reason string) {
+				m.upstreamErrs.WithLabelValues(name, reason).Inc()
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("GATEWAY__SITES__%d__ORIGIN: %w", i, err)
+		}
+		st.next = px
+		if o.Upstream != nil {
+			st.next = o.Upstream(name, px)
+		}
+		g.list = append(g.list, st)
+		for _, h := range sc.Hosts {
+			g.sites[strings.ToLower(h)] = st
+		}
+	}
+	return g, nil
+}
+
+func result(err error) string {
+	if err != nil {
+		return "failure"
+	}
+	return "success"
+}
+
+// TLSConfig returns the HTTPS listener's TLS configuration.
+func (g *Gateway) TLSConfig() *tls.Config {
+	return tlsconf.ServerConfig(g.getCertificate)
+}
+
+func (g *Gateway) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := g.files.Certificate(hello.ServerName); c != nil {
+		return c, nil
+	}
+	if g.acme != nil {
+		return g.acme.GetCertificate(hello)
+	}
+	return nil, fmt.Errorf("no certificate for server name %q", hello.ServerName)
+}
+
+// StartACME obtains (or loads) the ACME sites' certificates and keeps them
+// renewed until ctx ends. It does nothing when no site uses ACME.
+func (g *Gateway) StartACME(ctx context.Context) error {
+	if g.acme == nil {
+		return nil
+	}
+	if err := g.acme.Manage(ctx); err != nil {
+		return err
+	}
+	g.refreshACMEExpiry()
+	go func() { <-ctx.Done(); g.acme.Stop() }()
+	return nil
+}
+
+// refreshACMEExpiry sets the expiry gauge of ACME sites from the
+// certificates in service (renewals happen in the background).
+func (g *Gateway) refreshACMEExpiry() {
+	if g.acme == nil {
+		return
+	}
+	for _, st := range g.list {
+		if st.cfg.ACME {
+			if leaf := g.acme.Leaf(st.cfg.Hosts[0]); leaf != nil {
+				g.metrics.certExpiry.WithLabelValues(st.name).Set(float64(leaf.NotAfter.Unix()))
+			}
+		}
+	}
+}
+
+// Reload re-reads every certificate file and htpasswd file (what SIGHUP
+// does). Files that fail to load keep what is in service; the errors are
+// returned joined (and logged, and counted).
+func (g *Gateway) Reload() error {
+	errs := []error{g.files.Reload()}
+	for _, st := range g.list {
+		if st.auth != nil {
+			errs = append(errs, st.auth.Reload())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WatchedFiles lists the files whose change triggers ReloadFile.
+func (g *Gateway) WatchedFiles() []string {
+	files := g.files.Files()
+	for _, st := range g.list {
+		if st.auth != nil {
+			files = append(files, st.auth.Path())
+		}
+	}
+	return files
+}
+
+// ReloadFile reloads whatever uses path.
+func (g *Gateway) ReloadFile(path string) {
+	_ = g.files.ReloadFile(path)
+	for _, st := range g.list {
+		if st.auth != nil && st.auth.Path() == path {
+			_ = st.auth.Reload()
+		}
+	}
+}
+
+// recorder remembers the status and body size of a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Handler returns the public (HTTPS) handler.
+func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	var info proxy.Info // the user for the origin; the upstream time for the log
+	var st *site
+	aborted := true
+	defer func() {
+		sm := g.unknown
+		name := "unknown"
+		if st != nil {
+			sm, name = st.metrics, st.name
+		}
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		d := time.Since(start)
+		sm.observe(status, d, info.Upstream)
+		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("site", name), slog.String("user", info.User),
+			slog.String("client", proxy.ClientIP(r, g.trusted)),
+			slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
+			slog.Int("status", status), slog.Int64("bytes", rec.bytes),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.Float64("upstream_ms", float64(info.Upstream.Microseconds())/1000),
+			slog.Bool("aborted", aborted))
+	}()
+	st = g.sites[hostOnly(r.Host)]
+	if st == nil {
+		writeJSON(rec, http.StatusNotFound, "not_found", "no such site")
+		aborted = false
+		return
+	}
+	if r.TLS != nil && g.sites[strings.ToLower(r.TLS.ServerName)] != st {
+		writeJSON(rec, http.StatusMisdirectedRequest, "misdirected", "the Host header does not match the TLS server name")
+		aborted = false
+		return
+	}
+	if g.hsts != nil {
+		rec.Header()["Strict-Transport-Security"] = g.hsts
+	}
+	// GET and HEAD carry no body: a request that frames one (Content-Length
+	// and/or Transfer-Encoding, the stuff of request smuggling) is refused
+	// and the connection closed, so nothing after it is read as a request.
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		rec.Header().Set("Connection", "close")
+		writeJSON(rec, http.StatusBadRequest, "bad_request", "a request body is not accepted")
+		aborted = false
+		return
+	}
+	// Authentication before anything else looks at the request.
+	if st.auth != nil {
+		u, reason := st.authenticate(r)
+		if reason != "" {
+			g.metrics.authFailures.WithLabelValues(st.name, reason).Inc()
+			rec.Header().Set("WWW-Authenticate", st.challenge)
+			writeJSON(rec, http.StatusUnauthorized, "unauthorized", "valid credentials are required")
+			aborted = false
+			return
+		}
+		info.User = u
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rec.Header().Set("Allow", "GET, HEAD")
+		writeJSON(rec, http.StatusMethodNotAllowed, "method_not_allowed", "only GET and HEAD are allowed")
+		aborted = false
+		return
+	}
+	dec := st.policy.Check(r.URL.EscapedPath())
+	if dec.Kind == policy.Refused {
+		writeJSON(rec, http.StatusNotFound, "not_found", "not found")
+		aborted = false
+		return
+	}
+	lim, budget := st.index, "index"
+	if dec.Kind == policy.Download {
+		lim, budget = st.download, "download"
+	}
+	if lim.Enabled() {
+		key := info.User
+		if key == "" {
+			key = "ip:" + proxy.ClientIP(r, g.trusted)
+		}
+		if ok, wait := lim.Allow(key); !ok {
+			g.metrics.budget.WithLabelValues(st.name, budget).Inc()
+			rec.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(wait)))
+			writeJSON(rec, http.StatusTooManyRequests, "too_many_requests", "request budget exhausted; retry later")
+			aborted = false
+			return
+		}
+	}
+	st.next.ServeHTTP(rec, r.WithContext(proxy.WithInfo(r.Context(), &info)))
+	aborted = false
+}
+
+// authenticate returns the user, or "" and the failure reason.
+func (st *site) authenticate(r *http.Request) (string, string) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		return "", "missing"
+	}
+	if len(h) > 1 {
+		return "", "malformed"
+	}
+	scheme, cred, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return "", "scheme"
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return "", "malformed"
+	}
+	name, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || name == "" || len(name) > 256 || len(pass) > 1024 {
+		return "", "malformed"
+	}
+	if !st.auth.Authenticate(name, pass) {
+		return "", "credentials"
+	}
+	return name, ""
+}
+
+func hostOnly(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+func writeJSON(w http.ResponseWriter, status int, code, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, `{"error":"`+code+`","message":"`+msg+`"}`+"\n")
+}
+
+// AdminHandler serves /health/live, /health/ready and /metrics.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"live"}`+"\n")
+	})
+	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Ready(r.Context()); err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"not_ready","reason":%q}`+"\n", err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ready"}`+"\n")
+	})
+	if g.gatherer != nil {
+		metrics := promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			g.refreshACMEExpiry()
+			metrics.ServeHTTP(w, r)
+		})
+	}
+	return mux
+}
+
+// Ready reports nil when the origin answers its /health/ready with 200.
+func (g *Gateway) Ready(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.readyURL, nil)
+	if err != nil {
+		return err
+	}
+	if g.tokens != nil {
+		if tok, err := g.tokens.Token(); err == nil {
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		}
+	}
+	resp, err := g.ready.Do(req)
+	if err != nil {
+		return errors.New("origin unreachable")
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("origin not ready (status %d)", resp.StatusCode)
+	}
+	return nil
+}
+
+// RedirectHandler is the plain-HTTP handler: ACME HTTP-01 challenges, and
+// a permanent redirect to HTTPS for the sites' hosts (404 for others).
+// httpsPort is the public HTTPS port ("" or "443" for none in the URL).
+func (g *Gateway) RedirectHandler(httpsPort string) http.Handler {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := hostOnly(r.Host)
+		if g.sites[host] == nil {
+			writeJSON(w, http.StatusNotFound, "not_found", "no such site")
+			return
+		}
+		target := "https://" + host
+		if httpsPort != "" && httpsPort != "443" {
+			target += ":" + httpsPort
+		}
+		target += r.URL.EscapedPath()
+		w.Header().Set("Location", target)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+	if g.acme != nil {
+		h = g.acme.HTTPChallengeHandler(h)
+	}
+	return h
+}

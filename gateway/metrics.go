@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"errors"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+)
+
+// metrics holds the gateway's collectors (stella_mirror_gateway_…).
+type metrics struct {
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	upstream     *prometheus.HistogramVec
+	upstreamErrs *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
+	budget       *prometheus.CounterVec
+	reloads      *prometheus.CounterVec
+	certExpiry   *prometheus.GaugeVec
+}
+
+var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	ns, sub := "stella_mirror", "gateway"
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "Requests answered by the gateway, by site and HTTP status code (site \"unknown\": no such host)."}, []string{"site", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
+			Help: "Time from the start of a request to the end of its response, by site.", Buckets: durationBuckets}, []string{"site"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_duration_seconds",
+			Help: "Time until the origin's response headers arrived, by site.", Buckets: durationBuckets}, []string{"site"}),
+		upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_errors_total",
+			Help: "Failed exchanges with the origin, by site and reason (connect, timeout, token, body, other)."}, []string{"site", "reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "auth_failures_total",
+			Help: "Requests refused with 401, by site and reason (missing, malformed, scheme, credentials)."}, []string{"site", "reason"}),
+		budget: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "budget_rejections_total",
+			Help: "Requests refused with 429, by site and budget (index, download)."}, []string{"site", "budget"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reloads_total",
+			Help: "Reloads of certificates and htpasswd files, by site, kind (certificate, htpasswd) and result (success, failure)."}, []string{"site", "kind", "result"}),
+		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "certificate_expiry_timestamp_seconds",
+			Help: "NotAfter of the certificate in service, Unix seconds, by site."}, []string{"site"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstream, m.upstreamErrs, m.authFailures, m.budget, m.reloads, m.certExpiry} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "stella_mirror_build_info",
+		Help: "Build information of the running binary (value 1).",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(buildinfo.Version(), runtime.Version()).Set(1)
+	if err := reg.Register(build); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// siteMetrics are one site's collectors with labels curried, so the hot
+// path does no label hashing for the common cases.
+type siteMetrics struct {
+	name     string
+	m        *metrics
+	duration prometheus.Observer
+	upstream prometheus.Observer
+	codes    sync.Map // int → prometheus.Counter
+}
+
+func (m *metrics) forSite(name string) *siteMetrics {
+	return &siteMetrics{name: name, m: m,
+		duration: m.duration.WithLabelValues(name), upstream: m.upstream.WithLabelValues(name)}
+}
+
+func (s *siteMetrics) observe(code int, d, upstream time.Duration) {
+	c, ok := s.codes.Load(code)
+	if !ok {
+		c, _ = s.codes.LoadOrStore(code, s.m.requests.WithLabelValues(s.name, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+	s.duration.Observe(d.Seconds())
+	if upstream > 0 {
+		s.upstream.Observe(upstream.Seconds())
+	}
+}

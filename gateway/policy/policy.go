@@ -1,0 +1,112 @@
+// Package policy decides which paths of the mirror contract a site may
+// reach: the shared Concelier index and its own domains' paths, nothing else.
+//
+// Paths are matched in canonical form only: a request path that contains a
+// percent-escape, a "." or ".." segment, a doubled slash or a trailing slash
+// is not canonical and is refused, so there is no second spelling of
+// another domain's path for the origin to decode. The proxy forwards the
+// exact path that was checked.
+//
+// It is not an authenticator; the gateway runs authentication first.
+package policy
+
+import (
+	"strings"
+)
+
+// Kind classifies an allowed request for budgets.
+type Kind int
+
+// Request kinds.
+const (
+	// Refused: not a path the site may reach (answer 404).
+	Refused Kind = iota
+	// Index: the shared Concelier index or a domain's Excititor index.
+	Index
+	// Download: a manifest, bundle, signature or Excititor export.
+	Download
+)
+
+// Decision is the outcome of Check.
+type Decision struct {
+	Kind Kind
+	// Domain is the domain the path belongs to ("" for the shared index).
+	Domain string
+}
+
+// Policy holds a site's domains. The zero value refuses everything.
+type Policy struct {
+	domains map[string]bool
+}
+
+// New returns the policy of a site serving domains.
+func New(domains []string) *Policy {
+	p := &Policy{domains: make(map[string]bool, len(domains))}
+	for _, d := range domains {
+		p.domains[d] = true
+	}
+	return p
+}
+
+// Check classifies escapedPath (the request's path exactly as sent, i.e.
+// url.URL.EscapedPath or RequestURI without the query).
+func (p *Policy) Check(escapedPath string) Decision {
+	if !canonical(escapedPath) {
+		return Decision{}
+	}
+	if escapedPath == "/concelier/exports/index.json" {
+		return Decision{Kind: Index}
+	}
+	if rest, ok := strings.CutPrefix(escapedPath, "/concelier/exports/mirror/"); ok {
+		d, file, ok := strings.Cut(rest, "/")
+		if !ok || !p.domains[d] {
+			return Decision{}
+		}
+		switch file {
+		case "manifest.json", "bundle.json", "bundle.json.jws":
+			return Decision{Kind: Download, Domain: d}
+		}
+		return Decision{}
+	}
+	if rest, ok := strings.CutPrefix(escapedPath, "/excititor/mirror/"); ok {
+		d, tail, ok := strings.Cut(rest, "/")
+		if !ok || !p.domains[d] {
+			return Decision{}
+		}
+		if tail == "index" {
+			return Decision{Kind: Index, Domain: d}
+		}
+		key, ok := strings.CutPrefix(tail, "export/")
+		if !ok {
+			return Decision{}
+		}
+		key, sig, hasSig := strings.Cut(key, "/")
+		if key == "" || (hasSig && sig != "signature") {
+			return Decision{}
+		}
+		return Decision{Kind: Download, Domain: d}
+	}
+	return Decision{}
+}
+
+// canonical reports whether path is absolute, free of escapes, empty, "."
+// and ".." segments, and made only of characters the contract's paths use.
+func canonical(path string) bool {
+	if len(path) < 2 || path[0] != '/' || path[len(path)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == '/':
+		default:
+			return false // '%', '\\', ';', control bytes, non-ASCII …
+		}
+	}
+	for _, seg := range strings.Split(path[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}

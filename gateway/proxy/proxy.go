@@ -1,0 +1,452 @@
+// Package proxy forwards allowed requests to the origin: connection reuse,
+// a timeout on every phase (dial, response headers, each body read), the
+// forwarding headers the origin trusts, and no client credentials.
+//
+// Towards the origin it strips hop-by-hop headers, the client's
+// Authorization, and incoming X-Forwarded-*, Forwarded and
+// X-Stella-Forwarded-User unless the TCP peer is a configured trusted proxy;
+// it sets X-Forwarded-For/Proto/Host and X-Stella-Forwarded-User (the user
+// the gateway authenticated), and optionally a bearer token.
+//
+// A failure before the response starts is a 502 (504 on a timeout); a
+// failure in the middle of a body aborts the client connection, so a client
+// never mistakes a truncated body for a complete 200.
+//
+// It is not a cache and does not decide what may be fetched.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// UserHeader carries the authenticated user to the origin.
+const UserHeader = "X-Stella-Forwarded-User"
+
+// Defaults of Options.
+const (
+	DefaultDialTimeout     = 5 * time.Second
+	DefaultHeaderTimeout   = 30 * time.Second
+	DefaultBodyIdleTimeout = 60 * time.Second
+	DefaultMaxIdleConns    = 256
+)
+
+// Options configure a Proxy. Zero values mean the defaults beside them.
+type Options struct {
+	// Origin is the upstream base URL (http or https). Required.
+	Origin *url.URL
+	// Transport sends the requests. Default: one built from the timeouts
+	// below, with DefaultMaxIdleConns kept-alive connections.
+	Transport http.RoundTripper
+	// OriginCAFile is a PEM bundle trusted for an https origin. Default:
+	// the system roots. Ignored when Transport is set.
+	OriginCAFile string
+	// DialTimeout bounds connecting to the origin. Default: DefaultDialTimeout.
+	DialTimeout time.Duration
+	// HeaderTimeout bounds waiting for the origin's response headers.
+	// Default: DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+	// BodyIdleTimeout bounds the wait for each read from the origin
+	// (response headers and body): an origin that stalls mid-body is cut
+	// off. Enforced by the transport NewTransport builds (not by a Transport
+	// given here). Default: DefaultBodyIdleTimeout.
+	BodyIdleTimeout time.Duration
+	// TrustedProxies are the TCP peers whose X-Forwarded-*, Forwarded and
+	// X-Stella-Forwarded-User headers are kept (e.g. a CDN). Default: none.
+	TrustedProxies []netip.Prefix
+	// Tokens, if set, supplies the bearer token sent to the origin
+	// (OAuth2 client credentials); it must refresh before expiry (an
+	// oauth2.ReuseTokenSource does). Default: no token (the origin trusts
+	// the gateway's network).
+	Tokens oauth2.TokenSource
+	// Logger receives upstream failures. Default: discard.
+	Logger *slog.Logger
+	// OnUpstreamError is called once per failed upstream exchange with a
+	// reason: "connect", "timeout", "token", "body" or "other". Default:
+	// nothing.
+	OnUpstreamError func(r *http.Request, reason string)
+}
+
+// Proxy is an http.Handler forwarding to the origin.
+type Proxy struct {
+	opts Options
+	rp   *httputil.ReverseProxy
+}
+
+// NewTransport returns the transport New uses by default.
+func NewTransport(o Options) (*http.Transport, error) {
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.HeaderTimeout == 0 {
+		o.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if o.BodyIdleTimeout == 0 {
+		o.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	idle := o.BodyIdleTimeout
+	t := &http.Transport{
+		Proxy: nil, // never an environment proxy between gateway and origin
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &deadlineConn{Conn: c, idle: idle}, nil
+		},
+		MaxIdleConns:          DefaultMaxIdleConns,
+		MaxIdleConnsPerHost:   DefaultMaxIdleConns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   o.DialTimeout,
+		ResponseHeaderTimeout: o.HeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass bytes through as the origin sends them
+	}
+	if o.OriginCAFile != "" {
+		data, err := os.ReadFile(o.OriginCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("origin CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("origin CA file %s: no PEM certificate found", o.OriginCAFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return t, nil
+}
+
+// New returns a Proxy for o.
+func New(o Options) (*Proxy, error) {
+	if o.Origin == nil || o.Origin.Host == "" || (o.Origin.Scheme != "http" && o.Origin.Scheme != "https") {
+		return nil, errors.New("proxy: origin must be an absolute http(s) URL")
+	}
+	if o.BodyIdleTimeout == 0 {
+		o.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Transport == nil {
+		t, err := NewTransport(o)
+		if err != nil {
+			return nil, err
+		}
+		o.Transport = t
+	}
+	p := &Proxy{opts: o}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      o.Transport,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+		// 0: responses go out through net/http's buffered writer, flushed as
+		// it fills (bodies still stream); -1 would flush every write, one TLS
+		// record and syscall per write, halving small-response throughput.
+		FlushInterval: 0,
+		BufferPool:    bufferPool{},
+	}
+	return p, nil
+}
+
+// Info is one request's state shared by the gateway and the proxy: the
+// gateway sets User, the proxy fills in Upstream. It travels in the request
+// context (WithInfo), so a handler between them (the cache) passes it on
+// untouched.
+type Info struct {
+	// User is the authenticated user sent to the origin in UserHeader;
+	// "" for anonymous requests.
+	User string
+	// Upstream is how long the origin took to send response headers; zero
+	// when no response arrived.
+	Upstream time.Duration
+
+	start    time.Time
+	token    string
+	reported bool
+}
+
+type infoKey struct{}
+
+// WithInfo returns ctx carrying info.
+func WithInfo(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, infoKey{}, info)
+}
+
+// InfoFrom returns the Info WithInfo stored, or nil.
+func InfoFrom(ctx context.Context) *Info {
+	i, _ := ctx.Value(infoKey{}).(*Info)
+	return i
+}
+
+// ServeHTTP forwards r (GET or HEAD; any request body is dropped).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := InfoFrom(r.Context())
+	if info == nil {
+		info = &Info{}
+		r = r.WithContext(WithInfo(r.Context(), info))
+	}
+	info.start = time.Now()
+	if p.opts.Tokens != nil {
+		tok, err := p.opts.Tokens.Token()
+		if err != nil {
+			p.opts.Logger.Error("cannot obtain the upstream token", "error", err.Error())
+			p.report(r, info, "token")
+			writeError(w, http.StatusBadGateway)
+			return
+		}
+		info.token = tok.AccessToken
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+// report counts the first failure of an exchange (all hooks run on the
+// request's goroutine).
+func (p *Proxy) report(r *http.Request, info *Info, reason string) {
+	if info.reported {
+		return
+	}
+	info.reported = true
+	if p.opts.OnUpstreamError != nil {
+		p.opts.OnUpstreamError(r, reason)
+	}
+}
+
+// Trusted reports whether the TCP peer of r is a trusted proxy.
+func (p *Proxy) Trusted(r *http.Request) bool { return Trusted(r, p.opts.TrustedProxies) }
+
+// Trusted reports whether r's TCP peer is within one of prefixes.
+func Trusted(r *http.Request, prefixes []netip.Prefix) bool {
+	if len(prefixes) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, pf := range prefixes {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP is the client's address for budgets and logs: the TCP peer, or,
+// when the peer is a trusted proxy, the last address in X-Forwarded-For
+// that is not itself a trusted proxy.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if !Trusted(r, trusted) {
+		return host
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for _, h := range splitComma(v) {
+			hops = append(hops, h)
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			return host // garbage: fall back to the peer
+		}
+		isTrusted := false
+		for _, pf := range trusted {
+			if pf.Contains(a.Unmap()) {
+				isTrusted = true
+				break
+			}
+		}
+		if !isTrusted {
+			return a.Unmap().String()
+		}
+	}
+	return host
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		var part string
+		part, s, _ = cut(s, ',')
+		if part = trimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func cut(s string, sep byte) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// rewrite builds the outbound request. ReverseProxy has already removed
+// hop-by-hop headers and X-Forwarded-For/Host/Proto from pr.Out.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	info := InfoFrom(pr.In.Context())
+	trusted := p.Trusted(pr.In)
+	pr.SetURL(p.opts.Origin)
+	pr.Out.URL.RawQuery = ""
+	pr.Out.Body = nil // GET/HEAD: nothing to forward
+	pr.Out.ContentLength = 0
+	pr.Out.TransferEncoding = nil
+	h := pr.Out.Header
+	if trusted {
+		for _, k := range []string{"X-Forwarded-For", "Forwarded"} {
+			if v := pr.In.Header[k]; len(v) > 0 {
+				h[k] = append([]string(nil), v...)
+			}
+		}
+	} else {
+		h.Del("Forwarded")
+	}
+	pr.SetXForwarded()
+	if trusted {
+		if v := pr.In.Header.Get("X-Forwarded-Proto"); v != "" {
+			h.Set("X-Forwarded-Proto", v)
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			h.Set("X-Forwarded-Host", v)
+		}
+	}
+	for k := range h { // any other X-Forwarded-* from an untrusted peer
+		if !trusted && len(k) > 12 && k[:12] == "X-Forwarded-" && k != "X-Forwarded-For" && k != "X-Forwarded-Host" && k != "X-Forwarded-Proto" {
+			delete(h, k)
+		}
+	}
+	switch {
+	case info.User != "":
+		h.Set(UserHeader, info.User)
+	case !trusted:
+		h.Del(UserHeader)
+	}
+	h.Del("Authorization")
+	h.Del("Cookie")
+	if info.token != "" {
+		h.Set("Authorization", "Bearer "+info.token)
+	}
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	info := InfoFrom(resp.Request.Context())
+	info.Upstream = time.Since(info.start)
+	resp.Header.Del("Set-Cookie")
+	if resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = &watchedBody{rc: resp.Body, p: p, r: resp.Request, info: info}
+	}
+	return nil
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	info := InfoFrom(r.Context())
+	if r.Context().Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// The client went away; nobody reads an answer.
+		return
+	}
+	status, reason := http.StatusBadGateway, "other"
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		status, reason = http.StatusGatewayTimeout, "timeout"
+	case errors.As(err, &oe) && oe.Op == "dial":
+		reason = "connect"
+	}
+	p.opts.Logger.Warn("origin request failed", "path", r.URL.Path, "reason", reason, "error", err.Error())
+	p.report(r, info, reason)
+	writeError(w, status)
+}
+
+func writeError(w http.ResponseWriter, status int) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	switch status {
+	case http.StatusGatewayTimeout:
+		io.WriteString(w, `{"error":"upstream_timeout","message":"the origin did not answer in time"}`+"\n")
+	default:
+		io.WriteString(w, `{"error":"upstream_unavailable","message":"the origin could not be reached"}`+"\n")
+	}
+}
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers, which it would
+// otherwise allocate (and zero) for every response.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+// watchedBody reports the first read error of an origin response body
+// other than io.EOF (a reset, or the idle deadline of deadlineConn).
+type watchedBody struct {
+	rc   io.ReadCloser
+	p    *Proxy
+	r    *http.Request
+	info *Info
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && !b.info.reported {
+		b.p.opts.Logger.Warn("origin response body failed", "path", b.r.URL.Path, "error", err.Error())
+		b.p.report(b.r, b.info, "body")
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error { return b.rc.Close() }
+
+// deadlineConn gives every read from the origin idle time to complete: an
+// origin that stalls (before or in the middle of a body) is cut off without
+// a timer per request. A pooled connection idle for that long is closed.
+type deadlineConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
