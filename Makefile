@@ -10,13 +10,26 @@ ARGS    ?=
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run test test-short bench lint fmt clean
+# Container image tag `make image` builds (compose/ runs ${MIRROR_IMAGE:-stella-mirror:local}).
+IMAGE   ?= stella-mirror:local
+# Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
+SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
+
+.PHONY: all build run test test-short bench lint fmt clean image dev-certs
 
 all: build
 
 ## build: static binary at bin/stella-mirror (CGO_ENABLED=0)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stella-mirror
+
+## image: FROM scratch container image $(IMAGE) of the static binary (pulls nothing)
+image: build
+	compose/build-image.sh $(BIN) $(IMAGE) $(VERSION)
+
+## dev-certs: development CA + per-site certificates in tls/ (SITES="primary=host ...")
+dev-certs: build
+	$(BIN) dev-certs --out tls $(foreach s,$(SITES),--site $(s))
 
 ## run: the embedded demo (origin + generated, signed data on localhost); Ctrl-C stops it
 run: build

@@ -1,0 +1,386 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// repoRoot is the repository root, seen from test/e2e.
+const repoRoot = "../.."
+
+// composeTool is one way to run Compose: the docker CLI plugin
+// (`docker compose`) or the standalone `docker-compose`.
+type composeTool struct {
+	name string
+	argv []string
+}
+
+// composeTools lists the Compose implementations that answer here.
+func composeTools(t *testing.T) []composeTool {
+	t.Helper()
+	var out []composeTool
+	for _, c := range []composeTool{
+		{"docker compose", []string{"docker", "compose"}},
+		{"docker-compose", []string{"docker-compose"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := exec.CommandContext(ctx, c.argv[0], append(c.argv[1:], "version")...).Run()
+		cancel()
+		if err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// requireDocker skips the test, loudly, when no Docker engine answers.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("SKIPPING the compose deployment test: no docker CLI on this host; compose/ and the image are NOT tested here")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("SKIPPING the compose deployment test: no Docker engine answers (docker info: %v: %s); compose/ and the image are NOT tested here",
+			err, bytes.TrimSpace(out))
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// run runs argv with env added, bounded by timeout, and returns stdout; it
+// fails the test on a non-zero exit.
+func run(t *testing.T, env []string, timeout time.Duration, argv ...string) string {
+	t.Helper()
+	out, err := tryRun(env, timeout, argv...)
+	if err != nil {
+		t.Fatalf("%s: %v", strings.Join(argv, " "), err)
+	}
+	return out
+}
+
+func tryRun(env []string, timeout time.Duration, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%w\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// TestComposeDeployment is the issue's acceptance path: build the scratch
+// image (nothing pulled), lay out certificates, users and an export the way
+// tls/README.md and secrets/README.md say, `compose up` the stack with the
+// example env file, wait for health, check it with curl (and `stella-mirror
+// smoke` where the binary has it), rotate a user without a restart, and
+// `compose down -v`. It runs once per Compose implementation installed.
+func TestComposeDeployment(t *testing.T) {
+	requireDocker(t)
+	requireTools(t, "curl")
+	tools := composeTools(t)
+	if len(tools) == 0 {
+		t.Fatal("a Docker engine answers but neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The image, from the binary under test, with a tag of its own.
+	image := "stella-mirror:e2e-" + randomHex(t, 4)
+	start := time.Now()
+	run(t, nil, 5*time.Minute, filepath.Join(root, "compose", "build-image.sh"), bin, image, "e2e")
+	t.Logf("image %s built in %.1fs", image, time.Since(start).Seconds())
+	t.Cleanup(func() { _, _ = tryRun(nil, time.Minute, "docker", "rmi", "-f", image) })
+	t.Run("image", func(t *testing.T) {
+		got := strings.TrimSpace(run(t, nil, time.Minute, "docker", "image", "inspect", "--format",
+			"{{.Config.User}}|{{json .Config.Healthcheck.Test}}|{{len .RootFS.Layers}}", image))
+		parts := strings.Split(got, "|")
+		if len(parts) != 3 || parts[0] != "65532:65532" || !strings.Contains(parts[1], `"/stella-mirror","healthcheck"`) {
+			t.Fatalf("image config %q: want USER 65532:65532 and a healthcheck HEALTHCHECK", got)
+		}
+		out := run(t, nil, time.Minute, "docker", "run", "--rm", "--read-only", image, "version")
+		if !strings.HasPrefix(out, "stella-mirror ") {
+			t.Fatalf("docker run %s version: %q", image, out)
+		}
+	})
+
+	for _, tool := range tools {
+		t.Run(strings.ReplaceAll(tool.name, " ", "-"), func(t *testing.T) {
+			testComposeStack(t, tool, root, image)
+		})
+	}
+}
+
+// stack is one running compose project.
+type stack struct {
+	t       *testing.T
+	tool    composeTool
+	root    string
+	project string
+	env     []string
+}
+
+// compose runs the compose tool on the project with the example env file.
+func (s *stack) compose(timeout time.Duration, args ...string) (string, error) {
+	argv := append(append([]string{}, s.tool.argv...),
+		"-p", s.project,
+		"-f", filepath.Join(s.root, "compose", "docker-compose.mirror.yaml"),
+		"--env-file", filepath.Join(s.root, "compose", "env", "mirror.env.example"))
+	return tryRun(s.env, timeout, append(argv, args...)...)
+}
+
+func (s *stack) mustCompose(timeout time.Duration, args ...string) string {
+	s.t.Helper()
+	out, err := s.compose(timeout, args...)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", s.tool.name, strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// container returns the id of service's container.
+func (s *stack) container(service string) string {
+	s.t.Helper()
+	id := strings.TrimSpace(s.mustCompose(time.Minute, "ps", "-q", service))
+	if id == "" {
+		s.t.Fatalf("no container for service %s", service)
+	}
+	return id
+}
+
+func testComposeStack(t *testing.T, tool composeTool, root, image string) {
+	work := t.TempDir()
+	tlsDir, secretsDir, exportRoot := filepath.Join(work, "tls"), filepath.Join(work, "secrets"), filepath.Join(work, "exports")
+
+	// Material, made with the documented commands.
+	run(t, nil, time.Minute, bin, "fixture", "--out", exportRoot, "--bundle-size", "256KiB", "--vex-size", "64KiB")
+	run(t, nil, time.Minute, bin, "dev-certs", "--out", tlsDir)
+	if err := os.MkdirAll(secretsDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]string{"primary": "alice", "community": "carol"}
+	for site, user := range users {
+		run(t, nil, time.Minute, bin, "passwd", "--file", filepath.Join(secretsDir, site+".htpasswd"),
+			"--user", user, "--generate", "24", "--password-out", filepath.Join(work, user+".password"))
+	}
+	password := func(user string) string {
+		b, err := os.ReadFile(filepath.Join(work, user+".password"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	// The containers run as 65532:65532 plus MIRROR_SECRETS_GID: as root,
+	// hand the files to group 65532 (what secrets/README.md tells operators);
+	// otherwise let the containers in through our own group.
+	gid := os.Getgid()
+	if os.Geteuid() == 0 {
+		gid = 65532
+	}
+	for _, d := range []string{work, tlsDir, secretsDir} {
+		if err := os.Chmod(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{tlsDir, secretsDir, work} {
+		if err := os.Lchown(d, -1, gid); err != nil && os.Geteuid() == 0 {
+			t.Fatal(err)
+		}
+		if d == work {
+			continue
+		}
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if err := os.Lchown(filepath.Join(d, e.Name()), -1, gid); err != nil && os.Geteuid() == 0 {
+				t.Fatal(err)
+			}
+		}
+	}
+	// t.TempDir's parents are 0700; the containers only need the mounted
+	// directories themselves, which Docker mounts as root.
+	httpsPort, httpPort := freePort(t), freePort(t)
+	b := randomHex(t, 2)
+	subnetA, _ := strconv.ParseUint(b[:2], 16, 8)
+	subnetB, _ := strconv.ParseUint(b[2:], 16, 8)
+	s := &stack{t: t, tool: tool, root: root, project: "smtest" + randomHex(t, 4), env: []string{
+		"MIRROR_IMAGE=" + image,
+		"MIRROR_BIND_ADDRESS=127.0.0.1",
+		"MIRROR_HTTPS_PORT=" + strconv.Itoa(httpsPort),
+		"MIRROR_HTTP_PORT=" + strconv.Itoa(httpPort),
+		"MIRROR_EXPORT_ROOT=" + exportRoot,
+		"MIRROR_TLS_DIR=" + tlsDir,
+		"MIRROR_SECRETS_DIR=" + secretsDir,
+		"MIRROR_SECRETS_GID=" + strconv.Itoa(gid),
+		fmt.Sprintf("MIRROR_BACKEND_SUBNET=10.%d.%d.0/24", 200+subnetA%50, subnetB),
+		"MIRROR_HEALTHCHECK_INTERVAL=1s",
+	}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := s.compose(time.Minute, "logs", "--no-color", "--tail", "60")
+			t.Logf("compose logs:\n%s", logs)
+		}
+		if out, err := s.compose(2*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "10"); err != nil {
+			t.Errorf("compose down -v: %v\n%s", err, out)
+		}
+	})
+
+	if out, err := s.compose(time.Minute, "config", "-q"); err != nil {
+		t.Fatalf("compose config: %v\n%s", err, out)
+	}
+	if out, err := s.compose(time.Minute, "--profile", "sync", "config", "--services"); err != nil || !strings.Contains(out, "sync") {
+		t.Fatalf("compose --profile sync config: %v\n%s", err, out)
+	}
+	start := time.Now()
+	// `up -d` returns once the origin is healthy and the gateway created
+	// (depends_on: service_healthy).
+	s.mustCompose(3*time.Minute, "up", "-d")
+	gw, origin := s.container("gateway"), s.container("origin")
+	// Docker runs the health checks; poll their verdict with a deadline.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st := strings.TrimSpace(run(t, nil, time.Minute, "docker", "inspect", "--format", "{{.State.Health.Status}}", gw))
+		if st == "healthy" {
+			break
+		}
+		if st == "unhealthy" || time.Now().After(deadline) {
+			t.Fatalf("gateway container is %s after %.0fs", st, time.Since(start).Seconds())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("%s: stack healthy %.1fs after `up -d`", tool.name, time.Since(start).Seconds())
+
+	t.Run("containers hardened", func(t *testing.T) {
+		for name, id := range map[string]string{"gateway": gw, "origin": origin} {
+			got := strings.TrimSpace(run(t, nil, time.Minute, "docker", "inspect", "--format",
+				"{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.State.Health.Status}} {{.HostConfig.RestartPolicy.Name}}", id))
+			if got != "65532:65532 true healthy unless-stopped" {
+				t.Errorf("%s: user, read-only root, health, restart = %q", name, got)
+			}
+			mounts := run(t, nil, time.Minute, "docker", "inspect", "--format",
+				`{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}`, id)
+			if !strings.Contains(mounts, "/run/secrets=false") {
+				t.Errorf("%s: /run/secrets not mounted read-only: %s", name, mounts)
+			}
+			if name == "origin" && !strings.Contains(mounts, "/srv/stella-mirror/exports=false") {
+				t.Errorf("origin: export root not mounted read-only: %s", mounts)
+			}
+		}
+		if ports := strings.TrimSpace(run(t, nil, time.Minute, "docker", "inspect", "--format", "{{json .NetworkSettings.Ports}}", origin)); strings.Contains(ports, "HostPort") {
+			t.Errorf("origin publishes a port: %s", ports)
+		}
+	})
+
+	primary := fmt.Sprintf("https://mirror-primary.localhost:%d", httpsPort)
+	community := fmt.Sprintf("https://mirror-community.localhost:%d", httpsPort)
+	env := []string{
+		"CA=" + filepath.Join(tlsDir, "ca.pem"),
+		"P=" + primary, "C=" + community,
+		fmt.Sprintf("RP=mirror-primary.localhost:%d:127.0.0.1", httpsPort),
+		fmt.Sprintf("RC=mirror-community.localhost:%d:127.0.0.1", httpsPort),
+		"PU=alice:" + password("alice"), "CU=carol:" + password("carol"),
+		"HTTP=" + fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+	}
+	curlCode := func(t *testing.T, args string) string {
+		t.Helper()
+		return sh(t, env, `curl -sS -o /dev/null -w '%{http_code}' --max-time 20 --cacert "$CA" --resolve "$RP" --resolve "$RC" `+args)
+	}
+	t.Run("curl --cacert", func(t *testing.T) {
+		for _, tt := range []struct{ name, args, want string }{
+			{"no credentials", `"$P/concelier/exports/index.json"`, "401"},
+			{"index", `-u "$PU" "$P/concelier/exports/index.json"`, "200"},
+			{"bundle", `-u "$PU" "$P/concelier/exports/mirror/primary/bundle.json"`, "200"},
+			{"excititor index", `-u "$CU" "$C/excititor/mirror/community/index"`, "200"},
+			{"other domain", `-u "$PU" "$P/concelier/exports/mirror/community/bundle.json"`, "404"},
+			{"other site's user", `-u "$PU" "$C/concelier/exports/index.json"`, "401"},
+		} {
+			if got := curlCode(t, tt.args); got != tt.want {
+				t.Errorf("%s: HTTP %s, want %s", tt.name, got, tt.want)
+			}
+		}
+		got := sh(t, env, `curl -sS -D - -o /dev/null --cacert "$CA" --resolve "$RP" "$P/concelier/exports/index.json" | tr -d '\r' | grep -i '^www-authenticate:'`)
+		if !strings.Contains(got, `Basic realm="mirror-primary"`) {
+			t.Errorf("401 challenge %q", got)
+		}
+		loc := sh(t, env, `curl -sS -D - -o /dev/null -H 'Host: mirror-primary.localhost' "$HTTP/concelier/exports/index.json" | tr -d '\r' | grep -i '^location:'`)
+		if !strings.Contains(loc, "https://mirror-primary.localhost/concelier/exports/index.json") {
+			t.Errorf("plain HTTP redirect %q", loc)
+		}
+	})
+	t.Run("bundle verifies", func(t *testing.T) {
+		dl := t.TempDir()
+		sh(t, append(env, "W="+dl, "BIN="+bin, "PUB="+filepath.Join(exportRoot, "fixture-signing.pub.pem")), `cd "$W"
+			curl -fsS --cacert "$CA" --resolve "$RP" -u "$PU" -o bundle.json "$P/concelier/exports/mirror/primary/bundle.json"
+			curl -fsS --cacert "$CA" --resolve "$RP" -u "$PU" -o bundle.json.jws "$P/concelier/exports/mirror/primary/bundle.json.jws"
+			"$BIN" verify --public-key "$PUB" bundle.json | grep -q '^OK'`)
+	})
+	t.Run("user rotation without restart", func(t *testing.T) {
+		ht := filepath.Join(secretsDir, "primary.htpasswd")
+		pwFile := filepath.Join(work, "bob.password")
+		run(t, nil, time.Minute, bin, "passwd", "--file", ht, "--user", "bob", "--generate", "24", "--password-out", pwFile)
+		bob, err := os.ReadFile(pwFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The gateway (another process) watches the directory: poll, bounded.
+		sh(t, append(env, "BU=bob:"+strings.TrimSpace(string(bob))), `for i in $(seq 100); do
+				c=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$CA" --resolve "$RP" -u "$BU" "$P/concelier/exports/index.json")
+				[ "$c" = 200 ] && exit 0
+				sleep 0.1
+			done
+			echo "new user still gets $c" >&2; exit 1`)
+		started := strings.TrimSpace(run(t, nil, time.Minute, "docker", "inspect", "--format", "{{.RestartCount}} {{.State.StartedAt}}", gw))
+		if !strings.HasPrefix(started, "0 ") {
+			t.Errorf("gateway restarted: %s", started)
+		}
+	})
+	t.Run("smoke", func(t *testing.T) {
+		if _, err := tryRun(nil, 30*time.Second, bin, "smoke", "--help"); err != nil {
+			t.Skip("this binary has no `smoke` subcommand yet (issue 7 part B); curl checks above stand in")
+		}
+		pw := filepath.Join(work, "alice.password")
+		out, err := tryRun(nil, 2*time.Minute, bin, "smoke",
+			"--base", primary, "--resolve", fmt.Sprintf("mirror-primary.localhost:%d:127.0.0.1", httpsPort),
+			"--domain", "primary", "--user", "alice", "--password-file", pw,
+			"--cacert", filepath.Join(tlsDir, "ca.pem"),
+			"--public-key", filepath.Join(exportRoot, "fixture-signing.pub.pem"))
+		t.Logf("stella-mirror smoke:\n%s", out)
+		if err != nil {
+			t.Fatalf("smoke failed: %v", err)
+		}
+	})
+}
