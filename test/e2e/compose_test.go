@@ -368,6 +368,21 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			t.Errorf("gateway restarted: %s", started)
 		}
 	})
+	t.Run("sync profile", func(t *testing.T) {
+		// The example's SYNC__ keys load in the sync container (no upstream
+		// is contacted by --check-config).
+		pub, err := os.ReadFile(filepath.Join(exportRoot, "fixture-signing.pub.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(secretsDir, "signing.pub.pem"), pub, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := s.mustCompose(2*time.Minute, "--profile", "sync", "run", "--rm", "sync", "sync", "--check-config")
+		if !strings.Contains(out, "configuration OK") {
+			t.Fatalf("sync --check-config in the sync service: %q", out)
+		}
+	})
 	t.Run("smoke", func(t *testing.T) {
 		if _, err := tryRun(nil, 30*time.Second, bin, "smoke", "--help"); err != nil {
 			t.Skip("this binary has no `smoke` subcommand yet (issue 7 part B); curl checks above stand in")
