@@ -146,6 +146,18 @@ func TestComposeDeployment(t *testing.T) {
 	}
 }
 
+// mustParseCurlDate parses the "expire date" curl -v prints.
+func mustParseCurlDate(t *testing.T, v string) time.Time {
+	t.Helper()
+	for _, layout := range []string{"Jan  2 15:04:05 2006 MST", "Jan 2 15:04:05 2006 MST"} {
+		if tm, err := time.Parse(layout, strings.TrimSpace(v)); err == nil {
+			return tm
+		}
+	}
+	t.Fatalf("curl date %q", v)
+	return time.Time{}
+}
+
 // stack is one running compose project.
 type stack struct {
 	t       *testing.T
@@ -366,6 +378,38 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		started := strings.TrimSpace(run(t, nil, time.Minute, "docker", "inspect", "--format", "{{.RestartCount}} {{.State.StartedAt}}", gw))
 		if !strings.HasPrefix(started, "0 ") {
 			t.Errorf("gateway restarted: %s", started)
+		}
+	})
+	t.Run("certificate rotation without restart", func(t *testing.T) {
+		startDate := func() string {
+			return sh(t, env, `curl -sS -v -o /dev/null --cacert "$CA" --resolve "$RP" -u "$PU" "$P/concelier/exports/index.json" 2>&1 |
+				sed -n 's/^\* *start date: //p'`)
+		}
+		before := startDate()
+		// dev-certs issues new site certificates (key first, then the
+		// certificate); the gateway watches /etc/stella-mirror/tls.
+		run(t, nil, time.Minute, bin, "dev-certs", "--out", tlsDir, "--days", "30")
+		for _, name := range []string{"primary.key", "primary.crt", "community.key", "community.crt"} {
+			if err := os.Lchown(filepath.Join(tlsDir, name), -1, gid); err != nil && os.Geteuid() == 0 {
+				t.Fatal(err)
+			}
+		}
+		// A SIGHUP makes the reload immediate even where inotify is slow.
+		s.mustCompose(time.Minute, "kill", "-s", "SIGHUP", "gateway")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			expire := sh(t, env, `curl -sS -v -o /dev/null --cacert "$CA" --resolve "$RP" -u "$PU" "$P/concelier/exports/index.json" 2>&1 |
+				sed -n 's/^\* *expire date: //p'`)
+			if expire != "" && time.Now().Add(31*24*time.Hour).After(mustParseCurlDate(t, expire)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("gateway still serves the old certificate (expire date %s; start date before rotation %s)", expire, before)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if got := strings.TrimSpace(run(t, nil, time.Minute, "docker", "inspect", "--format", "{{.RestartCount}}", gw)); got != "0" {
+			t.Errorf("gateway restarted %s times", got)
 		}
 	})
 	t.Run("sync profile", func(t *testing.T) {
