@@ -72,10 +72,11 @@ Files written in --out (the layout compose/ and docs/operations.md expect):
   ca.key.pem        the CA key (0600); reused by later runs, so clients keep
                     trusting the same CA; delete both to start a new CA
   <site>.crt        the site's certificate (leaf), signed by the CA
-  <site>.key        its ECDSA P-256 key (0640: the containers read it through
-                    their group; see tls/README.md)
+  <site>.key        its ECDSA P-256 key (0600)
 Site certificates are issued anew on every run; the gateway reloads them
-without a restart.
+without a restart. Rewritten files keep their owner, so after a one-time
+chown to the containers' user (65532, see tls/README.md) renewals stay
+readable by the gateway.
 
 Without --site the example profile's sites are used:
   primary=mirror-primary.localhost community=mirror-community.localhost
@@ -122,10 +123,11 @@ Examples:
 		crt, key := filepath.Join(*out, s.name+".crt"), filepath.Join(*out, s.name+".key")
 		// The key first: the gateway pairs files on reload, and a new
 		// certificate never lands before the key it needs.
-		if err := atomicfile.WriteFile(key, leaf.KeyPEM, 0o640); err != nil {
+		// Rewrites keep the files' owner (e.g. the containers' uid 65532).
+		if err := atomicfile.WriteFileKeepOwner(key, leaf.KeyPEM, 0o600); err != nil {
 			return err
 		}
-		if err := atomicfile.WriteFile(crt, leaf.CertPEM, 0o644); err != nil {
+		if err := atomicfile.WriteFileKeepOwner(crt, leaf.CertPEM, 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "site: %-10s %s + %s for %s (until %s)\n", s.name, crt, key,

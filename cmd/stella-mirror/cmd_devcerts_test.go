@@ -22,7 +22,7 @@ func TestDevCerts(t *testing.T) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		t.Fatal("ca.pem holds no certificate")
 	}
-	modes := map[string]os.FileMode{"ca.pem": 0o644, "ca.key.pem": 0o600, "primary.crt": 0o644, "primary.key": 0o640, "community.crt": 0o644, "community.key": 0o640}
+	modes := map[string]os.FileMode{"ca.pem": 0o644, "ca.key.pem": 0o600, "primary.crt": 0o644, "primary.key": 0o600, "community.crt": 0o644, "community.key": 0o600}
 	for name, want := range modes {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {

@@ -36,8 +36,10 @@ Modes:
   --delete   remove the user (the last user cannot be removed: the gateway
              refuses an htpasswd file without users and would keep the old one)
 
-A new file is created with mode 0640 (--mode 0600 for owner-only): the
-containers read it through their group (see secrets/README.md).
+A new file is created with mode 0640 (--mode 0600 for owner-only), so a
+group can read it too (e.g. root:www-data for the nginx front). Rewrites keep
+the mode and, when run as root, the owner: after a one-time chown to the
+containers' user (65532, see secrets/README.md) it stays readable by them.
 
 Examples:
   stella-mirror passwd --file secrets/primary.htpasswd --user alice --generate

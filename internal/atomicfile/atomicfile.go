@@ -16,7 +16,35 @@ import (
 // directory so the rename itself is durable. perm is applied exactly (the
 // umask does not apply). An existing file at path is replaced; on error, path
 // is left as it was and the temporary file is removed.
-func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, nil)
+}
+
+// WriteFileKeepOwner is WriteFile that also gives the new file the owner and
+// group of the file it replaces, so a file handed to a service account
+// (e.g. a container's uid) stays readable by it after a rewrite. Only root
+// may give a file away: for anyone else the new file keeps the writer's
+// owner and group, and no error is returned for that.
+func WriteFileKeepOwner(path string, data []byte, perm os.FileMode) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return write(path, data, perm, nil)
+	}
+	uid, gid, ok := owner(fi)
+	if !ok {
+		return write(path, data, perm, nil)
+	}
+	return write(path, data, perm, func(f *os.File) error {
+		if err := f.Chown(uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
+			return err
+		}
+		return nil
+	})
+}
+
+// write is WriteFile with a hook run on the temporary file before it is
+// renamed into place.
+func write(path string, data []byte, perm os.FileMode, prepare func(*os.File) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -41,6 +69,11 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	}
 	if err = tmp.Chmod(perm); err != nil {
 		return err
+	}
+	if prepare != nil {
+		if err = prepare(tmp); err != nil {
+			return err
+		}
 	}
 	if err = tmp.Close(); err != nil {
 		return err

@@ -107,3 +107,34 @@ func assertOnlyFile(t *testing.T, dir string, names ...string) {
 		}
 	}
 }
+
+func TestWriteFileKeepOwner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key.pem")
+	if err := WriteFileKeepOwner(path, []byte("one"), 0o600); err != nil {
+		t.Fatalf("new file: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		// Giving a file away needs root; the write must still succeed.
+		if err := WriteFileKeepOwner(path, []byte("two"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := os.Chown(path, 65532, 65531); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileKeepOwner(path, []byte("two"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, gid, _ := owner(fi)
+	if uid != 65532 || gid != 65531 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("after rewrite: owner %d:%d mode %v, want 65532:65531 0600", uid, gid, fi.Mode().Perm())
+	}
+	if b, _ := os.ReadFile(path); string(b) != "two" {
+		t.Fatalf("content %q", b)
+	}
+}

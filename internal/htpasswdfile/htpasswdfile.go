@@ -15,11 +15,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/stella-ops/stella-mirror/internal/atomicfile"
 )
 
 // DefaultCost is the bcrypt cost of new hashes. Apache's htpasswd -B uses 5;
@@ -42,16 +42,15 @@ var ErrNoUser = errors.New("no such user")
 type File struct {
 	path  string
 	lines []string
-	// exists, mode, uid, gid describe the file on disk when it was read.
-	exists   bool
-	mode     os.FileMode
-	uid, gid int
+	// exists and mode describe the file on disk when it was read.
+	exists bool
+	mode   os.FileMode
 }
 
 // Read loads path. A missing file gives an empty File that Write creates
 // with DefaultMode.
 func Read(path string) (*File, error) {
-	f := &File{path: path, mode: DefaultMode, uid: -1, gid: -1}
+	f := &File{path: path, mode: DefaultMode}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return f, nil
@@ -65,9 +64,6 @@ func Read(path string) (*File, error) {
 	}
 	f.exists = true
 	f.mode = fi.Mode().Perm()
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		f.uid, f.gid = int(st.Uid), int(st.Gid)
-	}
 	text := strings.ReplaceAll(string(data), "\r\n", "\n")
 	text = strings.TrimSuffix(text, "\n")
 	if text != "" {
@@ -224,60 +220,17 @@ func (f *File) Bytes() []byte {
 	return b.Bytes()
 }
 
-// Write replaces the file atomically: a temporary file in the same
-// directory gets the content, the mode (mode when non-zero, else the
-// existing file's, else DefaultMode) and, when the process may, the existing
-// file's owner; it is fsynced and renamed over the path, and the directory
-// is fsynced. Readers (the gateway watches the directory) see the old file
-// or the new one, never a mix.
+// Write replaces the file atomically (temporary file in the same
+// directory, fsync, rename, fsync of the directory) with mode (when
+// non-zero; else the existing file's, else DefaultMode) and, when the
+// process may, the existing file's owner and group. Readers (the gateway
+// watches the directory) see the old file or the new one, never a mix.
 func (f *File) Write(mode os.FileMode) error {
 	if mode == 0 {
 		mode = f.mode
 	}
-	dir, base := filepath.Split(f.path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
+	if err := atomicfile.WriteFileKeepOwner(f.path, f.Bytes(), mode); err != nil {
 		return fmt.Errorf("writing htpasswd %s: %w", f.path, err)
-	}
-	name := tmp.Name()
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(name)
-		return fmt.Errorf("writing htpasswd %s: %w", f.path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if f.exists && f.uid >= 0 {
-		// Keep the owner (e.g. the container's uid); only root may give a file
-		// away, so EPERM for anyone else is expected and harmless.
-		if err := tmp.Chown(f.uid, f.gid); err != nil && !errors.Is(err, fs.ErrPermission) {
-			return fail(err)
-		}
-	}
-	if _, err := tmp.Write(f.Bytes()); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(name, f.path); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("writing htpasswd %s: %w", f.path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("writing htpasswd %s: syncing directory: %w", f.path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("writing htpasswd %s: syncing directory: %w", f.path, err)
 	}
 	f.exists, f.mode = true, mode
 	return nil

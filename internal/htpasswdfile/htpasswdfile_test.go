@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -90,5 +91,36 @@ func TestGenerate(t *testing.T) {
 		if _, err := Generate(n); err == nil {
 			t.Errorf("Generate(%d) accepted", n)
 		}
+	}
+}
+
+func TestWriteKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file to another owner needs root")
+	}
+	path := filepath.Join(t.TempDir(), "f.htpasswd")
+	if err := os.WriteFile(path, []byte("alice:$2y$04$x\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Set("bob", []byte("pw"), bcrypt.MinCost); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Write(0); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 65532 || st.Gid != 65532 || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("after rewrite: %d:%d %v, want 65532:65532 0640", st.Uid, st.Gid, fi.Mode().Perm())
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,17 +55,6 @@ func requireDocker(t *testing.T) {
 		t.Skipf("SKIPPING the compose deployment test: no Docker engine answers (docker info: %v: %s); compose/ and the image are NOT tested here",
 			err, bytes.TrimSpace(out))
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(t *testing.T, n int) string {
@@ -217,34 +205,30 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		}
 		return strings.TrimSpace(string(b))
 	}
-	// The containers run as 65532:65532 plus MIRROR_SECRETS_GID: as root,
-	// hand the files to group 65532 (what secrets/README.md tells operators);
-	// otherwise let the containers in through our own group.
-	gid := os.Getgid()
+	// The containers run as MIRROR_UID:MIRROR_GID. As root, hand the files
+	// the gateway reads to 65532 once, as tls/README.md and
+	// secrets/README.md tell operators (later rewrites by passwd and
+	// dev-certs keep the owner: the rotation subtests rely on it); otherwise
+	// run the containers as ourselves.
+	uid, gid := os.Getuid(), os.Getgid()
 	if os.Geteuid() == 0 {
-		gid = 65532
-	}
-	for _, d := range []string{work, tlsDir, secretsDir} {
-		if err := os.Chmod(d, 0o750); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range []string{tlsDir, secretsDir, work} {
-		if err := os.Lchown(d, -1, gid); err != nil && os.Geteuid() == 0 {
-			t.Fatal(err)
-		}
-		if d == work {
-			continue
-		}
-		ents, _ := os.ReadDir(d)
-		for _, e := range ents {
-			if err := os.Lchown(filepath.Join(d, e.Name()), -1, gid); err != nil && os.Geteuid() == 0 {
-				t.Fatal(err)
+		uid, gid = 65532, 65532
+		for _, pattern := range []string{"tls/*.crt", "tls/*.key", "secrets/*", "*.password"} {
+			matches, _ := filepath.Glob(filepath.Join(work, pattern))
+			for _, m := range matches {
+				if err := os.Chown(m, uid, gid); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
-	// t.TempDir's parents are 0700; the containers only need the mounted
-	// directories themselves, which Docker mounts as root.
+	// t.TempDir is 0700; the mounted directories must be searchable by the
+	// containers' user (Docker mounts them as root, so their parents need not).
+	for _, d := range []string{tlsDir, secretsDir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	httpsPort, httpPort := freePort(t), freePort(t)
 	b := randomHex(t, 2)
 	subnetA, _ := strconv.ParseUint(b[:2], 16, 8)
@@ -257,8 +241,10 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		"MIRROR_EXPORT_ROOT=" + exportRoot,
 		"MIRROR_TLS_DIR=" + tlsDir,
 		"MIRROR_SECRETS_DIR=" + secretsDir,
-		"MIRROR_SECRETS_GID=" + strconv.Itoa(gid),
+		"MIRROR_UID=" + strconv.Itoa(uid),
+		"MIRROR_GID=" + strconv.Itoa(gid),
 		fmt.Sprintf("MIRROR_BACKEND_SUBNET=10.%d.%d.0/24", 200+subnetA%50, subnetB),
+		fmt.Sprintf("MIRROR_GATEWAY_BACKEND_IP=10.%d.%d.10", 200+subnetA%50, subnetB),
 		"MIRROR_HEALTHCHECK_INTERVAL=1s",
 	}}
 	t.Cleanup(func() {
@@ -300,7 +286,7 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		for name, id := range map[string]string{"gateway": gw, "origin": origin} {
 			got := strings.TrimSpace(run(t, nil, time.Minute, "docker", "inspect", "--format",
 				"{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.State.Health.Status}} {{.HostConfig.RestartPolicy.Name}}", id))
-			if got != "65532:65532 true healthy unless-stopped" {
+			if want := fmt.Sprintf("%d:%d true healthy unless-stopped", uid, gid); got != want {
 				t.Errorf("%s: user, read-only root, health, restart = %q", name, got)
 			}
 			mounts := run(t, nil, time.Minute, "docker", "inspect", "--format",
@@ -388,12 +374,8 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		before := startDate()
 		// dev-certs issues new site certificates (key first, then the
 		// certificate); the gateway watches /etc/stella-mirror/tls.
+		// The files keep their owner, so the gateway can read the new key.
 		run(t, nil, time.Minute, bin, "dev-certs", "--out", tlsDir, "--days", "30")
-		for _, name := range []string{"primary.key", "primary.crt", "community.key", "community.crt"} {
-			if err := os.Lchown(filepath.Join(tlsDir, name), -1, gid); err != nil && os.Geteuid() == 0 {
-				t.Fatal(err)
-			}
-		}
 		// A SIGHUP makes the reload immediate even where inotify is slow.
 		s.mustCompose(time.Minute, "kill", "-s", "SIGHUP", "gateway")
 		deadline := time.Now().Add(30 * time.Second)
@@ -427,19 +409,50 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			t.Fatalf("sync --check-config in the sync service: %q", out)
 		}
 	})
-	t.Run("smoke", func(t *testing.T) {
-		if _, err := tryRun(nil, 30*time.Second, bin, "smoke", "--help"); err != nil {
-			t.Skip("this binary has no `smoke` subcommand yet (issue 7 part B); curl checks above stand in")
-		}
-		pw := filepath.Join(work, "alice.password")
-		out, err := tryRun(nil, 2*time.Minute, bin, "smoke",
-			"--base", primary, "--resolve", fmt.Sprintf("mirror-primary.localhost:%d:127.0.0.1", httpsPort),
-			"--domain", "primary", "--user", "alice", "--password-file", pw,
-			"--cacert", filepath.Join(tlsDir, "ca.pem"),
-			"--public-key", filepath.Join(exportRoot, "fixture-signing.pub.pem"))
-		t.Logf("stella-mirror smoke:\n%s", out)
+	t.Run("validate", func(t *testing.T) {
+		// The profile validator on the example env file and the material
+		// laid out above (after the sync subtest added signing.pub.pem).
+		out, err := tryRun(nil, time.Minute, bin, "validate",
+			"--env-file", filepath.Join(root, "compose", "env", "mirror.env.example"),
+			"--map", "/run/secrets="+secretsDir, "--map", "/etc/stella-mirror/tls="+tlsDir,
+			"--map", "/srv/stella-mirror/exports="+exportRoot)
 		if err != nil {
-			t.Fatalf("smoke failed: %v", err)
+			t.Fatalf("validate: %v", err)
+		}
+		if !strings.Contains(out, "site primary") || !strings.Contains(out, "holds an active export") {
+			t.Errorf("validate did not report the sites and export roots:\n%s", out)
+		}
+	})
+	ca, pub := filepath.Join(tlsDir, "ca.pem"), filepath.Join(exportRoot, "fixture-signing.pub.pem")
+	t.Run("smoke", func(t *testing.T) {
+		for site, user := range users {
+			out, err := tryRun(nil, 2*time.Minute, bin, "smoke",
+				"--base", fmt.Sprintf("https://mirror-%s.localhost:%d", site, httpsPort),
+				"--connect-to", fmt.Sprintf("127.0.0.1:%d", httpsPort),
+				"--domain", site, "--user", user, "--password-file", filepath.Join(work, user+".password"),
+				"--cacert", ca, "--public-key", pub)
+			t.Logf("stella-mirror smoke (%s, from the host):\n%s", site, out)
+			if err != nil {
+				t.Errorf("smoke %s: %v", site, err)
+			}
+		}
+	})
+	t.Run("smoke inside the backend network", func(t *testing.T) {
+		// From a container on the internal network (not the gateway's bypass
+		// address) the origin must refuse without a token: origin-auth runs.
+		out, err := tryRun(nil, 2*time.Minute, "docker", "run", "--rm",
+			"--network", s.project+"_backend", "--user", fmt.Sprintf("%d:%d", uid, gid), "--read-only",
+			"-v", ca+":/check/ca.pem:ro", "-v", pub+":/check/signing.pub.pem:ro",
+			"-v", filepath.Join(work, "alice.password")+":/check/password:ro",
+			image, "smoke", "--base", "https://mirror-primary.localhost", "--connect-to", "gateway:443",
+			"--origin", "http://origin:8080", "--domain", "primary", "--user", "alice",
+			"--password-file", "/check/password", "--cacert", "/check/ca.pem", "--public-key", "/check/signing.pub.pem")
+		t.Logf("stella-mirror smoke (backend network):\n%s", out)
+		if err != nil {
+			t.Fatalf("smoke: %v", err)
+		}
+		if !strings.Contains(out, "PASS origin-auth") {
+			t.Errorf("origin-auth did not pass:\n%s", out)
 		}
 	})
 }
