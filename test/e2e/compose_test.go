@@ -91,11 +91,13 @@ func tryRun(env []string, timeout time.Duration, argv ...string) (string, error)
 }
 
 // TestComposeDeployment is the issue's acceptance path: build the scratch
-// image (nothing pulled), lay out certificates, users and an export the way
-// tls/README.md and secrets/README.md say, `compose up` the stack with the
-// example env file, wait for health, check it with curl (and `stella-mirror
-// smoke` where the binary has it), rotate a user without a restart, and
-// `compose down -v`. It runs once per Compose implementation installed.
+// image (nothing pulled), lay out certificates, users and an export with the
+// commands tls/README.md and secrets/README.md give, `compose up` the stack
+// with the example env file, wait for health, check it with curl and
+// `stella-mirror smoke` (from the host, and with --origin from a container on
+// the internal network), run `validate` on the profile, rotate a user and
+// the certificates without a restart, and `compose down -v`. The stack part
+// runs once per Compose implementation installed.
 func TestComposeDeployment(t *testing.T) {
 	requireDocker(t)
 	requireTools(t, "curl")
@@ -118,8 +120,9 @@ func TestComposeDeployment(t *testing.T) {
 		got := strings.TrimSpace(run(t, nil, time.Minute, "docker", "image", "inspect", "--format",
 			"{{.Config.User}}|{{json .Config.Healthcheck.Test}}|{{len .RootFS.Layers}}", image))
 		parts := strings.Split(got, "|")
-		if len(parts) != 3 || parts[0] != "65532:65532" || !strings.Contains(parts[1], `"/stella-mirror","healthcheck"`) {
-			t.Fatalf("image config %q: want USER 65532:65532 and a healthcheck HEALTHCHECK", got)
+		// FROM scratch: only the Dockerfile's five COPY layers, no base image.
+		if len(parts) != 3 || parts[0] != "65532:65532" || !strings.Contains(parts[1], `"/stella-mirror","healthcheck"`) || parts[2] != "5" {
+			t.Fatalf("image config %q: want USER 65532:65532, a healthcheck HEALTHCHECK and 5 layers", got)
 		}
 		out := run(t, nil, time.Minute, "docker", "run", "--rm", "--read-only", image, "version")
 		if !strings.HasPrefix(out, "stella-mirror ") {
