@@ -129,7 +129,7 @@ func newData(g gateway.Settings, o Options) (*data, error) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	if o.Source == "" {
-		o.Source = "the gateway configuration"
+		o.Source = "a gateway configuration"
 	}
 	o.Source = strings.Map(func(r rune) rune {
 		if r < 0x20 {
