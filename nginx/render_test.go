@@ -115,10 +115,16 @@ func TestNginxAcceptsRendered(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.wrap {
+				// Debian's nginx.conf http settings and its default site, so
+				// that a duplicate directive or default_server would show.
 				main := "pid " + prefix + "/nginx.pid;\nerror_log " + prefix + "/error.log;\nevents {}\nhttp {\n" +
 					"  client_body_temp_path " + prefix + "/tmp_body;\n  proxy_temp_path " + prefix + "/tmp_proxy;\n" +
 					"  fastcgi_temp_path " + prefix + "/tmp_fcgi;\n  uwsgi_temp_path " + prefix + "/tmp_uwsgi;\n  scgi_temp_path " + prefix + "/tmp_scgi;\n" +
-					"  include " + path + ";\n}\n"
+					"  sendfile on;\n  tcp_nopush on;\n  types_hash_max_size 2048;\n  default_type application/octet-stream;\n" +
+					"  ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;\n  ssl_prefer_server_ciphers on;\n" +
+					"  access_log " + prefix + "/access-all.log;\n  gzip on;\n" +
+					"  include " + path + ";\n" +
+					"  server { listen 127.0.0.1:8080 default_server; server_name _; return 404; }\n}\n"
 				path = filepath.Join(prefix, "nginx.conf")
 				if err := os.WriteFile(path, []byte(main), 0o644); err != nil {
 					t.Fatal(err)
