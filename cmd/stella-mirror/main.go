@@ -36,7 +36,7 @@ var commands = []command{
 	{"keygen", "create a signing key pair (PEM) for sign and fixture", runKeygen},
 	{"validate", "check a deployment profile: configs, secrets' permissions, TLS, htpasswd, export roots, budgets", runValidate},
 	{"smoke", "the runbook's smoke tests against a live site (one PASS/FAIL/SKIP line per check)", runSmoke},
-	{"nginx-config", "render the nginx front (equivalent to the gateway) from the gateway's configuration", runNginxConfig},
+	{"nginx-conf", "render the nginx front (equivalent to the gateway) from the gateway's configuration", runNginxConfig},
 	{"version", "print the version", runVersion},
 }
 
