@@ -413,17 +413,32 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		}
 	})
 	t.Run("validate", func(t *testing.T) {
-		// The profile validator on the example env file and the material
-		// laid out above (after the sync subtest added signing.pub.pem).
-		out, err := tryRun(nil, time.Minute, bin, "validate",
-			"--env-file", filepath.Join(root, "compose", "env", "mirror.env.example"),
-			"--map", "/run/secrets="+secretsDir, "--map", "/etc/stella-mirror/tls="+tlsDir,
-			"--map", "/srv/stella-mirror/exports="+exportRoot)
-		if err != nil {
-			t.Fatalf("validate: %v", err)
+		// The profile validator on the compose file, the example env file
+		// and the material laid out above (after the sync subtest added
+		// signing.pub.pem), with this test's MIRROR_* overrides, as compose
+		// ran it; then the same env file with explicit path mappings.
+		// validate interpolates the compose file from its --env-file files
+		// only (not from the process environment, as compose does), so this
+		// test's MIRROR_* overrides go in a second env file after the example.
+		overrides := filepath.Join(t.TempDir(), "overrides.env")
+		if err := os.WriteFile(overrides, []byte(strings.Join(s.env, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		if !strings.Contains(out, "site primary") || !strings.Contains(out, "holds an active export") {
-			t.Errorf("validate did not report the sites and export roots:\n%s", out)
+		for name, args := range map[string][]string{
+			"compose-file": {"--compose-file", filepath.Join(root, "compose", "docker-compose.mirror.yaml"),
+				"--env-file", filepath.Join(root, "compose", "env", "mirror.env.example"), "--env-file", overrides},
+			"map": {"--env-file", filepath.Join(root, "compose", "env", "mirror.env.example"),
+				"--map", "/run/secrets=" + secretsDir, "--map", "/etc/stella-mirror/tls=" + tlsDir,
+				"--map", "/srv/stella-mirror/exports=" + exportRoot},
+		} {
+			out, err := tryRun(s.env, time.Minute, append([]string{bin, "validate"}, args...)...)
+			if err != nil {
+				t.Errorf("validate (%s): %v", name, err)
+				continue
+			}
+			if !strings.Contains(out, "site primary") || !strings.Contains(out, exportRoot+" holds an active export") {
+				t.Errorf("validate (%s) did not check this test's sites and export root:\n%s", name, out)
+			}
 		}
 	})
 	ca, pub := filepath.Join(tlsDir, "ca.pem"), filepath.Join(exportRoot, "fixture-signing.pub.pem")
