@@ -34,6 +34,9 @@ var commands = []command{
 	{"sign", "write a detached JWS (RFC 7515 appendix F) over a file", runSign},
 	{"verify", "verify a detached JWS over a file", runVerify},
 	{"keygen", "create a signing key pair (PEM) for sign and fixture", runKeygen},
+	{"validate", "check a deployment profile: configs, secrets' permissions, TLS, htpasswd, export roots, budgets", runValidate},
+	{"smoke", "the runbook's smoke tests against a live site (one PASS/FAIL/SKIP line per check)", runSmoke},
+	{"nginx-conf", "render the nginx front (equivalent to the gateway) from the gateway's configuration", runNginxConfig},
 	{"version", "print the version", runVersion},
 }
 
