@@ -4,20 +4,26 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
 )
 
 // BenchmarkPassThrough measures the gateway's own cost per proxied request
 // (TLS, site lookup, policy, proxy, access log) in front of a static
 // upstream; run with -benchmem to watch allocations.
-func BenchmarkPassThrough(b *testing.B) {
+func BenchmarkPassThrough(b *testing.B) { benchmarkIndex(b, false) }
+
+// BenchmarkCacheHit is the same request answered from the cache's memory
+// tier (X-Cache-Status: HIT): the hit path without the origin.
+func BenchmarkCacheHit(b *testing.B) { benchmarkIndex(b, true) }
+
+func benchmarkIndex(b *testing.B, withCache bool) {
 	body := make([]byte, 2300)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -35,7 +41,12 @@ func BenchmarkPassThrough(b *testing.B) {
 	cfg.Gateway.Listen, cfg.Gateway.HTTPListen, cfg.Gateway.AdminListen = "127.0.0.1:0", "", "127.0.0.1:0"
 	cfg.Gateway.Origin = up.URL
 	cfg.Gateway.Sites = []SiteConfig{{Hosts: []string{"localhost"}, Domains: []string{"primary"}, CertFile: cf, KeyFile: kf, Anonymous: true}}
-	g, err := New(cfg, Options{AccessLogger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if withCache {
+		cfg.Gateway.Cache.Dir = filepath.Join(dir, "cache")
+	}
+	access := accesslog.New(io.Discard, accesslog.Options{})
+	defer access.Close()
+	g, err := New(cfg, Options{AccessLog: access})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,7 +79,7 @@ func BenchmarkPassThrough(b *testing.B) {
 			}
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
-			if res.StatusCode != 200 {
+			if res.StatusCode != 200 || (withCache && res.Header.Get("X-Cache-Status") == "") {
 				b.Errorf("status %d", res.StatusCode)
 				return
 			}

@@ -22,9 +22,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/stella-ops/stella-mirror/gateway/basicauth"
+	"github.com/stella-ops/stella-mirror/gateway/cache"
 	"github.com/stella-ops/stella-mirror/gateway/policy"
 	"github.com/stella-ops/stella-mirror/gateway/proxy"
 	"github.com/stella-ops/stella-mirror/gateway/tlsconf"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
 )
 
@@ -33,14 +35,17 @@ import (
 type Options struct {
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
-	// AccessLogger receives one JSON line per request. Default: Logger.
-	AccessLogger *slog.Logger
+	// AccessLog receives one JSON line per request (fields: site, user,
+	// client, method, path, status, bytes, duration_ms, upstream_ms,
+	// cache_status, aborted). Default: nil, no access log.
+	AccessLog *accesslog.Logger
 	// Registerer receives the metrics; when it is also a Gatherer the admin
 	// handler serves it at /metrics. Default: a private registry.
 	Registerer prometheus.Registerer
-	// Upstream wraps each site's proxy: the seam between policy and proxy
-	// where a cache slots in. It MUST pass every request it does not
-	// answer itself to next. Default: nil (the proxy directly).
+	// Upstream wraps each site's proxy: a seam between policy and proxy
+	// for tests and extensions (the cache itself is the proxy's transport,
+	// GATEWAY__CACHE). It MUST pass every request it does not answer
+	// itself to next. Default: nil (the proxy directly).
 	Upstream func(site string, next http.Handler) http.Handler
 	// Tokens supplies the bearer token for the origin. Default: built from
 	// GATEWAY__AUTHORITY when enabled, else none.
@@ -73,7 +78,9 @@ type site struct {
 type Gateway struct {
 	cfg      Settings
 	logger   *slog.Logger
-	access   *slog.Logger
+	access   *accesslog.Logger
+	cache    *cache.Cache // nil: off
+	admin    *adminToken  // nil: no admin token, no purge endpoint
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	sites    map[string]*site // lower-case host → site
@@ -98,9 +105,6 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.AccessLogger == nil {
-		o.AccessLogger = o.Logger
-	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
@@ -112,7 +116,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering gateway metrics: %w", err)
 	}
-	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLogger, metrics: m,
+	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLog, metrics: m,
 		sites: make(map[string]*site), unknown: m.forSite("unknown"), trusted: s.TrustedProxies}
 	if gt, ok := o.Registerer.(prometheus.Gatherer); ok {
 		g.gatherer = gt
@@ -140,6 +144,30 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	g.ready = &http.Client{Transport: transport, Timeout: 5 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	g.readyURL = strings.TrimSuffix(s.Origin, "/") + "/health/ready"
+	if g.admin, err = loadAdminToken(s.AdminTokenFile); err != nil {
+		return nil, err
+	}
+
+	// The cache is the proxies' transport: every site's requests reach it
+	// after auth, policy and budgets, and only its fills reach the origin.
+	siteTransport := transport
+	var errorHeader func(http.Header, error)
+	if s.CacheEnabled() {
+		g.cache, err = cache.New(s.Cache, transport, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer})
+		if err != nil {
+			return nil, fmt.Errorf("GATEWAY__CACHE__DIR: %w", err)
+		}
+		siteTransport = g.cache
+		errorHeader = func(h http.Header, err error) {
+			h[cache.Header] = []string{string(cache.StatusOfError(err))}
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok && g.cache != nil {
+			g.cache.Close()
+		}
+	}()
 
 	// Certificates.
 	var pairs []tlsconf.Pair
@@ -209,7 +237,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		u, _ := url.Parse(origin)
 		name := st.name
 		px, err := proxy.New(proxy.Options{
-			Origin: u, Transport: transport, BodyIdleTimeout: s.UpstreamIdleTimeout,
+			Origin: u, Transport: siteTransport, BodyIdleTimeout: s.UpstreamIdleTimeout, ErrorHeader: errorHeader,
 			TrustedProxies: s.TrustedProxies, Tokens: g.tokens, Logger: o.Logger.With("site", name),
 			OnUpstreamError: func(_ *http.Request, reason string) {
 				m.upstreamErrs.WithLabelValues(name, reason).Inc()
@@ -227,8 +255,21 @@ func New(cfg Config, o Options) (*Gateway, error) {
 			g.sites[strings.ToLower(h)] = st
 		}
 	}
+	ok = true
 	return g, nil
 }
+
+// Close releases the cache (its upstream fetches in progress end; stored
+// objects stay for the next start). Serve calls it when it returns.
+func (g *Gateway) Close() error {
+	if g.cache != nil {
+		return g.cache.Close()
+	}
+	return nil
+}
+
+// Cache returns the gateway's cache, or nil when GATEWAY__CACHE__DIR is unset.
+func (g *Gateway) Cache() *cache.Cache { return g.cache }
 
 func result(err error) string {
 	if err != nil {
@@ -286,6 +327,9 @@ func (g *Gateway) refreshACMEExpiry() {
 // returned joined (and logged, and counted).
 func (g *Gateway) Reload() error {
 	errs := []error{g.files.Reload()}
+	if g.admin != nil {
+		errs = append(errs, g.admin.reload())
+	}
 	for _, st := range g.list {
 		if st.auth != nil {
 			errs = append(errs, st.auth.Reload())
@@ -367,15 +411,23 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 		d := time.Since(start)
-		sm.observe(status, d, info.Upstream)
-		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("site", name), slog.String("user", info.User),
-			slog.String("client", proxy.ClientIP(r, g.trusted)),
-			slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
-			slog.Int("status", status), slog.Int64("bytes", rec.bytes),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.Float64("upstream_ms", float64(info.Upstream.Microseconds())/1000),
-			slog.Bool("aborted", aborted))
+		var cs cache.Status
+		if g.cache != nil { // without the cache, a header from the origin is no label value
+			cs = cache.StatusOf(rec.Header())
+		}
+		if cs == cache.StatusHit || cs == cache.StatusUpdating {
+			info.Upstream = 0 // answered from the cache: the origin took no part
+		}
+		sm.observe(status, cs, d, info.Upstream)
+		if g.access != nil {
+			g.access.Write(g.access.Start("request").
+				Str("site", name).Str("user", info.User).
+				Str("client", proxy.ClientIP(r, g.trusted)).
+				Str("method", r.Method).Str("path", r.URL.EscapedPath()).
+				Int("status", int64(status)).Int("bytes", rec.bytes).
+				Millis("duration_ms", d).Millis("upstream_ms", info.Upstream).
+				Str("cache_status", string(cs)).Bool("aborted", aborted))
+		}
 	}()
 	st = g.sites[hostOnly(r.Host)]
 	if st == nil {
@@ -488,7 +540,10 @@ func writeJSON(w http.ResponseWriter, status int, code, msg string) {
 	io.WriteString(w, `{"error":"`+code+`","message":"`+msg+`"}`+"\n")
 }
 
-// AdminHandler serves /health/live, /health/ready and /metrics.
+// AdminHandler serves /health/live, /health/ready and /metrics, and, when
+// the cache is on and GATEWAY__ADMINTOKENFILE is set, the purge endpoint
+// /admin/cache/purge (POST ?path=/… or ?all=true, with the admin bearer
+// token; 401 without it).
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) {
@@ -505,6 +560,9 @@ func (g *Gateway) AdminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ready"}`+"\n")
 	})
+	if g.cache != nil && g.admin != nil {
+		mux.Handle("/admin/cache/purge", g.admin.requireAdmin(g.cache.PurgeHandler()))
+	}
 	if g.gatherer != nil {
 		metrics := promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})
 		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {

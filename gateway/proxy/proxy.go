@@ -80,6 +80,10 @@ type Options struct {
 	// reason: "connect", "timeout", "token", "body" or "other". Default:
 	// nothing.
 	OnUpstreamError func(r *http.Request, reason string)
+	// ErrorHeader, if set, may add headers to the 502/504 answer of a
+	// failed exchange (err is what the Transport returned); the cache sets
+	// X-Cache-Status from it. Default: nothing.
+	ErrorHeader func(h http.Header, err error)
 }
 
 // Proxy is an http.Handler forwarding to the origin.
@@ -209,6 +213,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			p.opts.Logger.Error("cannot obtain the upstream token", "error", err.Error())
 			p.report(r, info, "token")
+			if p.opts.ErrorHeader != nil {
+				p.opts.ErrorHeader(w.Header(), err)
+			}
 			writeError(w, http.StatusBadGateway)
 			return
 		}
@@ -391,6 +398,9 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	p.opts.Logger.Warn("origin request failed", "path", r.URL.Path, "reason", reason, "error", err.Error())
 	p.report(r, info, reason)
+	if p.opts.ErrorHeader != nil {
+		p.opts.ErrorHeader(w.Header(), err)
+	}
 	writeError(w, status)
 }
 
