@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stella-ops/stella-mirror/gateway/cache"
 )
@@ -257,5 +259,142 @@ func TestAccessLogFields(t *testing.T) {
 	if l["msg"] != "request" || l["site"] != hostPrimary || l["user"] != "alice" || l["client"] != "127.0.0.1" ||
 		l["method"] != "GET" || l["status"] != float64(200) || l["aborted"] != false || l["bytes"].(float64) <= 0 {
 		t.Fatalf("fields: %v", l)
+	}
+}
+
+// TestCacheFastHitMatchesProxy: a hit answered by the fast path
+// (cache.ServeHit) carries the same fields and bytes as one answered
+// through the proxy, and requests the fast path declines (Range,
+// conditional) are still answered from the cache.
+func TestCacheFastHitMatchesProxy(t *testing.T) {
+	h := newHarness(t, harnessOpts{edit: withCache(t.TempDir(), "")})
+	alice := map[string]string{"Authorization": basic("alice", "alice-pw")}
+	miss := h.get(hostPrimary, indexPath, alice)
+	viaProxy := h.get(hostPrimary, indexPath, alice) // from disk, promoted to memory
+	fast := h.get(hostPrimary, indexPath, alice)     // from the memory tier
+	if miss.header.Get("X-Cache-Status") != "MISS" || viaProxy.header.Get("X-Cache-Status") != "HIT" || fast.header.Get("X-Cache-Status") != "HIT" {
+		t.Fatalf("statuses %q %q %q", miss.header.Get("X-Cache-Status"), viaProxy.header.Get("X-Cache-Status"), fast.header.Get("X-Cache-Status"))
+	}
+	if fast.body != miss.body || viaProxy.body != miss.body {
+		t.Fatal("bodies differ")
+	}
+	for k := range viaProxy.header {
+		if k == "Date" || k == "Age" {
+			continue
+		}
+		if got, want := fast.header.Values(k), viaProxy.header.Values(k); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: fast path %q, proxy %q", k, got, want)
+		}
+	}
+	if len(fast.header) != len(viaProxy.header) {
+		t.Errorf("fast path header %v, proxy %v", fast.header, viaProxy.header)
+	}
+	tests := []struct {
+		name   string
+		hdr    map[string]string
+		status int
+	}{
+		{"range", map[string]string{"Range": "bytes=0-9"}, http.StatusPartialContent},
+		{"if-none-match", map[string]string{"If-None-Match": fast.header.Get("ETag")}, http.StatusNotModified},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := map[string]string{"Authorization": alice["Authorization"]}
+			for k, v := range tt.hdr {
+				hdr[k] = v
+			}
+			r := h.get(hostPrimary, indexPath, hdr)
+			if r.status != tt.status || r.header.Get("X-Cache-Status") != "HIT" {
+				t.Fatalf("got %d %q, want %d HIT", r.status, r.header.Get("X-Cache-Status"), tt.status)
+			}
+		})
+	}
+	if n := countPath(h.upstream.paths(), indexPath); n != 1 {
+		t.Fatalf("origin saw index.json %d times, want 1", n)
+	}
+}
+
+// TestCacheStreamsFillThroughGateway: while the origin is still sending a
+// body, the client that started the fill (MISS) and one that joined it
+// (HIT) both already have the headers and the first chunk; once the origin
+// finishes, both get every byte, and the origin was asked once.
+func TestCacheStreamsFillThroughGateway(t *testing.T) {
+	const path = "/concelier/exports/mirror/primary/bundle.json"
+	first := strings.Repeat("a", 1<<10) // less than net/http's 4 KiB write buffer
+	rest := strings.Repeat("b", 64<<10)
+	release := make(chan struct{})
+	h := newHarness(t, harnessOpts{edit: withCache(t.TempDir(), ""),
+		upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != path {
+				w.WriteHeader(http.StatusOK) // health checks
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "public, max-age=300, immutable")
+			w.Header().Set("Content-Length", strconv.Itoa(len(first)+len(rest)))
+			io.WriteString(w, first)
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+			io.WriteString(w, rest)
+		})})
+	alice := basic("alice", "alice-pw")
+	type result struct {
+		status string
+		body   string
+		err    error
+	}
+	start := func() (chan result, chan struct{}) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+hostPrimary+path, nil)
+		req.Header.Set("Authorization", alice)
+		got := make(chan struct{})
+		out := make(chan result, 1)
+		go func() {
+			res, err := h.client().Do(req)
+			if err != nil {
+				close(got)
+				out <- result{err: err}
+				return
+			}
+			defer res.Body.Close()
+			buf := make([]byte, len(first))
+			_, err = io.ReadFull(res.Body, buf)
+			close(got)
+			if err != nil {
+				out <- result{err: err}
+				return
+			}
+			more, err := io.ReadAll(res.Body)
+			out <- result{status: res.Header.Get("X-Cache-Status"), body: string(buf) + string(more), err: err}
+		}()
+		return out, got
+	}
+	missOut, missGot := start()
+	select {
+	case <-missGot:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first client did not get the first chunk while the fill ran")
+	}
+	joinOut, joinGot := start()
+	select {
+	case <-joinGot:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the joining client did not get the first chunk while the fill ran")
+	}
+	close(release)
+	miss, join := <-missOut, <-joinOut
+	for _, r := range []result{miss, join} {
+		if r.err != nil || r.body != first+rest {
+			t.Fatalf("error %v, %d bytes", r.err, len(r.body))
+		}
+	}
+	if miss.status != "MISS" || join.status != "HIT" {
+		t.Fatalf("statuses %q %q, want MISS HIT", miss.status, join.status)
+	}
+	if n := countPath(h.upstream.paths(), path); n != 1 {
+		t.Fatalf("origin asked %d times, want 1", n)
 	}
 }

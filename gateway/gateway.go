@@ -72,6 +72,10 @@ type site struct {
 	download  *ratelimit.Limiter
 	next      http.Handler
 	metrics   *siteMetrics
+	// fastHit: plain hits of the memory tier are answered without the
+	// proxy (cache.ServeHit); the cache key is then the request's path,
+	// as the origin URL has no path of its own.
+	fastHit bool
 }
 
 // Gateway serves the sites. Create it with New.
@@ -247,6 +251,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 			return nil, fmt.Errorf("GATEWAY__SITES__%d__ORIGIN: %w", i, err)
 		}
 		st.next = px
+		st.fastHit = g.cache != nil && (u.Path == "" || u.Path == "/") && u.RawPath == ""
 		if o.Upstream != nil {
 			st.next = o.Upstream(name, px)
 		}
@@ -492,6 +497,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			aborted = false
 			return
 		}
+	}
+	if st.fastHit && g.cache.ServeHit(rec, r, r.URL.EscapedPath()) {
+		aborted = false
+		return
 	}
 	st.next.ServeHTTP(rec, r.WithContext(proxy.WithInfo(r.Context(), &info)))
 	aborted = false
