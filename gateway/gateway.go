@@ -156,8 +156,18 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	// after auth, policy and budgets, and only its fills reach the origin.
 	siteTransport := transport
 	var errorHeader func(http.Header, error)
+	proxyTokens := g.tokens
 	if s.CacheEnabled() {
-		g.cache, err = cache.New(s.Cache, transport, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer})
+		// The bearer token is added below the cache, to the cache's own
+		// upstream requests: a hit needs no token, so a failing token
+		// endpoint leaves stored objects served (HIT, STALE) like a
+		// failing origin does.
+		upstream := transport
+		if g.tokens != nil {
+			upstream = &oauth2.Transport{Source: g.tokens, Base: transport}
+			proxyTokens = nil
+		}
+		g.cache, err = cache.New(s.Cache, upstream, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer})
 		if err != nil {
 			return nil, fmt.Errorf("GATEWAY__CACHE__DIR: %w", err)
 		}
@@ -242,7 +252,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		name := st.name
 		px, err := proxy.New(proxy.Options{
 			Origin: u, Transport: siteTransport, BodyIdleTimeout: s.UpstreamIdleTimeout, ErrorHeader: errorHeader,
-			TrustedProxies: s.TrustedProxies, Tokens: g.tokens, Logger: o.Logger.With("site", name),
+			TrustedProxies: s.TrustedProxies, Tokens: proxyTokens, Logger: o.Logger.With("site", name),
 			OnUpstreamError: func(_ *http.Request, reason string) {
 				m.upstreamErrs.WithLabelValues(name, reason).Inc()
 			},
