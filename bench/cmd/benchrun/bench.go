@@ -351,7 +351,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			best[s] = max(best[s], v)
 		}
 		anchorLabel := anchorName
-		if c.bearer {
+		if c.bearer || c.hit {
 			anchorLabel = c.anchor.name
 		}
 		r, err := bench.NewResult(c.name, c.unit, best[c.ours], best[c.anchor], anchorLabel, c.target)
@@ -363,7 +363,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 
 	// 4b. The cache cases that wrk cannot measure: HTTP/2 (h2load), the
 	// cold stampede and the gateway's peak RSS under 1,000 downloads.
-	extras, err := runCacheExtras(ctx, o, cs, bundlePath, &meta, logf)
+	extras, err := runCacheExtras(ctx, o, cs, servers, bundlePath, &meta, logf)
 	if err != nil {
 		return nil, err
 	}

@@ -279,23 +279,37 @@ func parseH2load(out string) (h2loadResult, error) {
 
 // runH2 measures path over HTTP/2 with h2load against both servers in ABBA
 // order (best run each, as for wrk).
-func runH2(ctx context.Context, o options, h2load string, cs *cacheSuite, path string, logf func(string, ...any)) (bench.Result, []bench.Run, error) {
+func runH2(ctx context.Context, o options, h2load string, cs *cacheSuite, servers []*server, path string, logf func(string, ...any)) (bench.Result, []bench.Run, error) {
 	const name = "cache h2 index.json HIT req/s"
-	run := func(s *server, d time.Duration) (h2loadResult, error) {
+	var pgids []int
+	for _, srv := range servers {
+		if pid := srv.proc.Pid(); !slices.Contains(pgids, pid) {
+			pgids = append(pgids, pid)
+		}
+	}
+	run := func(s *server, d time.Duration) (h2loadResult, float64, error) {
 		rctx, cancel := context.WithTimeout(ctx, d+wrkSlack)
 		defer cancel()
-		out, _, err := runTool(rctx, "h2load", h2load, "-c", "64", "-m", "10", "-t", "1",
+		before, sampleErr := bench.SampleCPU(pgids...)
+		out, toolCPU, err := runTool(rctx, "h2load", h2load, "-c", "64", "-m", "10", "-t", "1",
 			"-D", strconv.Itoa(int(d/time.Second)), s.base+path)
 		if err != nil {
-			return h2loadResult{}, fmt.Errorf("h2load against %s: %w", s.name, err)
+			return h2loadResult{}, 0, fmt.Errorf("h2load against %s: %w", s.name, err)
+		}
+		other := -1.0
+		if after, err := bench.SampleCPU(pgids...); err == nil && sampleErr == nil {
+			if p, err := bench.OtherPercent(before, after, uint64(toolCPU/(10*time.Millisecond))); err == nil {
+				other = p
+			}
 		}
 		if !strings.Contains(string(out), "Application protocol: h2") {
-			return h2loadResult{}, fmt.Errorf("h2load against %s did not negotiate HTTP/2:\n%s", s.name, out)
+			return h2loadResult{}, 0, fmt.Errorf("h2load against %s did not negotiate HTTP/2:\n%s", s.name, out)
 		}
-		return parseH2load(string(out))
+		r, err := parseH2load(string(out))
+		return r, other, err
 	}
 	for _, s := range []*server{cs.gw, cs.nginx} {
-		if _, err := run(s, max(o.warmup, time.Second)); err != nil {
+		if _, _, err := run(s, max(o.warmup, time.Second)); err != nil {
 			return bench.Result{}, nil, fmt.Errorf("%s warm-up: %w", name, err)
 		}
 	}
@@ -304,13 +318,17 @@ func runH2(ctx context.Context, o options, h2load string, cs *cacheSuite, path s
 	rounds := map[string]int{}
 	for _, s := range abba(cs.gw, cs.nginx, o.rounds) {
 		rounds[s.name]++
-		r, err := run(s, o.duration)
+		r, other, err := run(s, o.duration)
 		if err != nil {
 			return bench.Result{}, nil, err
 		}
-		logf("%s: %-13s round %d: %10.2f req/s (%d requests)", name, s.name, rounds[s.name], r.ReqPerSec, r.Succeeded)
+		note := ""
+		if other > disturbedPercent {
+			note = fmt.Sprintf(", DISTURBED: other processes used %.0f%% of the CPUs", other)
+		}
+		logf("%s: %-13s round %d: %10.2f req/s (%d requests%s)", name, s.name, rounds[s.name], r.ReqPerSec, r.Succeeded, note)
 		runs = append(runs, bench.Run{Case: name, Server: s.name, Round: rounds[s.name],
-			Wrk: bench.WrkResult{Requests: r.Succeeded, RequestsPerSec: r.ReqPerSec}})
+			Wrk: bench.WrkResult{Requests: r.Succeeded, RequestsPerSec: r.ReqPerSec}, OtherCPUPercent: round1(other)})
 		best[s] = max(best[s], r.ReqPerSec)
 	}
 	res, err := bench.NewResult(name, "req/s", best[cs.gw], best[cs.nginx], nginxCacheName, 1.0)
@@ -534,12 +552,12 @@ type cacheExtras struct {
 // runCacheExtras runs the cache cases wrk cannot measure, those selected
 // by --cases: "cache h2 index.json HIT req/s", "cache stampede" and
 // "cache gateway peak RSS". They are recorded in meta.
-func runCacheExtras(ctx context.Context, o options, cs *cacheSuite, bundlePath string, meta *bench.Meta, logf func(string, ...any)) (cacheExtras, error) {
+func runCacheExtras(ctx context.Context, o options, cs *cacheSuite, servers []*server, bundlePath string, meta *bench.Meta, logf func(string, ...any)) (cacheExtras, error) {
 	var x cacheExtras
 	want := func(name string) bool { return o.cases == "" || strings.Contains(name, o.cases) }
 	if want("cache h2 index.json HIT req/s") {
 		x.ran = true
-		r, runs, err := runH2(ctx, o, o.h2load, cs, "/concelier/exports/index.json", logf)
+		r, runs, err := runH2(ctx, o, o.h2load, cs, servers, "/concelier/exports/index.json", logf)
 		if err != nil {
 			return x, err
 		}
