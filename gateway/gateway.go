@@ -74,7 +74,8 @@ type site struct {
 	metrics   *siteMetrics
 	// fastHit: plain hits of the memory tier are answered without the
 	// proxy (cache.ServeHit); the cache key is then the request's path,
-	// as the origin URL has no path of its own.
+	// as the origin URL has no path of its own. Off when Options.Upstream
+	// wraps the proxy (every request must reach that handler).
 	fastHit bool
 }
 
@@ -261,7 +262,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 			return nil, fmt.Errorf("GATEWAY__SITES__%d__ORIGIN: %w", i, err)
 		}
 		st.next = px
-		st.fastHit = g.cache != nil && (u.Path == "" || u.Path == "/") && u.RawPath == ""
+		st.fastHit = g.cache != nil && o.Upstream == nil && (u.Path == "" || u.Path == "/") && u.RawPath == ""
 		if o.Upstream != nil {
 			st.next = o.Upstream(name, px)
 		}
