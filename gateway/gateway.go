@@ -413,6 +413,7 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
+	path := r.URL.EscapedPath() // for the policy, the cache key and the log
 	var info proxy.Info // the user for the origin; the upstream time for the log
 	var st *site
 	aborted := true
@@ -439,7 +440,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			g.access.Write(g.access.Start("request").
 				Str("site", name).Str("user", info.User).
 				Str("client", proxy.ClientIP(r, g.trusted)).
-				Str("method", r.Method).Str("path", r.URL.EscapedPath()).
+				Str("method", r.Method).Str("path", path).
 				Int("status", int64(status)).Int("bytes", rec.bytes).
 				Millis("duration_ms", d).Millis("upstream_ms", info.Upstream).
 				Str("cache_status", string(cs)).Bool("aborted", aborted))
@@ -486,7 +487,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		aborted = false
 		return
 	}
-	dec := st.policy.Check(r.URL.EscapedPath())
+	dec := st.policy.Check(path)
 	if dec.Kind == policy.Refused {
 		writeJSON(rec, http.StatusNotFound, "not_found", "not found")
 		aborted = false
@@ -509,7 +510,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if st.fastHit && g.cache.ServeHit(rec, r, r.URL.EscapedPath()) {
+	if st.fastHit && g.cache.ServeHit(rec, r, path) {
 		aborted = false
 		return
 	}
