@@ -414,7 +414,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
 	path := r.URL.EscapedPath() // for the policy, the cache key and the log
-	var info proxy.Info // the user for the origin; the upstream time for the log
+	var info proxy.Info         // the user for the origin; the upstream time for the log
 	var st *site
 	aborted := true
 	defer func() {
