@@ -29,6 +29,9 @@ type NginxCacheConfig struct {
 	User string
 	// WorkerProcesses is nginx's worker_processes. Default: "auto".
 	WorkerProcesses string
+	// CertFile and KeyFile, when set, make the server TLS (HTTP/1.1 and
+	// HTTP/2 over ALPN) with that certificate, as the gateway serves.
+	CertFile, KeyFile string
 }
 
 // Validate checks that c can be rendered into a safe configuration.
@@ -54,6 +57,14 @@ func (c NginxCacheConfig) Validate() error {
 	}
 	if c.User != "" && (!safeNginxWord(c.User) || strings.ContainsAny(c.User, "/; ")) {
 		errs = append(errs, fmt.Errorf("nginx cache config: user %q is not a plain user name", c.User))
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, errors.New("nginx cache config: set both cert file and key file, or neither"))
+	}
+	for _, f := range []string{c.CertFile, c.KeyFile} {
+		if f != "" && (!filepath.IsAbs(f) || !safeNginxWord(f)) {
+			errs = append(errs, fmt.Errorf("nginx cache config: %q is not an absolute path nginx reads as one word", f))
+		}
 	}
 	if c.WorkerProcesses != "" && c.WorkerProcesses != "auto" && strings.Trim(c.WorkerProcesses, "0123456789") != "" {
 		errs = append(errs, fmt.Errorf("nginx cache config: worker processes %q: want auto or a number", c.WorkerProcesses))
@@ -104,7 +115,17 @@ http {
     }
 
     server {
+{{- if .CertFile}}
+        listen {{.Listen}} ssl http2;
+        ssl_certificate "{{.CertFile}}";
+        ssl_certificate_key "{{.KeyFile}}";
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_prefer_server_ciphers off;
+        ssl_session_cache shared:SSL:10m;
+        http2_max_concurrent_streams 128;
+{{- else}}
         listen {{.Listen}};
+{{- end}}
         server_name _;
 
         location / {

@@ -18,12 +18,26 @@ import (
 )
 
 func TestRenderNginxCacheGolden(t *testing.T) {
+	for _, tt := range []struct {
+		name, golden string
+		cert, key    string
+	}{
+		{"plain", "nginx-cache.conf.golden", "", ""},
+		{"tls", "nginx-cache-tls.conf.golden", "/tmp/bench/gateway/cert.pem", "/tmp/bench/gateway/key.pem"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			renderNginxCacheGolden(t, tt.golden, tt.cert, tt.key)
+		})
+	}
+}
+
+func renderNginxCacheGolden(t *testing.T, golden, cert, key string) {
 	got, err := RenderNginxCache(NginxCacheConfig{Prefix: "/tmp/bench/nginx-cache/", Listen: "127.0.0.1:8082",
-		Upstream: "127.0.0.1:8080", MaxSize: "2g", User: "root"})
+		Upstream: "127.0.0.1:8080", MaxSize: "2g", User: "root", CertFile: cert, KeyFile: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "nginx-cache.conf.golden")
+	path := filepath.Join("testdata", golden)
 	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
@@ -50,6 +64,8 @@ func TestNginxCacheConfigValidate(t *testing.T) {
 		{"remote upstream", func(c *NginxCacheConfig) { c.Upstream = "10.0.0.1:80" }, `upstream "10.0.0.1:80" is not a loopback address`},
 		{"max size", func(c *NginxCacheConfig) { c.MaxSize = "1 g;" }, `max size "1 g;"`},
 		{"injection", func(c *NginxCacheConfig) { c.Prefix = `/p"; evil` }, "nginx would misread"},
+		{"cert without key", func(c *NginxCacheConfig) { c.CertFile = "/c.pem" }, "set both cert file and key file"},
+		{"relative cert", func(c *NginxCacheConfig) { c.CertFile, c.KeyFile = "c.pem", "/k.pem" }, `"c.pem" is not an absolute path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,7 +47,8 @@ type Options struct {
 	BundleSize int64
 	// Logger receives the components' logs. Default: discard.
 	Logger *slog.Logger
-	// AccessLog receives the origin's access log. Default: none.
+	// AccessLog receives the origin's and the gateway's access logs.
+	// Default: none.
 	AccessLog *accesslog.Logger
 	// Out receives the banner with URLs and curl commands. Default: discard.
 	Out io.Writer
@@ -85,6 +86,11 @@ type State struct {
 	// Configs maps "origin" and "gateway" to the YAML files the demo runs
 	// with (stella-mirror origin|gateway --config FILE starts the same).
 	Configs map[string]string `json:"configs"`
+	// CacheDir is the gateway cache's directory (DIR/cache).
+	CacheDir string `json:"cacheDir"`
+	// AdminTokenFile holds the bearer token of the gateway's admin purge
+	// endpoint (GatewayAdmin + /admin/cache/purge).
+	AdminTokenFile string `json:"adminTokenFile"`
 }
 
 // StateFile is the name of the state file inside the demo directory.
@@ -144,6 +150,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	adminToken, err := ensureAdminToken(dir)
+	if err != nil {
+		return err
+	}
 	var sites []demoSite
 	for _, d := range opts.Domains {
 		st, err := ensureSite(dir, ca, d)
@@ -187,6 +197,8 @@ func Run(ctx context.Context, opts Options) error {
 	gy.Gateway.AdminListen = gwAdmin.Addr().String()
 	gy.Gateway.Origin = "http://" + pub.Addr().String()
 	gy.Gateway.LogFormat = "text"
+	gy.Gateway.Cache.Dir = filepath.Join(dir, "cache")
+	gy.Gateway.AdminTokenFile = adminToken
 	for _, st := range sites {
 		gy.Gateway.Sites = append(gy.Gateway.Sites, gatewaySiteY{Hosts: []string{st.host}, Domains: []string{st.domain},
 			CertFile: st.certFile, KeyFile: st.keyFile, HtpasswdFile: st.user.Htpasswd})
@@ -217,7 +229,7 @@ func Run(ctx context.Context, opts Options) error {
 		closeAll()
 		return err
 	}
-	gw, err := gateway.New(gcfg, gateway.Options{Logger: opts.Logger, Registerer: prometheus.NewRegistry()})
+	gw, err := gateway.New(gcfg, gateway.Options{Logger: opts.Logger, AccessLog: opts.AccessLog, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("starting gateway: %w", err)
@@ -225,18 +237,20 @@ func Run(ctx context.Context, opts Options) error {
 
 	_, gwPort, _ := net.SplitHostPort(gwLn.Addr().String())
 	st := State{
-		Origin:       "http://" + pub.Addr().String(),
-		OriginAdmin:  "http://" + admin.Addr().String(),
-		ExportRoots:  map[string]string{"concelier": exportRoot, "excititor": exportRoot},
-		PublicKey:    pubPath,
-		KeyID:        kid,
-		Domains:      opts.Domains,
-		ExportID:     exportID,
-		Sites:        map[string]string{},
-		GatewayAdmin: "http://" + gwAdmin.Addr().String(),
-		CA:           caPath,
-		Users:        map[string]User{},
-		Configs:      map[string]string{"origin": originPath, "gateway": gatewayPath},
+		Origin:         "http://" + pub.Addr().String(),
+		OriginAdmin:    "http://" + admin.Addr().String(),
+		ExportRoots:    map[string]string{"concelier": exportRoot, "excititor": exportRoot},
+		PublicKey:      pubPath,
+		KeyID:          kid,
+		Domains:        opts.Domains,
+		ExportID:       exportID,
+		Sites:          map[string]string{},
+		GatewayAdmin:   "http://" + gwAdmin.Addr().String(),
+		CA:             caPath,
+		Users:          map[string]User{},
+		Configs:        map[string]string{"origin": originPath, "gateway": gatewayPath},
+		CacheDir:       gcfg.Gateway.Cache.Dir,
+		AdminTokenFile: adminToken,
 	}
 	for _, s := range sites {
 		st.Sites[s.domain] = "https://" + s.host + ":" + gwPort
@@ -369,10 +383,13 @@ func printBanner(w io.Writer, dir string, st State) {
 	fmt.Fprintf(&b, "  export         %s (root %s)\n", st.ExportID, st.ExportRoots["concelier"])
 	fmt.Fprintf(&b, "  public key     %s (kid %s)\n", st.PublicKey, st.KeyID)
 	fmt.Fprintf(&b, "  configs        %s, %s\n", st.Configs["origin"], st.Configs["gateway"])
+	fmt.Fprintf(&b, "  gateway cache  %s (purge: curl -X POST -H \"Authorization: Bearer $(cat %s)\" '%s/admin/cache/purge?all=true')\n",
+		st.CacheDir, st.AdminTokenFile, st.GatewayAdmin)
 	fmt.Fprintf(&b, "  state          %s\n\n", filepath.Join(dir, StateFile))
 	fmt.Fprintf(&b, "Try (through the gateway: TLS + Basic Auth):\n")
 	fmt.Fprintf(&b, "  curl -s --cacert %s -u %s:%s %s/concelier/exports/index.json | jq 'keys'\n", st.CA, u.User, u.Password, st.Sites[d])
 	fmt.Fprintf(&b, "  curl -sI --cacert %s %s/concelier/exports/index.json | grep -i www-authenticate\n", st.CA, st.Sites[d])
+	fmt.Fprintf(&b, "  curl -sI --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/manifest.json | grep -i x-cache-status   # MISS, then HIT\n", st.CA, u.User, u.Password, st.Sites[d], d)
 	fmt.Fprintf(&b, "  curl -so bundle.json --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
 	fmt.Fprintf(&b, "    curl -so bundle.json.jws --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json.jws && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
 	fmt.Fprintf(&b, "    bin/stella-mirror verify --public-key %s bundle.json\n", st.PublicKey)

@@ -97,6 +97,26 @@ func ensureSite(dir string, ca *devcert.CA, domain string) (demoSite, error) {
 	return s, nil
 }
 
+// ensureAdminToken returns the path of the gateway's admin token file in
+// dir/auth, creating a random token the first time.
+func ensureAdminToken(dir string) (string, error) {
+	path := filepath.Join(dir, "auth", "gateway-admin.token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return path, nil
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	if err := atomicfile.WriteFile(path, []byte(base64.RawURLEncoding.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing demo admin token: %w", err)
+	}
+	return path, nil
+}
+
 // originYAML is the origin configuration the demo writes and runs with.
 type originYAML struct {
 	Concelier struct {
@@ -125,12 +145,16 @@ type originYAML struct {
 // gatewayYAML is the gateway configuration the demo writes and runs with.
 type gatewayYAML struct {
 	Gateway struct {
-		Listen      string         `yaml:"listen"`
-		HTTPListen  string         `yaml:"httpListen"`
-		AdminListen string         `yaml:"adminListen"`
-		Origin      string         `yaml:"origin"`
-		LogFormat   string         `yaml:"logFormat"`
-		Sites       []gatewaySiteY `yaml:"sites"`
+		Listen      string `yaml:"listen"`
+		HTTPListen  string `yaml:"httpListen"`
+		AdminListen string `yaml:"adminListen"`
+		Origin      string `yaml:"origin"`
+		LogFormat   string `yaml:"logFormat"`
+		Cache       struct {
+			Dir string `yaml:"dir"`
+		} `yaml:"cache"`
+		AdminTokenFile string         `yaml:"adminTokenFile"`
+		Sites          []gatewaySiteY `yaml:"sites"`
 	} `yaml:"gateway"`
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/oauth2"
 )
 
 // tokenServer is an OAuth2 token endpoint for client credentials.
@@ -96,5 +99,38 @@ func TestAuthoritySecretFileMissing(t *testing.T) {
 	_, err := newTokenSource(cfg.Gateway.Authority)
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY__AUTHORITY__CLIENTSECRETFILE") {
 		t.Fatalf("err = %v, want it to name GATEWAY__AUTHORITY__CLIENTSECRETFILE", err)
+	}
+}
+
+// failingTokens is a token source that fails once fail is set.
+type failingTokens struct{ fail *atomic.Bool }
+
+func (f failingTokens) Token() (*oauth2.Token, error) {
+	if f.fail.Load() {
+		return nil, errors.New("token endpoint down")
+	}
+	return &oauth2.Token{AccessToken: "tok-cache", TokenType: "Bearer"}, nil
+}
+
+// TestAuthorityWithCache: with the cache on, the origin still gets the
+// bearer token on fills, and a failing token source does not stop stored
+// objects from being served; what is not stored gets 502 MISS.
+func TestAuthorityWithCache(t *testing.T) {
+	var fail atomic.Bool
+	h := newHarness(t, harnessOpts{edit: withCache(t.TempDir(), ""), opts: Options{Tokens: failingTokens{&fail}}})
+	alice := map[string]string{"Authorization": basic("alice", "alice-pw")}
+	if r := h.get(hostPrimary, primaryBundle, alice); r.status != 200 || r.header.Get("X-Cache-Status") != "MISS" {
+		t.Fatalf("fill: %d %q", r.status, r.header.Get("X-Cache-Status"))
+	}
+	if got := h.upstream.last().Header.Get("Authorization"); got != "Bearer tok-cache" {
+		t.Fatalf("origin got Authorization %q, want the token", got)
+	}
+	fail.Store(true)
+	if r := h.get(hostPrimary, primaryBundle, alice); r.status != 200 || r.header.Get("X-Cache-Status") != "HIT" {
+		t.Fatalf("stored bundle with the token source failing: %d %q", r.status, r.header.Get("X-Cache-Status"))
+	}
+	if r := h.get(hostCommunity, commBundle, map[string]string{"Authorization": basic("carol", "carol-pw")}); r.status != http.StatusBadGateway ||
+		r.header.Get("X-Cache-Status") != "MISS" || strings.Contains(r.body, "token endpoint") {
+		t.Fatalf("uncached bundle with the token source failing: %d %q %q", r.status, r.header.Get("X-Cache-Status"), r.body)
 	}
 }

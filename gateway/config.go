@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/gateway/cache"
 	"github.com/stella-ops/stella-mirror/internal/config"
 )
 
@@ -81,9 +82,26 @@ type Settings struct {
 	// Authority configures the OAuth2 client-credentials token sent to the
 	// origin. Keys: GATEWAY__AUTHORITY__….
 	Authority AuthoritySettings
+	// Cache is the shared HTTP cache between the policy and the origin
+	// (docs/cache.md). It is on when Cache.Dir is set and off (every
+	// request goes to the origin) when it is empty: the cache needs a
+	// directory of its own, which only the operator can name. Keys:
+	// GATEWAY__CACHE__DIR, __MAXSIZE, __MAXOBJECTSIZE,
+	// __MEMORYMAXOBJECTSIZE, __MEMORYMAXSIZE, __STALEIFERRORGRACE,
+	// __HONOURCLIENTNOCACHE, __UPSTREAMTIMEOUT. Default: off.
+	Cache cache.Config
+	// AdminTokenFile holds the bearer token (at least 16 characters,
+	// trailing newline trimmed; re-read on SIGHUP) that the admin
+	// listener's POST /admin/cache/purge requires. Without it the purge
+	// endpoint is not served (404). Key: GATEWAY__ADMINTOKENFILE.
+	// Default: none.
+	AdminTokenFile string
 	// Sites lists the published hostnames. Keys: GATEWAY__SITES__{n}__….
 	Sites []SiteConfig
 }
+
+// CacheEnabled reports whether the cache is configured (Cache.Dir set).
+func (s *Settings) CacheEnabled() bool { return strings.TrimSpace(s.Cache.Dir) != "" }
 
 // ACMESettings is GATEWAY__ACME.
 type ACMESettings struct {
@@ -352,6 +370,27 @@ func (c *Config) Validate() error {
 		}
 		if g.HTTPListen == "" {
 			add("GATEWAY__HTTPLISTEN", "required when a site uses ACME (HTTP-01 challenges)")
+		}
+	}
+	if g.CacheEnabled() {
+		cc := g.Cache
+		cc.SetDefaults()
+		if err := cc.Validate(); err != nil {
+			var list []error
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				list = j.Unwrap()
+			} else {
+				list = []error{err}
+			}
+			for _, e := range list {
+				errs = append(errs, fmt.Errorf("GATEWAY__%w", e))
+			}
+		}
+		for i, s := range g.Sites {
+			if s.Origin != "" && s.Origin != g.Origin {
+				add(fmt.Sprintf("GATEWAY__SITES__%d__ORIGIN", i),
+					"a per-site origin cannot share the cache (keyed by path); unset it or GATEWAY__CACHE__DIR")
+			}
 		}
 	}
 	if a := &g.Authority; a.Enabled {

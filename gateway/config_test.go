@@ -99,3 +99,64 @@ func TestValidate(t *testing.T) {
 type netipPrefix = netip.Prefix
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestCacheConfigErrorsNameTheKey: the cache section loads from YAML and
+// the environment, and every bad value names its GATEWAY__CACHE__ key.
+func TestCacheConfigErrorsNameTheKey(t *testing.T) {
+	base := []string{
+		"GATEWAY__SITES__0__HOSTS__0=mirror-primary.example.org", "GATEWAY__SITES__0__DOMAINS__0=primary",
+		"GATEWAY__SITES__0__CERTFILE=/c", "GATEWAY__SITES__0__KEYFILE=/k", "GATEWAY__SITES__0__ANONYMOUS=true",
+	}
+	tests := []struct {
+		name    string
+		env     []string
+		loadErr string // error of LoadConfig
+		valErr  string // error of Validate
+	}{
+		{"off by default", nil, "", ""},
+		{"on", []string{"GATEWAY__CACHE__DIR=/var/cache/sm", "GATEWAY__CACHE__MAXSIZE=2GiB"}, "", ""},
+		{"bad size", []string{"GATEWAY__CACHE__DIR=/c", "GATEWAY__CACHE__MAXSIZE=lots"}, "GATEWAY__CACHE__MAXSIZE", ""},
+		{"bad duration", []string{"GATEWAY__CACHE__DIR=/c", "GATEWAY__CACHE__STALEIFERRORGRACE=soon"}, "GATEWAY__CACHE__STALEIFERRORGRACE", ""},
+		{"unknown key", []string{"GATEWAY__CACHE__DIRECTORY=/c"}, "GATEWAY__CACHE__DIRECTORY", ""},
+		{"memory object above memory size", []string{"GATEWAY__CACHE__DIR=/c", "GATEWAY__CACHE__MEMORYMAXSIZE=1MiB",
+			"GATEWAY__CACHE__MEMORYMAXOBJECTSIZE=2MiB"}, "", "GATEWAY__CACHE__MEMORYMAXOBJECTSIZE"},
+		{"object above max size", []string{"GATEWAY__CACHE__DIR=/c", "GATEWAY__CACHE__MAXSIZE=1GiB",
+			"GATEWAY__CACHE__MAXOBJECTSIZE=2GiB"}, "", "GATEWAY__CACHE__MAXOBJECTSIZE"},
+		{"per-site origin with the cache", []string{"GATEWAY__CACHE__DIR=/c", "GATEWAY__SITES__0__ORIGIN=http://other:8080"},
+			"", "GATEWAY__SITES__0__ORIGIN"},
+		{"settings without a dir are ignored", []string{"GATEWAY__CACHE__MAXSIZE=1GiB", "GATEWAY__CACHE__MAXOBJECTSIZE=2GiB"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadConfig("", append(append([]string(nil), base...), tt.env...))
+			if tt.loadErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.loadErr) {
+					t.Fatalf("LoadConfig error %v, want one naming %s", err, tt.loadErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate()
+			if tt.valErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.valErr+":") {
+				t.Fatalf("Validate error %v, want one naming %s", err, tt.valErr)
+			}
+		})
+	}
+	yml := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(yml, []byte("gateway:\n  cache:\n    dir: /var/cache/sm\n    maxSize: 512MiB\n    staleIfErrorGrace: 1h\n"), 0o644)
+	cfg, err := LoadConfig(yml, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Gateway.Cache; !cfg.Gateway.CacheEnabled() || c.MaxSize != 512<<20 || c.StaleIfErrorGrace != time.Hour {
+		t.Fatalf("cache section from YAML: %+v", c)
+	}
+}

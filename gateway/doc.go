@@ -6,8 +6,16 @@
 // separate admin listener, JSON access logs, reload on SIGHUP, graceful
 // shutdown.
 //
-// Between the policy and the proxy sits a pass-through http.Handler seam
-// (Options.Upstream) where the cache slots in.
+// With GATEWAY__CACHE__DIR set, the shared cache (gateway/cache) is the
+// proxies' transport: auth, policy and budgets run first, plain hits of
+// the memory tier are answered without the proxy (cache.ServeHit), every
+// proxied response carries X-Cache-Status, and the access log and the
+// requests_total metric carry it as cache_status. The admin listener
+// serves the cache purge behind a bearer token (GATEWAY__ADMINTOKENFILE).
+// Options.Upstream remains a pass-through http.Handler seam in front of
+// each site's proxy.
+//
+// The access log is written by internal/accesslog (batched JSON lines).
 //
 // Sub-packages do one job each: basicauth (htpasswd + credential cache),
 // tlsconf (certificates), policy (which paths a site reaches), proxy (the

@@ -22,9 +22,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/stella-ops/stella-mirror/gateway/basicauth"
+	"github.com/stella-ops/stella-mirror/gateway/cache"
 	"github.com/stella-ops/stella-mirror/gateway/policy"
 	"github.com/stella-ops/stella-mirror/gateway/proxy"
 	"github.com/stella-ops/stella-mirror/gateway/tlsconf"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
 )
 
@@ -33,14 +35,17 @@ import (
 type Options struct {
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
-	// AccessLogger receives one JSON line per request. Default: Logger.
-	AccessLogger *slog.Logger
+	// AccessLog receives one JSON line per request (fields: site, user,
+	// client, method, path, status, bytes, duration_ms, upstream_ms,
+	// cache_status, aborted). Default: nil, no access log.
+	AccessLog *accesslog.Logger
 	// Registerer receives the metrics; when it is also a Gatherer the admin
 	// handler serves it at /metrics. Default: a private registry.
 	Registerer prometheus.Registerer
-	// Upstream wraps each site's proxy: the seam between policy and proxy
-	// where a cache slots in. It MUST pass every request it does not
-	// answer itself to next. Default: nil (the proxy directly).
+	// Upstream wraps each site's proxy: a seam between policy and proxy
+	// for tests and extensions (the cache itself is the proxy's transport,
+	// GATEWAY__CACHE). It MUST pass every request it does not answer
+	// itself to next. Default: nil (the proxy directly).
 	Upstream func(site string, next http.Handler) http.Handler
 	// Tokens supplies the bearer token for the origin. Default: built from
 	// GATEWAY__AUTHORITY when enabled, else none.
@@ -67,13 +72,20 @@ type site struct {
 	download  *ratelimit.Limiter
 	next      http.Handler
 	metrics   *siteMetrics
+	// fastHit: plain hits of the memory tier are answered without the
+	// proxy (cache.ServeHit); the cache key is then the request's path,
+	// as the origin URL has no path of its own. Off when Options.Upstream
+	// wraps the proxy (every request must reach that handler).
+	fastHit bool
 }
 
 // Gateway serves the sites. Create it with New.
 type Gateway struct {
 	cfg      Settings
 	logger   *slog.Logger
-	access   *slog.Logger
+	access   *accesslog.Logger
+	cache    *cache.Cache // nil: off
+	admin    *adminToken  // nil: no admin token, no purge endpoint
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	sites    map[string]*site // lower-case host → site
@@ -98,9 +110,6 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.AccessLogger == nil {
-		o.AccessLogger = o.Logger
-	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
@@ -112,7 +121,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering gateway metrics: %w", err)
 	}
-	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLogger, metrics: m,
+	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLog, metrics: m,
 		sites: make(map[string]*site), unknown: m.forSite("unknown"), trusted: s.TrustedProxies}
 	if gt, ok := o.Registerer.(prometheus.Gatherer); ok {
 		g.gatherer = gt
@@ -140,6 +149,40 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	g.ready = &http.Client{Transport: transport, Timeout: 5 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	g.readyURL = strings.TrimSuffix(s.Origin, "/") + "/health/ready"
+	if g.admin, err = loadAdminToken(s.AdminTokenFile); err != nil {
+		return nil, err
+	}
+
+	// The cache is the proxies' transport: every site's requests reach it
+	// after auth, policy and budgets, and only its fills reach the origin.
+	siteTransport := transport
+	var errorHeader func(http.Header, error)
+	proxyTokens := g.tokens
+	if s.CacheEnabled() {
+		// The bearer token is added below the cache, to the cache's own
+		// upstream requests: a hit needs no token, so a failing token
+		// endpoint leaves stored objects served (HIT, STALE) like a
+		// failing origin does.
+		upstream := transport
+		if g.tokens != nil {
+			upstream = &oauth2.Transport{Source: g.tokens, Base: transport}
+			proxyTokens = nil
+		}
+		g.cache, err = cache.New(s.Cache, upstream, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer})
+		if err != nil {
+			return nil, fmt.Errorf("GATEWAY__CACHE__DIR: %w", err)
+		}
+		siteTransport = g.cache
+		errorHeader = func(h http.Header, err error) {
+			h[cache.Header] = []string{string(cache.StatusOfError(err))}
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok && g.cache != nil {
+			g.cache.Close()
+		}
+	}()
 
 	// Certificates.
 	var pairs []tlsconf.Pair
@@ -209,8 +252,8 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		u, _ := url.Parse(origin)
 		name := st.name
 		px, err := proxy.New(proxy.Options{
-			Origin: u, Transport: transport, BodyIdleTimeout: s.UpstreamIdleTimeout,
-			TrustedProxies: s.TrustedProxies, Tokens: g.tokens, Logger: o.Logger.With("site", name),
+			Origin: u, Transport: siteTransport, BodyIdleTimeout: s.UpstreamIdleTimeout, ErrorHeader: errorHeader,
+			TrustedProxies: s.TrustedProxies, Tokens: proxyTokens, Logger: o.Logger.With("site", name),
 			OnUpstreamError: func(_ *http.Request, reason string) {
 				m.upstreamErrs.WithLabelValues(name, reason).Inc()
 			},
@@ -219,6 +262,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 			return nil, fmt.Errorf("GATEWAY__SITES__%d__ORIGIN: %w", i, err)
 		}
 		st.next = px
+		st.fastHit = g.cache != nil && o.Upstream == nil && (u.Path == "" || u.Path == "/") && u.RawPath == ""
 		if o.Upstream != nil {
 			st.next = o.Upstream(name, px)
 		}
@@ -227,8 +271,21 @@ func New(cfg Config, o Options) (*Gateway, error) {
 			g.sites[strings.ToLower(h)] = st
 		}
 	}
+	ok = true
 	return g, nil
 }
+
+// Close releases the cache (its upstream fetches in progress end; stored
+// objects stay for the next start). Serve calls it when it returns.
+func (g *Gateway) Close() error {
+	if g.cache != nil {
+		return g.cache.Close()
+	}
+	return nil
+}
+
+// Cache returns the gateway's cache, or nil when GATEWAY__CACHE__DIR is unset.
+func (g *Gateway) Cache() *cache.Cache { return g.cache }
 
 func result(err error) string {
 	if err != nil {
@@ -286,6 +343,9 @@ func (g *Gateway) refreshACMEExpiry() {
 // returned joined (and logged, and counted).
 func (g *Gateway) Reload() error {
 	errs := []error{g.files.Reload()}
+	if g.admin != nil {
+		errs = append(errs, g.admin.reload())
+	}
 	for _, st := range g.list {
 		if st.auth != nil {
 			errs = append(errs, st.auth.Reload())
@@ -353,7 +413,8 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
-	var info proxy.Info // the user for the origin; the upstream time for the log
+	path := r.URL.EscapedPath() // for the policy, the cache key and the log
+	var info proxy.Info         // the user for the origin; the upstream time for the log
 	var st *site
 	aborted := true
 	defer func() {
@@ -367,15 +428,23 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 		d := time.Since(start)
-		sm.observe(status, d, info.Upstream)
-		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("site", name), slog.String("user", info.User),
-			slog.String("client", proxy.ClientIP(r, g.trusted)),
-			slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
-			slog.Int("status", status), slog.Int64("bytes", rec.bytes),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.Float64("upstream_ms", float64(info.Upstream.Microseconds())/1000),
-			slog.Bool("aborted", aborted))
+		var cs cache.Status
+		if g.cache != nil { // without the cache, a header from the origin is no label value
+			cs = cache.StatusOf(rec.Header())
+		}
+		if cs == cache.StatusHit || cs == cache.StatusUpdating {
+			info.Upstream = 0 // answered from the cache: the origin took no part
+		}
+		sm.observe(status, cs, d, info.Upstream)
+		if g.access != nil {
+			g.access.Write(g.access.Start("request").
+				Str("site", name).Str("user", info.User).
+				Str("client", proxy.ClientIP(r, g.trusted)).
+				Str("method", r.Method).Str("path", path).
+				Int("status", int64(status)).Int("bytes", rec.bytes).
+				Millis("duration_ms", d).Millis("upstream_ms", info.Upstream).
+				Str("cache_status", string(cs)).Bool("aborted", aborted))
+		}
 	}()
 	st = g.sites[hostOnly(r.Host)]
 	if st == nil {
@@ -418,7 +487,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		aborted = false
 		return
 	}
-	dec := st.policy.Check(r.URL.EscapedPath())
+	dec := st.policy.Check(path)
 	if dec.Kind == policy.Refused {
 		writeJSON(rec, http.StatusNotFound, "not_found", "not found")
 		aborted = false
@@ -440,6 +509,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			aborted = false
 			return
 		}
+	}
+	if st.fastHit && g.cache.ServeHit(rec, r, path) {
+		aborted = false
+		return
 	}
 	st.next.ServeHTTP(rec, r.WithContext(proxy.WithInfo(r.Context(), &info)))
 	aborted = false
@@ -488,7 +561,10 @@ func writeJSON(w http.ResponseWriter, status int, code, msg string) {
 	io.WriteString(w, `{"error":"`+code+`","message":"`+msg+`"}`+"\n")
 }
 
-// AdminHandler serves /health/live, /health/ready and /metrics.
+// AdminHandler serves /health/live, /health/ready and /metrics, and, when
+// the cache is on and GATEWAY__ADMINTOKENFILE is set, the purge endpoint
+// /admin/cache/purge (POST ?path=/… or ?all=true, with the admin bearer
+// token; 401 without it).
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) {
@@ -505,6 +581,9 @@ func (g *Gateway) AdminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ready"}`+"\n")
 	})
+	if g.cache != nil && g.admin != nil {
+		mux.Handle("/admin/cache/purge", g.admin.requireAdmin(g.cache.PurgeHandler()))
+	}
 	if g.gatherer != nil {
 		metrics := promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})
 		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {

@@ -82,7 +82,7 @@ func TestAuthentication(t *testing.T) {
 		`stella_mirror_gateway_auth_failures_total{reason="missing",site="mirror-primary.localhost"} 1`,
 		`stella_mirror_gateway_auth_failures_total{reason="scheme",site="mirror-primary.localhost"} 2`,
 		`stella_mirror_gateway_auth_failures_total{reason="credentials",site="mirror-community.localhost"} 1`,
-		`stella_mirror_gateway_requests_total{code="401",site="mirror-primary.localhost"}`,
+		`stella_mirror_gateway_requests_total{cache_status="",code="401",site="mirror-primary.localhost"}`,
 		`stella_mirror_gateway_request_duration_seconds_bucket`,
 		`stella_mirror_gateway_certificate_expiry_timestamp_seconds{site="mirror-primary.localhost"}`,
 	} {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stella-ops/stella-mirror/export/fixture"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
 	"github.com/stella-ops/stella-mirror/origin"
 )
@@ -190,7 +191,7 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	h.reg = prometheus.NewRegistry()
 	o := ho.opts
 	o.Registerer = h.reg
-	o.AccessLogger = slogJSON(h)
+	o.AccessLog = accesslog.New(lockedWriter{h}, accesslog.Options{BufferSize: -1})
 	o.Reloaded = func(kind, site string, err error) {
 		r := "ok"
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stella-ops/stella-mirror/gateway/cache"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
 )
 
@@ -30,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	ns, sub := "stella_mirror", "gateway"
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
-			Help: "Requests answered by the gateway, by site and HTTP status code (site \"unknown\": no such host)."}, []string{"site", "code"}),
+			Help: "Requests answered by the gateway, by site, HTTP status code (site \"unknown\": no such host) and cache_status (X-Cache-Status: HIT, MISS, EXPIRED, STALE, UPDATING, REVALIDATED, BYPASS; empty when the cache is off or the gateway answered itself: 401, 404, 429)."}, []string{"site", "code", "cache_status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
 			Help: "Time from the start of a request to the end of its response, by site.", Buckets: durationBuckets}, []string{"site"}),
 		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_duration_seconds",
@@ -72,7 +73,7 @@ type siteMetrics struct {
 	m        *metrics
 	duration prometheus.Observer
 	upstream prometheus.Observer
-	codes    sync.Map // int → prometheus.Counter
+	codes    sync.Map // codeStatus → prometheus.Counter
 }
 
 func (m *metrics) forSite(name string) *siteMetrics {
@@ -80,10 +81,17 @@ func (m *metrics) forSite(name string) *siteMetrics {
 		duration: m.duration.WithLabelValues(name), upstream: m.upstream.WithLabelValues(name)}
 }
 
-func (s *siteMetrics) observe(code int, d, upstream time.Duration) {
-	c, ok := s.codes.Load(code)
+// codeStatus keys the requests counters of a site.
+type codeStatus struct {
+	code   int
+	status cache.Status
+}
+
+func (s *siteMetrics) observe(code int, cs cache.Status, d, upstream time.Duration) {
+	k := codeStatus{code, cs}
+	c, ok := s.codes.Load(k)
 	if !ok {
-		c, _ = s.codes.LoadOrStore(code, s.m.requests.WithLabelValues(s.name, strconv.Itoa(code)))
+		c, _ = s.codes.LoadOrStore(k, s.m.requests.WithLabelValues(s.name, strconv.Itoa(code), string(cs)))
 	}
 	c.(prometheus.Counter).Inc()
 	s.duration.Observe(d.Seconds())

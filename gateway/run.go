@@ -65,8 +65,10 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 // Serve serves the listeners until ctx ends: it obtains ACME certificates,
 // watches the certificate and htpasswd files (and reloads on SIGHUP), then
 // shuts down gracefully, giving in-flight downloads ShutdownTimeout to
-// finish. ready, if set, is called once every listener serves.
+// finish, and closes the gateway (Close). ready, if set, is called once
+// every listener serves.
 func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
+	defer g.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	closeAll := func() {

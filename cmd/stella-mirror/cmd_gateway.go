@@ -14,6 +14,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/gateway"
 	"github.com/stella-ops/stella-mirror/gateway/basicauth"
+	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/logging"
 )
 
@@ -29,9 +30,16 @@ Settings come from a YAML file (--config; gateway: {listen: ..., sites: [...]})
 and GATEWAY__… environment variables (overriding the file); flags override
 both. Unknown keys and malformed values stop start-up naming the key.
 
-The access log (one JSON line per request) goes to stdout; everything else
-to stderr. /health/live, /health/ready and /metrics are served on the admin
-listener only.
+The cache (cache: dir: ...) is off unless a directory is given; on, it sits
+between auth/policy/budgets and the origin, answers with X-Cache-Status
+(HIT MISS EXPIRED STALE UPDATING REVALIDATED BYPASS) and keeps serving
+stored objects while the origin is down (staleIfErrorGrace, default 24h).
+
+The access log (one JSON line per request, with cache_status) goes to
+stdout; everything else to stderr. /health/live, /health/ready and /metrics
+are served on the admin listener only, and with the cache on and
+adminTokenFile set, POST /admin/cache/purge?path=/... (or ?all=true) with
+"Authorization: Bearer <token>".
 
 Keys ({n} is a list index: 0, 1, ...):
   `+strings.Join(gateway.ConfigKeys(), "\n  ")+`
@@ -47,7 +55,13 @@ Example (gateway.yaml):
         keyFile: /etc/stella-mirror/tls/primary.key
         htpasswdFile: /run/secrets/primary.htpasswd
         maxDownloadRequestsPerHour: 1200
+    cache:
+      dir: /var/cache/stella-mirror     # off when unset
+      maxSize: 10GiB                    # default 10GiB
+    adminTokenFile: /run/secrets/gateway-admin-token
   stella-mirror gateway --config gateway.yaml
+  curl -X POST -H "Authorization: Bearer $(cat /run/secrets/gateway-admin-token)" \
+    'http://127.0.0.1:9091/admin/cache/purge?path=/concelier/exports/index.json'
   kill -HUP <pid>     # reload certificates and htpasswd files now`, stderr)
 	configPath := fs.String("config", "", "YAML configuration `file` (environment variables override it)")
 	listen := fs.String("listen", "", "HTTPS listener `address` (overrides GATEWAY__LISTEN; default :443)")
@@ -84,7 +98,11 @@ Example (gateway.yaml):
 		return err
 	}
 	if *checkConfig {
-		if _, err := gateway.New(cfg, gateway.Options{}); err != nil {
+		// The cache directory is not opened: a running gateway may be
+		// filling it, and opening removes files it does not recognise.
+		check := cfg
+		check.Gateway.Cache.Dir = ""
+		if _, err := gateway.New(check, gateway.Options{}); err != nil {
 			return err
 		}
 		for _, s := range cfg.Gateway.Sites {
@@ -107,13 +125,9 @@ Example (gateway.yaml):
 		return err
 	}
 	// Access lines are batched (64 KiB, flushed every second and on exit).
-	accessOut := gateway.NewBufferedWriter(stdout, 64<<10, time.Second)
-	defer accessOut.Close()
-	access, err := logging.New(accessOut, "json", "info")
-	if err != nil {
-		return err
-	}
+	access := accesslog.New(stdout, accesslog.Options{FlushInterval: time.Second})
+	defer access.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return gateway.Run(ctx, cfg, gateway.Options{Logger: logger, AccessLogger: access, Registerer: reg})
+	return gateway.Run(ctx, cfg, gateway.Options{Logger: logger, AccessLog: access, Registerer: reg})
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // Purge removes the stored objects of path: the key equal to path and every
-// key of path with a query. Fills in progress (for any key) are not stored.
-// It returns the number of objects removed.
+// key of path with a query. Fills in progress (for any key) are not stored,
+// and requests after the purge do not join those for path: they fetch
+// anew. It returns the number of objects removed.
 func (c *Cache) Purge(path string) int {
 	return c.purge(func(key string) bool {
 		return key == path || strings.HasPrefix(key, path+"?")
@@ -25,6 +26,13 @@ func (c *Cache) purge(match func(string) bool) int {
 	var victims []*entry
 	c.mu.Lock()
 	c.epoch++
+	// Matching fills in progress go on for the clients already reading
+	// them, but later requests do not join them: they start a new fill.
+	for key := range c.flights {
+		if match(key) {
+			delete(c.flights, key)
+		}
+	}
 	for key, e := range c.entries {
 		if match(key) {
 			c.unlinkLocked(e)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +55,10 @@ type entry struct {
 	fresh freshness
 	body  string // absolute path of the body file
 
+	// contentLength is the Content-Length header value of the whole body
+	// (the fast hit path sends it without formatting it per request).
+	contentLength []string
+
 	elem    *list.Element // in Cache.lru; nil once removed
 	mem     []byte        // body in the memory tier, guarded by Cache.mu
 	memElem *list.Element // in Cache.memLRU
@@ -64,6 +69,8 @@ func newEntry(dir string, m meta) *entry {
 		meta:  m,
 		fresh: newFreshness(m.Header, m.RequestTime, m.ResponseTime),
 		body:  filepath.Join(dir, m.Stem+bodySuffix),
+
+		contentLength: []string{strconv.FormatInt(m.Size, 10)},
 	}
 }
 

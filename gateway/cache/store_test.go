@@ -3,12 +3,14 @@ package cache
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -340,5 +342,54 @@ stella_mirror_cache_fills_in_flight 0
 	// A second cache on the same registry is refused, not silently merged.
 	if _, err := New(Config{Dir: t.TempDir()}, nil, Options{Registerer: reg}); err == nil {
 		t.Error("duplicate registration accepted")
+	}
+}
+
+// TestPurgeDuringFill: a request after a purge does not join the purged
+// path's fill in progress (MISS, a second upstream fetch); the client of
+// that fill still gets every byte, and it is not stored.
+func TestPurgeDuringFill(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	body := pattern(256<<10, 7)
+	o.set("/a", object{body: body, cacheControl: immutableCC})
+	release := make(chan struct{})
+	var calls atomic.Int64
+	o.hook = func(w http.ResponseWriter, r *http.Request, obj object) {
+		w.WriteHeader(http.StatusOK)
+		if calls.Add(1) == 1 { // the first fill stalls half way
+			w.Write(obj.body[:len(obj.body)/2])
+			w.(http.Flusher).Flush()
+			<-release
+			w.Write(obj.body[len(obj.body)/2:])
+			return
+		}
+		w.Write(obj.body)
+	}
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	resp, err := cl.Get(p.URL + "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, len(body)/2)
+	if _, err := io.ReadFull(resp.Body, first); err != nil || resp.Header.Get(Header) != "MISS" {
+		t.Fatalf("first half: %v %q", err, resp.Header.Get(Header))
+	}
+	c.Purge("/a")
+	if r := mustGet(t, cl, p.URL+"/a"); r.cache != "MISS" || !bytes.Equal(r.body, body) {
+		t.Fatalf("after the purge: %q, %d bytes; want MISS and the whole body", r.cache, len(r.body))
+	}
+	close(release)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(append(first, rest...), body) {
+		t.Fatalf("the purged fill's client: %v, %d bytes", err, len(first)+len(rest))
+	}
+	resp.Body.Close()
+	c.bg.Wait()
+	if r := mustGet(t, cl, p.URL+"/a"); r.cache != "HIT" || o.gets.Load() != 2 {
+		t.Fatalf("then: %q after %d upstream fetches; want HIT after 2", r.cache, o.gets.Load())
 	}
 }

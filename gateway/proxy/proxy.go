@@ -80,6 +80,10 @@ type Options struct {
 	// reason: "connect", "timeout", "token", "body" or "other". Default:
 	// nothing.
 	OnUpstreamError func(r *http.Request, reason string)
+	// ErrorHeader, if set, may add headers to the 502/504 answer of a
+	// failed exchange (err is what the Transport returned); the cache sets
+	// X-Cache-Status from it. Default: nothing.
+	ErrorHeader func(h http.Header, err error)
 }
 
 // Proxy is an http.Handler forwarding to the origin.
@@ -181,6 +185,7 @@ type Info struct {
 	start    time.Time
 	token    string
 	reported bool
+	flusher  http.Flusher // the client's ResponseWriter, if it flushes
 }
 
 type infoKey struct{}
@@ -204,11 +209,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(WithInfo(r.Context(), info))
 	}
 	info.start = time.Now()
+	info.flusher, _ = w.(http.Flusher)
 	if p.opts.Tokens != nil {
 		tok, err := p.opts.Tokens.Token()
 		if err != nil {
 			p.opts.Logger.Error("cannot obtain the upstream token", "error", err.Error())
 			p.report(r, info, "token")
+			if p.opts.ErrorHeader != nil {
+				p.opts.ErrorHeader(w.Header(), err)
+			}
 			writeError(w, http.StatusBadGateway)
 			return
 		}
@@ -391,6 +400,9 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	p.opts.Logger.Warn("origin request failed", "path", r.URL.Path, "reason", reason, "error", err.Error())
 	p.report(r, info, reason)
+	if p.opts.ErrorHeader != nil {
+		p.opts.ErrorHeader(w.Header(), err)
+	}
 	writeError(w, status)
 }
 
@@ -417,15 +429,25 @@ func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // watchedBody reports the first read error of an origin response body
-// other than io.EOF (a reset, or the idle deadline of deadlineConn).
+// other than io.EOF (a reset, or the idle deadline of deadlineConn). It
+// also flushes what the proxy has written before every read but the
+// first: the client gets the response headers and each chunk before the
+// next one is waited for (a fill streaming from a slow origin reaches its
+// clients as it arrives), while a body that is all there (a cache hit)
+// costs no extra write, as the proxy writes it in one piece anyway.
 type watchedBody struct {
 	rc   io.ReadCloser
 	p    *Proxy
 	r    *http.Request
 	info *Info
+	read bool
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
+	if b.read && b.info.flusher != nil {
+		b.info.flusher.Flush()
+	}
+	b.read = true
 	n, err := b.rc.Read(p)
 	if err != nil && err != io.EOF && !b.info.reported {
 		b.p.opts.Logger.Warn("origin response body failed", "path", b.r.URL.Path, "error", err.Error())

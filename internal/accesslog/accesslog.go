@@ -192,6 +192,13 @@ func (ln *Line) Int(key string, v int64) *Line {
 	return ln
 }
 
+// Bool adds a boolean field.
+func (ln *Line) Bool(key string, v bool) *Line {
+	ln.key(key)
+	ln.b = strconv.AppendBool(ln.b, v)
+	return ln
+}
+
 // Millis adds a duration as a number of milliseconds with microsecond
 // precision (e.g. 1.25).
 func (ln *Line) Millis(key string, d time.Duration) *Line {

@@ -28,7 +28,7 @@ func TestLineIsValidJSON(t *testing.T) {
 			var out bytes.Buffer
 			at := time.Date(2026, 11, 30, 12, 0, 0, 123456789, time.UTC)
 			l := New(&out, Options{BufferSize: -1, Now: func() time.Time { return at }})
-			l.Write(l.Start("request").Str("path", tt.v).Int("status", 404).Millis("duration_ms", 1250*time.Microsecond))
+			l.Write(l.Start("request").Str("path", tt.v).Int("status", 404).Millis("duration_ms", 1250*time.Microsecond).Bool("aborted", true))
 			var got map[string]any
 			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 				t.Fatalf("not JSON: %v\n%s", err, out.String())
@@ -40,7 +40,7 @@ func TestLineIsValidJSON(t *testing.T) {
 				t.Errorf("path = %q, want %q", got["path"], want)
 			}
 			if got["status"] != float64(404) || got["duration_ms"] != 1.25 || got["msg"] != "request" ||
-				got["level"] != "INFO" || got["time"] != "2026-11-30T12:00:00.123456789Z" {
+				got["level"] != "INFO" || got["time"] != "2026-11-30T12:00:00.123456789Z" || got["aborted"] != true {
 				t.Errorf("fields: %v", got)
 			}
 			if !strings.HasSuffix(out.String(), "}\n") || strings.Count(out.String(), "\n") != 1 {

@@ -42,7 +42,7 @@ func TestFronts(t *testing.T) {
 	env := []string{"GATEWAY__SITES__0__MAXINDEXREQUESTSPERHOUR=" + frontBudget}
 
 	fronts := []front{
-		{name: "gateway", port: startGatewayFront(t, s.Configs["gateway"], env)},
+		{name: "gateway", port: startGatewayFront(t, s.Configs["gateway"], env), expectCache: true},
 		{name: "nginx", port: startNginxFront(t, filepath.Join(dir, "nginx"), s.Configs["gateway"], env), expectCache: true},
 	}
 	pu, cu := s.Users["primary"], s.Users["community"]
@@ -127,8 +127,9 @@ func TestFronts(t *testing.T) {
 func startGatewayFront(t *testing.T, config string, env []string) string {
 	t.Helper()
 	cmd := exec.Command(bin, "gateway", "--config", config)
+	// Its own cache directory: the demo's gateway is running on the demo's.
 	cmd.Env = append(os.Environ(), append(env, "GATEWAY__LISTEN=127.0.0.1:0", "GATEWAY__ADMINLISTEN=127.0.0.1:0",
-		"GATEWAY__HTTPLISTEN=", "GATEWAY__LOGFORMAT=json")...)
+		"GATEWAY__HTTPLISTEN=", "GATEWAY__LOGFORMAT=json", "GATEWAY__CACHE__DIR="+t.TempDir())...)
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -80,6 +80,8 @@ type benchCase struct {
 	header string
 	// client fetches the same-bytes check; nil means the plain HTTP client.
 	client *http.Client
+	// hit: both servers must answer X-Cache-Status: HIT before the runs.
+	hit bool
 }
 
 // benchmark runs the whole suite and returns the results it printed and wrote.
@@ -219,6 +221,36 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			ours:   gw.open, anchor: gw.nginxOpen, client: gw.client(""),
 		})
 	servers = append(servers, gw.procs()...)
+
+	// 2c. The cache cases: the gateway with its cache vs nginx proxy_cache,
+	// TLS with the same certificate, in front of the same origin (through
+	// one counting, throttling proxy).
+	cs, err := startCacheSuite(ctx, o, tmp, ours, gw, client, logf)
+	for _, p := range cs.procs() {
+		defer stopServer(p, &err)
+	}
+	if cs.up != nil {
+		defer cs.up.srv.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	servers = append(servers, cs.procs()...)
+	bundlePath := "/concelier/exports/" + export.BundlePath(benchDomain)
+	cases = append(cases,
+		benchCase{
+			name: "cache index.json HIT req/s", unit: "req/s", path: "/concelier/exports/index.json", file: gwFile,
+			conns: 64, threads: o.smallThreads, target: 1.0, hit: true,
+			metric: func(r bench.WrkResult) float64 { return r.RequestsPerSec },
+			ours:   cs.gw, anchor: cs.nginx, client: gw.client(""),
+		},
+		benchCase{
+			name: "cache bundle " + strings.ReplaceAll(fixture.FormatSize(o.bundleSize), " ", "") + " HIT MB/s", unit: "MB/s",
+			path: bundlePath, file: filepath.Join(active, filepath.FromSlash(export.BundlePath(benchDomain))),
+			conns: 8, threads: o.largeThreads, target: 1.0, hit: true,
+			metric: func(r bench.WrkResult) float64 { return r.BytesPerSec / 1e6 },
+			ours:   cs.gw, anchor: cs.nginx, client: gw.client(""),
+		})
 	if o.cases != "" {
 		var keep []benchCase
 		for _, c := range cases {
@@ -226,7 +258,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 				keep = append(keep, c)
 			}
 		}
-		if len(keep) == 0 {
+		if len(keep) == 0 && !cacheExtraSelected(o.cases) {
 			return nil, fmt.Errorf("--cases %q matches no case", o.cases)
 		}
 		cases = keep
@@ -250,6 +282,13 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			return nil, err
 		}
 		sizes[c.path] = size
+		if c.hit {
+			for _, srv := range []*server{c.ours, c.anchor} {
+				if err := requireHit(ctx, cl, srv, c.path); err != nil {
+					return nil, err
+				}
+			}
+		}
 		for _, w := range warnings {
 			logf("note: %s: headers differ (%s vs %s): %s", c.path, oursName, anchorName, w)
 		}
@@ -312,7 +351,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 			best[s] = max(best[s], v)
 		}
 		anchorLabel := anchorName
-		if c.bearer {
+		if c.bearer || c.hit {
 			anchorLabel = c.anchor.name
 		}
 		r, err := bench.NewResult(c.name, c.unit, best[c.ours], best[c.anchor], anchorLabel, c.target)
@@ -321,6 +360,14 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 		}
 		results = append(results, r)
 	}
+
+	// 4b. The cache cases that wrk cannot measure: HTTP/2 (h2load), the
+	// cold stampede and the gateway's peak RSS under 1,000 downloads.
+	extras, err := runCacheExtras(ctx, o, cs, servers, bundlePath, &meta, logf)
+	if err != nil {
+		return nil, err
+	}
+	results = append(results, extras.results...)
 
 	meta.Params["loadavgAfter"] = loadavg()
 
@@ -332,6 +379,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 	if err := bench.WriteResults(o.out, results, meta); err != nil {
 		return nil, err
 	}
+	extras.print(stdout)
 	if disturbed > 0 {
 		fmt.Fprintf(stdout, "\nnote: %d of %d measured runs were disturbed (other processes used more than %d%% of the CPUs);\n"+
 			"      the ratios are unreliable: re-run on a quiet host (see bench/README.md, Known noise)\n",

@@ -42,6 +42,7 @@ type gatewaySuite struct {
 	nginxAuth, nginxOpen *server // one nginx process, two TLS ports
 	authHeader           string
 	roots                *x509.CertPool
+	certFile, keyFile    string // the certificate every TLS server of the bench presents
 }
 
 // procs returns the servers with distinct processes, for stopping and CPU
@@ -101,6 +102,7 @@ func startGatewaySuite(ctx context.Context, o options, tmp string, origin *serve
 	if err := leaf.WriteFiles(certFile, keyFile); err != nil {
 		return g, err
 	}
+	g.certFile, g.keyFile = certFile, keyFile
 	hash, err := bcrypt.GenerateFromPassword([]byte(benchPassword), bcryptCost)
 	if err != nil {
 		return g, err

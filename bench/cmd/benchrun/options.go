@@ -38,6 +38,8 @@ type options struct {
 	out string
 	// nginx and wrk are the tools' paths. Defaults: /usr/sbin/nginx, wrk on $PATH.
 	nginx, wrk string
+	// h2load is the HTTP/2 load generator (nghttp2-client). Default: h2load on $PATH.
+	h2load string
 	// duration of every measured wrk run (whole seconds). Default: 10s.
 	duration time.Duration
 	// warmup is the wrk run before each case's measurements. Default: 2s.
@@ -91,6 +93,7 @@ Flags:
 	fs.StringVar(&o.out, "out", "bench/out", "output `directory` for results.json and meta.json")
 	fs.StringVar(&o.nginx, "nginx", "/usr/sbin/nginx", "nginx `binary` (the anchor)")
 	fs.StringVar(&o.wrk, "wrk", "wrk", "wrk `binary` (load generator)")
+	fs.StringVar(&o.h2load, "h2load", "h2load", "h2load `binary` (HTTP/2 load generator of the cache cases)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured wrk run (whole seconds; each server runs twice per case)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "length of the warm-up run per server before each case (whole seconds, 0 = none)")
 	fs.IntVar(&o.rounds, "rounds", 2, "measured runs per server and case, in ABBA order (ours, nginx, nginx, ours, …); the best counts")
@@ -178,6 +181,11 @@ func checkTools(o *options) error {
 		errs = append(errs, fmt.Errorf("wrk not found: apt-get install wrk"))
 	} else {
 		o.wrk = p
+	}
+	if p, err := exec.LookPath(o.h2load); err != nil {
+		errs = append(errs, fmt.Errorf("h2load not found: apt-get install nghttp2-client"))
+	} else {
+		o.h2load = p
 	}
 	return errors.Join(errs...)
 }

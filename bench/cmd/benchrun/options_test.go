@@ -89,10 +89,11 @@ func TestCheckToolsNamesTheFix(t *testing.T) {
 		want []string
 		ok   bool
 	}{
-		{"all missing", options{bin: filepath.Join(dir, "nope"), nginx: filepath.Join(dir, "nginx"), wrk: "no-such-wrk-binary"},
-			[]string{"stella-mirror binary not found", "run make build", "nginx not found", "apt-get install nginx-light", "wrk not found: apt-get install wrk"}, false},
-		{"binary is a directory", options{bin: dir, nginx: "/bin/sh", wrk: "/bin/sh"}, []string{"stella-mirror binary not found"}, false},
-		{"present", options{bin: bin, nginx: "/bin/sh", wrk: "sh"}, nil, true},
+		{"all missing", options{bin: filepath.Join(dir, "nope"), nginx: filepath.Join(dir, "nginx"), wrk: "no-such-wrk-binary", h2load: "no-such-h2load"},
+			[]string{"stella-mirror binary not found", "run make build", "nginx not found", "apt-get install nginx-light", "wrk not found: apt-get install wrk",
+				"h2load not found: apt-get install nghttp2-client"}, false},
+		{"binary is a directory", options{bin: dir, nginx: "/bin/sh", wrk: "/bin/sh", h2load: "/bin/sh"}, []string{"stella-mirror binary not found"}, false},
+		{"present", options{bin: bin, nginx: "/bin/sh", wrk: "sh", h2load: "sh"}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

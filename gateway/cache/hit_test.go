@@ -1,0 +1,66 @@
+package cache
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// TestServeHit: the fast path answers plain GET/HEAD of fresh memory-tier
+// objects with the stored response, and declines (writing nothing)
+// everything it cannot answer that simply.
+func TestServeHit(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	body := []byte(`{"domains":["primary"]}`)
+	o.set("/index.json", object{body: body, cacheControl: "public, max-age=60"})
+	o.set("/big", object{body: pattern(8<<10, 3), cacheControl: immutableCC})
+	c := testCache(t, t.TempDir(), o, func(cfg *Config) { cfg.MemoryMaxObjectSize = 4 << 10 })
+	p := proxy(t, c, o)
+	cl := client(t)
+	for range 2 { // MISS (fill), then HIT from disk: promoted to memory
+		mustGet(t, cl, p.URL+"/index.json")
+		mustGet(t, cl, p.URL+"/big")
+		c.bg.Wait()
+	}
+	serve := func(method, key string, hdr ...string) (*httptest.ResponseRecorder, bool) {
+		r := httptest.NewRequest(method, "http://gw"+key, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Set(hdr[i], hdr[i+1])
+		}
+		w := httptest.NewRecorder()
+		return w, c.ServeHit(w, r, key)
+	}
+	w, ok := serve(http.MethodGet, "/index.json")
+	if !ok || w.Code != 200 || !bytes.Equal(w.Body.Bytes(), body) || w.Header().Get(Header) != "HIT" ||
+		w.Header().Get("Content-Length") != "23" || w.Header().Get("ETag") != etagOf(body) || w.Header().Get("Age") == "" {
+		t.Fatalf("GET: ok=%v %d %q %v", ok, w.Code, w.Body.String(), w.Header())
+	}
+	if w, ok := serve(http.MethodHead, "/index.json"); !ok || w.Body.Len() != 0 || w.Header().Get("Content-Length") != "23" {
+		t.Fatalf("HEAD: ok=%v body %d bytes, %v", ok, w.Body.Len(), w.Header())
+	}
+	declined := []struct {
+		name, method, key string
+		hdr               []string
+	}{
+		{"POST", http.MethodPost, "/index.json", nil},
+		{"range", http.MethodGet, "/index.json", []string{"Range", "bytes=0-1"}},
+		{"if-none-match", http.MethodGet, "/index.json", []string{"If-None-Match", etagOf(body)}},
+		{"if-modified-since", http.MethodGet, "/index.json", []string{"If-Modified-Since", "Mon, 30 Nov 2026 10:00:00 GMT"}},
+		{"not stored", http.MethodGet, "/nope", nil},
+		{"too large for memory", http.MethodGet, "/big", nil},
+	}
+	for _, tt := range declined {
+		t.Run(tt.name, func(t *testing.T) {
+			if w, ok := serve(tt.method, tt.key, tt.hdr...); ok || w.Body.Len() != 0 || len(w.Header()) != 0 {
+				t.Fatalf("answered: %d %v", w.Code, w.Header())
+			}
+		})
+	}
+	clk.Advance(2 * time.Minute) // index.json is stale now
+	if w, ok := serve(http.MethodGet, "/index.json"); ok || len(w.Header()) != 0 {
+		t.Fatal("a stale object was answered by the fast path")
+	}
+}
