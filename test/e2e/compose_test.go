@@ -448,7 +448,7 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 				"--base", fmt.Sprintf("https://mirror-%s.localhost:%d", site, httpsPort),
 				"--connect-to", fmt.Sprintf("127.0.0.1:%d", httpsPort),
 				"--domain", site, "--user", user, "--password-file", filepath.Join(work, user+".password"),
-				"--cacert", ca, "--public-key", pub)
+				"--cacert", ca, "--public-key", pub, "--expect-cache")
 			t.Logf("stella-mirror smoke (%s, from the host):\n%s", site, out)
 			if err != nil {
 				t.Errorf("smoke %s: %v", site, err)
@@ -464,7 +464,8 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			"-v", filepath.Join(work, "alice.password")+":/check/password:ro",
 			image, "smoke", "--base", "https://mirror-primary.localhost", "--connect-to", "gateway:443",
 			"--origin", "http://origin:8080", "--domain", "primary", "--user", "alice",
-			"--password-file", "/check/password", "--cacert", "/check/ca.pem", "--public-key", "/check/signing.pub.pem")
+			"--password-file", "/check/password", "--cacert", "/check/ca.pem", "--public-key", "/check/signing.pub.pem",
+			"--expect-cache")
 		t.Logf("stella-mirror smoke (backend network):\n%s", out)
 		if err != nil {
 			t.Fatalf("smoke: %v", err)
