@@ -73,11 +73,11 @@ type source struct {
 // retention policy. The archive appears under its final name only when it
 // is complete; the unencrypted staging folder is removed on every return.
 func Backup(o Options) (*Result, error) {
-	if o.OutDir == "" {
-		return nil, errors.New("backup: an output folder is required (--out)")
-	}
 	if len(o.Configs) == 0 && len(o.Includes) == 0 {
 		return nil, errors.New("backup: nothing to back up: give --config and/or --include")
+	}
+	if o.OutDir == "" {
+		return nil, errors.New("backup: an output folder is required (--out)")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -105,7 +105,11 @@ func Backup(o Options) (*Result, error) {
 
 	if o.DryRun {
 		for _, s := range srcs {
-			fi, err := os.Lstat(s.path)
+			stat := os.Stat
+			if s.walked {
+				stat = os.Lstat
+			}
+			fi, err := stat(s.path)
 			if err != nil {
 				return nil, fmt.Errorf("backup: %w", err)
 			}
@@ -318,7 +322,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 			}
 			add(source{path: root, kind: "export"})
 			if fi, err := os.Lstat(filepath.Join(root, "latest")); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-				add(source{path: filepath.Join(root, "latest"), kind: "export"})
+				add(source{path: filepath.Join(root, "latest"), kind: "export", walked: true})
 			}
 			walk(filepath.Join(root, id), "export", false, true, nil)
 		}
