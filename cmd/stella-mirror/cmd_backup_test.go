@@ -78,6 +78,15 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 		t.Errorf("dry run created %s", root)
 	}
 	text = runOK("restore", "--drill", "--from", archive, "--identity", idFile)
+	t.Logf("drill:\n%s", text)
+	if _, rest, ok := strings.Cut(text, " into "); ok {
+		drillRoot, _, _ := strings.Cut(rest, "\n")
+		if _, err := os.Stat(drillRoot); !os.IsNotExist(err) {
+			t.Errorf("the drill left %s behind (%v)", drillRoot, err)
+		}
+	} else {
+		t.Error("the drill did not name its root")
+	}
 	for _, want := range []string{"every checksum verified", "restored profile validates", "presents its restored certificate and asks for credentials", "certificate", "drill passed"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("drill output lacks %q:\n%s", want, text)
