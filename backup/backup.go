@@ -221,10 +221,18 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 		index[s.path] = len(out)
 		out = append(out, s)
 	}
+	outAbs, _ := filepath.Abs(o.OutDir)
 	walk := func(root, kind string, secret, link bool, keys []string) {
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
+			}
+			if o.OutDir != "" && (path == outAbs || strings.HasPrefix(path, outAbs+string(filepath.Separator))) {
+				// Never back up the backups (nor the staging folder).
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
 			}
 			if d.Type()&fs.ModeSymlink != 0 {
 				target, err := os.Readlink(path)

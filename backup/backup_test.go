@@ -312,6 +312,29 @@ func TestBackupErrors(t *testing.T) {
 	}
 }
 
+func TestIncludeFolderSkipsTheOutputFolder(t *testing.T) {
+	p := newProfile(t)
+	inc := filepath.Join(p.dir, "extra")
+	putFile(t, filepath.Join(inc, "a.txt"), []byte("a"), 0o644)
+	out := filepath.Join(inc, "backups")
+	if _, err := Backup(Options{Configs: p.configs, Includes: []string{inc}, OutDir: out}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Backup(Options{Configs: p.configs, Includes: []string{inc}, OutDir: out, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range res.Manifest.Entries {
+		if strings.HasPrefix(e.Path, inc) {
+			paths = append(paths, e.Path)
+		}
+	}
+	if len(paths) != 2 || paths[0] != inc || paths[1] != filepath.Join(inc, "a.txt") {
+		t.Errorf("saved %v, want the folder and a.txt only", paths)
+	}
+}
+
 func TestDryRuns(t *testing.T) {
 	p := newProfile(t)
 	out := filepath.Join(t.TempDir(), "out")

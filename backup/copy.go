@@ -31,9 +31,19 @@ type copied struct {
 // writer rewriting it in place), or fewer bytes than its size could be
 // read, the copy is made again, up to maxCopyAttempts times.
 func copyStable(src, dst string) (copied, error) {
+	return copyStableHook(src, dst, nil)
+}
+
+// copyStableHook is copyStable with a hook called after each attempt's
+// copy and before its second stat (tests change the file there).
+func copyStableHook(src, dst string, hook func(attempt int)) (copied, error) {
 	var lastErr error
-	for range maxCopyAttempts {
-		c, err := copyOnce(src, dst)
+	for attempt := range maxCopyAttempts {
+		c, err := copyOnce(src, dst, func() {
+			if hook != nil {
+				hook(attempt)
+			}
+		})
 		if err == nil {
 			return c, nil
 		}
@@ -47,7 +57,7 @@ func copyStable(src, dst string) (copied, error) {
 
 var errUnstable = errors.New("file changed while it was copied")
 
-func copyOnce(src, dst string) (copied, error) {
+func copyOnce(src, dst string, afterCopy func()) (copied, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return copied{}, err
@@ -72,6 +82,7 @@ func copyOnce(src, dst string) (copied, error) {
 	if err != nil {
 		return copied{}, fmt.Errorf("copying %s: %w", src, err)
 	}
+	afterCopy()
 	after, err := f.Stat()
 	if err != nil {
 		return copied{}, err
