@@ -34,6 +34,8 @@ var commands = []command{
 	{"sign", "write a detached JWS (RFC 7515 appendix F) over a file", runSign},
 	{"verify", "verify a detached JWS over a file", runVerify},
 	{"keygen", "create a signing key pair (PEM) for sign and fixture", runKeygen},
+	{"validate", "check a deployment profile: configs, secrets' permissions, TLS, htpasswd, export roots, budgets", runValidate},
+	{"smoke", "the runbook's smoke tests against a live site (one PASS/FAIL/SKIP line per check)", runSmoke},
 	{"backup", "hot backup of configuration, secrets, TLS material and sync state (age-encrypted, with retention)", runBackup},
 	{"restore", "verified restore of a backup archive; --drill rehearses it in a temporary root", runRestore},
 	{"version", "print the version", runVersion},
