@@ -3,15 +3,12 @@ package backup
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
 
-	"github.com/stella-ops/stella-mirror/gateway"
-	"github.com/stella-ops/stella-mirror/gateway/basicauth"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
@@ -29,64 +26,6 @@ func RestoredProfile(m *Manifest, root string) (*Profile, error) {
 	}
 	p.Rebase(root)
 	return p, nil
-}
-
-// CheckProfile is the built-in check of a (restored) profile: each
-// component's configuration validates, every file the configurations
-// reference exists, and the gateway loads its certificates (which must
-// not have expired) and htpasswd files. It reports every problem at once.
-func CheckProfile(p *Profile) error {
-	var errs []error
-	for _, c := range p.Configs {
-		if c.Origin != nil {
-			if err := c.Origin.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("%s (origin): %w", c.Path, err))
-			}
-		}
-		if c.Sync != nil {
-			if err := c.Sync.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("%s (sync): %w", c.Path, err))
-			}
-		}
-		if c.Gateway != nil {
-			if err := c.Gateway.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("%s (gateway): %w", c.Path, err))
-			} else if err := checkGateway(*c.Gateway); err != nil {
-				errs = append(errs, fmt.Errorf("%s (gateway): %w", c.Path, err))
-			}
-		}
-	}
-	for _, r := range p.Refs {
-		if r.Optional || unresolvable(r.Path) != "" {
-			continue
-		}
-		if _, err := os.Stat(r.Path); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", r.Key, r.Config, unwrapPath(err)))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// checkGateway builds the gateway from cfg (which loads and matches every
-// certificate and key) and loads every htpasswd file.
-func checkGateway(cfg gateway.Config) error {
-	for _, s := range cfg.Gateway.Sites {
-		if s.CertFile != "" && unresolvable(s.CertFile) != "" || s.HtpasswdFile != "" && unresolvable(s.HtpasswdFile) != "" {
-			return nil // systemd credentials: checked on the host by the unit
-		}
-	}
-	if _, err := gateway.New(cfg, gateway.Options{}); err != nil {
-		return err
-	}
-	for _, s := range cfg.Gateway.Sites {
-		if s.HtpasswdFile == "" {
-			continue
-		}
-		if _, err := basicauth.LoadFile(s.HtpasswdFile); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // CheckItem is one line of the verification checklist.

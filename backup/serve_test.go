@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,9 +37,28 @@ func TestRestoredProfileServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckProfile(rp); err != nil {
-		t.Fatalf("restored profile does not validate: %v", err)
+	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if !rep.OK() || len(rep.Checked) == 0 {
+		t.Fatalf("restored profile does not validate: %v (%d checks)", rep.Findings, len(rep.Checked))
+	}
+	for _, f := range rep.Findings {
+		t.Logf("validate: %s", f)
+	}
+	for _, c := range rep.Checked {
+		t.Logf("validate checked: %s", c)
+	}
+	// validate looks at the restored files, not the originals: without the
+	// restored htpasswd file the profile fails.
+	os.Rename(filepath.Join(root, p.htpasswd), filepath.Join(root, p.htpasswd)+".away")
+	if bad, err := ValidateRestored(context.Background(), rr.Manifest, root, rp); err != nil || bad.OK() {
+		t.Errorf("validate passed without the restored htpasswd file (%v)", err)
+	} else {
+		t.Logf("without htpasswd: %v", bad.Errors())
+	}
+	os.Rename(filepath.Join(root, p.htpasswd)+".away", filepath.Join(root, p.htpasswd))
 	var ocfg *origin.Config
 	var gcfg *gateway.Config
 	for _, c := range rp.Configs {
@@ -138,5 +158,39 @@ func TestRestoredProfileServes(t *testing.T) {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("checklist lacks %q:\n%s", want, text.String())
 		}
+	}
+}
+
+// TestRestoredWithoutExportsValidates: exports are optional in a backup, so
+// a restored profile whose export roots are empty validates with a warning
+// that says to sync.
+func TestRestoredWithoutExportsValidates(t *testing.T) {
+	p := newProfile(t)
+	res, err := Backup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	rr, err := Restore(RestoreOptions{Archive: res.Archive, Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := RestoredProfile(rr.Manifest, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("errors: %v", rep.Errors())
+	}
+	found := false
+	for _, w := range rep.Warnings() {
+		found = found || strings.Contains(w.Message, "run stella-mirror sync")
+	}
+	if !found {
+		t.Errorf("no warning to sync: %v", rep.Findings)
 	}
 }

@@ -38,6 +38,7 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 	if out, err := exec.Command("htpasswd", "-c", "-B", "-C", "4", "-b", ht, "alice", "pw").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
+	os.Chmod(ht, 0o640) // validate refuses a world-readable htpasswd file
 	gw := filepath.Join(dir, "gateway.yaml")
 	os.WriteFile(gw, []byte("gateway:\n  sites:\n    - hosts: [mirror-primary.localhost]\n      domains: [primary]\n      certFile: "+cert+"\n      keyFile: "+key+"\n      htpasswdFile: "+ht+"\n"), 0o644)
 	id, _ := age.GenerateX25519Identity()

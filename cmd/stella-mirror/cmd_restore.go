@@ -10,23 +10,16 @@ import (
 	"github.com/stella-ops/stella-mirror/backup"
 )
 
-// validateRestoredProfile checks a restored profile before the checklist is
-// printed. It is the hook for `stella-mirror validate`'s package function;
-// until that lands it runs backup.CheckProfile (each component's
-// configuration validates, every referenced file exists, the gateway loads
-// its certificates and htpasswd files).
-var validateRestoredProfile = func(_ context.Context, p *backup.Profile) error {
-	return backup.CheckProfile(p)
-}
-
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", "--from ARCHIVE [--identity FILE] (--to ROOT | --drill) [--force] [--dry-run]",
 		`Restore an archive written by stella-mirror backup: decrypt it (--identity,
 an age identity file from age-keygen), check every checksum before anything
 is written, refuse to overwrite existing files (--force overwrites), write
 each file to ROOT + its original path with its original mode (and owner,
-when run as root), then validate the restored profile and print the
-verification checklist (health, budgets, export active, certificate expiry).
+when run as root), then run stella-mirror validate on the restored profile
+(its paths mapped onto ROOT in memory) and print the verification checklist
+(health, budgets, export active, certificate expiry). An archive without
+exports validates with a warning to run sync.
 Nothing but the saved files is written or rewritten. --to / puts files back
 where they were.
 
@@ -106,10 +99,21 @@ Examples:
 	if err != nil {
 		return fmt.Errorf("restored profile: %w", err)
 	}
-	if err := validateRestoredProfile(ctx, p); err != nil {
-		return fmt.Errorf("restored profile does not validate:\n%w", err)
+	// stella-mirror validate, on the restored files.
+	rep, err := backup.ValidateRestored(ctx, m, root, p)
+	if err != nil {
+		return fmt.Errorf("validating the restored profile: %w", err)
 	}
-	fmt.Fprintln(stdout, "restored profile validates")
+	for _, f := range rep.Findings {
+		fmt.Fprintf(stdout, "%s\n", f)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("the restored profile does not validate: %d error(s), listed above", len(rep.Errors()))
+	}
+	for _, c := range rep.Checked {
+		fmt.Fprintf(stdout, "checked: %s\n", c)
+	}
+	fmt.Fprintf(stdout, "restored profile validates (stella-mirror validate: %d error(s), %d warning(s))\n", len(rep.Errors()), len(rep.Warnings()))
 	if *drill {
 		lines, err := backup.ProbeGateways(ctx, p)
 		for _, l := range lines {
