@@ -23,6 +23,10 @@ type Options struct {
 	// Configs are the profile's configuration files (YAML or env). At
 	// least one of Configs and Includes is required.
 	Configs []string
+	// PathMap rewrites path prefixes of every path the configurations
+	// reference before it is read (compose: /run/secrets is mounted from a
+	// host folder). Entries are saved under the host path. Default: none.
+	PathMap []PathMapping
 	// Includes are further files or folders (saved recursively).
 	Includes []string
 	// IncludeExports adds the active export of every export root the
@@ -89,6 +93,10 @@ func Backup(o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
+	if o.PathMap, err = sortMaps(o.PathMap); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	m.PathMap = o.PathMap
 	srcs, warnings, err := plan(p, o)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -268,6 +276,10 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 			warnings = append(warnings, what+" "+why)
 			continue
 		}
+		if mapped := mapPath(o.PathMap, r.Path); mapped != r.Path {
+			what = fmt.Sprintf("%s=%s → %s (%s)", r.Key, r.Path, mapped, r.Config)
+			r.Path = mapped
+		}
 		fi, err := os.Stat(r.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && r.Optional:
@@ -314,7 +326,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 			if r.ExportRoot == "" || unresolvable(r.ExportRoot) != "" {
 				continue
 			}
-			root := filepath.Clean(r.ExportRoot)
+			root := filepath.Clean(mapPath(o.PathMap, r.ExportRoot))
 			if _, ok := roots[root]; !ok {
 				order = append(order, root)
 				roots[root] = r.ActiveExportID

@@ -24,7 +24,7 @@ func RestoredProfile(m *Manifest, root string) (*Profile, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Rebase(root)
+	p.Rebase(root, m.PathMap)
 	return p, nil
 }
 

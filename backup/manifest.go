@@ -50,6 +50,10 @@ type Manifest struct {
 	Version string `json:"version,omitempty"`
 	// Configs are the profile's configuration files (also in Entries).
 	Configs []ConfigRef `json:"configs"`
+	// PathMap are the --map rewrites the backup applied to the paths the
+	// configurations name (container path → host path); entries carry the
+	// host paths.
+	PathMap []PathMapping `json:"pathMap,omitempty"`
 	// Entries are every saved path, sorted by Path.
 	Entries []Entry `json:"entries"`
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/stella-ops/stella-mirror/gateway"
@@ -284,10 +285,50 @@ func unresolvable(p string) string {
 	return ""
 }
 
-// Rebase rewrites every referenced path of the loaded configurations to
-// root + path, in memory (the files on disk are not touched): how a
-// profile restored under --to ROOT is checked before it goes live.
-func (p *Profile) Rebase(root string) {
+// PathMapping rewrites a path prefix: configurations written for containers
+// name /run/secrets/…, which the host holds elsewhere (compose mounts).
+type PathMapping struct {
+	// From is the prefix as the configurations name it, e.g. /run/secrets.
+	From string `json:"from"`
+	// To is where the host holds it, e.g. /opt/stella-mirror/secrets.
+	To string `json:"to"`
+}
+
+// mapPath applies the first (longest) mapping whose From is p or a parent
+// of p; maps must be sorted longest From first.
+func mapPath(maps []PathMapping, p string) string {
+	clean := filepath.Clean(p)
+	for _, m := range maps {
+		if clean == m.From {
+			return m.To
+		}
+		if rest, ok := strings.CutPrefix(clean, m.From+string(filepath.Separator)); ok {
+			return filepath.Join(m.To, rest)
+		}
+	}
+	return p
+}
+
+// sortMaps returns maps with clean absolute paths, longest From first.
+func sortMaps(maps []PathMapping) ([]PathMapping, error) {
+	out := make([]PathMapping, 0, len(maps))
+	for _, m := range maps {
+		to, err := filepath.Abs(m.To)
+		if err != nil || !filepath.IsAbs(m.From) {
+			return nil, fmt.Errorf("path mapping %s=%s: FROM must be absolute", m.From, m.To)
+		}
+		out = append(out, PathMapping{From: filepath.Clean(m.From), To: to})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].From) > len(out[j].From) })
+	return out, nil
+}
+
+// Rebase rewrites every referenced path of the loaded configurations:
+// first through maps (container paths → host paths), then to root + path,
+// in memory (the files on disk are not touched): how a profile restored
+// under --to ROOT is checked before it goes live.
+func (p *Profile) Rebase(root string, maps []PathMapping) {
+	maps, _ = sortMaps(maps)
 	seen := make(map[*string]bool)
 	for i := range p.Configs {
 		for _, r := range p.Configs[i].refs() {
@@ -295,7 +336,7 @@ func (p *Profile) Rebase(root string) {
 				continue
 			}
 			seen[r.field] = true
-			*r.field = filepath.Join(root, *r.field)
+			*r.field = filepath.Join(root, mapPath(maps, *r.field))
 		}
 	}
 	p.collectRefs()

@@ -194,3 +194,55 @@ func TestRestoredWithoutExportsValidates(t *testing.T) {
 		t.Errorf("no warning to sync: %v", rep.Findings)
 	}
 }
+
+// TestContainerPathsMapped backs up a compose-style env file that names
+// container paths (/run/secrets, /etc/stella-mirror/tls) read from host
+// folders through PathMap; the restored profile validates and serves.
+func TestContainerPathsMapped(t *testing.T) {
+	p := newProfile(t)
+	host := filepath.Dir(p.htpasswd) // …/etc/stella-mirror/secrets
+	tlsDir := filepath.Join(filepath.Dir(host), "tls")
+	env := filepath.Join(p.dir, "compose", "mirror.env")
+	putFile(t, env, []byte(`GATEWAY__ADMINLISTEN=127.0.0.1:9091
+GATEWAY__SITES__0__NAME=primary
+GATEWAY__SITES__0__HOSTS__0=`+testHost+`
+GATEWAY__SITES__0__DOMAINS__0=primary
+GATEWAY__SITES__0__CERTFILE=/etc/stella-mirror/tls/primary.crt
+GATEWAY__SITES__0__KEYFILE=/etc/stella-mirror/tls/primary.key
+GATEWAY__SITES__0__HTPASSWDFILE=/run/secrets/primary.htpasswd
+`), 0o640)
+	maps := []PathMapping{{From: "/run/secrets", To: host}, {From: "/etc/stella-mirror/tls", To: tlsDir}}
+	res, err := Backup(Options{Configs: []string{env}, PathMap: maps, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]bool{}
+	for _, e := range res.Manifest.Entries {
+		paths[e.Path] = true
+	}
+	for _, want := range []string{p.htpasswd, filepath.Join(tlsDir, "primary.crt"), filepath.Join(tlsDir, "primary.key"), env} {
+		if !paths[want] {
+			t.Errorf("%s not saved under its host path: %v", want, paths)
+		}
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	rr, err := Restore(RestoreOptions{Archive: res.Archive, Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rr.Manifest.PathMap) != 2 {
+		t.Errorf("manifest path map %v", rr.Manifest.PathMap)
+	}
+	rp, err := RestoredProfile(rr.Manifest, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	if err != nil || !rep.OK() {
+		t.Fatalf("validate: %v %v", err, rep.Findings)
+	}
+	lines, err := ProbeGateways(context.Background(), rp)
+	if err != nil || len(lines) != 1 {
+		t.Fatalf("probe: %v %v", lines, err)
+	}
+}

@@ -41,18 +41,29 @@ func ValidateRestored(ctx context.Context, m *Manifest, root string, p *Profile)
 			opts.SyncConfig = c.Path
 		}
 	}
-	// Map every top-level folder the archive restored: /etc → ROOT/etc, …
-	if abs, err := filepath.Abs(root); err == nil && abs != "/" {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return validate.Report{}, err
+	}
+	// The backup's own --map rewrites (container path → host path), then
+	// every top-level folder the archive restored: /etc → ROOT/etc, …
+	for _, pm := range m.PathMap {
+		opts.PathMap = append(opts.PathMap, validate.PathMapping{From: pm.From, To: filepath.Join(abs, pm.To)})
+	}
+	if abs != "/" {
 		tops := map[string]bool{}
 		for _, e := range m.Entries {
 			first, _, _ := strings.Cut(strings.TrimPrefix(e.Path, "/"), "/")
 			tops["/"+first] = true
 		}
+		for _, pm := range m.PathMap {
+			delete(tops, pm.From) // the mapping above wins
+		}
 		for t := range tops {
 			opts.PathMap = append(opts.PathMap, validate.PathMapping{From: t, To: filepath.Join(abs, t)})
 		}
-		sort.Slice(opts.PathMap, func(i, j int) bool { return opts.PathMap[i].From < opts.PathMap[j].From })
 	}
+	sort.SliceStable(opts.PathMap, func(i, j int) bool { return opts.PathMap[i].From < opts.PathMap[j].From })
 	rep, err := validate.Profile(ctx, opts)
 	if err != nil {
 		return rep, err

@@ -14,7 +14,7 @@ import (
 )
 
 func runBackup(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("backup", "--config FILE... [--include PATH...] --out DIR [--age-recipient KEY...] [--keep-daily N] [--keep-monthly N] [--dry-run]",
+	fs := newFlagSet("backup", "--config FILE... [--include PATH...] [--map FROM=TO...] --out DIR [--age-recipient KEY...] [--keep-daily N] [--keep-monthly N] [--dry-run]",
 		`Take a hot backup of this edge mirror (no downtime) into DIR as one archive
 named by the UTC time, DIR/YYYY-MM-DDTHHMMSSZ.tar.gz, or .tar.gz.age when
 encrypted with age for --age-recipient / --age-recipients-file.
@@ -39,6 +39,11 @@ Afterwards retention prunes DIR: the newest archive of each of the
 one is kept, the newest archive always; the removed names are printed.
 Only files named like archives are ever removed.
 
+Containers (docker compose) name paths as mounted inside them: --map
+/run/secrets=/opt/stella-mirror/secrets reads /run/secrets/x from the host
+folder, saves it under its host path and records the mapping, so restore
+and its validation put and find it on the host.
+
 References that cannot be followed (relative paths, ${CREDENTIALS_DIRECTORY}/…)
 are reported as warnings: back up their sources with --include.
 Use age X25519 recipients (age1…, from age-keygen) so the Debian age CLI can
@@ -49,10 +54,15 @@ Examples:
     --config /etc/stella-mirror/gateway.yaml --config /etc/stella-mirror/sync/primary.env \
     --include /etc/stella-mirror/credentials --out /var/backups/stella-mirror \
     --age-recipients-file /etc/stella-mirror/backup-recipients.txt
+  stella-mirror backup --config compose/env/mirror.env --map /run/secrets=$PWD/secrets \
+    --map /etc/stella-mirror/tls=$PWD/tls --map /srv/stella-mirror/exports=$PWD/exports \
+    --out /var/backups/stella-mirror --age-recipient age1...     # a compose deployment
   stella-mirror backup --config gateway.yaml --out /tmp/b --dry-run   # list, write nothing`, stderr)
 	var configs, includes, recipients stringList
 	fs.Var(&configs, "config", "configuration `file` (YAML or env); repeatable")
 	fs.Var(&includes, "include", "further file or folder `path` to save; repeatable")
+	var maps stringList
+	fs.Var(&maps, "map", "`FROM=TO`: read paths the configurations name under FROM at TO on this host (repeatable), e.g. /run/secrets=/opt/stella-mirror/secrets")
 	out := fs.String("out", "", "output `folder` for archives (created 0700)")
 	fs.Var(&recipients, "age-recipient", "encrypt to this age `recipient` (age1…); repeatable")
 	recipientsFile := fs.String("age-recipients-file", "", "encrypt to every recipient in `file` (one per line, # comments)")
@@ -71,8 +81,17 @@ Examples:
 	if err != nil {
 		return err
 	}
+	var pathMap []backup.PathMapping
+	for _, m := range maps {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok || from == "" || to == "" {
+			fmt.Fprintf(stderr, "stella-mirror backup: --map %q is not FROM=TO (e.g. /run/secrets=/opt/stella-mirror/secrets)\n", m)
+			return errUsage
+		}
+		pathMap = append(pathMap, backup.PathMapping{From: from, To: to})
+	}
 	res, err := backup.Backup(backup.Options{
-		Configs: configs, Includes: includes, IncludeExports: *includeExports, OutDir: *out,
+		Configs: configs, Includes: includes, PathMap: pathMap, IncludeExports: *includeExports, OutDir: *out,
 		Recipients: rs, Retention: backup.Retention{KeepDaily: *keepDaily, KeepMonthly: *keepMonthly},
 		DryRun: *dryRun, Version: buildinfo.Version(),
 	})
