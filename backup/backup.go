@@ -37,8 +37,9 @@ type Options struct {
 	OutDir string
 	// Recipients encrypt the archive with age; none writes a plain tar.gz.
 	Recipients []age.Recipient
-	// Retention prunes OutDir after a successful backup.
-	Retention Retention
+	// Retention prunes OutDir after a successful backup. Default (nil):
+	// nothing is pruned.
+	Retention *Retention
 	// DryRun lists what would be saved and pruned; nothing is written.
 	DryRun bool
 	// Now is the clock that names the archive. Default: time.Now.
@@ -133,8 +134,8 @@ func Backup(o Options) (*Result, error) {
 			}
 			m.Entries = append(m.Entries, e)
 		}
-		if _, err := os.Stat(o.OutDir); err == nil {
-			res.Removed, err = pruneWith(o.OutDir, o.Retention, Archive{Name: filepath.Base(final), Time: now})
+		if _, err := os.Stat(o.OutDir); err == nil && o.Retention != nil {
+			res.Removed, err = pruneWith(o.OutDir, *o.Retention, Archive{Name: filepath.Base(final), Time: now})
 			if err != nil {
 				return nil, err
 			}
@@ -190,9 +191,10 @@ func Backup(o Options) (*Result, error) {
 	if err := os.RemoveAll(staging); err != nil {
 		return res, fmt.Errorf("backup: removing the staging folder %s: %w", staging, err)
 	}
-	res.Removed, err = Prune(o.OutDir, o.Retention, false)
-	if err != nil {
-		return res, err
+	if o.Retention != nil {
+		if res.Removed, err = Prune(o.OutDir, *o.Retention, false); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }
@@ -221,6 +223,11 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 	warnings := append([]string(nil), p.Warnings...)
 	index := make(map[string]int)
 	add := func(s source) {
+		if strings.ContainsAny(s.path, "\n\\") {
+			// SHA256SUMS could not list it unescaped.
+			errs = append(errs, fmt.Errorf("%q: paths with a newline or backslash cannot be backed up", s.path))
+			return
+		}
 		if i, ok := index[s.path]; ok {
 			out[i].keys = append(out[i].keys, s.keys...)
 			out[i].secret = out[i].secret || s.secret

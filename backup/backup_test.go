@@ -61,7 +61,7 @@ func TestRoundTripWhileHtpasswdIsReplaced(t *testing.T) {
 	go replaceLoop(t, p, stop, first, done)
 	<-first
 	res, err := Backup(Options{Configs: p.configs, IncludeExports: true, OutDir: out,
-		Recipients: []age.Recipient{id.Recipient()}, Retention: Retention{KeepDaily: 30, KeepMonthly: 12}})
+		Recipients: []age.Recipient{id.Recipient()}, Retention: &Retention{KeepDaily: 30, KeepMonthly: 12}})
 	close(stop)
 	replaced := <-done
 	if err != nil {

@@ -92,7 +92,7 @@ Examples:
 	}
 	res, err := backup.Backup(backup.Options{
 		Configs: configs, Includes: includes, PathMap: pathMap, IncludeExports: *includeExports, OutDir: *out,
-		Recipients: rs, Retention: backup.Retention{KeepDaily: *keepDaily, KeepMonthly: *keepMonthly},
+		Recipients: rs, Retention: &backup.Retention{KeepDaily: *keepDaily, KeepMonthly: *keepMonthly},
 		DryRun: *dryRun, Version: buildinfo.Version(),
 	})
 	if res != nil {

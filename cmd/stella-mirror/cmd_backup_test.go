@@ -60,9 +60,20 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 	if !strings.Contains(text, "dry run: would write") || !strings.Contains(text, "secret "+ht) {
 		t.Errorf("backup --dry-run:\n%s", text)
 	}
-	text = runOK("backup", "--config", gw, "--out", out, "--age-recipient", id.Recipient().String())
-	if !strings.Contains(text, "encrypted for 1 age recipient") {
-		t.Errorf("backup:\n%s", text)
+	// Two old archives that retention (1 day, no months) removes, and a
+	// file it never touches.
+	os.MkdirAll(out, 0o700)
+	for _, n := range []string{"2020-01-01T000000Z.tar.gz.age", "2020-01-02T000000Z.tar.gz.age", "notes.txt"} {
+		os.WriteFile(filepath.Join(out, n), nil, 0o600)
+	}
+	text = runOK("backup", "--config", gw, "--out", out, "--age-recipient", id.Recipient().String(), "--keep-daily", "1", "--keep-monthly", "0")
+	for _, want := range []string{"encrypted for 1 age recipient", "removed 2020-01-01T000000Z.tar.gz.age\nremoved 2020-01-02T000000Z.tar.gz.age\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("backup output lacks %q:\n%s", want, text)
+		}
+	}
+	if err := os.Remove(filepath.Join(out, "notes.txt")); err != nil {
+		t.Errorf("retention touched notes.txt: %v", err)
 	}
 	ents, _ := os.ReadDir(out)
 	if len(ents) != 1 {
