@@ -34,6 +34,17 @@
 // either wholly old or wholly new; a file rewritten in place is detected by
 // its size and modification time changing during the copy and copied again.
 //
+// # Restore
+//
+// Restore reads the archive twice: once to check SHA256SUMS, the manifest
+// and every member (nothing is written if anything fails), once to write
+// each file through a temporary name under ROOT via an os.Root, checking
+// its digest again before the rename. ValidateRestored then runs the
+// profile validator (package deploy/validate) on the restored files with
+// their paths mapped onto ROOT in memory, ProbeGateways starts each
+// restored gateway on loopback (the drill), and Checklist lists what an
+// operator verifies once the services run.
+//
 // # What it is not
 //
 // It does not stop services, snapshot file systems, ship archives off-site
