@@ -95,6 +95,10 @@ func Checklist(p *Profile, now time.Time) []CheckItem {
 		case err != nil:
 			add("export", true, "%s: sync state unreadable: %v", r.ExportRoot, err)
 		case st.ExportID == "":
+			if id, err := activeExport(r.ExportRoot, r.ActiveExportID); err == nil {
+				add("export", false, "%s: export %s restored (no sync state: the next sync run compares it with the upstream); the index's X-Stella-Export-Id names it", r.ExportRoot, id)
+				continue
+			}
 			add("export", true, "%s: no sync state restored; run stella-mirror sync, then check the X-Stella-Export-Id header of the index", r.ExportRoot)
 		default:
 			add("export", false, "%s: last synced export %s (last success %s); the index's X-Stella-Export-Id names it once the export is present (restored with --include-exports, or re-synced)", r.ExportRoot, st.ExportID, st.LastSuccess.UTC().Format(time.RFC3339))
