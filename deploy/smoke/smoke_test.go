@@ -3,6 +3,7 @@ package smoke_test
 import (
 	"context"
 	"crypto/x509"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -362,10 +363,7 @@ func (f flipTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 type flipReader struct {
-	rc interface {
-		Read([]byte) (int, error)
-		Close() error
-	}
+	rc      io.ReadCloser
 	flipped bool
 }
 

@@ -31,6 +31,8 @@ func (c *checker) checkOrigin() {
 		c.addMessage(Warning, w, file)
 	}
 	c.origin = &originState{cfg: cfg}
+	c.budgetFindings("CONCELIER__MIRROR", &cfg.Concelier.Mirror, file)
+	c.budgetFindings("EXCITITOR__MIRROR", &cfg.Excititor.Mirror, file)
 
 	// The origin reads the files below at start; a mapped profile is
 	// checked against the mapped paths.
@@ -112,8 +114,6 @@ func (c *checker) checkOrigin() {
 			c.checked("origin: %s export root %s holds an active export%s", r.product, r.root, pinned(r.id))
 		}
 	}
-	c.budgetFindings("CONCELIER__MIRROR", &cfg.Concelier.Mirror, file)
-	c.budgetFindings("EXCITITOR__MIRROR", &cfg.Excititor.Mirror, file)
 }
 
 func pinned(id string) string {
