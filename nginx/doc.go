@@ -4,7 +4,7 @@
 // proxy_cache_lock and proxy_cache_use_stale, limit_req budgets answering
 // 429 with Retry-After, and the same path policy), from the gateway's own
 // configuration. The template is mirror.conf.tmpl beside this file;
-// `stella-mirror nginx-config` is the command, README.md the operator's
+// `stella-mirror nginx-conf` is the command, README.md the operator's
 // guide, including where nginx differs from the gateway.
 //
 // What it is not: it does not run or reload nginx, obtain certificates, or

@@ -12,7 +12,7 @@ import (
 )
 
 func runNginxConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("nginx-config", "[--config FILE] --cache-dir DIR [--out FILE] [--full --prefix DIR]",
+	fs := newFlagSet("nginx-conf", "[--config FILE] --cache-dir DIR [--out FILE] [--full --prefix DIR]",
 		`Render the nginx front: an nginx configuration equivalent to the gateway
 (per-site server blocks, TLS, auth_basic, proxy_cache with X-Cache-Status,
 proxy_cache_lock, proxy_cache_use_stale, limit_req budgets with 429 +
@@ -30,7 +30,7 @@ certbot and CERTFILE/KEYFILE) and GATEWAY__AUTHORITY (nginx cannot fetch
 OAuth2 tokens; the origin must list the nginx host in BYPASSNETWORKS).
 
 Example:
-  stella-mirror nginx-config --config /etc/stella-mirror/gateway.yaml \
+  stella-mirror nginx-conf --config /etc/stella-mirror/gateway.yaml \
     --cache-dir /var/cache/nginx/stella-mirror --out /etc/nginx/conf.d/stella-mirror.conf
   nginx -t && systemctl reload nginx`, stderr)
 	configPath := fs.String("config", "", "the gateway's YAML configuration `file` (GATEWAY__… variables override it)")

@@ -10,7 +10,7 @@ import (
 )
 
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", "[--env-file F]... [--origin-config F] [--gateway-config F] [--sync-config F] [--map FROM=TO]...",
+	fs := newFlagSet("validate", "[--env-file F]... [--compose-file F] [--origin-config F] [--gateway-config F] [--sync-config F] [--map FROM=TO]...",
 		`Check a deployment profile before it goes live (or after a restore): the
 env files and YAML configurations, loaded exactly as origin, gateway and
 sync load them, and every file they reference. A component is checked when
@@ -41,12 +41,23 @@ Each finding is one line, "error: FILE: KEY: message" or "warning: …".
 Exit status: 1 when any error was found, 0 with warnings only, 2 on a usage
 error. The process environment is ignored unless --use-environment is given.
 
-Example (a compose profile, container paths mapped to the host):
-  stella-mirror validate --env-file compose/env/mirror.env \
+With --compose-file, the origin, gateway and sync services are checked as
+docker compose runs them with the --env-file files: ${VAR:-default}
+interpolated, each service's env_file read, its environment entries applied
+last, its bind mounts checked at their host paths, and its group_add groups
+allowed to read secrets and private keys (0640).
+
+Examples:
+  # the compose profile, as `+"`docker compose --env-file … up`"+` would run it
+  stella-mirror validate --compose-file compose/docker-compose.mirror.yaml \
+    --env-file compose/env/mirror.env
+  # env files written for containers, container paths mapped to the host
+  stella-mirror validate --env-file mirror.env \
     --map /run/secrets=./secrets --map /etc/stella-mirror/tls=./tls \
-    --map /srv/exports=/srv/stella/exports`, stderr)
+    --map /srv/stella-mirror/exports=/srv/exports`, stderr)
 	var envFiles, maps stringList
 	fs.Var(&envFiles, "env-file", "env `file` of KEY=VALUE lines (repeatable; later files override earlier ones)")
+	composeFile := fs.String("compose-file", "", "compose `file` whose origin, gateway and sync services to check (with --env-file as its --env-file)")
 	originConfig := fs.String("origin-config", "", "the origin's YAML `file` (its --config)")
 	gatewayConfig := fs.String("gateway-config", "", "the gateway's YAML `file` (its --config)")
 	syncConfig := fs.String("sync-config", "", "sync's YAML `file` (its --config)")
@@ -58,7 +69,7 @@ Example (a compose profile, container paths mapped to the host):
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := validate.Options{EnvFiles: envFiles, OriginConfig: *originConfig, GatewayConfig: *gatewayConfig,
+	opts := validate.Options{EnvFiles: envFiles, ComposeFile: *composeFile, OriginConfig: *originConfig, GatewayConfig: *gatewayConfig,
 		SyncConfig: *syncConfig, MinValidity: *minValidity, CDNForwardsAuthorization: *cdnForwards}
 	for _, m := range maps {
 		pm, err := validate.ParsePathMapping(m)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -117,6 +118,14 @@ type Options struct {
 	// passes none unless told to: the profile should not depend on the
 	// shell it is checked from).
 	Environ []string
+	// ComposeFile is a compose file (compose/docker-compose.mirror.yaml)
+	// whose origin, gateway and sync services are checked as docker
+	// compose would run them with EnvFiles as its --env-file: ${VAR:-default}
+	// interpolated from EnvFiles, each service's env_file files read, its
+	// environment entries applied last, its bind mounts checked at their
+	// host paths (a PathMapping each) and its numeric group_add groups
+	// allowed to read secrets and private keys (mode 0640).
+	ComposeFile string
 	// OriginConfig, GatewayConfig and SyncConfig are the components' YAML
 	// files (their --config); setting one checks that component.
 	OriginConfig, GatewayConfig, SyncConfig string
@@ -150,6 +159,7 @@ type checker struct {
 	opts    Options
 	env     []string          // the merged environment
 	keyFile map[string]string // env key (upper case) → env file that set it
+	groups  map[int]bool      // groups that may read secrets (compose group_add)
 	rep     Report
 
 	// What the cross checks need; nil when the component was not checked
@@ -162,8 +172,8 @@ type checker struct {
 // unusable options (nothing to check, an unreadable env file is a finding,
 // not an error) and a cancelled ctx.
 func Profile(ctx context.Context, opts Options) (Report, error) {
-	if len(opts.EnvFiles) == 0 && opts.OriginConfig == "" && opts.GatewayConfig == "" && opts.SyncConfig == "" {
-		return Report{}, errors.New("nothing to check: give env files and/or the origin, gateway or sync configuration")
+	if len(opts.EnvFiles) == 0 && opts.ComposeFile == "" && opts.OriginConfig == "" && opts.GatewayConfig == "" && opts.SyncConfig == "" {
+		return Report{}, errors.New("nothing to check: give env files, a compose file and/or the origin, gateway or sync configuration")
 	}
 	if opts.MinValidity <= 0 {
 		opts.MinValidity = DefaultMinValidity
@@ -172,9 +182,12 @@ func Profile(ctx context.Context, opts Options) (Report, error) {
 		opts.Now = time.Now
 	}
 	sort.SliceStable(opts.PathMap, func(i, j int) bool { return len(opts.PathMap[i].From) > len(opts.PathMap[j].From) })
-	c := &checker{opts: opts, keyFile: map[string]string{}}
+	c := &checker{opts: opts, keyFile: map[string]string{}, groups: map[int]bool{}}
 	for _, f := range opts.EnvFiles {
 		c.readEnvFile(f)
+	}
+	if opts.ComposeFile != "" {
+		c.readCompose(opts.ComposeFile)
 	}
 	for _, kv := range opts.Environ {
 		c.setEnv(kv, "")
@@ -353,6 +366,14 @@ func (c *checker) fileExists(path, key, what string) (os.FileInfo, bool) {
 	return fi, true
 }
 
+// fileGroup returns the file's group id (-1 when unknown).
+func fileGroup(fi os.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Gid)
+	}
+	return -1
+}
+
 // secretFile checks a secret: it exists, is not world-readable (nor group-
 // readable when private), is not empty.
 func (c *checker) secretFile(path, key, what string, private bool) bool {
@@ -364,8 +385,10 @@ func (c *checker) secretFile(path, key, what string, private bool) bool {
 	switch {
 	case mode&0o004 != 0:
 		c.add(Error, path, key, "%s is world-readable (mode %04o); chmod o-rwx %s", what, mode, path)
+	case private && mode&0o040 != 0 && c.groups[fileGroup(fi)]:
+		// Readable by the group the containers run with (compose group_add).
 	case private && mode&0o040 != 0:
-		c.add(Error, path, key, "%s is group-readable (mode %04o); a private key must be readable by its owner only: chmod 600 %s", what, mode, path)
+		c.add(Error, path, key, "%s is group-readable (mode %04o); a private key must be readable by its owner only (or by a group_add group of the compose file): chmod 600 %s", what, mode, path)
 	}
 	if mode&0o002 != 0 {
 		c.add(Error, path, key, "%s is world-writable (mode %04o)", what, mode)

@@ -363,3 +363,98 @@ func TestParsePathMapping(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeProfile checks a profile the way docker compose runs it: the
+// env file from --env-file, the compose file's interpolation (with a
+// default holding a colon), merge keys, env_file, environment entries, bind
+// mounts and group_add, which lets the containers' group read 0640 keys.
+func TestComposeProfile(t *testing.T) {
+	if _, err := exec.LookPath("htpasswd"); err != nil {
+		t.Skip("htpasswd not installed (apache2-utils)")
+	}
+	ca, err := devcert.NewCA("compose test CA", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := writeExport(t)
+	compose := func(groupAdd string) string {
+		return `x-common: &common
+  image: stella-mirror:local
+  env_file:
+    - ${MIRROR_ENV_FILE:-env/mirror.env}
+  group_add:
+    - "` + groupAdd + `"
+services:
+  origin:
+    <<: *common
+    environment:
+      ORIGIN__LISTEN: "0.0.0.0:8080"
+      CONCELIER__AUTHORITY__BYPASSNETWORKS__0: "${MIRROR_BACKEND_SUBNET:-172.30.253.0/24}"
+    volumes:
+      - ${MIRROR_EXPORT_ROOT:-../exports}:/srv/stella-mirror/exports:ro
+  gateway:
+    <<: *common
+    environment:
+      - GATEWAY__LISTEN=:443
+      - GATEWAY__ORIGIN=http://origin:8080
+    volumes:
+      - ${MIRROR_TLS_DIR:-../tls}:/etc/stella-mirror/tls:ro
+      - type: bind
+        source: ${MIRROR_SECRETS_DIR:-../secrets}
+        target: /run/secrets
+      - gateway-cache:/var/cache/stella-mirror
+  sync:
+    <<: *common
+    profiles: ["sync"]
+    environment:
+      SYNC__DEST: /srv/stella-mirror/exports
+`
+	}
+	tests := []struct {
+		name     string
+		groupAdd string
+		wantErr  string
+	}{
+		{"group_add lets the containers' group read 0640 keys", fmt.Sprint(os.Getgid()), ""},
+		{"another group: the 0640 key is an error", fmt.Sprint(os.Getgid() + 4242), "private key is group-readable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProfile(t, ca, root)
+			if err := os.Chmod(filepath.Join(p.dir, "tls", "primary.key"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			// The compose layout: compose/, compose/env/, ../tls, ../secrets;
+			// the export root elsewhere, named by MIRROR_EXPORT_ROOT.
+			delete(p.env, "CONCELIER__AUTHORITY__BYPASSNETWORKS__0")
+			p.env["CONCELIER__MIRROR__EXPORTROOT"] = "/srv/stella-mirror/exports"
+			p.env["EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT"] = "/srv/stella-mirror/exports"
+			p.env["MIRROR_EXPORT_ROOT"] = root
+			p.env["MIRROR_ENV_FILE"] = "../mirror.env"
+			envFile := p.write(t)
+			cdir := filepath.Join(p.dir, "compose")
+			os.MkdirAll(cdir, 0o755)
+			cf := filepath.Join(cdir, "docker-compose.mirror.yaml")
+			if err := os.WriteFile(cf, []byte(compose(tt.groupAdd)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := validate.Profile(context.Background(), validate.Options{ComposeFile: cf, EnvFiles: []string{envFile}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("findings: %v\nchecked: %v", rep.Findings, rep.Checked)
+			if tt.wantErr == "" {
+				if len(rep.Findings) != 0 || len(rep.Checked) != 3 {
+					t.Fatalf("want a clean profile with origin (2 roots) and gateway checked, got %v / %v", rep.Findings, rep.Checked)
+				}
+				return
+			}
+			for _, f := range rep.Errors() {
+				if strings.Contains(f.Message, tt.wantErr) && f.Key == "GATEWAY__SITES__0__KEYFILE" {
+					return
+				}
+			}
+			t.Fatalf("no error %q in %v", tt.wantErr, rep.Findings)
+		})
+	}
+}

@@ -31,7 +31,7 @@ const frontBudget = "5"
 
 // TestFronts runs one end-to-end suite over both fronts of the same
 // origin: the Go gateway and the nginx front rendered by
-// `stella-mirror nginx-config` from the same gateway configuration. Each
+// `stella-mirror nginx-conf` from the same gateway configuration. Each
 // front must pass `stella-mirror smoke` (every check, including the 429
 // probe) and the policy checks with curl: no credentials → 401, another
 // site's user → 401, another domain's path (plain, encoded, dot-dot) → 404.
@@ -196,7 +196,7 @@ func startNginxFront(t *testing.T, prefix, config string, env []string) string {
 	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(prefix, "nginx.conf")
-	args := []string{"nginx-config", "--config", config, "--full", "--prefix", prefix,
+	args := []string{"nginx-conf", "--config", config, "--full", "--prefix", prefix,
 		"--cache-dir", filepath.Join(prefix, "cache"), "--out", conf}
 	if os.Geteuid() == 0 {
 		// Workers would switch to nobody, who cannot read the demo's 0600 keys.
@@ -205,7 +205,7 @@ func startNginxFront(t *testing.T, prefix, config string, env []string) string {
 	render := exec.Command(bin, args...)
 	render.Env = append(os.Environ(), append(env, "GATEWAY__LISTEN="+addr, "GATEWAY__HTTPLISTEN=")...)
 	if out, err := render.CombinedOutput(); err != nil {
-		t.Fatalf("nginx-config: %v\n%s", err, out)
+		t.Fatalf("nginx-conf: %v\n%s", err, out)
 	}
 	nargs := []string{"-p", prefix + "/", "-c", conf, "-e", filepath.Join(prefix, "error.log")}
 	if out, err := exec.Command("nginx", append([]string{"-t"}, nargs...)...).CombinedOutput(); err != nil {
