@@ -37,6 +37,8 @@ var commands = []command{
 	{"validate", "check a deployment profile: configs, secrets' permissions, TLS, htpasswd, export roots, budgets", runValidate},
 	{"smoke", "the runbook's smoke tests against a live site (one PASS/FAIL/SKIP line per check)", runSmoke},
 	{"nginx-conf", "render the nginx front (equivalent to the gateway) from the gateway's configuration", runNginxConfig},
+	{"backup", "hot backup of configuration, secrets, TLS material and sync state (age-encrypted, with retention)", runBackup},
+	{"restore", "verified restore of a backup archive; --drill rehearses it in a temporary root", runRestore},
 	{"version", "print the version", runVersion},
 }
 
