@@ -14,6 +14,8 @@ var units = []string{
 	"stella-mirror-sync@.timer",
 	"stella-mirror-origin.service",
 	"stella-mirror-gateway.service",
+	"stella-mirror-backup.service",
+	"stella-mirror-backup.timer",
 }
 
 // TestUnitsVerify runs `systemd-analyze verify` on every unit (the
@@ -68,6 +70,10 @@ func TestUnitsHardened(t *testing.T) {
 		"stella-mirror-sync@.timer":     {"OnCalendar=*:0/5", "Persistent=true", "RandomizedDelaySec="},
 		"stella-mirror-origin.service":  {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes"},
 		"stella-mirror-gateway.service": {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "LoadCredential=htpasswd:"},
+		"stella-mirror-backup.service": {"Type=oneshot", "ProtectSystem=strict", "ReadWritePaths=/var/backups/stella-mirror",
+			"NoNewPrivileges=yes", "PrivateTmp=yes", "PrivateNetwork=yes", "CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "UMask=0077",
+			"ExecStart=/usr/local/bin/stella-mirror backup --out /var/backups/stella-mirror --keep-daily 30 --keep-monthly 12 $BACKUP_ARGS"},
+		"stella-mirror-backup.timer": {"OnCalendar=*-*-* 02:00:00", "Persistent=true", "RandomizedDelaySec=", "Unit=stella-mirror-backup.service"},
 	}
 	for unit, lines := range want {
 		data, err := os.ReadFile(unit)

@@ -40,6 +40,8 @@ var commands = []command{
 	{"healthcheck", "probe a /health endpoint once; exit 0 when it answers 200 (container HEALTHCHECK)", runHealthcheck},
 	{"passwd", "add, remove or rotate htpasswd users (bcrypt), written atomically", runPasswd},
 	{"dev-certs", "create a development CA and per-site TLS certificates", runDevCerts},
+	{"backup", "hot backup of configuration, secrets, TLS material and sync state (age-encrypted, with retention)", runBackup},
+	{"restore", "verified restore of a backup archive; --drill rehearses it in a temporary root", runRestore},
 	{"version", "print the version", runVersion},
 }
 
