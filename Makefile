@@ -15,7 +15,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all build run test test-short bench lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short bench lint fmt clean image dev-certs
 
 all: build
 
@@ -35,8 +35,12 @@ dev-certs: build
 run: build
 	$(BIN) demo $(ARGS)
 
-## test: lint, then unit + integration + end-to-end tests with the race detector
-test: lint build
+## deps: install the Debian packages the tests use, if missing (scripts/test-deps)
+deps:
+	scripts/test-deps
+
+## test: install missing test packages, lint, then unit + integration + end-to-end tests with the race detector
+test: deps lint build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 12m ./...
 
 ## test-short: the same without the race detector, for quick iteration
