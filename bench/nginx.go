@@ -41,29 +41,62 @@ type NginxConfig struct {
 
 // Validate checks that c can be rendered into a safe configuration.
 func (c NginxConfig) Validate() error {
-	var errs []error
-	for _, p := range []struct{ name, val string }{{"prefix", c.Prefix}, {"export root", c.ExportRoot}} {
+	const what = "nginx config"
+	errs := checkNginxPaths(nil, what, nginxField{"prefix", c.Prefix}, nginxField{"export root", c.ExportRoot})
+	errs = checkLoopback(errs, what, nginxField{"listen", c.Listen})
+	errs = checkNginxUser(errs, what, c.User)
+	errs = checkWorkerProcesses(errs, what, c.WorkerProcesses)
+	return errors.Join(errs...)
+}
+
+// nginxField is a named value of an nginx config, for validation messages.
+type nginxField struct{ name, val string }
+
+// checkNginxPaths adds to errs, prefixed with what, an error for each
+// path that is empty, not absolute or not one word to nginx.
+func checkNginxPaths(errs []error, what string, paths ...nginxField) []error {
+	for _, p := range paths {
 		switch {
 		case p.val == "":
-			errs = append(errs, fmt.Errorf("nginx config: %s is required", p.name))
+			errs = append(errs, fmt.Errorf("%s: %s is required", what, p.name))
 		case !filepath.IsAbs(p.val):
-			errs = append(errs, fmt.Errorf("nginx config: %s %q is not absolute", p.name, p.val))
+			errs = append(errs, fmt.Errorf("%s: %s %q is not absolute", what, p.name, p.val))
 		case !safeNginxWord(p.val):
-			errs = append(errs, fmt.Errorf("nginx config: %s %q contains a character nginx would misread", p.name, p.val))
+			errs = append(errs, fmt.Errorf("%s: %s %q contains a character nginx would misread", what, p.name, p.val))
 		}
 	}
-	if ap, err := netip.ParseAddrPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("nginx config: listen %q: %w", c.Listen, err))
-	} else if !ap.Addr().IsLoopback() {
-		errs = append(errs, fmt.Errorf("nginx config: listen %q is not a loopback address", c.Listen))
+	return errs
+}
+
+// checkLoopback adds to errs, prefixed with what, an error for each
+// address that is not host:port on a loopback address.
+func checkLoopback(errs []error, what string, addrs ...nginxField) []error {
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a.val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s %q: %w", what, a.name, a.val, err))
+		} else if !ap.Addr().IsLoopback() {
+			errs = append(errs, fmt.Errorf("%s: %s %q is not a loopback address", what, a.name, a.val))
+		}
 	}
-	if c.User != "" && (!safeNginxWord(c.User) || strings.ContainsAny(c.User, "/; ")) {
-		errs = append(errs, fmt.Errorf("nginx config: user %q is not a plain user name", c.User))
+	return errs
+}
+
+// checkNginxUser adds to errs, prefixed with what, an error when user is
+// set and not a plain user name.
+func checkNginxUser(errs []error, what, user string) []error {
+	if user != "" && (!safeNginxWord(user) || strings.ContainsAny(user, "/; ")) {
+		errs = append(errs, fmt.Errorf("%s: user %q is not a plain user name", what, user))
 	}
-	if c.WorkerProcesses != "" && c.WorkerProcesses != "auto" && strings.Trim(c.WorkerProcesses, "0123456789") != "" {
-		errs = append(errs, fmt.Errorf("nginx config: worker processes %q: want auto or a number", c.WorkerProcesses))
+	return errs
+}
+
+// checkWorkerProcesses adds to errs, prefixed with what, an error when n
+// is set and neither auto nor a number.
+func checkWorkerProcesses(errs []error, what, n string) []error {
+	if n != "" && n != "auto" && strings.Trim(n, "0123456789") != "" {
+		errs = append(errs, fmt.Errorf("%s: worker processes %q: want auto or a number", what, n))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // safeNginxWord reports whether s can sit inside a double-quoted nginx

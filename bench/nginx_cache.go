@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"strings"
 )
@@ -35,28 +34,13 @@ type NginxCacheConfig struct {
 
 // Validate checks that c can be rendered into a safe configuration.
 func (c NginxCacheConfig) Validate() error {
-	var errs []error
-	switch {
-	case c.Prefix == "":
-		errs = append(errs, errors.New("nginx cache config: prefix is required"))
-	case !filepath.IsAbs(c.Prefix):
-		errs = append(errs, fmt.Errorf("nginx cache config: prefix %q is not absolute", c.Prefix))
-	case !safeNginxWord(c.Prefix):
-		errs = append(errs, fmt.Errorf("nginx cache config: prefix %q contains a character nginx would misread", c.Prefix))
-	}
-	for _, a := range []struct{ name, val string }{{"listen", c.Listen}, {"upstream", c.Upstream}} {
-		if ap, err := netip.ParseAddrPort(a.val); err != nil {
-			errs = append(errs, fmt.Errorf("nginx cache config: %s %q: %w", a.name, a.val, err))
-		} else if !ap.Addr().IsLoopback() {
-			errs = append(errs, fmt.Errorf("nginx cache config: %s %q is not a loopback address", a.name, a.val))
-		}
-	}
+	const what = "nginx cache config"
+	errs := checkNginxPaths(nil, what, nginxField{"prefix", c.Prefix})
+	errs = checkLoopback(errs, what, nginxField{"listen", c.Listen}, nginxField{"upstream", c.Upstream})
 	if c.MaxSize != "" && strings.TrimRight(strings.TrimRight(c.MaxSize, "kKmMgG"), "0123456789") != "" {
 		errs = append(errs, fmt.Errorf("nginx cache config: max size %q: want e.g. 512m or 10g", c.MaxSize))
 	}
-	if c.User != "" && (!safeNginxWord(c.User) || strings.ContainsAny(c.User, "/; ")) {
-		errs = append(errs, fmt.Errorf("nginx cache config: user %q is not a plain user name", c.User))
-	}
+	errs = checkNginxUser(errs, what, c.User)
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		errs = append(errs, errors.New("nginx cache config: set both cert file and key file, or neither"))
 	}
@@ -65,9 +49,7 @@ func (c NginxCacheConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("nginx cache config: %q is not an absolute path nginx reads as one word", f))
 		}
 	}
-	if c.WorkerProcesses != "" && c.WorkerProcesses != "auto" && strings.Trim(c.WorkerProcesses, "0123456789") != "" {
-		errs = append(errs, fmt.Errorf("nginx cache config: worker processes %q: want auto or a number", c.WorkerProcesses))
-	}
+	errs = checkWorkerProcesses(errs, what, c.WorkerProcesses)
 	return errors.Join(errs...)
 }
 

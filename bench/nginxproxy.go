@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"path/filepath"
-	"strings"
 )
 
 // NginxProxyConfig describes the gateway anchor: Debian's nginx terminating
@@ -31,29 +29,12 @@ type NginxProxyConfig struct {
 
 // Validate checks that c can be rendered into a safe configuration.
 func (c NginxProxyConfig) Validate() error {
-	var errs []error
-	for _, p := range []struct{ name, val string }{
-		{"prefix", c.Prefix}, {"certificate", c.CertFile}, {"key", c.KeyFile}, {"htpasswd", c.HtpasswdFile},
-	} {
-		switch {
-		case p.val == "":
-			errs = append(errs, fmt.Errorf("nginx proxy config: %s is required", p.name))
-		case !filepath.IsAbs(p.val):
-			errs = append(errs, fmt.Errorf("nginx proxy config: %s %q is not absolute", p.name, p.val))
-		case !safeNginxWord(p.val):
-			errs = append(errs, fmt.Errorf("nginx proxy config: %s %q contains a character nginx would misread", p.name, p.val))
-		}
-	}
-	for _, a := range []struct{ name, val string }{{"listen (auth)", c.ListenAuth}, {"listen (open)", c.ListenOpen}, {"upstream", c.Upstream}} {
-		if ap, err := netip.ParseAddrPort(a.val); err != nil {
-			errs = append(errs, fmt.Errorf("nginx proxy config: %s %q: %w", a.name, a.val, err))
-		} else if !ap.Addr().IsLoopback() {
-			errs = append(errs, fmt.Errorf("nginx proxy config: %s %q is not a loopback address", a.name, a.val))
-		}
-	}
-	if c.User != "" && (!safeNginxWord(c.User) || strings.ContainsAny(c.User, "/; ")) {
-		errs = append(errs, fmt.Errorf("nginx proxy config: user %q is not a plain user name", c.User))
-	}
+	const what = "nginx proxy config"
+	errs := checkNginxPaths(nil, what, nginxField{"prefix", c.Prefix}, nginxField{"certificate", c.CertFile},
+		nginxField{"key", c.KeyFile}, nginxField{"htpasswd", c.HtpasswdFile})
+	errs = checkLoopback(errs, what, nginxField{"listen (auth)", c.ListenAuth}, nginxField{"listen (open)", c.ListenOpen},
+		nginxField{"upstream", c.Upstream})
+	errs = checkNginxUser(errs, what, c.User)
 	return errors.Join(errs...)
 }
 
