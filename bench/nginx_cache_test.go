@@ -3,13 +3,11 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -37,19 +35,7 @@ func renderNginxCacheGolden(t *testing.T, golden, cert, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", golden)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./bench -run Golden -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("rendered config differs from %s (go test ./bench -run Golden -update):\n%s", path, got)
-	}
+	checkGolden(t, golden, got)
 }
 
 func TestNginxCacheConfigValidate(t *testing.T) {
@@ -120,20 +106,7 @@ func TestNginxCacheAnchor(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(prefix, NginxConfName), conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, NginxArgs(prefix)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	p, err := StartProcess("nginx", cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(5 * time.Second); err != nil {
-			t.Error(err)
-		}
-	})
-	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}
-	t.Cleanup(client.CloseIdleConnections)
+	p, out, client := startNginx(t, bin, prefix)
 	base := "http://" + addr
 	if err := WaitReady(context.Background(), client, base+"/ready", p, 20*time.Millisecond, 10*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())

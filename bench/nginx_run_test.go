@@ -3,9 +3,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,20 +86,7 @@ func TestRenderedConfigPassesNginxCheck(t *testing.T) {
 func TestNginxServesContract(t *testing.T) {
 	bin := nginxBinary(t)
 	prefix, cfg := writeNginxFixture(t)
-	cmd := exec.Command(bin, NginxArgs(prefix)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	p, err := StartProcess("nginx", cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(5 * time.Second); err != nil {
-			t.Error(err)
-		}
-	})
-	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}
-	t.Cleanup(client.CloseIdleConnections)
+	p, out, client := startNginx(t, bin, prefix)
 	base := "http://" + cfg.Listen
 	ctx := context.Background()
 	if err := WaitReady(ctx, client, base+"/concelier/exports/index.json", p, 20*time.Millisecond, 10*time.Second); err != nil {

@@ -1,9 +1,6 @@
 package bench
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -16,19 +13,7 @@ func TestRenderNginxProxyGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "nginx-proxy.conf.golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./bench -run Golden -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("rendered config differs from %s (go test ./bench -run Golden -update):\n%s", path, got)
-	}
+	checkGolden(t, "nginx-proxy.conf.golden", got)
 }
 
 func TestNginxProxyConfigValidate(t *testing.T) {

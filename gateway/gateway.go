@@ -27,6 +27,7 @@ import (
 	"github.com/stella-ops/stella-mirror/gateway/proxy"
 	"github.com/stella-ops/stella-mirror/gateway/tlsconf"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
+	"github.com/stella-ops/stella-mirror/internal/httprec"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
 )
 
@@ -375,44 +376,12 @@ func (g *Gateway) ReloadFile(path string) {
 	}
 }
 
-// recorder remembers the status and body size of a response.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *recorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
-	return n, err
-}
-
-func (w *recorder) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // Handler returns the public (HTTPS) handler.
 func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	rec := &httprec.Recorder{ResponseWriter: w}
 	path := r.URL.EscapedPath() // for the policy, the cache key and the log
 	var info proxy.Info         // the user for the origin; the upstream time for the log
 	var st *site
@@ -423,7 +392,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		if st != nil {
 			sm, name = st.metrics, st.name
 		}
-		status := rec.status
+		status := rec.Status
 		if status == 0 {
 			status = http.StatusOK
 		}
@@ -441,7 +410,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 				Str("site", name).Str("user", info.User).
 				Str("client", proxy.ClientIP(r, g.trusted)).
 				Str("method", r.Method).Str("path", path).
-				Int("status", int64(status)).Int("bytes", rec.bytes).
+				Int("status", int64(status)).Int("bytes", rec.Bytes).
 				Millis("duration_ms", d).Millis("upstream_ms", info.Upstream).
 				Str("cache_status", string(cs)).Bool("aborted", aborted))
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/origintest"
 	"github.com/stella-ops/stella-mirror/origin"
 )
 
@@ -137,13 +138,7 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	// Origin (real) or the test's upstream.
 	up := ho.upstream
 	if up == nil {
-		ocfg := origin.DefaultConfig()
-		root := sharedExport(t)
-		ocfg.Concelier.Mirror.Enabled = true
-		ocfg.Concelier.Mirror.ExportRoot = root
-		ocfg.Excititor.Mirror.Enabled = true
-		ocfg.Excititor.Artifacts.FileSystem.Root = root
-		o, err := origin.New(ocfg, nil, nil)
+		o, err := origin.New(origintest.Config(sharedExport(t)), nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"errors"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/gateway/cache"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+	"github.com/stella-ops/stella-mirror/internal/httprec"
 )
 
 // metrics holds the gateway's collectors (stella_mirror_gateway_…).
@@ -25,17 +24,15 @@ type metrics struct {
 	certExpiry   *prometheus.GaugeVec
 }
 
-var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
-
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	ns, sub := "stella_mirror", "gateway"
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
 			Help: "Requests answered by the gateway, by site, HTTP status code (site \"unknown\": no such host) and cache_status (X-Cache-Status: HIT, MISS, EXPIRED, STALE, UPDATING, REVALIDATED, BYPASS; empty when the cache is off or the gateway answered itself: 401, 404, 429)."}, []string{"site", "code", "cache_status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
-			Help: "Time from the start of a request to the end of its response, by site.", Buckets: durationBuckets}, []string{"site"}),
+			Help: "Time from the start of a request to the end of its response, by site.", Buckets: httprec.DurationBuckets}, []string{"site"}),
 		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_duration_seconds",
-			Help: "Time until the origin's response headers arrived, by site.", Buckets: durationBuckets}, []string{"site"}),
+			Help: "Time until the origin's response headers arrived, by site.", Buckets: httprec.DurationBuckets}, []string{"site"}),
 		upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_errors_total",
 			Help: "Failed exchanges with the origin, by site and reason (connect, timeout, token, body, other)."}, []string{"site", "reason"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "auth_failures_total",
@@ -52,16 +49,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "stella_mirror_build_info",
-		Help: "Build information of the running binary (value 1).",
-	}, []string{"version", "goversion"})
-	build.WithLabelValues(buildinfo.Version(), runtime.Version()).Set(1)
-	if err := reg.Register(build); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
+	if err := buildinfo.Register(reg); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/stella-ops/stella-mirror/mirrorsync"
+	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 )
 
 // TestDiskFullOnTmpfs fills a real, small tmpfs: the second export does
@@ -45,7 +46,7 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left") {
 		t.Fatalf("want ENOSPC, got %v", err)
 	}
-	checkPublished(t, dst, old)
+	sourcetest.CheckPublished(t, dst, old)
 	if id, err := getServed(t, srv.Client(), srv.URL, dst); err != nil || id != old.ExportID {
 		t.Fatalf("origin serves %q (%v), want %s", id, err, old.ExportID)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/localsrc"
+	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 )
 
 func newLocal(t testing.TB, dir string) *localsrc.Dir {
@@ -44,7 +45,7 @@ func TestFirstSyncThenNoOp(t *testing.T) {
 	if !res.Published || res.Skipped || res.ExportID != fx.ExportID {
 		t.Fatalf("first run: %+v", res)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 	var payload int64
 	for _, f := range fx.Files {
 		if f.Path != export.IndexPath && !strings.HasPrefix(filepath.Base(f.Path), "index.json") {
@@ -59,7 +60,7 @@ func TestFirstSyncThenNoOp(t *testing.T) {
 	if !res.Skipped || res.Published || res.BytesDownloaded != 0 || res.FilesDownloaded != 0 {
 		t.Fatalf("second run is not a no-op: %+v", res)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 
 	// --force re-verifies everything, still downloading nothing.
 	opts.Force = true
@@ -67,7 +68,7 @@ func TestFirstSyncThenNoOp(t *testing.T) {
 	if res.Skipped || res.BytesDownloaded != 0 || res.FilesDownloaded != 0 || res.FilesReused == 0 {
 		t.Fatalf("forced run: %+v", res)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 }
 
 func TestSameSizeChangeIsDetected(t *testing.T) {
@@ -184,7 +185,7 @@ func TestVerificationFailurePublishesNothing(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dst, fx.ExportID)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the tampered export was published: %v", err)
 			}
-			checkPublished(t, dst, old)
+			sourcetest.CheckPublished(t, dst, old)
 		})
 	}
 }
@@ -239,13 +240,13 @@ func TestInterruptedRunResumes(t *testing.T) {
 	if _, err := mirrorsync.Run(context.Background(), baseOptions(dst, fs)); err == nil || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("want the injected failure, got %v", err)
 	}
-	checkPublished(t, dst, old)
+	sourcetest.CheckPublished(t, dst, old)
 
 	res := mustRun(t, baseOptions(dst, newLocal(t, src)))
 	if res.FilesResumed < 4 || !res.Published {
 		t.Fatalf("resumed run: %+v", res)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 	if _, err := os.Stat(filepath.Join(dst, export.StagingDir, fx.ExportID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("staging directory left behind: %v", err)
 	}
@@ -278,7 +279,7 @@ func TestDiskFullKeepsPublishedExport(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("want ENOSPC, got %v", err)
 	}
-	checkPublished(t, dst, old)
+	sourcetest.CheckPublished(t, dst, old)
 }
 
 func TestRetentionKeepsNewest(t *testing.T) {

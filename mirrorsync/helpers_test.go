@@ -55,22 +55,6 @@ func writeSource(t testing.TB, root string, seed uint64, domains ...string) *fix
 	return res
 }
 
-// checkPublished asserts that dst/latest names res's export and that
-// every file of it is in place with its digest.
-func checkPublished(t testing.TB, dst string, res *fixture.Result) {
-	t.Helper()
-	target, err := os.Readlink(filepath.Join(dst, export.LatestLink))
-	if err != nil || target != res.ExportID {
-		t.Fatalf("latest -> %q (%v), want %s", target, err, res.ExportID)
-	}
-	for _, f := range res.Files {
-		d, n, err := export.DigestFile(filepath.Join(dst, res.ExportID, filepath.FromSlash(f.Path)))
-		if err != nil || d != f.Digest || n != f.SizeBytes {
-			t.Fatalf("%s: digest %s size %d (%v), want %s %d", f.Path, d, n, err, f.Digest, f.SizeBytes)
-		}
-	}
-}
-
 // latestOf returns the target of dst/latest ("" when absent).
 func latestOf(dst string) string {
 	t, _ := os.Readlink(filepath.Join(dst, export.LatestLink))

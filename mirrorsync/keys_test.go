@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/stella-ops/stella-mirror/mirrorsync"
+	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 )
 
 func TestKeySourceJWKSWithPEMFallback(t *testing.T) {
@@ -71,5 +72,5 @@ func TestSyncWithSignaturesDisabled(t *testing.T) {
 	fx := writeSource(t, src, 1)
 	opts := mirrorsync.Options{Root: dst, Source: newLocal(t, src), SkipSignatures: true}
 	mustRun(t, opts)
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
-	"github.com/stella-ops/stella-mirror/origin"
+	"github.com/stella-ops/stella-mirror/internal/origintest"
 )
 
 // binary is the stella-mirror binary the process tests run: STELLA_MIRROR_BIN
@@ -116,18 +116,8 @@ func verifyServed(t testing.TB, dst string) string {
 
 func newTestOrigin(t testing.TB, root string) *httptest.Server {
 	t.Helper()
-	cfg := origin.DefaultConfig()
-	cfg.LatestRecheck = -1 // see each switch at once
-	cfg.Concelier.Mirror.Enabled = true
-	cfg.Concelier.Mirror.ExportRoot = root
-	cfg.Excititor.Mirror.Enabled = true
-	cfg.Excititor.Artifacts.FileSystem.Root = root
-	o, err := origin.New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(o.Handler())
-	t.Cleanup(func() { srv.Close(); o.Close() })
+	srv := httptest.NewServer(origintest.New(t, root).Handler())
+	t.Cleanup(srv.Close)
 	return srv
 }
 

@@ -26,7 +26,15 @@ func BenchmarkIndex(b *testing.B) {
 	root := b.TempDir()
 	writeExport(b, root, "e1", treeOpts{})
 	pointLatest(b, root, "e1")
-	cfg := testConfig(root)
+	req := httptest.NewRequest(http.MethodGet, "/concelier/exports/index.json", nil)
+	benchServeE1(b, testConfig(root), req)
+}
+
+// benchServeE1 is the loop of the index benchmarks: an origin on cfg with
+// the access log (to io.Discard), logging (discarded) and metrics on
+// serves req b.N times, and must have answered from export e1.
+func benchServeE1(b *testing.B, cfg Config, req *http.Request) {
+	b.Helper()
 	cfg.AccessLog = accesslog.New(io.Discard, accesslog.Options{})
 	defer cfg.AccessLog.Close()
 	o, err := New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
@@ -35,7 +43,6 @@ func BenchmarkIndex(b *testing.B) {
 	}
 	defer o.Close()
 	h := o.Handler()
-	req := httptest.NewRequest(http.MethodGet, "/concelier/exports/index.json", nil)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {

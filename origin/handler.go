@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/httprec"
 )
 
 // Shared header values. Handlers assign these slices directly to header
@@ -66,58 +66,13 @@ func internalError(err error) *httpError {
 var errMethod = &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
 	msg: "only GET and HEAD are allowed", header: http.Header{"Allow": hdrAllow}}
 
-// recorder remembers the status and body size of a response. It passes
-// ReadFrom through so that http.ServeContent of an *os.File still reaches
-// net/http's sendfile path.
+// recorder is the origin's response recorder: status and body size (with
+// ReadFrom passed through for sendfile) plus the client identity from the
+// Authorizer, for the access log.
 type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
+	httprec.Recorder
 	client string // identity from the Authorizer, for the access log
 }
-
-func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *recorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// ReadFrom lets io.Copy hand the source to the underlying writer's
-// ReadFrom (sendfile for files on a TCP connection).
-func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	var n int64
-	var err error
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(src)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
-	}
-	w.bytes += n
-	return n, err
-}
-
-// Flush implements http.Flusher when the underlying writer does.
-func (w *recorder) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // router serves the few fixed paths (the hot index.json, health) from a map
 // without gorilla/mux's regexp matching and request cloning, and
@@ -202,7 +157,7 @@ func (o *Origin) exportRoute(p *product, name string, ep endpoint) *exportRoute 
 
 func (h *exportRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{Recorder: httprec.Recorder{ResponseWriter: w}}
 	var exportID string
 	if err := h.serve(rec, r, &exportID); err != nil {
 		h.o.writeError(rec, r, err, h.name, h.ep, exportID)
@@ -409,11 +364,11 @@ func (o *Origin) writeError(w http.ResponseWriter, r *http.Request, err error, p
 // metrics requests log at debug so probes do not flood the log.
 func (o *Origin) finish(rec *recorder, r *http.Request, start time.Time, m *endpointMetrics, exportID string, level slog.Level) {
 	d := time.Since(start)
-	status := rec.status
+	status := rec.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	m.observe(status, rec.bytes, d)
+	m.observe(status, rec.Bytes, d)
 	if o.access == nil || level < slog.LevelInfo {
 		return
 	}
@@ -421,7 +376,7 @@ func (o *Origin) finish(rec *recorder, r *http.Request, start time.Time, m *endp
 		Str("method", r.Method).
 		Str("path", r.URL.EscapedPath()).
 		Int("status", int64(status)).
-		Int("bytes", rec.bytes).
+		Int("bytes", rec.Bytes).
 		Millis("duration_ms", d).
 		Str("remote", r.RemoteAddr)
 	if rec.client != "" {
@@ -446,7 +401,7 @@ func (o *Origin) plainRoute(ep endpoint, fn func(http.ResponseWriter, *http.Requ
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &recorder{ResponseWriter: w}
+		rec := &recorder{Recorder: httprec.Recorder{ResponseWriter: w}}
 		if err := fn(rec, r); err != nil {
 			o.writeError(rec, r, err, productNone, ep, "")
 		}

@@ -1,8 +1,6 @@
 package origin
 
 import (
-	"errors"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -10,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+	"github.com/stella-ops/stella-mirror/internal/httprec"
 )
 
 // Label values of the product label for requests that belong to no product
@@ -59,10 +58,6 @@ type metrics struct {
 	active   *prometheus.GaugeVec
 }
 
-// durationBuckets reach from sub-millisecond in-memory answers to minutes
-// of streaming a large bundle to a slow client.
-var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
-
 // newMetrics creates the origin's collectors and registers them with reg,
 // plus stella_mirror_build_info (shared with other components: an already
 // registered build-info collector is fine).
@@ -79,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "stella_mirror", Subsystem: "origin", Name: "request_duration_seconds",
 			Help:    "Time from the start of a request to the end of its response, by product and endpoint.",
-			Buckets: durationBuckets,
+			Buckets: httprec.DurationBuckets,
 		}, []string{"product", "endpoint"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "stella_mirror", Subsystem: "origin", Name: "active_export_info",
@@ -91,16 +86,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "stella_mirror_build_info",
-		Help: "Build information of the running binary (value 1).",
-	}, []string{"version", "goversion"})
-	build.WithLabelValues(buildinfo.Version(), runtime.Version()).Set(1)
-	if err := reg.Register(build); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
+	if err := buildinfo.Register(reg); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

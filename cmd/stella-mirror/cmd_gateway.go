@@ -2,15 +2,9 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stella-ops/stella-mirror/gateway"
 	"github.com/stella-ops/stella-mirror/gateway/basicauth"
@@ -73,27 +67,21 @@ Example (gateway.yaml):
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := gateway.LoadConfig(*configPath, os.Environ())
+	cfg, err := loadConfig(fs, *configPath, gateway.LoadConfig, map[string]func(*gateway.Config){
+		"listen": func(c *gateway.Config) { c.Gateway.Listen = *listen },
+		"http-listen": func(c *gateway.Config) {
+			c.Gateway.HTTPListen = *httpListen
+			if *httpListen == "off" {
+				c.Gateway.HTTPListen = ""
+			}
+		},
+		"admin-listen": func(c *gateway.Config) { c.Gateway.AdminListen = *adminListen },
+		"log-format":   func(c *gateway.Config) { c.Gateway.LogFormat = *logFormat },
+		"log-level":    func(c *gateway.Config) { c.Gateway.LogLevel = *logLevel },
+	})
 	if err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			cfg.Gateway.Listen = *listen
-		case "http-listen":
-			cfg.Gateway.HTTPListen = *httpListen
-			if *httpListen == "off" {
-				cfg.Gateway.HTTPListen = ""
-			}
-		case "admin-listen":
-			cfg.Gateway.AdminListen = *adminListen
-		case "log-format":
-			cfg.Gateway.LogFormat = *logFormat
-		case "log-level":
-			cfg.Gateway.LogLevel = *logLevel
-		}
-	})
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -105,6 +93,7 @@ Example (gateway.yaml):
 		if _, err := gateway.New(check, gateway.Options{}); err != nil {
 			return err
 		}
+		var warnings []string
 		for _, s := range cfg.Gateway.Sites {
 			if s.HtpasswdFile == "" {
 				continue
@@ -114,10 +103,10 @@ Example (gateway.yaml):
 				return err
 			}
 			for _, w := range t.Warnings {
-				fmt.Fprintf(stdout, "warning: %s: %s\n", s.HtpasswdFile, w)
+				warnings = append(warnings, s.HtpasswdFile+": "+w)
 			}
 		}
-		fmt.Fprintln(stdout, "configuration OK")
+		printConfigOK(stdout, warnings)
 		return nil
 	}
 	logger, err := logging.New(stderr, cfg.Gateway.LogFormat, cfg.Gateway.LogLevel)
@@ -127,7 +116,5 @@ Example (gateway.yaml):
 	// Access lines are batched (64 KiB, flushed every second and on exit).
 	access := accesslog.New(stdout, accesslog.Options{FlushInterval: time.Second})
 	defer access.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return gateway.Run(ctx, cfg, gateway.Options{Logger: logger, AccessLog: access, Registerer: reg})
+	return gateway.Run(ctx, cfg, gateway.Options{Logger: logger, AccessLog: access, Registerer: newRegistry()})
 }

@@ -2,14 +2,8 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
-	"os"
 	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/logging"
@@ -54,30 +48,20 @@ Example:
 		return err
 	}
 
-	cfg, err := origin.LoadConfig(*configPath, os.Environ())
+	cfg, err := loadConfig(fs, *configPath, origin.LoadConfig, map[string]func(*origin.Config){
+		"listen":       func(c *origin.Config) { c.Origin.Listen = *listen },
+		"admin-listen": func(c *origin.Config) { c.Origin.AdminListen = *adminListen },
+		"log-format":   func(c *origin.Config) { c.Origin.LogFormat = *logFormat },
+		"log-level":    func(c *origin.Config) { c.Origin.LogLevel = *logLevel },
+	})
 	if err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			cfg.Origin.Listen = *listen
-		case "admin-listen":
-			cfg.Origin.AdminListen = *adminListen
-		case "log-format":
-			cfg.Origin.LogFormat = *logFormat
-		case "log-level":
-			cfg.Origin.LogLevel = *logLevel
-		}
-	})
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	if *checkConfig {
-		for _, w := range cfg.Warnings() {
-			fmt.Fprintf(stdout, "warning: %s\n", w)
-		}
-		fmt.Fprintln(stdout, "configuration OK")
+		printConfigOK(stdout, cfg.Warnings())
 		return nil
 	}
 
@@ -87,7 +71,5 @@ Example:
 	}
 	cfg.AccessLog = accesslog.New(stdout, accesslog.Options{})
 	defer cfg.AccessLog.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return origin.Run(ctx, cfg, logger, reg)
+	return origin.Run(ctx, cfg, logger, newRegistry())
 }

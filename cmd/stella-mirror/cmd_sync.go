@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -95,56 +94,38 @@ Examples:
 		return err
 	}
 
-	cfg, err := mirrorsync.LoadConfig(*configPath, os.Environ())
-	if err != nil {
-		return err
-	}
 	var flagErr error
-	fs.Visit(func(f *flag.Flag) {
-		s := &cfg.Sync
-		switch f.Name {
-		case "source":
-			s.Source = *source
-		case "dest":
-			s.Dest = *dest
-		case "keep":
-			s.Keep = *keep
-		case "public-key":
-			s.PublicKeys = pubKeys
-		case "domain":
-			s.Domains = domains
-		case "jwks-url":
-			s.JWKSURL = *jwksURL
-		case "key-id":
-			cfg.Concelier.Sources.StellaOpsMirror.Signature.KeyID = *keyID
-		case "metrics-textfile":
-			s.MetricsTextfile = *metricsFile
-		case "http-timeout":
-			s.HTTPTimeout = *timeout
-		case "basic-auth-file":
-			s.BasicAuthFile = *basicFile
-		case "bearer-token-file":
-			s.BearerTokenFile = *bearerFile
-		case "ca-file":
-			s.CAFile = *caFile
-		case "s3-endpoint":
-			s.S3.Endpoint = *s3Endpoint
-		case "s3-region":
-			s.S3.Region = *s3Region
-		case "s3-path-style":
+	cfg, err := loadConfig(fs, *configPath, mirrorsync.LoadConfig, map[string]func(*mirrorsync.Config){
+		"source":     func(c *mirrorsync.Config) { c.Sync.Source = *source },
+		"dest":       func(c *mirrorsync.Config) { c.Sync.Dest = *dest },
+		"keep":       func(c *mirrorsync.Config) { c.Sync.Keep = *keep },
+		"public-key": func(c *mirrorsync.Config) { c.Sync.PublicKeys = pubKeys },
+		"domain":     func(c *mirrorsync.Config) { c.Sync.Domains = domains },
+		"jwks-url":   func(c *mirrorsync.Config) { c.Sync.JWKSURL = *jwksURL },
+		"key-id": func(c *mirrorsync.Config) {
+			c.Concelier.Sources.StellaOpsMirror.Signature.KeyID = *keyID
+		},
+		"metrics-textfile":  func(c *mirrorsync.Config) { c.Sync.MetricsTextfile = *metricsFile },
+		"http-timeout":      func(c *mirrorsync.Config) { c.Sync.HTTPTimeout = *timeout },
+		"basic-auth-file":   func(c *mirrorsync.Config) { c.Sync.BasicAuthFile = *basicFile },
+		"bearer-token-file": func(c *mirrorsync.Config) { c.Sync.BearerTokenFile = *bearerFile },
+		"ca-file":           func(c *mirrorsync.Config) { c.Sync.CAFile = *caFile },
+		"s3-endpoint":       func(c *mirrorsync.Config) { c.Sync.S3.Endpoint = *s3Endpoint },
+		"s3-region":         func(c *mirrorsync.Config) { c.Sync.S3.Region = *s3Region },
+		"s3-path-style": func(c *mirrorsync.Config) {
 			v, ok := map[string]bool{"true": true, "false": false}[*s3PathStyle]
 			if !ok {
 				flagErr = fmt.Errorf("--s3-path-style %q: want true or false", *s3PathStyle)
 			}
-			s.S3.PathStyle = &v
-		case "s3-profile":
-			s.S3.Profile = *s3Profile
-		case "s3-credentials-file":
-			s.S3.CredentialsFile = *s3Creds
-		case "rsync":
-			s.RsyncPath = *rsyncPath
-		}
+			c.Sync.S3.PathStyle = &v
+		},
+		"s3-profile":          func(c *mirrorsync.Config) { c.Sync.S3.Profile = *s3Profile },
+		"s3-credentials-file": func(c *mirrorsync.Config) { c.Sync.S3.CredentialsFile = *s3Creds },
+		"rsync":               func(c *mirrorsync.Config) { c.Sync.RsyncPath = *rsyncPath },
 	})
+	if err != nil {
+		return err
+	}
 	if flagErr != nil {
 		return flagErr
 	}
@@ -157,7 +138,7 @@ Examples:
 		return err
 	}
 	if *checkConfig {
-		fmt.Fprintln(stdout, "configuration OK")
+		printConfigOK(stdout, nil)
 		return nil
 	}
 	logger, err := logging.New(stderr, *logFormat, *logLevel)

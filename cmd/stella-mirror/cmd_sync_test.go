@@ -16,7 +16,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/stella-ops/stella-mirror/export/fixture"
-	"github.com/stella-ops/stella-mirror/origin"
+	"github.com/stella-ops/stella-mirror/internal/origintest"
 )
 
 func TestSyncUsageErrors(t *testing.T) {
@@ -144,17 +144,7 @@ func TestSyncCommandS3(t *testing.T) {
 
 func TestSyncCommandUpstreamWithToken(t *testing.T) {
 	root, id, pub := syncFixture(t)
-	cfg := origin.DefaultConfig()
-	cfg.LatestRecheck = -1 // see each switch at once
-	cfg.Concelier.Mirror.Enabled = true
-	cfg.Concelier.Mirror.ExportRoot = root
-	cfg.Excititor.Mirror.Enabled = true
-	cfg.Excititor.Artifacts.FileSystem.Root = root
-	o, err := origin.New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o := origintest.New(t, root)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer t0ken" {
 			http.Error(w, "no", http.StatusUnauthorized)

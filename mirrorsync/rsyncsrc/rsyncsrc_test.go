@@ -75,18 +75,6 @@ func writeSource(t *testing.T, root string, seed uint64, latest bool) *fixture.R
 	return res
 }
 
-func checkPublished(t *testing.T, dst string, fx *fixture.Result) {
-	t.Helper()
-	if target, _ := os.Readlink(filepath.Join(dst, export.LatestLink)); target != fx.ExportID {
-		t.Fatalf("latest -> %q, want %s", target, fx.ExportID)
-	}
-	for _, f := range fx.Files {
-		if d, _, err := export.DigestFile(filepath.Join(dst, fx.ExportID, filepath.FromSlash(f.Path))); err != nil || d != f.Digest {
-			t.Fatalf("%s: %s (%v)", f.Path, d, err)
-		}
-	}
-}
-
 func TestRsyncDaemon(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	url := startDaemon(t, src)
@@ -103,7 +91,7 @@ func TestRsyncDaemon(t *testing.T) {
 	if !res.Published || res.BytesDownloaded < 128<<10 {
 		t.Fatalf("first sync: %+v", res)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 
 	res, err = mirrorsync.Run(context.Background(), opts)
 	if err != nil || !res.Skipped || res.BytesDownloaded != 0 {
@@ -118,7 +106,7 @@ func TestRsyncDaemon(t *testing.T) {
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Published {
 		t.Fatalf("second export: %+v %v", res, err)
 	}
-	checkPublished(t, dst, fx2)
+	sourcetest.CheckPublished(t, dst, fx2)
 }
 
 func TestRsyncSameSizeChange(t *testing.T) {

@@ -16,7 +16,6 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
-	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
@@ -94,18 +93,6 @@ func writeSource(t *testing.T, root string, seed uint64) *fixture.Result {
 	return res
 }
 
-func checkPublished(t *testing.T, dst string, fx *fixture.Result) {
-	t.Helper()
-	if target, _ := os.Readlink(filepath.Join(dst, export.LatestLink)); target != fx.ExportID {
-		t.Fatalf("latest -> %q, want %s", target, fx.ExportID)
-	}
-	for _, f := range fx.Files {
-		if d, _, err := export.DigestFile(filepath.Join(dst, fx.ExportID, filepath.FromSlash(f.Path))); err != nil || d != f.Digest {
-			t.Fatalf("%s: %s (%v)", f.Path, d, err)
-		}
-	}
-}
-
 func TestS3SDKUpload(t *testing.T) {
 	endpoint := newS3(t)
 	src, dst := t.TempDir(), t.TempDir()
@@ -117,7 +104,7 @@ func TestS3SDKUpload(t *testing.T) {
 	if err != nil || !res.Published {
 		t.Fatalf("first sync: %+v %v", res, err)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Skipped || res.BytesDownloaded != 0 {
 		t.Fatalf("no-op: %+v %v", res, err)
 	}
@@ -136,12 +123,12 @@ func TestS3SDKUpload(t *testing.T) {
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Skipped {
 		t.Fatalf("incomplete upload: %+v %v", res, err)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 	putTree(t, endpoint, "exports", "stella/", src)
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Published {
 		t.Fatalf("completed upload: %+v %v", res, err)
 	}
-	checkPublished(t, dst, fx2)
+	sourcetest.CheckPublished(t, dst, fx2)
 }
 
 // TestS3AWSCLIUpload fills the bucket with the real aws CLI (`aws s3
@@ -170,7 +157,7 @@ func TestS3AWSCLIUpload(t *testing.T) {
 	if err != nil || !res.Published {
 		t.Fatalf("sync from the aws-CLI bucket: %+v %v", res, err)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 }
 
 func TestConformance(t *testing.T) {

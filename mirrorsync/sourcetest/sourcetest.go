@@ -100,3 +100,20 @@ func Run(t *testing.T, expose func(t *testing.T, root string) mirrorsync.Source)
 		}
 	})
 }
+
+// CheckPublished fails t unless dst/latest names the export fx wrote and
+// every file of fx stands under dst/<exportId> with its digest and size.
+// Tests of a Source run a sync from it into dst and then call it.
+func CheckPublished(t testing.TB, dst string, fx *fixture.Result) {
+	t.Helper()
+	target, err := os.Readlink(filepath.Join(dst, export.LatestLink))
+	if err != nil || target != fx.ExportID {
+		t.Fatalf("latest -> %q (%v), want %s", target, err, fx.ExportID)
+	}
+	for _, f := range fx.Files {
+		d, n, err := export.DigestFile(filepath.Join(dst, fx.ExportID, filepath.FromSlash(f.Path)))
+		if err != nil || d != f.Digest || n != f.SizeBytes {
+			t.Fatalf("%s: digest %s size %d (%v), want %s %d", f.Path, d, n, err, f.Digest, f.SizeBytes)
+		}
+	}
+}

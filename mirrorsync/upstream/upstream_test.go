@@ -18,6 +18,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/internal/origintest"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 	"github.com/stella-ops/stella-mirror/mirrorsync/upstream"
@@ -45,18 +46,7 @@ func writeSource(t testing.TB, root string, seed uint64) *fixture.Result {
 // newOrigin serves root with our origin on 127.0.0.1.
 func newOrigin(t testing.TB, root string) *origin.Origin {
 	t.Helper()
-	cfg := origin.DefaultConfig()
-	cfg.LatestRecheck = -1 // see each switch at once
-	cfg.Concelier.Mirror.Enabled = true
-	cfg.Concelier.Mirror.ExportRoot = root
-	cfg.Excititor.Mirror.Enabled = true
-	cfg.Excititor.Artifacts.FileSystem.Root = root
-	o, err := origin.New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Close() })
-	return o
+	return origintest.New(t, root)
 }
 
 func newSource(t testing.TB, base string, mod func(*upstream.Options)) *upstream.Source {
@@ -78,19 +68,6 @@ func run(t testing.TB, dst string, src mirrorsync.Source) (*mirrorsync.Result, e
 	return mirrorsync.Run(context.Background(), mirrorsync.Options{Root: dst, Source: src, Keys: keys})
 }
 
-func checkPublished(t testing.TB, dst string, fx *fixture.Result) {
-	t.Helper()
-	if target, _ := os.Readlink(filepath.Join(dst, export.LatestLink)); target != fx.ExportID {
-		t.Fatalf("latest -> %q, want %s", target, fx.ExportID)
-	}
-	for _, f := range fx.Files {
-		d, _, err := export.DigestFile(filepath.Join(dst, fx.ExportID, filepath.FromSlash(f.Path)))
-		if err != nil || d != f.Digest {
-			t.Fatalf("%s: %s (%v), want %s", f.Path, d, err, f.Digest)
-		}
-	}
-}
-
 func TestSyncFromOrigin(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	fx := writeSource(t, src, 1)
@@ -105,7 +82,7 @@ func TestSyncFromOrigin(t *testing.T) {
 	if !res.Published || res.FilesDownloaded == 0 {
 		t.Fatalf("first sync: %+v", res)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 
 	res, err = run(t, dst, s)
 	if err != nil || !res.Skipped || res.BytesDownloaded != 0 {
@@ -118,7 +95,7 @@ func TestSyncFromOrigin(t *testing.T) {
 	if err != nil || !res.Published {
 		t.Fatalf("second export: %+v, %v", res, err)
 	}
-	checkPublished(t, dst, fx2)
+	sourcetest.CheckPublished(t, dst, fx2)
 }
 
 func TestAuthCredentialsFromFiles(t *testing.T) {
@@ -154,7 +131,7 @@ func TestAuthCredentialsFromFiles(t *testing.T) {
 			if _, err := run(t, dst, newSource(t, up.URL, tc.mod)); err != nil {
 				t.Fatal(err)
 			}
-			checkPublished(t, dst, fx)
+			sourcetest.CheckPublished(t, dst, fx)
 			if denied.Load() != 0 {
 				t.Errorf("%d requests without the right credentials", denied.Load())
 			}
@@ -185,7 +162,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	if _, err := run(t, dst, newSource(t, up.URL, nil)); err != nil {
 		t.Fatal(err)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 	if throttled.Load() < 3 {
 		t.Errorf("throttled %d times; the retries did not happen", throttled.Load())
 	}
@@ -255,7 +232,7 @@ func TestUpstreamDiesMidDownload(t *testing.T) {
 	}
 	<-dying
 	up2.Close()
-	checkPublished(t, dst, old)
+	sourcetest.CheckPublished(t, dst, old)
 
 	up3 := httptest.NewServer(o.Handler())
 	defer up3.Close()
@@ -266,7 +243,7 @@ func TestUpstreamDiesMidDownload(t *testing.T) {
 	if res.FilesResumed == 0 {
 		t.Errorf("nothing was resumed: %+v", res)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 }
 
 func TestTamperedUpstream(t *testing.T) {
@@ -330,7 +307,7 @@ func TestCustomCA(t *testing.T) {
 	if _, err := run(t, dst, newSource(t, up.URL, func(o *upstream.Options) { o.CAFile = ca })); err != nil {
 		t.Fatal(err)
 	}
-	checkPublished(t, dst, fx)
+	sourcetest.CheckPublished(t, dst, fx)
 }
 
 func TestNewRejects(t *testing.T) {

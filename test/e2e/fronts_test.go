@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -130,54 +127,9 @@ func startGatewayFront(t *testing.T, config string, env []string) string {
 	// Its own cache directory: the demo's gateway is running on the demo's.
 	cmd.Env = append(os.Environ(), append(env, "GATEWAY__LISTEN=127.0.0.1:0", "GATEWAY__ADMINLISTEN=127.0.0.1:0",
 		"GATEWAY__HTTPLISTEN=", "GATEWAY__LOGFORMAT=json", "GATEWAY__CACHE__DIR="+t.TempDir())...)
-	cmd.Stdout = io.Discard
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	addr := make(chan string, 1)
-	var log strings.Builder
-	go func() {
-		defer close(done)
-		sent := false
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			var rec struct{ Msg, Endpoint, Addr string }
-			if !sent && json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" && rec.Endpoint == "gateway" {
-				addr <- rec.Addr
-				sent = true
-			}
-		}
-		if !sent {
-			addr <- ""
-		}
-		cmd.Wait()
-	}()
-	select {
-	case a := <-addr:
-		if a == "" {
-			t.Fatalf("gateway exited before listening:\n%s", log.String())
-		}
-		_, port, _ := net.SplitHostPort(a)
-		return port
-	case <-time.After(60 * time.Second):
-		t.Fatal("gateway not listening after 60s")
-	}
-	return ""
+	a := startListening(t, cmd, syscall.SIGTERM, "gateway")
+	_, port, _ := net.SplitHostPort(a["gateway"])
+	return port
 }
 
 // startNginxFront renders the nginx front from the gateway configuration

@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,57 +23,8 @@ func startOrigin(t *testing.T, env []string) (public, admin string) {
 	t.Helper()
 	cmd := exec.Command(bin, "origin", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = io.Discard
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	addrs := make(chan map[string]string, 1)
-	var log strings.Builder
-	go func() {
-		defer close(done)
-		found := map[string]string{}
-		sent := false
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			var rec struct{ Msg, Endpoint, Addr string }
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" {
-				found[rec.Endpoint] = rec.Addr
-			}
-			if !sent && found["origin"] != "" && found["origin-admin"] != "" {
-				addrs <- found
-				sent = true
-			}
-		}
-		if !sent {
-			addrs <- nil
-		}
-		cmd.Wait()
-	}()
-	select {
-	case a := <-addrs:
-		if a == nil {
-			t.Fatalf("origin exited before listening; stderr:\n%s", log.String()) // written before nil was sent
-		}
-		return "http://" + a["origin"], "http://" + a["origin-admin"]
-	case <-time.After(60 * time.Second):
-		t.Fatalf("origin not listening after 60s")
-	}
-	return "", ""
+	a := startListening(t, cmd, syscall.SIGINT, "origin", "origin-admin")
+	return "http://" + a["origin"], "http://" + a["origin-admin"]
 }
 
 // TestOriginRunbookAuthChecks runs the runbook's service-level checks
