@@ -3,10 +3,9 @@ package mirrorsync
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"github.com/stella-ops/stella-mirror/internal/flock"
 )
 
 // LockName is the lock file in the export root.
@@ -30,16 +29,9 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // a stale lock.
 func lockRoot(root string) (release func(), err error) {
 	path := filepath.Join(root, LockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock file: %w", err)
+	release, err = flock.TryLock(path)
+	if errors.Is(err, flock.ErrLocked) {
+		return nil, &LockedError{Path: path}
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, &LockedError{Path: path}
-		}
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
+	return release, err
 }

@@ -92,6 +92,9 @@ func (s *stack) options(t *testing.T, domain string) smoke.Options {
 // It returns the HTTPS port.
 func (s *stack) startGateway(t *testing.T, env []string, withCache bool) string {
 	t.Helper()
+	// Not the demo's cache directory: the demo's gateway holds it. The
+	// cache, when wanted, is this test's own (opts.Transport below).
+	env = append(env[:len(env):len(env)], "GATEWAY__CACHE__DIR=")
 	cfg, err := gateway.LoadConfig(s.state.Configs["gateway"], env)
 	if err != nil {
 		t.Fatal(err)

@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stella-ops/stella-mirror/internal/flock"
 )
 
 // Options are the cache's injected dependencies. Nil fields mean the
@@ -40,6 +43,7 @@ type Cache struct {
 	m        *metrics
 	now      func() time.Time
 	dir      string
+	unlock   func() // drops the directory lock
 
 	startNanos int64
 	seq        atomic.Uint64
@@ -60,6 +64,10 @@ type Cache struct {
 }
 
 var _ http.RoundTripper = (*Cache)(nil)
+
+// LockFile is the lock file in the cache directory that keeps a second
+// process from opening the same directory.
+const LockFile = ".lock"
 
 // copyBufSize is the chunk in which fills read upstream bodies and notify
 // their readers.
@@ -101,7 +109,21 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: registering metrics: %w", err)
 	}
 	c.m = m
+	// One process per cache directory: loading the index deletes files that
+	// are not complete objects, which would be another process's fills.
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: creating %s: %w", cfg.Dir, err)
+	}
+	unlock, err := flock.TryLock(filepath.Join(cfg.Dir, LockFile))
+	if err != nil {
+		if errors.Is(err, flock.ErrLocked) {
+			return nil, fmt.Errorf("cache: directory %s is in use by another gateway (%w); give each gateway its own GATEWAY__CACHE__DIR", cfg.Dir, err)
+		}
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.unlock = unlock
 	if err := c.loadIndex(); err != nil {
+		unlock()
 		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -113,6 +135,7 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 func (c *Cache) Close() error {
 	c.cancel()
 	c.bg.Wait()
+	c.unlock()
 	return nil
 }
 

@@ -393,3 +393,24 @@ func TestPurgeDuringFill(t *testing.T) {
 		t.Fatalf("then: %q after %d upstream fetches; want HIT after 2", r.cache, o.gets.Load())
 	}
 }
+
+// TestDirectoryLocked: a second cache on the same directory is refused,
+// naming it, before it can delete the first one's fills; once the first is
+// closed the directory opens again.
+func TestDirectoryLocked(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{Dir: dir}, http.DefaultTransport, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Dir: dir}, http.DefaultTransport, Options{})
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second New on the same directory = %v, want an in-use error naming %s", err, dir)
+	}
+	c.Close()
+	c2, err := New(Config{Dir: dir}, http.DefaultTransport, Options{})
+	if err != nil {
+		t.Fatalf("New after Close: %v", err)
+	}
+	c2.Close()
+}
