@@ -501,25 +501,38 @@ func startNginx(ctx context.Context, o options, tmp, root string, client *http.C
 	if err != nil {
 		return nil, err
 	}
+	s := &server{name: anchorName, base: "http://" + addr}
+	s.proc, err = launchNginx(ctx, o, prefix, conf, anchorName, client, s.base+"/concelier/exports/index.json")
+	if s.proc == nil {
+		return nil, err
+	}
+	return s, err
+}
+
+// launchNginx writes conf into prefix, starts nginx on it (output to
+// prefix/stderr.log) and waits until readyURL answers. The process is
+// returned whenever it started, so the caller stops it even when it never
+// became ready; that error carries the tails of nginx's logs.
+func launchNginx(ctx context.Context, o options, prefix string, conf []byte, name string, client *http.Client, readyURL string) (*bench.Process, error) {
 	if err := os.WriteFile(filepath.Join(prefix, bench.NginxConfName), conf, 0o644); err != nil {
 		return nil, fmt.Errorf("writing nginx config: %w", err)
 	}
-	out, err := os.Create(filepath.Join(prefix, "stderr.log"))
+	outPath := filepath.Join(prefix, "stderr.log")
+	out, err := os.Create(outPath)
 	if err != nil {
 		return nil, fmt.Errorf("creating nginx output log: %w", err)
 	}
 	defer out.Close()
 	cmd := exec.Command(o.nginx, bench.NginxArgs(prefix)...)
 	cmd.Stdout, cmd.Stderr = out, out
-	p, err := bench.StartProcess(anchorName, cmd)
+	p, err := bench.StartProcess(name, cmd)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: anchorName, base: "http://" + addr, proc: p}
-	if err := bench.WaitReady(ctx, client, s.base+"/concelier/exports/index.json", p, readyInterval, readyTimeout); err != nil {
-		return s, fmt.Errorf("%w\n%s%s", err, tail(filepath.Join(prefix, "stderr.log"), 1024), tail(filepath.Join(prefix, bench.NginxErrorLog), 2048))
+	if err := bench.WaitReady(ctx, client, readyURL, p, readyInterval, readyTimeout); err != nil {
+		return p, fmt.Errorf("%w\n%s%s", err, tail(outPath, 1024), tail(filepath.Join(prefix, bench.NginxErrorLog), 2048))
 	}
-	return s, nil
+	return p, nil
 }
 
 // stopServer stops s and adds a failure to stop to *err.

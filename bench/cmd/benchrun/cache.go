@@ -199,23 +199,13 @@ func startCacheSuite(ctx context.Context, o options, tmp string, origin *server,
 	if err != nil {
 		return cs, err
 	}
-	if err := os.WriteFile(filepath.Join(prefix, bench.NginxConfName), nconf, 0o644); err != nil {
-		return cs, err
-	}
-	out, err := os.Create(filepath.Join(prefix, "stderr.log"))
-	if err != nil {
-		return cs, err
-	}
-	defer out.Close()
-	ncmd := exec.Command(o.nginx, bench.NginxArgs(prefix)...)
-	ncmd.Stdout, ncmd.Stderr = out, out
-	np, err := bench.StartProcess(nginxCacheName, ncmd)
-	if err != nil {
+	np, err := launchNginx(ctx, o, prefix, nconf, nginxCacheName, gs.client(""), httpsLocalhost(naddr)+"/concelier/exports/index.json")
+	if np == nil {
 		return cs, err
 	}
 	cs.nginx = &server{name: nginxCacheName, base: httpsLocalhost(naddr), proc: np}
-	if err := bench.WaitReady(ctx, gs.client(""), cs.nginx.base+"/concelier/exports/index.json", np, readyInterval, readyTimeout); err != nil {
-		return cs, fmt.Errorf("%w\n%s", err, tail(filepath.Join(prefix, bench.NginxErrorLog), 2048))
+	if err != nil {
+		return cs, err
 	}
 	logf("%s ready at %s", nginxCacheName, cs.nginx.base)
 	return cs, nil

@@ -186,24 +186,14 @@ func startGatewaySuite(ctx context.Context, o options, tmp string, origin *serve
 	if err != nil {
 		return g, err
 	}
-	if err := os.WriteFile(filepath.Join(prefix, bench.NginxConfName), conf, 0o644); err != nil {
-		return g, fmt.Errorf("writing nginx config: %w", err)
-	}
-	out, err := os.Create(filepath.Join(prefix, "stderr.log"))
-	if err != nil {
-		return g, err
-	}
-	defer out.Close()
-	cmd := exec.Command(o.nginx, bench.NginxArgs(prefix)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	p, err := bench.StartProcess(nginxAuthName, cmd)
-	if err != nil {
+	p, err := launchNginx(ctx, o, prefix, conf, nginxAuthName, g.client(""), httpsLocalhost(openAddr)+"/concelier/exports/index.json")
+	if p == nil {
 		return g, err
 	}
 	g.nginxAuth = &server{name: nginxAuthName, base: httpsLocalhost(authAddr), proc: p}
 	g.nginxOpen = &server{name: nginxOpenName, base: httpsLocalhost(openAddr), proc: p}
-	if err := bench.WaitReady(ctx, g.client(""), g.nginxOpen.base+"/concelier/exports/index.json", p, readyInterval, readyTimeout); err != nil {
-		return g, fmt.Errorf("%w\n%s", err, tail(filepath.Join(prefix, bench.NginxErrorLog), 2048))
+	if err != nil {
+		return g, err
 	}
 	logf("nginx (TLS proxy) ready at %s (auth) and %s", g.nginxAuth.base, g.nginxOpen.base)
 	return g, nil
