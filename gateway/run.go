@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+	"github.com/stella-ops/stella-mirror/internal/fastserve"
 	"github.com/stella-ops/stella-mirror/internal/filewatch"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 )
@@ -92,16 +93,24 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	if l.HTTP != nil {
 		eps = append(eps, endpoint{"gateway-http", l.HTTP, g.RedirectHandler(httpsPort), nil})
 	}
-	servers := make([]*http.Server, len(eps))
+	servers := make([]serve.Server, len(eps))
 	errc := make(chan error, len(eps))
 	for i, ep := range eps {
-		srv := serve.NewServer(ep.h, g.logger)
-		srv.ReadHeaderTimeout = g.cfg.ReadHeaderTimeout
-		srv.IdleTimeout = g.cfg.IdleTimeout
 		ln := ep.ln
+		var srv serve.Server
 		if ep.tls != nil {
-			srv.TLSConfig = ep.tls
-			ln = tls.NewListener(ln, ep.tls)
+			// The HTTPS listener: HTTP/1.1 on fastserve, HTTP/2 on net/http.
+			h2 := serve.NewServer(ep.h, g.logger)
+			h2.ReadHeaderTimeout = g.cfg.ReadHeaderTimeout
+			h2.IdleTimeout = g.cfg.IdleTimeout
+			srv = fastserve.New(fastserve.Config{Handler: ep.h, Logger: g.logger, TLS: ep.tls,
+				ReadHeaderTimeout: g.cfg.ReadHeaderTimeout, IdleTimeout: g.cfg.IdleTimeout,
+				MaxHeaderBytes: serve.MaxHeaderBytes, HTTP2: h2})
+		} else {
+			hs := serve.NewServer(ep.h, g.logger)
+			hs.ReadHeaderTimeout = g.cfg.ReadHeaderTimeout
+			hs.IdleTimeout = g.cfg.IdleTimeout
+			srv = hs
 		}
 		servers[i] = srv
 		g.logger.Info("listening", "endpoint", ep.name, "addr", ep.ln.Addr().String())
@@ -149,7 +158,7 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	return errors.Join(runErr, err)
 }
 
-func (g *Gateway) shutdown(servers []*http.Server) error {
+func (g *Gateway) shutdown(servers []serve.Server) error {
 	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
 	defer cancel()
 	var errs []error

@@ -214,6 +214,6 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		return err
 	}
 	return serve.Run(ctx, logger,
-		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
+		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler(), Fast: true},
 		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
 }

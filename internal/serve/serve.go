@@ -9,12 +9,15 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/fastserve"
 )
 
 // Timeouts applied to every server built by New. Header reads are short so
@@ -39,6 +42,31 @@ type Endpoint struct {
 	Listener net.Listener
 	// Handler serves the requests.
 	Handler http.Handler
+	// Fast serves HTTP/1.1 on fastserve's engine instead of net/http's
+	// (public listeners with many small responses); admin and health
+	// listeners leave it false.
+	Fast bool
+}
+
+// Server is what Run starts: an *http.Server or a *fastserve.Server.
+type Server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// NewFast returns a fastserve.Server with the package's timeouts; with
+// tlsCfg it terminates TLS itself and serves HTTP/2 through net/http.
+func NewFast(h http.Handler, logger *slog.Logger, tlsCfg *tls.Config) *fastserve.Server {
+	return fastserve.New(fastserve.Config{
+		Handler:           h,
+		Logger:            logger,
+		TLS:               tlsCfg,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		HTTP2:             NewServer(h, logger),
+	})
 }
 
 // Listen binds a TCP listener on addr, naming addr in the error.
@@ -67,10 +95,13 @@ func NewServer(h http.Handler, logger *slog.Logger) *http.Server {
 // all of them down gracefully (ShutdownTimeout) and returns the first serve
 // error, or nil after a clean stop.
 func Run(ctx context.Context, logger *slog.Logger, endpoints ...Endpoint) error {
-	servers := make([]*http.Server, len(endpoints))
+	servers := make([]Server, len(endpoints))
 	errc := make(chan error, len(endpoints))
 	for i, ep := range endpoints {
-		srv := NewServer(ep.Handler, logger)
+		var srv Server = NewServer(ep.Handler, logger)
+		if ep.Fast {
+			srv = NewFast(ep.Handler, logger, nil)
+		}
 		servers[i] = srv
 		logger.Info("listening", "endpoint", ep.Name, "addr", ep.Listener.Addr().String())
 		go func(ep Endpoint) {

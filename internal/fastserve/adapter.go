@@ -1,0 +1,459 @@
+package fastserve
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http/httpguts"
+)
+
+// bufferLimit is the largest body handed back whole; a handler that writes
+// more (or flushes) streams instead.
+const bufferLimit = 64 << 10
+
+// serve runs the net/http handler for one request.
+func (s *Server) serve(fc *fasthttp.RequestCtx) {
+	r, status := s.request(fc)
+	if status != 0 {
+		plainError(fc, status)
+		return
+	}
+	ctx, cancel := context.WithCancel(s.base)
+	r = r.WithContext(ctx)
+	w := &writer{fc: fc, conn: fc.Conn(), req: r, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
+	go w.run(s, cancel)
+	switch ev := <-w.events; ev.kind {
+	case evDone:
+		w.commitBuffered()
+	case evStream:
+		fc.Response.SetBodyStream(ev.body, ev.size)
+	case evAbort:
+		// No answer: the client sees the connection end, never a
+		// truncated response that looks complete.
+		fc.Response.Reset()
+		fc.SetConnectionClose()
+		fc.HijackSetNoResponse(true)
+		fc.Hijack(func(net.Conn) {})
+	}
+}
+
+// request converts fc into an *http.Request the way net/http's server
+// builds one; a non-zero status rejects the request.
+func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
+	rh := &fc.Request.Header
+	rawURI := string(rh.RequestURI())
+	u, err := url.ParseRequestURI(rawURI)
+	if err != nil {
+		return nil, http.StatusBadRequest
+	}
+	proto := string(rh.Protocol())
+	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok || major != 1 {
+		return nil, http.StatusBadRequest
+	}
+	// A request framed two ways is a smuggling attempt (RFC 9112 §6.3):
+	// refuse it rather than pick one.
+	// fasthttp has already decoded a chunked body and rewritten the
+	// framing headers, so look at the header block as it arrived.
+	if framedTwice(rh.RawHeaders()) {
+		return nil, http.StatusBadRequest
+	}
+	method := string(rh.Method())
+	if !validMethod(method) {
+		return nil, http.StatusBadRequest
+	}
+	hdr := make(http.Header, 8)
+	hosts := 0
+	bad := false
+	for k, v := range rh.All() {
+		if !httpguts.ValidHeaderFieldName(string(k)) || !httpguts.ValidHeaderFieldValue(string(v)) {
+			bad = true
+			break
+		}
+		key := http.CanonicalHeaderKey(string(k))
+		if key == "Host" {
+			hosts++
+		}
+		hdr[key] = append(hdr[key], string(v))
+	}
+	if bad {
+		return nil, http.StatusBadRequest
+	}
+	host := ""
+	if hv := hdr["Host"]; len(hv) > 0 {
+		host = hv[0]
+	}
+	delete(hdr, "Host")
+	if hosts > 1 || (minor >= 1 && hosts == 0) || !httpguts.ValidHostHeader(host) {
+		return nil, http.StatusBadRequest
+	}
+	if u.Host != "" {
+		host = u.Host
+	}
+	delete(hdr, "Transfer-Encoding")
+	r := &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      proto,
+		ProtoMajor: major,
+		ProtoMinor: minor,
+		Header:     hdr,
+		Host:       host,
+		RemoteAddr: fc.RemoteAddr().String(),
+		RequestURI: rawURI,
+		Close:      rh.ConnectionClose(),
+		Body:       http.NoBody,
+	}
+	if body := fc.Request.Body(); len(body) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+	}
+	if tc, ok := fc.Conn().(interface{ ConnectionState() tls.ConnectionState }); ok {
+		cs := tc.ConnectionState()
+		r.TLS = &cs
+	}
+	return r, 0
+}
+
+// framedTwice reports whether a raw header block has both
+// Transfer-Encoding and Content-Length.
+func framedTwice(raw []byte) bool {
+	var te, cl bool
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
+		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
+	}
+	return te && cl
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !httpguts.IsTokenRune(rune(m[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+type eventKind int
+
+const (
+	evDone   eventKind = iota // handler returned; the response is in the writer
+	evStream                  // headers are final; the body streams from body
+	evAbort                   // handler aborted before the headers went out
+)
+
+type event struct {
+	kind eventKind
+	body io.Reader
+	size int
+}
+
+// writer is the http.ResponseWriter of one request. Until it streams, the
+// body collects in buf; the handler goroutine owns everything until it sends
+// its one event, after which fasthttp's goroutine reads what it needs.
+type writer struct {
+	fc      *fasthttp.RequestCtx // only until the event is sent
+	conn    net.Conn
+	req     *http.Request
+	header  http.Header
+	events  chan event
+	head    bool
+	status  int
+	written bool // WriteHeader called (or implied)
+	buf     bytes.Buffer
+	pipe    *io.PipeWriter // non-nil once streaming
+	sent    bool           // the one event was sent
+	clen    int64          // declared Content-Length, -1 if none
+	wrote   int64          // body bytes accepted
+}
+
+func (w *writer) Header() http.Header { return w.header }
+
+func (w *writer) WriteHeader(code int) {
+	if w.written {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code >= 100 && code < 200 {
+		return // informational answers are not sent
+	}
+	w.written = true
+	w.status = code
+	w.clen = -1
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.clen = n
+		} else {
+			w.header.Del("Content-Length")
+		}
+	}
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.head {
+		w.wrote += int64(len(p))
+		return len(p), nil
+	}
+	if w.clen >= 0 && w.wrote+int64(len(p)) > w.clen {
+		return 0, http.ErrContentLength
+	}
+	if w.pipe == nil && w.buf.Len()+len(p) <= bufferLimit {
+		w.wrote += int64(len(p))
+		return w.buf.Write(p)
+	}
+	if w.pipe == nil {
+		w.startStream()
+	}
+	n, err := w.pipe.Write(p)
+	w.wrote += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile for a file copied whole into a fresh response
+// (http.ServeContent does this): fasthttp sends the file itself.
+func (w *writer) ReadFrom(src io.Reader) (int64, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.pipe != nil || w.buf.Len() > 0 || w.head || w.clen < bufferLimit || !bodyAllowed(w.status) || !isFile(src) {
+		return io.Copy(writeOnly{w}, src)
+	}
+	fb := &fileBody{src: src, done: make(chan struct{})}
+	w.commitHeaders()
+	w.send(event{kind: evStream, body: fb, size: int(w.clen - w.wrote)})
+	<-fb.done
+	w.wrote += fb.n
+	return fb.n, fb.err
+}
+
+func isFile(r io.Reader) bool {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		r = lr.R
+	}
+	_, ok := r.(*os.File)
+	return ok
+}
+
+// writeOnly hides ReadFrom from io.Copy.
+type writeOnly struct{ w *writer }
+
+func (o writeOnly) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// Flush sends the headers and what is buffered; later writes stream.
+func (w *writer) Flush() {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.pipe == nil && !w.sent {
+		w.startStream()
+	}
+}
+
+// FlushError is Flush for http.ResponseController.
+func (w *writer) FlushError() error {
+	w.Flush()
+	return nil
+}
+
+// SetWriteDeadline bounds the writes to the client (http.ResponseController).
+func (w *writer) SetWriteDeadline(t time.Time) error { return w.conn.SetWriteDeadline(t) }
+
+// startStream commits the headers and hands fasthttp a pipe, first filled
+// with what was buffered.
+func (w *writer) startStream() {
+	pr, pw := io.Pipe()
+	w.pipe = pw
+	w.commitHeaders()
+	size := -1
+	if w.clen >= 0 {
+		size = int(w.clen)
+	}
+	w.fc.Response.ImmediateHeaderFlush = true
+	w.send(event{kind: evStream, body: pr, size: size})
+	if w.buf.Len() > 0 {
+		b := w.buf.Bytes()
+		w.buf = bytes.Buffer{}
+		if _, err := pw.Write(b); err != nil {
+			pw.CloseWithError(err)
+		}
+	}
+}
+
+func (w *writer) send(ev event) {
+	w.sent = true
+	w.events <- ev
+}
+
+// commitHeaders copies status and headers into the fasthttp response.
+func (w *writer) commitHeaders() {
+	resp := &w.fc.Response
+	resp.SetStatusCode(w.status)
+	for k, vv := range w.header {
+		switch k {
+		case "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		case "Connection":
+			for _, v := range vv {
+				if httpguts.HeaderValuesContainsToken([]string{v}, "close") {
+					resp.SetConnectionClose()
+				}
+			}
+			continue
+		case "Content-Type":
+			if len(vv) > 0 {
+				resp.Header.SetContentType(vv[0])
+			}
+			continue
+		}
+		for _, v := range vv {
+			resp.Header.Add(k, v)
+		}
+	}
+	if w.req.Close {
+		resp.SetConnectionClose()
+	}
+}
+
+// commitBuffered finishes a response the handler completed in memory.
+func (w *writer) commitBuffered() {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	resp := &w.fc.Response
+	if _, ok := w.header["Content-Type"]; !ok && w.buf.Len() > 0 && bodyAllowed(w.status) {
+		w.header.Set("Content-Type", http.DetectContentType(w.buf.Bytes()))
+	}
+	w.commitHeaders()
+	switch {
+	case w.head:
+		resp.SkipBody = true
+		if w.clen >= 0 {
+			resp.Header.SetContentLength(int(w.clen))
+		} else if w.wrote > 0 {
+			resp.Header.SetContentLength(int(w.wrote))
+		}
+	case bodyAllowed(w.status):
+		resp.SetBodyRaw(w.buf.Bytes())
+	}
+}
+
+// run calls the handler on its own goroutine and sends the one event
+// fasthttp waits for (if the handler did not already).
+func (w *writer) run(s *Server, cancel context.CancelFunc) {
+	defer cancel()
+	aborted := false
+	var streamErr error
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				aborted = true
+				streamErr = errAborted
+				if v != http.ErrAbortHandler {
+					s.logger.Error("handler panic", "method", w.req.Method, "path", w.req.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				}
+			}
+		}()
+		s.cfg.Handler.ServeHTTP(w, w.req)
+	}()
+	if !aborted && w.clen >= 0 && w.wrote < w.clen && !w.head && bodyAllowed(w.status) {
+		// A short body under a declared length: end the connection rather
+		// than let the client wait for the rest (net/http does the same).
+		aborted, streamErr = true, errShortBody
+	}
+	switch {
+	case w.pipe != nil:
+		w.pipe.CloseWithError(streamErr) // nil: EOF
+	case w.sent:
+		// a file body was streamed; nothing left
+	case aborted:
+		w.send(event{kind: evAbort})
+	default:
+		w.send(event{kind: evDone})
+	}
+}
+
+var (
+	errAborted   = errors.New("handler aborted the response")
+	errShortBody = errors.New("handler wrote less than its Content-Length")
+)
+
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status <= 199) && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// fileBody lets fasthttp copy a file with sendfile and tells the handler
+// (waiting in ReadFrom) when it is done.
+type fileBody struct {
+	src  io.Reader
+	n    int64
+	err  error
+	once sync.Once
+	done chan struct{}
+}
+
+// WriteTo passes the file itself to fasthttp's writer, whose ReadFrom uses
+// sendfile.
+func (f *fileBody) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(f.src) // the *io.LimitedReader of an *os.File: sendfile
+	} else {
+		n, err = io.Copy(w, f.src)
+	}
+	f.n += n
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	return n, err
+}
+
+func (f *fileBody) Read(p []byte) (int, error) {
+	n, err := f.src.Read(p)
+	f.n += int64(n)
+	if err != nil && err != io.EOF && f.err == nil {
+		f.err = err
+	}
+	return n, err
+}
+
+// Close is called by fasthttp when the body was sent (or abandoned).
+func (f *fileBody) Close() error {
+	f.once.Do(func() { close(f.done) })
+	return nil
+}

@@ -1,0 +1,451 @@
+package fastserve
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// start serves h on a loopback port (with TLS when tlsCfg is set) and
+// returns the base URL.
+func start(t *testing.T, h http.Handler, tlsCfg *tls.Config) (string, *Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Handler: h, TLS: tlsCfg, ReadHeaderTimeout: 2 * time.Second, IdleTimeout: 10 * time.Second})
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		if err := <-done; err != http.ErrServerClosed {
+			t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
+		}
+	})
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String(), s
+}
+
+func client() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}
+
+func TestResponses(t *testing.T) {
+	big := pattern(1 << 20)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bundle.json")
+	if err := os.WriteFile(file, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("X-Host", r.Host)
+		w.Header().Set("X-Agent", r.Header.Get("User-Agent"))
+		io.WriteString(w, `{"ok":true}`)
+	})
+	mux.HandleFunc("/sniff", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html><body>x</body></html>") })
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, "short and stout")
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1048576")
+		for i := 0; i < len(big); i += 10000 {
+			w.Write(big[i:min(i+10000, len(big))])
+		}
+	})
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < len(big); i += 100000 {
+			w.Write(big[i:min(i+100000, len(big))])
+		}
+	})
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("ETag", `"v1"`)
+		http.ServeContent(w, r, "bundle.json", time.Unix(1e9, 0), f)
+	})
+	base, _ := start(t, mux, nil)
+	cl := client()
+	tests := []struct {
+		name, method, path string
+		header             map[string]string
+		status             int
+		body               []byte
+		wantHeader         map[string]string
+	}{
+		{"small", "GET", "/small", map[string]string{"User-Agent": "t/1"}, 200, []byte(`{"ok":true}`),
+			map[string]string{"Content-Type": "application/json", "Content-Length": "11", "X-Path": "/small", "X-Agent": "t/1", "X-Host": strings.TrimPrefix(base, "http://")}},
+		{"sniffed type", "GET", "/sniff", nil, 200, []byte("<html><body>x</body></html>"), map[string]string{"Content-Type": "text/html; charset=utf-8"}},
+		{"status", "GET", "/status", nil, 418, []byte("short and stout"), nil},
+		{"not found", "GET", "/nope", nil, 404, []byte("404 page not found\n"), nil},
+		{"streamed with length", "GET", "/big", nil, 200, big, map[string]string{"Content-Length": "1048576"}},
+		{"streamed chunked", "GET", "/chunked", nil, 200, big, nil},
+		{"file", "GET", "/file", nil, 200, big, map[string]string{"Content-Length": "1048576", "Accept-Ranges": "bytes"}},
+		{"file range", "GET", "/file", map[string]string{"Range": "bytes=10-19"}, 206, big[10:20], map[string]string{"Content-Range": "bytes 10-19/1048576", "Content-Length": "10"}},
+		{"file not modified", "GET", "/file", map[string]string{"If-None-Match": `"v1"`}, 304, nil, map[string]string{"ETag": `"v1"`}},
+		{"file HEAD", "HEAD", "/file", nil, 200, nil, map[string]string{"Content-Length": "1048576"}},
+		{"small HEAD", "HEAD", "/small", nil, 200, nil, map[string]string{"Content-Length": "11"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, base+tc.path, nil)
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := cl.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("reading body: %v", err)
+			}
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if !bytes.Equal(body, tc.body) {
+				t.Fatalf("body %d bytes, want %d", len(body), len(tc.body))
+			}
+			for k, v := range tc.wantHeader {
+				got := resp.Header.Get(k)
+				if k == "Content-Length" && tc.method != "HEAD" {
+					got = itoa64(resp.ContentLength)
+				}
+				if got != v {
+					t.Errorf("%s: %q, want %q", k, got, v)
+				}
+			}
+			if s := resp.Header.Get("Server"); s != "" {
+				t.Errorf("Server header %q sent", s)
+			}
+		})
+	}
+}
+
+func itoa64(n int64) string { return big.NewInt(n).String() }
+
+// raw sends a request on a fresh connection and returns what came back
+// before the server closed it (or the read deadline passed).
+func raw(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	out, _ := io.ReadAll(c)
+	return string(out)
+}
+
+func TestBadRequests(t *testing.T) {
+	var reached []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = append(reached, r.URL.Path)
+		io.WriteString(w, "ok")
+	})
+	base, _ := start(t, h, nil)
+	addr := strings.TrimPrefix(base, "http://")
+	tests := []struct {
+		name, req, status string
+	}{
+		{"no Host in HTTP/1.1", "GET /a HTTP/1.1\r\n\r\n", "400"},
+		{"two Host headers", "GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+		{"bad Host", "GET /a HTTP/1.1\r\nHost: a b\r\n\r\n", "400"},
+		{"bad request target", "GET a HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
+		{"HTTP/2 preface without TLS", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400"},
+		{"70 KiB header", "GET /a HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", "431"},
+		{"CL and TE (smuggling)", "GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := raw(t, addr, tc.req)
+			if !strings.HasPrefix(out, "HTTP/1.1 "+tc.status) {
+				t.Fatalf("answer %q, want status %s", firstLine(out), tc.status)
+			}
+			if strings.Count(out, "HTTP/1.1 ") != 1 {
+				t.Fatalf("more than one answer:\n%s", out)
+			}
+		})
+	}
+	for _, p := range reached {
+		if p == "/smuggled" {
+			t.Fatal("the smuggled request reached the handler")
+		}
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\r\n")
+	return line
+}
+
+// TestPipelinedAndKeepAlive: answers come back in order on one connection.
+func TestPipelinedAndKeepAlive(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
+	base, _ := start(t, h, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []string{"/one", "/two"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != want {
+			t.Fatalf("got %q, want %q", b, want)
+		}
+	}
+}
+
+// TestAbortedResponses: a handler that aborts (http.ErrAbortHandler, as
+// httputil.ReverseProxy does when the origin fails mid-body) or writes less
+// than its Content-Length never gives the client a response that looks
+// complete.
+func TestAbortedResponses(t *testing.T) {
+	big := pattern(256 << 10)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/abort-before", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "partial")
+		panic(http.ErrAbortHandler)
+	})
+	mux.HandleFunc("/abort-streaming", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000000")
+		w.Write(big)
+		panic(http.ErrAbortHandler)
+	})
+	mux.HandleFunc("/short", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "only this")
+	})
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) { panic("boom") })
+	base, _ := start(t, mux, nil)
+	cl := client()
+	for _, p := range []string{"/abort-before", "/abort-streaming", "/short", "/panic"} {
+		t.Run(p, func(t *testing.T) {
+			resp, err := cl.Get(base + p)
+			if err != nil {
+				return // no answer at all: fine
+			}
+			defer resp.Body.Close()
+			_, err = io.ReadAll(resp.Body)
+			if err == nil {
+				t.Fatalf("status %d with a body that read as complete", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestFlushStreams: after Flush the client has the status and headers
+// while the handler is still running, and every later write reaches it as
+// it is made, even one far smaller than a write buffer (a cache fill
+// streaming from a slow origin), over plain TCP and over TLS, with and
+// without a declared Content-Length.
+func TestFlushStreams(t *testing.T) {
+	cert, pool := selfSigned(t)
+	for _, tc := range []struct {
+		name   string
+		tls    bool
+		length bool
+	}{{"plain", false, true}, {"plain chunked", false, false}, {"TLS", true, true}, {"TLS chunked", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Early", "yes")
+				if tc.length {
+					w.Header().Set("Content-Length", "1027")
+				}
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
+				w.Write(pattern(1 << 10))
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+				io.WriteString(w, "end")
+			})
+			var cfg *tls.Config
+			cl := client()
+			if tc.tls {
+				cfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+				cl.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}
+			}
+			base, _ := start(t, h, cfg)
+			resp, err := cl.Get(base + "/")
+			if err != nil {
+				close(release)
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.Header.Get("X-Early") != "yes" {
+				t.Error("headers missing")
+			}
+			first := make([]byte, 1<<10)
+			got := make(chan error, 1)
+			go func() { _, err := io.ReadFull(resp.Body, first); got <- err }()
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the first KiB did not arrive while the handler waited")
+			}
+			close(release)
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != "end" {
+				t.Fatalf("rest %q, %v", rest, err)
+			}
+		})
+	}
+}
+
+// TestTLSBothProtocols: over TLS, HTTP/1.1 clients are served here and
+// HTTP/2 clients by the net/http server, with r.TLS set either way.
+func TestTLSBothProtocols(t *testing.T) {
+	cert, pool := selfSigned(t)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			t.Error("r.TLS is nil")
+		}
+		io.WriteString(w, r.Proto)
+	})
+	base, _ := start(t, h, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
+	for _, tc := range []struct {
+		name string
+		h2   bool
+		want string
+	}{{"HTTP/1.1", false, "HTTP/1.1"}, {"HTTP/2", true, "HTTP/2.0"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}, ForceAttemptHTTP2: tc.h2}
+			if !tc.h2 {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(base + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != tc.want {
+				t.Fatalf("served as %q, want %q", b, tc.want)
+			}
+		})
+	}
+}
+
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// TestShutdownFinishesInFlight: Shutdown waits for a running download.
+func TestShutdownFinishesInFlight(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "6")
+		io.WriteString(w, "abc")
+		w.(http.Flusher).Flush()
+		close(started)
+		<-release
+		io.WriteString(w, "def")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Handler: h, ReadHeaderTimeout: 2 * time.Second})
+	go s.Serve(ln)
+	got := make(chan string, 1)
+	go func() {
+		resp, err := client().Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(b)
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	close(release)
+	if b := <-got; b != "abcdef" {
+		t.Fatalf("download got %q, want abcdef", b)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
