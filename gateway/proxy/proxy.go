@@ -92,8 +92,8 @@ type Proxy struct {
 	rp   *httputil.ReverseProxy
 }
 
-// NewTransport returns the transport New uses by default.
-func NewTransport(o Options) (*http.Transport, error) {
+// NewTransport returns the transport New uses by default (see Transport).
+func NewTransport(o Options) (*Transport, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = DefaultDialTimeout
 	}
@@ -103,24 +103,14 @@ func NewTransport(o Options) (*http.Transport, error) {
 	if o.BodyIdleTimeout == 0 {
 		o.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
-	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
-	idle := o.BodyIdleTimeout
-	t := &http.Transport{
-		Proxy: nil, // never an environment proxy between gateway and origin
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &deadlineConn{Conn: c, idle: idle}, nil
-		},
-		MaxIdleConns:          DefaultMaxIdleConns,
-		MaxIdleConnsPerHost:   DefaultMaxIdleConns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   o.DialTimeout,
-		ResponseHeaderTimeout: o.HeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // pass bytes through as the origin sends them
+	t := &Transport{
+		dialer:        &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		tlsConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+		headerTimeout: o.HeaderTimeout,
+		idleTimeout:   o.BodyIdleTimeout,
+		keepIdle:      90 * time.Second,
+		maxIdle:       DefaultMaxIdleConns,
+		idle:          make(map[string][]*persistConn),
 	}
 	if o.OriginCAFile != "" {
 		data, err := os.ReadFile(o.OriginCAFile)
@@ -131,7 +121,7 @@ func NewTransport(o Options) (*http.Transport, error) {
 		if !pool.AppendCertsFromPEM(data) {
 			return nil, fmt.Errorf("origin CA file %s: no PEM certificate found", o.OriginCAFile)
 		}
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		t.tlsConfig.RootCAs = pool
 	}
 	return t, nil
 }
@@ -457,18 +447,3 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 }
 
 func (b *watchedBody) Close() error { return b.rc.Close() }
-
-// deadlineConn gives every read from the origin idle time to complete: an
-// origin that stalls (before or in the middle of a body) is cut off without
-// a timer per request. A pooled connection idle for that long is closed.
-type deadlineConn struct {
-	net.Conn
-	idle time.Duration
-}
-
-func (c *deadlineConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}

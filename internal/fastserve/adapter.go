@@ -33,7 +33,7 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 	ctx, cancel := context.WithCancel(s.base)
 	r = r.WithContext(ctx)
 	w := &writer{fc: fc, conn: fc.Conn(), req: r, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
-	go w.run(s, cancel)
+	s.dispatch(job{w: w, cancel: cancel})
 	switch ev := <-w.events; ev.kind {
 	case evDone:
 		w.commitBuffered()
@@ -46,6 +46,44 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 		fc.SetConnectionClose()
 		fc.HijackSetNoResponse(true)
 		fc.Hijack(func(net.Conn) {})
+	}
+}
+
+// job is one handler call for a worker.
+type job struct {
+	w      *writer
+	cancel context.CancelFunc
+}
+
+// workerIdle is how long a handler goroutine waits for its next request
+// before it exits.
+const workerIdle = 10 * time.Second
+
+// dispatch runs j on an idle worker goroutine, or on a new one. Reusing
+// goroutines keeps their grown stacks: a fresh goroutine per request spent
+// 4% of the gateway's CPU growing its stack through the proxy.
+func (s *Server) dispatch(j job) {
+	select {
+	case s.jobs <- j:
+	default:
+		go s.worker(j)
+	}
+}
+
+func (s *Server) worker(j job) {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		j.w.run(s, j.cancel)
+		j = job{}
+		t.Reset(workerIdle)
+		select {
+		case j = <-s.jobs:
+		case <-t.C:
+			return
+		case <-s.base.Done():
+			return
+		}
 	}
 }
 

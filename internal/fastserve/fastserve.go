@@ -79,6 +79,7 @@ type Server struct {
 	h2ln   *connListener
 	base   context.Context
 	stop   context.CancelFunc
+	jobs   chan job // idle workers receive here
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -95,7 +96,7 @@ func New(cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s := &Server{cfg: cfg, logger: cfg.Logger, jobs: make(chan job)}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.fast = &fasthttp.Server{
 		Handler:      s.serve,
