@@ -3,6 +3,7 @@ package origin
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
+	"github.com/stella-ops/stella-mirror/internal/serve"
 )
 
 // treeOpts shape a test export.
@@ -214,7 +216,7 @@ type harness struct {
 	o      *Origin
 	logs   *logBuffer
 	reg    *prometheus.Registry
-	public *httptest.Server
+	public *liveServer // the production engine (fastserve), as `stella-mirror origin` serves
 	admin  *httptest.Server
 
 	// inflight counts handlers still running: a client has the whole
@@ -279,7 +281,7 @@ func newHarness(t *testing.T, cfg Config, opts options) *harness {
 	}
 	h.o = o
 	h.cond = sync.NewCond(&h.mu)
-	h.public = httptest.NewServer(h.track(o.Handler()))
+	h.public = newLiveServer(t, h.track(o.Handler()), logger)
 	h.admin = httptest.NewServer(h.track(o.AdminHandler()))
 	t.Cleanup(func() {
 		h.public.Close()
@@ -287,6 +289,41 @@ func newHarness(t *testing.T, cfg Config, opts options) *harness {
 		o.Close()
 	})
 	return h
+}
+
+// liveServer serves a handler on a loopback port with the engine the
+// origin's public listener uses in production (serve.NewFast), so the
+// tests see what clients see. It offers what the tests use of
+// httptest.Server.
+type liveServer struct {
+	URL    string
+	srv    serve.Server
+	done   chan error
+	client *http.Client
+}
+
+func newLiveServer(t *testing.T, h http.Handler, logger *slog.Logger) *liveServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &liveServer{URL: "http://" + ln.Addr().String(), srv: serve.NewFast(h, logger, nil), done: make(chan error, 1),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return s
+}
+
+// Client returns a client for the server.
+func (s *liveServer) Client() *http.Client { return s.client }
+
+// Close stops the server, giving in-flight requests 5 s.
+func (s *liveServer) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.srv.Shutdown(ctx)
+	<-s.done
+	s.client.CloseIdleConnections()
 }
 
 // response is a fully read HTTP response.

@@ -218,7 +218,9 @@ func (c tlsConn) ReadFrom(r io.Reader) (int64, error) {
 
 type writerOnly struct{ io.Writer }
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// 16 KiB: one TLS record per write, and half the memory of net/http's
+// 32 KiB copy buffers for each of a thousand concurrent downloads.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends
 // and closes idle connections, like http.Server.Shutdown.
