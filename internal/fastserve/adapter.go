@@ -30,7 +30,10 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 		plainError(fc, status)
 		return
 	}
-	ctx, cancel := context.WithCancel(s.base)
+	// Not derived from s.base: every request would register with one
+	// parent under its lock. Like net/http, Shutdown does not cancel
+	// requests; it waits for them.
+	ctx, cancel := context.WithCancel(context.Background())
 	r = r.WithContext(ctx)
 	w := &writer{fc: fc, conn: fc.Conn(), req: r, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
 	s.dispatch(job{w: w, cancel: cancel})
