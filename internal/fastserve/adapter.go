@@ -229,7 +229,7 @@ type writer struct {
 	status  int
 	written bool // WriteHeader called (or implied)
 	buf     bytes.Buffer
-	pipe    *io.PipeWriter // non-nil once streaming
+	pipe    *stream // non-nil once streaming
 	sent    bool           // the one event was sent
 	clen    int64          // declared Content-Length, -1 if none
 	wrote   int64          // body bytes accepted
@@ -280,7 +280,7 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.pipe == nil {
 		w.startStream()
 	}
-	n, err := w.pipe.Write(p)
+	n, err := w.pipe.write(p)
 	w.wrote += int64(n)
 	return n, err
 }
@@ -337,7 +337,7 @@ func (w *writer) SetWriteDeadline(t time.Time) error { return w.conn.SetWriteDea
 // startStream commits the headers and hands fasthttp a pipe, first filled
 // with what was buffered.
 func (w *writer) startStream() {
-	pr, pw := io.Pipe()
+	pw := newStream()
 	w.pipe = pw
 	w.commitHeaders()
 	size := -1
@@ -345,12 +345,12 @@ func (w *writer) startStream() {
 		size = int(w.clen)
 	}
 	w.fc.Response.ImmediateHeaderFlush = true
-	w.send(event{kind: evStream, body: pr, size: size})
+	w.send(event{kind: evStream, body: pw, size: size})
 	if w.buf.Len() > 0 {
 		b := w.buf.Bytes()
 		w.buf = bytes.Buffer{}
-		if _, err := pw.Write(b); err != nil {
-			pw.CloseWithError(err)
+		if _, err := pw.write(b); err != nil {
+			pw.closeWithError(err)
 		}
 	}
 }
@@ -438,7 +438,7 @@ func (w *writer) run(s *Server, cancel context.CancelFunc) {
 	}
 	switch {
 	case w.pipe != nil:
-		w.pipe.CloseWithError(streamErr) // nil: EOF
+		w.pipe.closeWithError(streamErr) // nil: EOF
 	case w.sent:
 		// a file body was streamed; nothing left
 	case aborted:

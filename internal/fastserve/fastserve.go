@@ -211,6 +211,13 @@ func (s *Server) handshake(raw net.Conn, h1 *connListener) {
 type tlsConn struct{ *tls.Conn }
 
 func (c tlsConn) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if s, ok := lr.R.(*stream); ok {
+			n, err := s.writeTo(c.Conn, lr.N)
+			lr.N -= n
+			return n, err
+		}
+	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	return io.CopyBuffer(writerOnly{c.Conn}, r, *bp)
