@@ -4,21 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/devcert"
 )
 
 // start serves h on a loopback port (with TLS when tlsCfg is set) and
@@ -159,7 +157,7 @@ func TestResponses(t *testing.T) {
 	}
 }
 
-func itoa64(n int64) string { return big.NewInt(n).String() }
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 
 // raw sends a request on a fresh connection and returns what came back
 // before the server closed it (or the read deadline passed).
@@ -351,9 +349,17 @@ func TestFlushStreams(t *testing.T) {
 // HTTP/2 clients by the net/http server, with r.TLS set either way.
 func TestTLSBothProtocols(t *testing.T) {
 	cert, pool := selfSigned(t)
+	bigBody := pattern(3<<20 + 17)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
 			t.Error("r.TLS is nil")
+		}
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", itoa64(int64(len(bigBody))))
+			for i, step := 0, 1000; i < len(bigBody); i, step = i+step, step*2%70001+1 {
+				w.Write(bigBody[i:min(i+step, len(bigBody))])
+			}
+			return
 		}
 		io.WriteString(w, r.Proto)
 	})
@@ -369,7 +375,8 @@ func TestTLSBothProtocols(t *testing.T) {
 				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 			}
 			defer tr.CloseIdleConnections()
-			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(base + "/")
+			cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			resp, err := cl.Get(base + "/")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -378,27 +385,35 @@ func TestTLSBothProtocols(t *testing.T) {
 			if string(b) != tc.want {
 				t.Fatalf("served as %q, want %q", b, tc.want)
 			}
+			// A large streamed body (written in uneven pieces) arrives whole.
+			resp, err = cl.Get(base + "/big")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err = io.ReadAll(resp.Body)
+			if err != nil || !bytes.Equal(b, bigBody) || resp.ContentLength != int64(len(bigBody)) {
+				t.Fatalf("big body: %d bytes (Content-Length %d), %v", len(b), resp.ContentLength, err)
+			}
 		})
 	}
 }
 
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := devcert.NewCA("fastserve test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	leaf, err := ca.Issue(devcert.LeafOptions{Names: []string{"localhost"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	cert, err := leaf.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, ca.Pool()
 }
 
 // TestShutdownFinishesInFlight: Shutdown waits for a running download.
