@@ -193,6 +193,10 @@ func TestBadRequests(t *testing.T) {
 		{"bad request target", "GET a HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
 		{"HTTP/2 preface without TLS", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400"},
 		{"70 KiB header", "GET /a HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", "431"},
+		{"two different Content-Lengths", "GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\nhello", "400"},
+		{"signed Content-Length", "GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello", "400"},
+		{"space before colon", "GET /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"unknown transfer coding", "GET /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", "400"},
 		{"CL and TE (smuggling)", "GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
 	}
 	for _, tc := range tests {
