@@ -58,13 +58,19 @@ type persistConn struct {
 type countingConn struct {
 	net.Conn
 	read    int64
-	perRead time.Duration // 0: leave the deadline alone
+	perRead time.Duration   // 0: leave the deadline alone
+	ctx     context.Context // the exchange's; nil when idle
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
 	if c.perRead > 0 {
 		if err := c.Conn.SetReadDeadline(time.Now().Add(c.perRead)); err != nil {
 			return 0, err
+		}
+		// A cancellation that broke the deadline just before it was
+		// renewed above must still end this read.
+		if c.ctx != nil && c.ctx.Err() != nil {
+			return 0, c.ctx.Err()
 		}
 	}
 	n, err := c.Conn.Read(p)
@@ -86,21 +92,50 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	key := req.URL.Scheme + "://" + req.URL.Host
-	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(ctx, key, req.URL.Scheme, req.URL.Host)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := pc.exchange(ctx, req)
-		if err == nil {
-			return resp, nil
-		}
-		pc.close()
-		if reused && attempt == 0 && pc.conn.read == 0 && ctx.Err() == nil && !isTimeout(err) {
-			continue // the origin closed the idle connection: retry once, fresh
-		}
+	pc, reused, err := t.get(ctx, key, req.URL.Scheme, req.URL.Host)
+	if err != nil {
 		return nil, err
 	}
+	resp, err := pc.exchange(ctx, req)
+	if !reused || !idempotent(req.Method) || ctx.Err() != nil {
+		if err != nil {
+			pc.close()
+		}
+		return resp, err
+	}
+	switch {
+	case err != nil && pc.conn.read == 0 && !isTimeout(err):
+		// The origin closed the kept-alive connection while it was idle.
+	case err == nil && resp.StatusCode == http.StatusRequestTimeout && resp.Close:
+		// It timed the idle connection out and said so before closing:
+		// that answer was never meant for this request.
+		resp.Body.Close()
+	default:
+		if err != nil {
+			pc.close()
+		}
+		return resp, err
+	}
+	pc.close()
+	// Retry once, on a new connection: after an origin restart every
+	// pooled connection is dead, and the next one would fail the same way.
+	if pc, err = t.dial(ctx, key, req.URL.Scheme, req.URL.Host); err != nil {
+		return nil, err
+	}
+	resp, err = pc.exchange(ctx, req)
+	if err != nil {
+		pc.close()
+	}
+	return resp, err
+}
+
+// idempotent reports whether a request with method may be sent twice.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 func isTimeout(err error) bool {
@@ -173,6 +208,7 @@ func (pc *persistConn) exchange(ctx context.Context, req *http.Request) (*http.R
 	stop := context.AfterFunc(ctx, func() { pc.conn.Conn.SetDeadline(time.Unix(1, 0)) })
 	pc.conn.read = 0
 	pc.conn.perRead = 0
+	pc.conn.ctx = ctx
 	if err := pc.conn.Conn.SetDeadline(time.Time{}); err != nil {
 		stop()
 		return nil, err
@@ -187,8 +223,22 @@ func (pc *persistConn) exchange(ctx context.Context, req *http.Request) (*http.R
 	}
 	if d := pc.t.headerTimeout; d > 0 {
 		pc.conn.Conn.SetReadDeadline(time.Now().Add(d))
+		// The new deadline may have replaced the one a cancellation set.
+		if err := ctx.Err(); err != nil {
+			stop()
+			return nil, err
+		}
 	}
 	resp, err := http.ReadResponse(pc.br, req)
+	// Informational answers (103 Early Hints, 100 Continue) precede the
+	// real one; 101 would switch protocols, which this transport does not.
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 {
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			stop()
+			return nil, errors.New("the origin answered 101 Switching Protocols")
+		}
+		resp, err = http.ReadResponse(pc.br, req)
+	}
 	if err != nil {
 		stop()
 		if isTimeout(err) && ctx.Err() == nil {
@@ -235,7 +285,9 @@ func (e *headerTimeoutError) Temporary() bool { return false }
 
 // release keeps pc for reuse, or closes it.
 func (pc *persistConn) release(reuse bool) {
-	if !reuse {
+	pc.conn.ctx = nil
+	// Bytes after the response are nothing this connection asked for.
+	if !reuse || pc.br.Buffered() > 0 {
 		pc.close()
 		return
 	}
