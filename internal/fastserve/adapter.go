@@ -3,7 +3,6 @@ package fastserve
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -99,7 +98,7 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	if err != nil {
 		return nil, http.StatusBadRequest
 	}
-	proto := string(rh.Protocol())
+	proto := intern(rh.Protocol())
 	major, minor, ok := http.ParseHTTPVersion(proto)
 	if !ok || major != 1 {
 		return nil, http.StatusBadRequest
@@ -111,26 +110,33 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	if framedTwice(rh.RawHeaders()) {
 		return nil, http.StatusBadRequest
 	}
-	method := string(rh.Method())
+	method := intern(rh.Method())
 	if !validMethod(method) {
 		return nil, http.StatusBadRequest
 	}
-	hdr := make(http.Header, 8)
+	n := rh.Len() + 4 // Host, Content-Length, Content-Type, User-Agent, Cookie are counted apart
+	hdr := make(http.Header, n)
+	vals := make([]string, 0, n) // one backing array for the single values, as net/http does
 	hosts := 0
-	bad := false
 	for k, v := range rh.All() {
-		if !httpguts.ValidHeaderFieldName(string(k)) || !httpguts.ValidHeaderFieldValue(string(v)) {
-			bad = true
-			break
+		key := intern(k)
+		if !httpguts.ValidHeaderFieldName(key) {
+			return nil, http.StatusBadRequest
 		}
-		key := http.CanonicalHeaderKey(string(k))
+		key = http.CanonicalHeaderKey(key)
+		val := string(v)
+		if !httpguts.ValidHeaderFieldValue(val) {
+			return nil, http.StatusBadRequest
+		}
 		if key == "Host" {
 			hosts++
 		}
-		hdr[key] = append(hdr[key], string(v))
-	}
-	if bad {
-		return nil, http.StatusBadRequest
+		if old, ok := hdr[key]; ok {
+			hdr[key] = append(old, val)
+			continue
+		}
+		vals = append(vals, val)
+		hdr[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	host := ""
 	if hv := hdr["Host"]; len(hv) > 0 {
@@ -161,9 +167,8 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 	}
-	if tc, ok := fc.Conn().(interface{ ConnectionState() tls.ConnectionState }); ok {
-		cs := tc.ConnectionState()
-		r.TLS = &cs
+	if tc, ok := fc.Conn().(*tlsConn); ok {
+		r.TLS = &tc.state
 	}
 	return r, 0
 }
@@ -188,6 +193,27 @@ func framedTwice(raw []byte) bool {
 		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
 	}
 	return te && cl
+}
+
+// common are strings a request carries over and over; intern returns
+// them without allocating.
+var common = func() map[string]string {
+	m := make(map[string]string)
+	for _, s := range []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "HTTP/1.1", "HTTP/1.0",
+		"Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Connection",
+		"Content-Length", "Content-Type", "Cookie", "If-None-Match", "If-Modified-Since", "If-Range", "Range",
+		"Cache-Control", "Pragma", "Referer", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+		"X-Real-Ip", "X-Request-Id", "Traceparent", "Forwarded", "Via", "Te", "Upgrade"} {
+		m[s] = s
+	}
+	return m
+}()
+
+func intern(b []byte) string {
+	if s, ok := common[string(b)]; ok {
+		return s
+	}
+	return string(b)
 }
 
 func validMethod(m string) bool {

@@ -196,7 +196,7 @@ func (s *Server) handshake(raw net.Conn, h1 *connListener) {
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		ok = s.h2ln.deliver(tc) // net/http wants the *tls.Conn itself
 	} else {
-		ok = h1.deliver(tlsConn{tc})
+		ok = h1.deliver(&tlsConn{Conn: tc, state: tc.ConnectionState()})
 	}
 	if !ok {
 		tc.Close()
@@ -208,9 +208,15 @@ func (s *Server) handshake(raw net.Conn, h1 *connListener) {
 // buffered writer, once empty (the headers are flushed first), hands the
 // whole copy to ReadFrom, which writes each piece as the handler produces
 // it (what http.Flusher promises) instead of holding it in a 4 KiB buffer.
-type tlsConn struct{ *tls.Conn }
+//
+// It also keeps the connection state, which every request on the
+// connection shares (as net/http does).
+type tlsConn struct {
+	*tls.Conn
+	state tls.ConnectionState
+}
 
-func (c tlsConn) ReadFrom(r io.Reader) (int64, error) {
+func (c *tlsConn) ReadFrom(r io.Reader) (int64, error) {
 	if lr, ok := r.(*io.LimitedReader); ok {
 		if s, ok := lr.R.(*stream); ok {
 			n, err := s.writeTo(c.Conn, lr.N)
