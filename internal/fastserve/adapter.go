@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,10 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 	r, status := s.request(fc)
 	if status != 0 {
 		plainError(fc, status)
+		return
+	}
+	if r.RequestURI == "*" && r.Method == http.MethodOptions {
+		fc.Response.Header.SetContentLength(0) // net/http's globalOptionsHandler
 		return
 	}
 	// Not derived from s.base: every request would register with one
@@ -107,8 +112,19 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	// refuse it rather than pick one.
 	// fasthttp has already decoded a chunked body and rewritten the
 	// framing headers, so look at the header block as it arrived.
-	if framedTwice(rh.RawHeaders()) {
+	hasCL, te := framing(rh.RawHeaders())
+	if hasCL && len(te) > 0 {
 		return nil, http.StatusBadRequest
+	}
+	// Only a single "chunked" is a framing both sides agree on; net/http
+	// answers 501 to anything else (identity would let a body pass as the
+	// next request).
+	chunked := false
+	if len(te) > 0 {
+		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
+			return nil, http.StatusNotImplemented
+		}
+		chunked = true
 	}
 	method := intern(rh.Method())
 	if !validMethod(method) {
@@ -118,7 +134,7 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	hdr := make(http.Header, n)
 	vals := make([]string, 0, n) // one backing array for the single values, as net/http does
 	hosts := 0
-	for k, v := range rh.All() {
+	for k, v := range rh.AllInOrder() {
 		key := intern(k)
 		if !httpguts.ValidHeaderFieldName(key) {
 			return nil, http.StatusBadRequest
@@ -150,6 +166,9 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 		host = u.Host
 	}
 	delete(hdr, "Transfer-Encoding")
+	if ex, ok := hdr["Expect"]; ok && !(len(ex) == 1 && strings.EqualFold(ex[0], "100-continue")) {
+		return nil, http.StatusExpectationFailed
+	}
 	r := &http.Request{
 		Method:     method,
 		URL:        u,
@@ -167,16 +186,35 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 	}
+	if chunked {
+		r.ContentLength = -1
+		r.TransferEncoding = []string{"chunked"}
+		delete(hdr, "Trailer")
+		// fasthttp keeps the trailer section apart; PeekAll lists a
+		// name's header values first, then its trailer values.
+		for k := range rh.Trailers() {
+			key := http.CanonicalHeaderKey(string(k))
+			all := rh.PeekAll(string(k))
+			var tv []string
+			for _, v := range all[min(len(hdr[key]), len(all)):] {
+				tv = append(tv, string(v))
+			}
+			if r.Trailer == nil {
+				r.Trailer = make(http.Header)
+			}
+			r.Trailer[key] = tv
+		}
+	}
 	if tc, ok := fc.Conn().(*tlsConn); ok {
 		r.TLS = &tc.state
 	}
 	return r, 0
 }
 
-// framedTwice reports whether a raw header block has both
-// Transfer-Encoding and Content-Length.
-func framedTwice(raw []byte) bool {
-	var te, cl bool
+// framing reads a raw header block (as it arrived, before fasthttp
+// rewrote the framing headers): whether it has a Content-Length, and its
+// Transfer-Encoding values.
+func framing(raw []byte) (hasCL bool, te []string) {
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -184,15 +222,19 @@ func framedTwice(raw []byte) bool {
 		} else {
 			raw = nil
 		}
-		name, _, ok := bytes.Cut(line, []byte(":"))
+		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
 		}
 		name = bytes.TrimSpace(name)
-		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
-		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			hasCL = true
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			te = append(te, string(bytes.TrimSpace(value)))
+		}
 	}
-	return te && cl
+	return hasCL, te
 }
 
 // common are strings a request carries over and over; intern returns
@@ -256,9 +298,9 @@ type writer struct {
 	written bool // WriteHeader called (or implied)
 	buf     bytes.Buffer
 	pipe    *stream // non-nil once streaming
-	sent    bool           // the one event was sent
-	clen    int64          // declared Content-Length, -1 if none
-	wrote   int64          // body bytes accepted
+	sent    bool    // the one event was sent
+	clen    int64   // declared Content-Length, -1 if none
+	wrote   int64   // body bytes accepted
 }
 
 func (w *writer) Header() http.Header { return w.header }
@@ -293,6 +335,7 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, http.ErrBodyNotAllowed
 	}
 	if w.head {
+		w.sniff(p)
 		w.wrote += int64(len(p))
 		return len(p), nil
 	}
@@ -304,6 +347,11 @@ func (w *writer) Write(p []byte) (int, error) {
 		return w.buf.Write(p)
 	}
 	if w.pipe == nil {
+		if w.buf.Len() > 0 {
+			w.sniff(w.buf.Bytes())
+		} else {
+			w.sniff(p)
+		}
 		w.startStream()
 	}
 	n, err := w.pipe.write(p)
@@ -347,6 +395,7 @@ func (w *writer) Flush() {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.pipe == nil && !w.sent {
+		w.sniff(w.buf.Bytes())
 		w.startStream()
 	}
 }
@@ -359,6 +408,15 @@ func (w *writer) FlushError() error {
 
 // SetWriteDeadline bounds the writes to the client (http.ResponseController).
 func (w *writer) SetWriteDeadline(t time.Time) error { return w.conn.SetWriteDeadline(t) }
+
+// sniff sets Content-Type from the body's first bytes, as net/http does,
+// when the handler set none (nor a nil one).
+func (w *writer) sniff(p []byte) {
+	if _, ok := w.header["Content-Type"]; ok || len(p) == 0 || !bodyAllowed(w.status) {
+		return
+	}
+	w.header.Set("Content-Type", http.DetectContentType(p))
+}
 
 // startStream commits the headers and hands fasthttp a pipe, first filled
 // with what was buffered.
@@ -406,6 +464,9 @@ func (w *writer) commitHeaders() {
 				resp.Header.SetContentType(vv[0])
 			}
 			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // net/http drops them too
 		}
 		for _, v := range vv {
 			resp.Header.Add(k, v)
