@@ -84,6 +84,15 @@ type trRaw struct {
 	accepted atomic.Int32
 }
 
+// trAssertNoIdle fails t when tr keeps an idle connection: every test
+// that ends in an error, a timeout or an early close must leave none.
+func trAssertNoIdle(t *testing.T, tr *Transport) {
+	t.Helper()
+	if n := trIdle(tr); n != 0 {
+		t.Errorf("%d idle connections, want 0", n)
+	}
+}
+
 func trStartRaw(t *testing.T, serve func(n int, c net.Conn, br *bufio.Reader)) *trRaw {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -738,9 +747,7 @@ func TestTransportHeaderTimeout(t *testing.T) {
 	if n := s.accepted.Load(); n != 1 {
 		t.Errorf("the origin accepted %d connections, want 1 (no retry after a timeout)", n)
 	}
-	if n := trIdle(tr); n != 0 {
-		t.Errorf("%d idle connections, want 0", n)
-	}
+	trAssertNoIdle(t, tr)
 }
 
 // 6. An origin that stalls mid-body: the body read fails with a timeout.
@@ -1027,9 +1034,7 @@ func TestTransportContextCancelAwaitingHeaders(t *testing.T) {
 	if n := s.accepted.Load(); n != 1 {
 		t.Errorf("the origin accepted %d connections, want 1 (no retry of a cancelled request)", n)
 	}
-	if n := trIdle(tr); n != 0 {
-		t.Errorf("%d idle connections, want 0", n)
-	}
+	trAssertNoIdle(t, tr)
 }
 
 // A context that ends before the response (its deadline passes while
@@ -1076,9 +1081,7 @@ func TestTransportContextEnded(t *testing.T) {
 					t.Errorf("the origin accepted %d connections for a cancelled request", n)
 				}
 			}
-			if n := trIdle(tr); n != 0 {
-				t.Errorf("%d idle connections, want 0", n)
-			}
+			trAssertNoIdle(t, tr)
 		})
 	}
 }
