@@ -366,7 +366,10 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.pipe != nil || w.buf.Len() > 0 || w.head || w.clen < bufferLimit || !bodyAllowed(w.status) || !isFile(src) {
-		return io.Copy(writeOnly{w}, src)
+		// io.Copy would allocate a 32 KiB buffer for every call.
+		bp := copyBuffers.Get().(*[]byte)
+		defer copyBuffers.Put(bp)
+		return io.CopyBuffer(writeOnly{w}, src, *bp)
 	}
 	fb := &fileBody{src: src, done: make(chan struct{})}
 	w.commitHeaders()

@@ -88,6 +88,10 @@ func TestResponses(t *testing.T) {
 			w.Write(big[i:min(i+100000, len(big))])
 		}
 	})
+	mux.HandleFunc("/copied", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1048576")
+		io.Copy(w, bytes.NewReader(big)) // ReadFrom with a reader that is not a file
+	})
 	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) {
 		f, err := os.Open(file)
 		if err != nil {
@@ -114,6 +118,7 @@ func TestResponses(t *testing.T) {
 		{"not found", "GET", "/nope", nil, 404, []byte("404 page not found\n"), nil},
 		{"streamed with length", "GET", "/big", nil, 200, big, map[string]string{"Content-Length": "1048576"}},
 		{"streamed chunked", "GET", "/chunked", nil, 200, big, nil},
+		{"copied from a reader", "GET", "/copied", nil, 200, big, map[string]string{"Content-Length": "1048576"}},
 		{"file", "GET", "/file", nil, 200, big, map[string]string{"Content-Length": "1048576", "Accept-Ranges": "bytes"}},
 		{"file range", "GET", "/file", map[string]string{"Range": "bytes=10-19"}, 206, big[10:20], map[string]string{"Content-Range": "bytes 10-19/1048576", "Content-Length": "10"}},
 		{"file not modified", "GET", "/file", map[string]string{"If-None-Match": `"v1"`}, 304, nil, map[string]string{"ETag": `"v1"`}},
