@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
-	"github.com/stella-ops/stella-mirror/internal/fastserve"
 	"github.com/stella-ops/stella-mirror/internal/filewatch"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 )
@@ -97,20 +96,13 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	errc := make(chan error, len(eps))
 	for i, ep := range eps {
 		ln := ep.ln
-		var srv serve.Server
+		hs := serve.NewServer(ep.h, g.logger)
+		hs.ReadHeaderTimeout = g.cfg.ReadHeaderTimeout
+		hs.IdleTimeout = g.cfg.IdleTimeout
+		var srv serve.Server = hs
 		if ep.tls != nil {
-			// The HTTPS listener: HTTP/1.1 on fastserve, HTTP/2 on net/http.
-			h2 := serve.NewServer(ep.h, g.logger)
-			h2.ReadHeaderTimeout = g.cfg.ReadHeaderTimeout
-			h2.IdleTimeout = g.cfg.IdleTimeout
-			srv = fastserve.New(fastserve.Config{Handler: ep.h, Logger: g.logger, TLS: ep.tls,
-				ReadHeaderTimeout: g.cfg.ReadHeaderTimeout, IdleTimeout: g.cfg.IdleTimeout,
-				MaxHeaderBytes: serve.MaxHeaderBytes, HTTP2: h2})
-		} else {
-			hs := serve.NewServer(ep.h, g.logger)
-			hs.ReadHeaderTimeout = g.cfg.ReadHeaderTimeout
-			hs.IdleTimeout = g.cfg.IdleTimeout
-			srv = hs
+			// The HTTPS listener: HTTP/1.1 on fastserve, HTTP/2 on hs.
+			srv = serve.FastFrom(hs, g.logger, ep.tls)
 		}
 		servers[i] = srv
 		g.logger.Info("listening", "endpoint", ep.name, "addr", ep.ln.Addr().String())

@@ -380,10 +380,9 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	status, reason := http.StatusBadGateway, "other"
-	var ne net.Error
 	var oe *net.OpError
 	switch {
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
 		status, reason = http.StatusGatewayTimeout, "timeout"
 	case errors.As(err, &oe) && oe.Op == "dial":
 		reason = "connect"

@@ -58,14 +58,22 @@ type Server interface {
 // NewFast returns a fastserve.Server with the package's timeouts; with
 // tlsCfg it terminates TLS itself and serves HTTP/2 through net/http.
 func NewFast(h http.Handler, logger *slog.Logger, tlsCfg *tls.Config) *fastserve.Server {
+	return FastFrom(NewServer(h, logger), logger, tlsCfg)
+}
+
+// FastFrom returns a fastserve.Server with hs's handler and limits
+// (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes), so a component that
+// changed them on hs gets the same on both engines; hs itself serves the
+// connections that negotiate HTTP/2.
+func FastFrom(hs *http.Server, logger *slog.Logger, tlsCfg *tls.Config) *fastserve.Server {
 	return fastserve.New(fastserve.Config{
-		Handler:           h,
+		Handler:           hs.Handler,
 		Logger:            logger,
 		TLS:               tlsCfg,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		IdleTimeout:       IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		HTTP2:             NewServer(h, logger),
+		ReadHeaderTimeout: hs.ReadHeaderTimeout,
+		IdleTimeout:       hs.IdleTimeout,
+		MaxHeaderBytes:    hs.MaxHeaderBytes,
+		HTTP2:             hs,
 	})
 }
 
