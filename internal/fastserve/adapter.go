@@ -108,24 +108,6 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	if !ok || major != 1 {
 		return nil, http.StatusBadRequest
 	}
-	// A request framed two ways is a smuggling attempt (RFC 9112 §6.3):
-	// refuse it rather than pick one.
-	// fasthttp has already decoded a chunked body and rewritten the
-	// framing headers, so look at the header block as it arrived.
-	hasCL, te := framing(rh.RawHeaders())
-	if hasCL && len(te) > 0 {
-		return nil, http.StatusBadRequest
-	}
-	// Only a single "chunked" is a framing both sides agree on; net/http
-	// answers 501 to anything else (identity would let a body pass as the
-	// next request).
-	chunked := false
-	if len(te) > 0 {
-		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
-			return nil, http.StatusNotImplemented
-		}
-		chunked = true
-	}
 	method := intern(rh.Method())
 	if !validMethod(method) {
 		return nil, http.StatusBadRequest
@@ -164,6 +146,23 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	}
 	if u.Host != "" {
 		host = u.Host
+	}
+	// The headers above are the block as it arrived (fasthttp has already
+	// decoded a chunked body and rewritten its own framing fields). A
+	// request framed two ways is a smuggling attempt (RFC 9112 §6.3):
+	// refuse it rather than pick one. Only a single "chunked" is a framing
+	// both sides agree on; net/http answers 501 to anything else (identity
+	// would let a body pass as the next request).
+	te := hdr["Transfer-Encoding"]
+	if _, hasCL := hdr["Content-Length"]; hasCL && len(te) > 0 {
+		return nil, http.StatusBadRequest
+	}
+	chunked := false
+	if len(te) > 0 {
+		if len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
+			return nil, http.StatusNotImplemented
+		}
+		chunked = true
 	}
 	delete(hdr, "Transfer-Encoding")
 	if ex, ok := hdr["Expect"]; ok && !(len(ex) == 1 && strings.EqualFold(ex[0], "100-continue")) {
@@ -209,32 +208,6 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 		r.TLS = &tc.state
 	}
 	return r, 0
-}
-
-// framing reads a raw header block (as it arrived, before fasthttp
-// rewrote the framing headers): whether it has a Content-Length, and its
-// Transfer-Encoding values.
-func framing(raw []byte) (hasCL bool, te []string) {
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		name = bytes.TrimSpace(name)
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			hasCL = true
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			te = append(te, string(bytes.TrimSpace(value)))
-		}
-	}
-	return hasCL, te
 }
 
 // common are strings a request carries over and over; intern returns
