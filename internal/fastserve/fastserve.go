@@ -233,10 +233,8 @@ func (c *tlsConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
-	return io.CopyBuffer(writerOnly{c.Conn}, r, *bp)
+	return io.CopyBuffer(c.Conn, r, *bp) // *tls.Conn has no ReadFrom: no recursion
 }
-
-type writerOnly struct{ io.Writer }
 
 // 16 KiB: one TLS record per write, and half the memory of net/http's
 // 32 KiB copy buffers for each of a thousand concurrent downloads.
