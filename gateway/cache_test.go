@@ -38,11 +38,11 @@ func countPath(paths []string, p string) int {
 	return n
 }
 
-// accessLines parses the harness's access log.
-func accessLines(t *testing.T, h *harness) []map[string]any {
+// accessLines parses the harness's access log once it has at least n lines.
+func accessLines(t *testing.T, h *harness, n int) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	sc := readLines(h.accessLog())
+	sc := readLines(h.waitAccess(n))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -77,7 +77,7 @@ func TestCacheStatusEverywhere(t *testing.T) {
 		t.Fatalf("origin saw index.json %d times, want 1", n)
 	}
 	var statuses []string
-	for _, l := range accessLines(t, h) {
+	for _, l := range accessLines(t, h, 3) {
 		if l["path"] == indexPath {
 			statuses = append(statuses, l["cache_status"].(string))
 		}
@@ -237,7 +237,7 @@ func TestCacheOriginDownStatus(t *testing.T) {
 	if r.status != http.StatusBadGateway || r.header.Get("X-Cache-Status") != string(cache.StatusMiss) {
 		t.Fatalf("got %d %q, want 502 MISS", r.status, r.header.Get("X-Cache-Status"))
 	}
-	lines := accessLines(t, h)
+	lines := accessLines(t, h, 1)
 	if len(lines) == 0 || lines[len(lines)-1]["cache_status"] != "MISS" || lines[len(lines)-1]["status"] != float64(502) {
 		t.Fatalf("access log: %v", lines)
 	}
@@ -247,7 +247,7 @@ func TestCacheOriginDownStatus(t *testing.T) {
 func TestAccessLogFields(t *testing.T) {
 	h := newHarness(t, harnessOpts{edit: withCache(t.TempDir(), "")})
 	h.get(hostPrimary, indexPath, map[string]string{"Authorization": basic("alice", "alice-pw")})
-	lines := accessLines(t, h)
+	lines := accessLines(t, h, 1)
 	if len(lines) != 1 {
 		t.Fatalf("%d lines, want 1", len(lines))
 	}

@@ -78,6 +78,8 @@ func TestAuthentication(t *testing.T) {
 			}
 		})
 	}
+	// Every request has its line (and so its metrics) once the log has them all.
+	log := h.waitAccess(len(tests))
 	m := h.metrics()
 	for _, want := range []string{
 		`stella_mirror_gateway_auth_failures_total{reason="missing",site="mirror-primary.localhost"} 1`,
@@ -92,7 +94,6 @@ func TestAuthentication(t *testing.T) {
 		}
 	}
 	// Access log: user and status, never the password or the header.
-	log := h.accessLog()
 	if !strings.Contains(log, `"user":"alice"`) || !strings.Contains(log, `"status":401`) || !strings.Contains(log, `"upstream_ms"`) {
 		t.Fatalf("access log lacks user/status/upstream time:\n%s", log)
 	}

@@ -79,6 +79,7 @@ type harness struct {
 	reloaded chan string // "kind site ok|fail"
 	access   *strings.Builder
 	accessMu *sync.Mutex
+	wrote    chan struct{} // closed and replaced on every access-log write
 	origin   *httptest.Server
 	stop     func()
 }
@@ -130,7 +131,7 @@ func htpasswd(t *testing.T, args ...string) {
 func newHarness(t *testing.T, ho harnessOpts) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), upstream: &seen{}, reloaded: make(chan string, 64),
-		access: &strings.Builder{}, accessMu: &sync.Mutex{}}
+		access: &strings.Builder{}, accessMu: &sync.Mutex{}, wrote: make(chan struct{})}
 	var err error
 	if h.ca, err = devcert.NewCA("gateway test CA", 0); err != nil {
 		t.Fatal(err)
@@ -339,11 +340,34 @@ func (h *harness) accessLog() string {
 	return h.access.String()
 }
 
+// waitAccess returns the access log once it holds at least n lines. The
+// gateway writes a request's line when its handler returns, which for a
+// streamed response can be just after the client has read the last byte.
+func (h *harness) waitAccess(n int) string {
+	h.t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		h.accessMu.Lock()
+		s, wrote := h.access.String(), h.wrote
+		h.accessMu.Unlock()
+		if strings.Count(s, "\n") >= n {
+			return s
+		}
+		select {
+		case <-wrote:
+		case <-timeout:
+			h.t.Fatalf("access log has %d lines after 20s, want %d:\n%s", strings.Count(s, "\n"), n, s)
+		}
+	}
+}
+
 type lockedWriter struct{ h *harness }
 
 func (w lockedWriter) Write(p []byte) (int, error) {
 	w.h.accessMu.Lock()
 	defer w.h.accessMu.Unlock()
+	close(w.h.wrote)
+	w.h.wrote = make(chan struct{})
 	return w.h.access.Write(p)
 }
 
