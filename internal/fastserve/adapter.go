@@ -344,9 +344,16 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 		defer copyBuffers.Put(bp)
 		return io.CopyBuffer(writeOnly{w}, src, *bp)
 	}
-	fb := &fileBody{src: src, done: make(chan struct{})}
+	size := w.clen - w.wrote
+	fb := &fileBody{src: src, size: size, done: make(chan struct{})}
 	w.commitHeaders()
-	w.send(event{kind: evStream, body: fb, size: int(w.clen - w.wrote)})
+	if tc, ok := w.conn.(*net.TCPConn); ok {
+		// The headers go out first, so that the body can be written to the
+		// connection itself (sendFile) past fasthttp's buffered writer.
+		fb.tcp = tc
+		w.fc.Response.ImmediateHeaderFlush = true
+	}
+	w.send(event{kind: evStream, body: fb, size: int(size)})
 	<-fb.done
 	w.wrote += fb.n
 	return fb.n, fb.err
@@ -523,22 +530,37 @@ func bodyAllowed(status int) bool {
 // fileBody lets fasthttp copy a file with sendfile and tells the handler
 // (waiting in ReadFrom) when it is done.
 type fileBody struct {
-	src  io.Reader
+	src  io.Reader    // an *os.File, or an *io.LimitedReader of one
+	size int64        // the bytes announced for it
+	tcp  *net.TCPConn // set when the headers are flushed before the body and the connection is plain TCP
 	n    int64
 	err  error
 	once sync.Once
 	done chan struct{}
 }
 
-// WriteTo passes the file itself to fasthttp's writer, whose ReadFrom uses
-// sendfile.
+// WriteTo sends the file: on a plain TCP connection with sendFile, else
+// through fasthttp's writer, whose ReadFrom also uses sendfile on TCP.
 func (f *fileBody) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	var err error
-	if rf, ok := w.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(f.src) // the *io.LimitedReader of an *os.File: sendfile
-	} else {
-		n, err = io.Copy(w, f.src)
+	handled := false
+	if f.tcp != nil {
+		lr, ok := f.src.(*io.LimitedReader)
+		if !ok {
+			lr = &io.LimitedReader{R: f.src, N: f.size}
+		}
+		lr.N = min(lr.N, f.size)
+		if file, ok := lr.R.(*os.File); ok {
+			n, err, handled = sendFile(f.tcp, file, lr)
+		}
+	}
+	if !handled {
+		if rf, ok := w.(io.ReaderFrom); ok {
+			n, err = rf.ReadFrom(f.src) // the *io.LimitedReader of an *os.File: sendfile
+		} else {
+			n, err = io.Copy(w, f.src)
+		}
 	}
 	f.n += n
 	if err != nil && f.err == nil {

@@ -121,6 +121,7 @@ func TestResponses(t *testing.T) {
 		{"copied from a reader", "GET", "/copied", nil, 200, big, map[string]string{"Content-Length": "1048576"}},
 		{"file", "GET", "/file", nil, 200, big, map[string]string{"Content-Length": "1048576", "Accept-Ranges": "bytes"}},
 		{"file range", "GET", "/file", map[string]string{"Range": "bytes=10-19"}, 206, big[10:20], map[string]string{"Content-Range": "bytes 10-19/1048576", "Content-Length": "10"}},
+		{"large file range", "GET", "/file", map[string]string{"Range": "bytes=100003-900002"}, 206, big[100003:900003], map[string]string{"Content-Range": "bytes 100003-900002/1048576", "Content-Length": "800000"}},
 		{"file not modified", "GET", "/file", map[string]string{"If-None-Match": `"v1"`}, 304, nil, map[string]string{"ETag": `"v1"`}},
 		{"file HEAD", "HEAD", "/file", nil, 200, nil, map[string]string{"Content-Length": "1048576"}},
 		{"small HEAD", "HEAD", "/small", nil, 200, nil, map[string]string{"Content-Length": "11"}},
@@ -160,6 +161,131 @@ func TestResponses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFileBodies: a file copied whole into a response goes out with
+// sendfile past fasthttp's writer (sendFile); each way that can end early
+// or fail still gives the client exactly the bytes, or an error.
+func TestFileBodies(t *testing.T) {
+	big := pattern(3<<20 + 12345) // several sendFile chunks and a tail
+	file := filepath.Join(t.TempDir(), "bundle.json")
+	if err := os.WriteFile(file, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	copyFile := func(extra int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			f, err := os.Open(file)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			n := len(big) + extra
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+			w.(io.ReaderFrom).ReadFrom(io.LimitReader(f, int64(n)))
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/file", copyFile(0))
+	copyErr := make(chan error, 1)
+	mux.HandleFunc("/watched", func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		_, err = w.(io.ReaderFrom).ReadFrom(io.LimitReader(f, int64(len(big))))
+		copyErr <- err
+	})
+	mux.HandleFunc("/bare-file", func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		io.Copy(w, f) // ReadFrom(*os.File), no LimitedReader
+	})
+	// A file that ends before the length the handler announced (it shrank
+	// after being measured): the client must not see a complete response.
+	mux.HandleFunc("/shorter", copyFile(1000))
+	// A pipe is an *os.File that sendfile cannot read: the copy falls back.
+	mux.HandleFunc("/pipe", func(w http.ResponseWriter, r *http.Request) {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer pr.Close()
+		go func() {
+			pw.Write(big)
+			pw.Close()
+		}()
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		w.(io.ReaderFrom).ReadFrom(io.LimitReader(pr, int64(len(big))))
+	})
+	base, _ := start(t, mux, nil)
+	cl := client()
+	get := func(t *testing.T, path string) ([]byte, error) {
+		resp, err := cl.Get(base + path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return io.ReadAll(resp.Body)
+	}
+	for _, p := range []string{"/file", "/bare-file", "/pipe"} {
+		t.Run(p, func(t *testing.T) {
+			body, err := get(t, p)
+			if err != nil || !bytes.Equal(body, big) {
+				t.Fatalf("%d bytes (%v), want the file's %d", len(body), err, len(big))
+			}
+		})
+	}
+	t.Run("/shorter", func(t *testing.T) {
+		if body, err := get(t, "/shorter"); err == nil {
+			t.Fatalf("%d bytes read as a complete response", len(body))
+		}
+	})
+	t.Run("client goes away", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetReadBuffer(4096) // the server soon waits for room
+		io.WriteString(c, "GET /watched HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(c)
+		if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+			t.Fatalf("status line %q, %v", line, err)
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // reset, with most of the body unsent
+		select {
+		case err := <-copyErr:
+			if err == nil {
+				t.Fatal("the handler's copy reported success to a client that went away")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the handler's copy did not end after the client went away")
+		}
+		if body, err := get(t, "/file"); err != nil || !bytes.Equal(body, big) {
+			t.Fatalf("next request: %d bytes (%v)", len(body), err)
+		}
+	})
+	t.Run("slow chunks switch to net's sendfile", func(t *testing.T) {
+		old := slowChunk.Swap(0) // every chunk counts as a disk read
+		t.Cleanup(func() { slowChunk.Store(old) })
+		body, err := get(t, "/file")
+		if err != nil || !bytes.Equal(body, big) {
+			t.Fatalf("%d bytes (%v), want the file's %d", len(body), err, len(big))
+		}
+	})
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
