@@ -187,16 +187,23 @@ func TestFileBodies(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/file", copyFile(0))
+	// /watched is larger than both sides' socket buffers can hold, so the
+	// copy is still running when its client goes away.
+	const watchedSize = 64 << 20
+	watched := filepath.Join(t.TempDir(), "sparse")
+	if f, err := os.Create(watched); err != nil || f.Truncate(watchedSize) != nil || f.Close() != nil {
+		t.Fatal("creating a sparse file", err)
+	}
 	copyErr := make(chan error, 1)
 	mux.HandleFunc("/watched", func(w http.ResponseWriter, r *http.Request) {
-		f, err := os.Open(file)
+		f, err := os.Open(watched)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		defer f.Close()
-		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
-		_, err = w.(io.ReaderFrom).ReadFrom(io.LimitReader(f, int64(len(big))))
+		w.Header().Set("Content-Length", strconv.Itoa(watchedSize))
+		_, err = w.(io.ReaderFrom).ReadFrom(io.LimitReader(f, watchedSize))
 		copyErr <- err
 	})
 	mux.HandleFunc("/bare-file", func(w http.ResponseWriter, r *http.Request) {
