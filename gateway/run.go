@@ -101,7 +101,7 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 		hs.IdleTimeout = g.cfg.IdleTimeout
 		var srv serve.Server = hs
 		if ep.tls != nil {
-			// The HTTPS listener: HTTP/1.1 on fastserve, HTTP/2 on hs.
+			// The HTTPS listener: fastserve, HTTP/2 configured by hs.
 			srv = serve.FastFrom(hs, g.logger, ep.tls)
 		}
 		servers[i] = srv

@@ -1,6 +1,6 @@
 // Package fastserve serves an http.Handler's HTTP/1.1 traffic on fasthttp's
-// connection engine, and hands TLS connections that negotiated HTTP/2 to a
-// net/http server, so one handler serves both.
+// connection engine, and TLS connections that negotiated HTTP/2 with
+// golang.org/x/net/http2 (see h2.go), so one handler serves both.
 //
 // Why: net/http's HTTP/1.1 server starts a background read on the
 // connection for every request (a goroutine, a read that returns EAGAIN,
@@ -52,8 +52,8 @@ type Config struct {
 	// panics at error level. Default: discard.
 	Logger *slog.Logger
 	// TLS, if set, makes Serve terminate TLS on the raw listener it is
-	// given: connections that negotiate "h2" go to a net/http server (which
-	// serves Handler over HTTP/2), the rest are served here.
+	// given: connections that negotiate "h2" are served with
+	// golang.org/x/net/http2, the rest with fasthttp.
 	TLS *tls.Config
 	// ReadHeaderTimeout bounds the TLS handshake and reading one request.
 	ReadHeaderTimeout time.Duration
@@ -65,9 +65,10 @@ type Config struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds a request body (larger: 413). Default: 1 MiB.
 	MaxBodyBytes int
-	// HTTP2 configures the server that takes HTTP/2 connections: its
-	// Handler, TLSConfig and ErrorLog are set by New; its timeouts are
-	// kept. Default: a server with ReadHeaderTimeout and IdleTimeout.
+	// HTTP2 configures HTTP/2: its timeouts (IdleTimeout above all) and
+	// HTTP2 settings are kept, its Handler, TLSConfig and ErrorLog are set
+	// by New, and it never serves itself. Default: a server with
+	// ReadHeaderTimeout and IdleTimeout.
 	HTTP2 *http.Server
 }
 
@@ -82,8 +83,7 @@ type Server struct {
 	cfg    Config
 	logger *slog.Logger
 	fast   *fasthttp.Server
-	h2     *http.Server // nil without TLS
-	h2ln   *connListener
+	h2     *h2server // nil without TLS
 	base   context.Context
 	stop   context.CancelFunc
 	jobs   chan job // idle workers receive here
@@ -127,10 +127,8 @@ func New(cfg Config) *Server {
 			h2 = &http.Server{ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
 		}
 		h2.Handler = cfg.Handler
-		h2.TLSConfig = cfg.TLS
 		h2.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
-		s.h2 = h2
-		s.h2ln = newConnListener(nil)
+		s.h2 = newH2Server(h2, s.base)
 	}
 	return s
 }
@@ -153,13 +151,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.listeners = append(s.listeners, h1)
 	s.mu.Unlock()
-	h2lnAddr := ln.Addr()
-	s.h2ln.setAddr(h2lnAddr)
-	go func() {
-		if err := s.h2.Serve(s.h2ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			s.logger.Error("HTTP/2 server stopped", "error", err.Error())
-		}
-	}()
 	go s.acceptTLS(ln, h1)
 	return s.closedErr(s.fast.Serve(h1))
 }
@@ -199,13 +190,11 @@ func (s *Server) handshake(raw net.Conn, h1 *connListener) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
-	var ok bool
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		ok = s.h2ln.deliver(tc) // net/http wants the *tls.Conn itself
-	} else {
-		ok = h1.deliver(&tlsConn{Conn: tc, state: tc.ConnectionState()})
+		s.h2.serve(tc) // this goroutine serves the connection
+		return
 	}
-	if !ok {
+	if !h1.deliver(&tlsConn{Conn: tc, state: tc.ConnectionState()}) {
 		tc.Close()
 	}
 }
@@ -245,7 +234,7 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return 
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	if s.h2 != nil {
-		if err := s.h2.Shutdown(ctx); err != nil {
+		if err := s.h2.shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -265,7 +254,7 @@ func (s *Server) Close() error {
 	s.closeListeners()
 	s.stop()
 	if s.h2 != nil {
-		s.h2.Close()
+		s.h2.close()
 	}
 	return nil
 }
@@ -275,9 +264,6 @@ func (s *Server) closeListeners() {
 	defer s.mu.Unlock()
 	for _, ln := range s.listeners {
 		ln.Close()
-	}
-	if s.h2ln != nil {
-		s.h2ln.Close()
 	}
 }
 
@@ -318,28 +304,16 @@ func (f fastLogger) Printf(format string, args ...any) {
 }
 
 // connListener is a net.Listener fed with connections that are already
-// accepted (and shaken hands with).
+// accepted (and shaken hands with) from raw.
 type connListener struct {
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
-	mu    sync.Mutex
-	addr  net.Addr
-	raw   net.Listener // closed with this listener, if set
+	raw   net.Listener // closed with this listener
 }
 
 func newConnListener(raw net.Listener) *connListener {
-	l := &connListener{conns: make(chan net.Conn), done: make(chan struct{}), raw: raw}
-	if raw != nil {
-		l.addr = raw.Addr()
-	}
-	return l
-}
-
-func (l *connListener) setAddr(a net.Addr) {
-	l.mu.Lock()
-	l.addr = a
-	l.mu.Unlock()
+	return &connListener{conns: make(chan net.Conn), done: make(chan struct{}), raw: raw}
 }
 
 // deliver hands c to Accept; false when the listener is closed.
@@ -364,18 +338,9 @@ func (l *connListener) Accept() (net.Conn, error) {
 func (l *connListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
-		if l.raw != nil {
-			l.raw.Close()
-		}
+		l.raw.Close()
 	})
 	return nil
 }
 
-func (l *connListener) Addr() net.Addr {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.addr == nil {
-		return &net.TCPAddr{}
-	}
-	return l.addr
-}
+func (l *connListener) Addr() net.Addr { return l.raw.Addr() }

@@ -56,15 +56,15 @@ type Server interface {
 }
 
 // NewFast returns a fastserve.Server with the package's timeouts; with
-// tlsCfg it terminates TLS itself and serves HTTP/2 through net/http.
+// tlsCfg it terminates TLS itself and serves HTTP/2 as well.
 func NewFast(h http.Handler, logger *slog.Logger, tlsCfg *tls.Config) *fastserve.Server {
 	return FastFrom(NewServer(h, logger), logger, tlsCfg)
 }
 
 // FastFrom returns a fastserve.Server with hs's handler and limits
 // (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes), so a component that
-// changed them on hs gets the same on both engines; hs itself serves the
-// connections that negotiate HTTP/2.
+// changed them on hs gets the same on both engines; hs configures the
+// HTTP/2 server (and is given to fastserve for that: it never serves).
 func FastFrom(hs *http.Server, logger *slog.Logger, tlsCfg *tls.Config) *fastserve.Server {
 	return fastserve.New(fastserve.Config{
 		Handler:           hs.Handler,
