@@ -3,14 +3,15 @@ package cache
 import (
 	"bytes"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"testing"
 	"time"
 )
 
-// TestServeHit: the fast path answers plain GET/HEAD of fresh memory-tier
-// objects with the stored response, and declines (writing nothing)
-// everything it cannot answer that simply.
+// TestServeHit: the fast path answers plain GET/HEAD of fresh objects
+// (memory tier, or a file on disk) with the stored response, and declines
+// (writing nothing) everything it cannot answer that simply.
 func TestServeHit(t *testing.T) {
 	clk := newClock()
 	o := newOrigin(t, clk)
@@ -41,6 +42,14 @@ func TestServeHit(t *testing.T) {
 	if w, ok := serve(http.MethodHead, "/index.json"); !ok || w.Body.Len() != 0 || w.Header().Get("Content-Length") != "23" {
 		t.Fatalf("HEAD: ok=%v body %d bytes, %v", ok, w.Body.Len(), w.Header())
 	}
+	big := pattern(8<<10, 3)
+	w, ok = serve(http.MethodGet, "/big")
+	if !ok || w.Code != 200 || !bytes.Equal(w.Body.Bytes(), big) || w.Header().Get(Header) != "HIT" || w.Header().Get("Content-Length") != "8192" {
+		t.Fatalf("GET from disk: ok=%v %d, %d bytes, %v", ok, w.Code, w.Body.Len(), w.Header())
+	}
+	if w, ok := serve(http.MethodHead, "/big"); !ok || w.Body.Len() != 0 || w.Header().Get("Content-Length") != "8192" {
+		t.Fatalf("HEAD from disk: ok=%v body %d bytes, %v", ok, w.Body.Len(), w.Header())
+	}
 	declined := []struct {
 		name, method, key string
 		hdr               []string
@@ -50,7 +59,6 @@ func TestServeHit(t *testing.T) {
 		{"if-none-match", http.MethodGet, "/index.json", []string{"If-None-Match", etagOf(body)}},
 		{"if-modified-since", http.MethodGet, "/index.json", []string{"If-Modified-Since", "Mon, 30 Nov 2026 10:00:00 GMT"}},
 		{"not stored", http.MethodGet, "/nope", nil},
-		{"too large for memory", http.MethodGet, "/big", nil},
 	}
 	for _, tt := range declined {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +66,29 @@ func TestServeHit(t *testing.T) {
 				t.Fatalf("answered: %d %v", w.Code, w.Header())
 			}
 		})
+	}
+	// A body file cut short behind the cache's back: the response is
+	// aborted, never a short body under the stored Content-Length.
+	c.mu.Lock()
+	file := c.entries["/big"].body
+	c.mu.Unlock()
+	if err := os.Truncate(file, 100); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Fatalf("a truncated body file: recovered %v, want http.ErrAbortHandler", v)
+			}
+		}()
+		serve(http.MethodGet, "/big")
+	}()
+	// A body file gone: declined, and the slow path deals with it.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if w, ok := serve(http.MethodGet, "/big"); ok || len(w.Header()) != 0 {
+		t.Fatalf("a missing body file was answered: %d %v", w.Code, w.Header())
 	}
 	clk.Advance(2 * time.Minute) // index.json is stale now
 	if w, ok := serve(http.MethodGet, "/index.json"); ok || len(w.Header()) != 0 {
