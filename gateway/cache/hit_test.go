@@ -3,8 +3,8 @@ package cache
 import (
 	"bytes"
 	"net/http"
-	"os"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 )
