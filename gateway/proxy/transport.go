@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/rawsock"
 )
 
 // Transport is the http.RoundTripper NewTransport returns: HTTP/1.1 to the
@@ -174,6 +176,7 @@ func (t *Transport) dial(ctx context.Context, key, scheme, host string) (*persis
 	if err != nil {
 		return nil, err
 	}
+	c = rawsock.Wrap(c)
 	if scheme == "https" {
 		cfg := t.tlsConfig.Clone()
 		if cfg.ServerName == "" {

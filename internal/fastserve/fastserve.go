@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stella-ops/stella-mirror/internal/rawsock"
 	"github.com/valyala/fasthttp"
 )
 
@@ -180,7 +181,7 @@ func (s *Server) acceptTLS(ln net.Listener, h1 *connListener) {
 }
 
 func (s *Server) handshake(raw net.Conn, h1 *connListener) {
-	tc := tls.Server(raw, s.cfg.TLS)
+	tc := tls.Server(rawsock.Wrap(raw), s.cfg.TLS)
 	if d := s.cfg.ReadHeaderTimeout; d > 0 {
 		tc.SetDeadline(time.Now().Add(d))
 	}
