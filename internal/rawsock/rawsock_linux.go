@@ -70,13 +70,15 @@ func (c *conn) Write(p []byte) (int, error) {
 	err := c.rc.Write(func(fd uintptr) bool {
 		for written < len(p) {
 			n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[written])), uintptr(len(p)-written))
-			switch e {
-			case 0:
+			switch {
+			case e == 0 && n > 0:
 				written += int(n)
 				continue
-			case syscall.EINTR:
+			case e == 0: // no progress without an error: wait rather than spin
+				return false
+			case e == syscall.EINTR:
 				continue
-			case syscall.EAGAIN:
+			case e == syscall.EAGAIN:
 				return false
 			}
 			errno = e
