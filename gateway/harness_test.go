@@ -334,12 +334,6 @@ func (h *harness) metrics() string {
 	return string(b)
 }
 
-func (h *harness) accessLog() string {
-	h.accessMu.Lock()
-	defer h.accessMu.Unlock()
-	return h.access.String()
-}
-
 // waitAccess returns the access log once it holds at least n lines. The
 // gateway writes a request's line when its handler returns, which for a
 // streamed response can be just after the client has read the last byte.

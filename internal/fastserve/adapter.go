@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stella-ops/stella-mirror/internal/rawsock"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
 )
@@ -349,7 +350,7 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 	w.commitHeaders()
 	if tc, ok := w.conn.(*net.TCPConn); ok {
 		// The headers go out first, so that the body can be written to the
-		// connection itself (sendFile) past fasthttp's buffered writer.
+		// connection itself (rawsock.SendFile) past fasthttp's buffered writer.
 		fb.tcp = tc
 		w.fc.Response.ImmediateHeaderFlush = true
 	}
@@ -539,7 +540,7 @@ type fileBody struct {
 	done chan struct{}
 }
 
-// WriteTo sends the file: on a plain TCP connection with sendFile, else
+// WriteTo sends the file: on a plain TCP connection with rawsock.SendFile, else
 // through fasthttp's writer, whose ReadFrom also uses sendfile on TCP.
 func (f *fileBody) WriteTo(w io.Writer) (int64, error) {
 	var n int64
@@ -552,7 +553,7 @@ func (f *fileBody) WriteTo(w io.Writer) (int64, error) {
 		}
 		lr.N = min(lr.N, f.size)
 		if file, ok := lr.R.(*os.File); ok {
-			n, err, handled = sendFile(f.tcp, file, lr)
+			n, err, handled = rawsock.SendFile(f.tcp, file, lr)
 		}
 	}
 	if !handled {

@@ -164,10 +164,10 @@ func TestResponses(t *testing.T) {
 }
 
 // TestFileBodies: a file copied whole into a response goes out with
-// sendfile past fasthttp's writer (sendFile); each way that can end early
+// sendfile past fasthttp's writer (rawsock.SendFile); each way that can end early
 // or fail still gives the client exactly the bytes, or an error.
 func TestFileBodies(t *testing.T) {
-	big := pattern(3<<20 + 12345) // several sendFile chunks and a tail
+	big := pattern(3<<20 + 12345) // several SendFile chunks and a tail
 	file := filepath.Join(t.TempDir(), "bundle.json")
 	if err := os.WriteFile(file, big, 0o644); err != nil {
 		t.Fatal(err)
@@ -283,14 +283,6 @@ func TestFileBodies(t *testing.T) {
 		}
 		if body, err := get(t, "/file"); err != nil || !bytes.Equal(body, big) {
 			t.Fatalf("next request: %d bytes (%v)", len(body), err)
-		}
-	})
-	t.Run("slow chunks switch to net's sendfile", func(t *testing.T) {
-		old := slowChunk.Swap(0) // every chunk counts as a disk read
-		t.Cleanup(func() { slowChunk.Store(old) })
-		body, err := get(t, "/file")
-		if err != nil || !bytes.Equal(body, big) {
-			t.Fatalf("%d bytes (%v), want the file's %d", len(body), err, len(big))
 		}
 	})
 }

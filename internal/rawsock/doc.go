@@ -11,6 +11,7 @@
 // bookkeeping buys nothing; EAGAIN still parks the goroutine in the
 // netpoller, with the connection's deadlines, exactly as net does.
 //
-// Only the stream's Read and Write change; on other systems Wrap returns
-// the connection as it is.
+// Wrap changes only a stream's Read and Write; SendFile sends a file the
+// same way. On other systems Wrap returns the connection as it is and
+// SendFile declines.
 package rawsock

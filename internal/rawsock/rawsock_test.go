@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -160,4 +161,71 @@ func TestWrapOtherConns(t *testing.T) {
 	if Wrap(a) != a {
 		t.Fatal("a pipe was wrapped")
 	}
+}
+
+// TestSendFile: a file of several chunks arrives whole, also when every
+// chunk counts as slow (the rest goes through net's sendfile); a file
+// shorter than the length asked for is an error; a pipe is declined.
+func TestSendFile(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SendFile is Linux only")
+	}
+	want := pattern(3<<20 + 12345)
+	path := filepath.Join(t.TempDir(), "bundle.json")
+	if err := os.WriteFile(path, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	send := func(t *testing.T, n int64) ([]byte, int64, error) {
+		w, peer := pair(t)
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		got := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(peer)
+			got <- b
+		}()
+		lr := &io.LimitedReader{R: f, N: n}
+		written, err, handled := SendFile(w.(*conn).TCPConn, f, lr)
+		if !handled {
+			t.Fatal("a regular file was declined")
+		}
+		if lr.N != n-written {
+			t.Fatalf("lr.N = %d after %d of %d bytes", lr.N, written, n)
+		}
+		w.Close()
+		return <-got, written, err
+	}
+	t.Run("whole file", func(t *testing.T) {
+		if b, n, err := send(t, int64(len(want))); err != nil || n != int64(len(want)) || !bytes.Equal(b, want) {
+			t.Fatalf("sent %d (%v), peer read %d bytes, want the file's %d", n, err, len(b), len(want))
+		}
+	})
+	t.Run("slow chunks switch to net's sendfile", func(t *testing.T) {
+		old := slowChunk.Swap(0) // every chunk counts as a disk read
+		t.Cleanup(func() { slowChunk.Store(old) })
+		if b, n, err := send(t, int64(len(want))); err != nil || n != int64(len(want)) || !bytes.Equal(b, want) {
+			t.Fatalf("sent %d (%v), peer read %d bytes, want the file's %d", n, err, len(b), len(want))
+		}
+	})
+	t.Run("file shorter than asked", func(t *testing.T) {
+		if b, n, err := send(t, int64(len(want))+1000); !errors.Is(err, io.ErrUnexpectedEOF) || !bytes.Equal(b, want) {
+			t.Fatalf("sent %d, %v (peer read %d bytes); want the file, then io.ErrUnexpectedEOF", n, err, len(b))
+		}
+	})
+	t.Run("pipe declined", func(t *testing.T) {
+		w, _ := pair(t)
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pr.Close()
+		defer pw.Close()
+		lr := &io.LimitedReader{R: pr, N: 10}
+		if n, err, handled := SendFile(w.(*conn).TCPConn, pr, lr); handled || n != 0 || err != nil || lr.N != 10 {
+			t.Fatalf("pipe: %d, %v, handled=%v, lr.N=%d; want declined untouched", n, err, handled, lr.N)
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package fastserve
+package rawsock
 
 import (
 	"io"
@@ -9,22 +9,14 @@ import (
 	"time"
 )
 
-// Raw sendfile for a file body on a plain TCP connection.
-//
-// net's sendfile enters the Go scheduler's syscall state for every call.
-// Serving a large file to a client slower than the disk, the process is
-// mostly waiting for socket space, so the scheduler's monitor thread goes
-// to sleep and each sendfile wakes it again (a futex wake), and a call that
-// lasts longer than its 20 µs tick hands the P to another thread (another
-// wake). Profiled on the 64 MiB bundle, that was a quarter of the origin's
-// CPU, and twice nginx's context switches per byte.
-//
-// sendFile makes the call without entering the syscall state, in chunks of
-// rawChunk: on a nonblocking socket sendfile never waits for the network
-// (EAGAIN goes to the netpoller, as net's loop does), so the only way a call
-// is slow is a page-cache miss on the file. A chunk that takes longer than
-// slowChunk (a disk read) switches the rest of the transfer back to net's
-// sendfile, so a cold file holds a P for one chunk at most.
+// SendFile's chunks: on a nonblocking socket sendfile never waits for the
+// network (EAGAIN goes to the netpoller), so the only way a call is slow is
+// a page-cache miss on the file. A chunk that takes longer than slowChunk
+// (a disk read) switches the rest of the transfer back to net's sendfile,
+// which is made in the scheduler's syscall state: a cold file holds a P
+// for one chunk at most. Profiled on the 64 MiB bundle, net's sendfile had
+// the monitor thread woken after every wait for socket space: a quarter of
+// the origin's CPU, and twice nginx's context switches per byte.
 const rawChunk = 512 << 10
 
 // slowChunk is in nanoseconds, a variable for the test of the switch back.
@@ -32,10 +24,11 @@ var slowChunk atomic.Int64
 
 func init() { slowChunk.Store(int64(time.Millisecond)) }
 
-// sendFile copies lr (an *os.File, bounded by lr.N) to c and reduces lr.N
-// by what it wrote. It reports handled=false, having written nothing, when
-// sendfile(2) cannot copy this file (the caller then copies another way).
-func sendFile(c *net.TCPConn, f *os.File, lr *io.LimitedReader) (written int64, err error, handled bool) {
+// SendFile copies lr (an *os.File, bounded by lr.N) to c with sendfile(2)
+// made as a raw call, and reduces lr.N by what it wrote. It reports
+// handled=false, having written nothing, when sendfile cannot copy this
+// file (the caller then copies another way).
+func SendFile(c *net.TCPConn, f *os.File, lr *io.LimitedReader) (written int64, err error, handled bool) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0, err, true
