@@ -13,9 +13,23 @@ import (
 // socket read(2) and write(2) never wait (EAGAIN goes to the netpoller,
 // with the connection's deadlines, as net's own loop does), so there is
 // nothing for the scheduler to hand off while they run.
+//
+// The functions RawConn runs are made once per connection and their state
+// kept in r and w, so a Read or Write allocates nothing (a closure per call
+// cost three allocations). As for any net.Conn, one Read and one Write may
+// run at a time, each on its own state.
 type conn struct {
 	*net.TCPConn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	r, w op
+}
+
+// op is one direction's call in progress.
+type op struct {
+	p     []byte
+	n     int // bytes done
+	errno syscall.Errno
+	fn    func(fd uintptr) bool // c.read or c.write, for rc
 }
 
 // Wrap returns c with raw reads and writes when it is a *net.TCPConn, and
@@ -30,7 +44,9 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &conn{TCPConn: tc, rc: rc}
+	rs := &conn{TCPConn: tc, rc: rc}
+	rs.r.fn, rs.w.fn = rs.read, rs.write
+	return rs
 }
 
 // Read reads at most len(p) bytes; io.EOF when the peer has closed.
@@ -38,20 +54,10 @@ func (c *conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n uintptr
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch errno {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			return true
-		}
-	})
+	c.r = op{p: p, fn: c.r.fn}
+	err := c.rc.Read(c.r.fn)
+	n, errno := c.r.n, c.r.errno
+	c.r.p = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -60,34 +66,54 @@ func (c *conn) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
-	return int(n), nil
+	return n, nil
+}
+
+// read is one attempt for rc.Read: false to wait until fd is readable.
+func (c *conn) read(fd uintptr) bool {
+	p := c.r.p
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		c.r.n, c.r.errno = int(n), errno
+		return true
+	}
 }
 
 // Write writes all of p unless the connection fails or its deadline passes.
 func (c *conn) Write(p []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[written])), uintptr(len(p)-written))
-			switch {
-			case e == 0 && n > 0:
-				written += int(n)
-				continue
-			case e == 0: // no progress without an error: wait rather than spin
-				return false
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return false
-			}
-			errno = e
-			return true
-		}
-		return true
-	})
+	c.w = op{p: p, fn: c.w.fn}
+	err := c.rc.Write(c.w.fn)
+	n, errno := c.w.n, c.w.errno
+	c.w.p = nil
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("write", errno)
 	}
-	return written, err
+	return n, err
+}
+
+// write is one attempt for rc.Write: false to wait until fd has room.
+func (c *conn) write(fd uintptr) bool {
+	p := c.w.p
+	for c.w.n < len(p) {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.w.n])), uintptr(len(p)-c.w.n))
+		switch {
+		case errno == 0 && n > 0:
+			c.w.n += int(n)
+		case errno == 0: // no progress without an error: wait rather than spin
+			return false
+		case errno == syscall.EINTR:
+		case errno == syscall.EAGAIN:
+			return false
+		default:
+			c.w.errno = errno
+			return true
+		}
+	}
+	return true
 }

@@ -229,3 +229,31 @@ func TestSendFile(t *testing.T) {
 		}
 	})
 }
+
+// TestNoAllocations: a Read and a Write allocate nothing (they run on
+// every request's path).
+func TestNoAllocations(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("raw calls are Linux only")
+	}
+	w, peer := pair(t)
+	msg := []byte("ping")
+	buf := make([]byte, 16)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := w.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(w, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per Write+Read round, want 0", allocs)
+	}
+}
