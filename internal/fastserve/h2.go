@@ -20,6 +20,14 @@ import (
 // gateway's CPU under h2load. Served over a batchConn, the frames that are
 // ready when a write completes go out together: +55% requests per second
 // for memory-tier cache hits.
+//
+// x/net marks Server, ConfigureServer and ServeConn deprecated in favour of
+// http.Server, which serves HTTP/2 only on a *tls.Conn it holds itself: no
+// way to put a batchConn under it. Built with Go 1.27, x/net's ServeConn
+// still takes any net.Conn (it hands it to net/http's implementation), but
+// a connection given a BaseConfig is then not reached by the GOAWAY of
+// conf.Shutdown; shutdown still ends it at its deadline. Check
+// TestHTTP2Shutdown's first case for a GOAWAY when moving to Go 1.27.
 type h2server struct {
 	srv  *http2.Server
 	conf *http.Server // timeouts, Handler and ErrorLog; Shutdown sends GOAWAY
