@@ -78,6 +78,11 @@ type site struct {
 	// as the origin URL has no path of its own. Off when Options.Upstream
 	// wraps the proxy (every request must reach that handler).
 	fastHit bool
+	// native: the site has no cache nor Options.Upstream in front of its
+	// proxy, which can serve fast (proxy.CanServeFast): Native answers its
+	// plain HTTP/1.1 requests.
+	native bool
+	proxy  *proxy.Proxy
 }
 
 // Gateway serves the sites. Create it with New.
@@ -262,7 +267,8 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("GATEWAY__SITES__%d__ORIGIN: %w", i, err)
 		}
-		st.next = px
+		st.next, st.proxy = px, px
+		st.native = g.cache == nil && o.Upstream == nil && px.CanServeFast()
 		st.fastHit = g.cache != nil && o.Upstream == nil && (u.Path == "" || u.Path == "/") && u.RawPath == ""
 		if o.Upstream != nil {
 			st.next = o.Upstream(name, px)
@@ -387,16 +393,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	var st *site
 	aborted := true
 	defer func() {
-		sm := g.unknown
-		name := "unknown"
-		if st != nil {
-			sm, name = st.metrics, st.name
-		}
 		status := rec.Status
 		if status == 0 {
 			status = http.StatusOK
 		}
-		d := time.Since(start)
 		var cs cache.Status
 		if g.cache != nil { // without the cache, a header from the origin is no label value
 			cs = cache.StatusOf(rec.Header())
@@ -404,80 +404,26 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		if cs == cache.StatusHit || cs == cache.StatusUpdating {
 			info.Upstream = 0 // answered from the cache: the origin took no part
 		}
-		sm.observe(status, cs, d, info.Upstream)
-		if g.access != nil {
-			g.access.Write(g.access.Start("request").
-				Str("site", name).Str("user", info.User).
-				Str("client", proxy.ClientIP(r, g.trusted)).
-				Str("method", r.Method).Str("path", path).
-				Int("status", int64(status)).Int("bytes", rec.Bytes).
-				Millis("duration_ms", d).Millis("upstream_ms", info.Upstream).
-				Str("cache_status", string(cs)).Bool("aborted", aborted))
-		}
+		g.record(outcome{st: st, user: info.User, client: func() string { return proxy.ClientIP(r, g.trusted) },
+			method: r.Method, path: path, status: status, bytes: rec.Bytes, start: start,
+			upstream: info.Upstream, cache: cs, aborted: aborted})
 	}()
-	st = g.sites[hostOnly(r.Host)]
-	if st == nil {
-		writeJSON(rec, http.StatusNotFound, "not_found", "no such site")
-		aborted = false
-		return
-	}
-	if r.TLS != nil && g.sites[strings.ToLower(r.TLS.ServerName)] != st {
-		writeJSON(rec, http.StatusMisdirectedRequest, "misdirected", "the Host header does not match the TLS server name")
-		aborted = false
-		return
-	}
-	if g.hsts != nil {
+	var ref *refusal
+	st, info.User, ref = g.admit(inbound{
+		host: r.Host, tls: r.TLS != nil, sni: tlsName(r.TLS), method: r.Method, path: path,
+		authorization: r.Header.Values("Authorization"), body: r.ContentLength != 0 || len(r.TransferEncoding) > 0,
+		clientIP: func() string { return proxy.ClientIP(r, g.trusted) },
+	})
+	if st != nil && g.hsts != nil && (ref == nil || ref.hsts) {
 		rec.Header()["Strict-Transport-Security"] = g.hsts
 	}
-	// GET and HEAD carry no body: a request that frames one (Content-Length
-	// and/or Transfer-Encoding, the stuff of request smuggling) is refused
-	// and the connection closed, so nothing after it is read as a request.
-	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-		rec.Header().Set("Connection", "close")
-		writeJSON(rec, http.StatusBadRequest, "bad_request", "a request body is not accepted")
+	if ref != nil {
+		for i := 0; i+1 < len(ref.header); i += 2 {
+			rec.Header().Set(ref.header[i], ref.header[i+1])
+		}
+		writeJSON(rec, ref.status, ref.code, ref.msg)
 		aborted = false
 		return
-	}
-	// Authentication before anything else looks at the request.
-	if st.auth != nil {
-		u, reason := st.authenticate(r)
-		if reason != "" {
-			g.metrics.authFailures.WithLabelValues(st.name, reason).Inc()
-			rec.Header().Set("WWW-Authenticate", st.challenge)
-			writeJSON(rec, http.StatusUnauthorized, "unauthorized", "valid credentials are required")
-			aborted = false
-			return
-		}
-		info.User = u
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		rec.Header().Set("Allow", "GET, HEAD")
-		writeJSON(rec, http.StatusMethodNotAllowed, "method_not_allowed", "only GET and HEAD are allowed")
-		aborted = false
-		return
-	}
-	dec := st.policy.Check(path)
-	if dec.Kind == policy.Refused {
-		writeJSON(rec, http.StatusNotFound, "not_found", "not found")
-		aborted = false
-		return
-	}
-	lim, budget := st.index, "index"
-	if dec.Kind == policy.Download {
-		lim, budget = st.download, "download"
-	}
-	if lim.Enabled() {
-		key := info.User
-		if key == "" {
-			key = "ip:" + proxy.ClientIP(r, g.trusted)
-		}
-		if ok, wait := lim.Allow(key); !ok {
-			g.metrics.budget.WithLabelValues(st.name, budget).Inc()
-			rec.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(wait)))
-			writeJSON(rec, http.StatusTooManyRequests, "too_many_requests", "request budget exhausted; retry later")
-			aborted = false
-			return
-		}
 	}
 	if st.fastHit && g.cache.ServeHit(rec, r, path) {
 		aborted = false
@@ -488,8 +434,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate returns the user, or "" and the failure reason.
-func (st *site) authenticate(r *http.Request) (string, string) {
-	h := r.Header.Values("Authorization")
+func (st *site) authenticate(h []string) (string, string) {
 	if len(h) == 0 {
 		return "", "missing"
 	}

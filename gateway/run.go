@@ -102,7 +102,7 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 		var srv serve.Server = hs
 		if ep.tls != nil {
 			// The HTTPS listener: fastserve, HTTP/2 configured by hs.
-			srv = serve.FastFrom(hs, g.logger, ep.tls)
+			srv = serve.FastFrom(hs, g.logger, ep.tls, g.Native)
 		}
 		servers[i] = srv
 		g.logger.Info("listening", "endpoint", ep.name, "addr", ep.ln.Addr().String())

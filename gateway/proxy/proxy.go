@@ -233,10 +233,16 @@ func (p *Proxy) Trusted(r *http.Request) bool { return Trusted(r, p.opts.Trusted
 
 // Trusted reports whether r's TCP peer is within one of prefixes.
 func Trusted(r *http.Request, prefixes []netip.Prefix) bool {
+	return TrustedAddr(r.RemoteAddr, prefixes)
+}
+
+// TrustedAddr reports whether remoteAddr (host:port) is within one of
+// prefixes.
+func TrustedAddr(remoteAddr string, prefixes []netip.Prefix) bool {
 	if len(prefixes) == 0 {
 		return false
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return false
 	}
@@ -253,15 +259,21 @@ func Trusted(r *http.Request, prefixes []netip.Prefix) bool {
 // when the peer is a trusted proxy, the last address in X-Forwarded-For
 // that is not itself a trusted proxy.
 func ClientIP(r *http.Request, trusted []netip.Prefix) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	return ClientIPOf(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+}
+
+// ClientIPOf is ClientIP for a request whose TCP peer is remoteAddr and
+// whose X-Forwarded-For values are xff.
+func ClientIPOf(remoteAddr string, xff []string, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
-		host = r.RemoteAddr
+		host = remoteAddr
 	}
-	if !Trusted(r, trusted) {
+	if !TrustedAddr(remoteAddr, trusted) {
 		return host
 	}
 	var hops []string
-	for _, v := range r.Header.Values("X-Forwarded-For") {
+	for _, v := range xff {
 		for _, h := range splitComma(v) {
 			hops = append(hops, h)
 		}

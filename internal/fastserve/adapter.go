@@ -3,6 +3,7 @@ package fastserve
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -26,6 +27,9 @@ const bufferLimit = 64 << 10
 
 // serve runs the net/http handler for one request.
 func (s *Server) serve(fc *fasthttp.RequestCtx) {
+	if s.cfg.Native != nil && s.native(fc) {
+		return
+	}
 	r, status := s.request(fc)
 	if status != 0 {
 		plainError(fc, status)
@@ -35,10 +39,7 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 		fc.Response.Header.SetContentLength(0) // net/http's globalOptionsHandler
 		return
 	}
-	// Not derived from s.base: every request would register with one
-	// parent under its lock. Like net/http, Shutdown does not cancel
-	// requests; it waits for them.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(s.reqBase)
 	r = r.WithContext(ctx)
 	w := &writer{fc: fc, conn: fc.Conn(), req: r, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
 	s.dispatch(job{w: w, cancel: cancel})
@@ -48,13 +49,30 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 	case evStream:
 		fc.Response.SetBodyStream(ev.body, ev.size)
 	case evAbort:
-		// No answer: the client sees the connection end, never a
-		// truncated response that looks complete.
-		fc.Response.Reset()
-		fc.SetConnectionClose()
-		fc.HijackSetNoResponse(true)
-		fc.Hijack(func(net.Conn) {})
+		Abort(fc)
 	}
+}
+
+// Abort answers nothing to fc's request and ends the connection: the
+// client sees it close, never a truncated response that looks complete.
+func Abort(fc *fasthttp.RequestCtx) {
+	fc.Response.Reset()
+	fc.SetConnectionClose()
+	fc.HijackSetNoResponse(true)
+	fc.Hijack(func(net.Conn) {})
+}
+
+// native runs the Native hook; a panic in it is logged and ends the
+// connection without an answer, as a handler's does.
+func (s *Server) native(fc *fasthttp.RequestCtx) (handled bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logger.Error("handler panic", "method", string(fc.Method()), "path", string(fc.Path()), "panic", v, "stack", string(debug.Stack()))
+			Abort(fc)
+			handled = true
+		}
+	}()
+	return s.cfg.Native(fc)
 }
 
 // job is one handler call for a worker.
@@ -205,10 +223,16 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 			r.Trailer[key] = tv
 		}
 	}
-	if tc, ok := fc.Conn().(*tlsConn); ok {
-		r.TLS = &tc.state
-	}
+	r.TLS = TLSState(fc)
 	return r, 0
+}
+
+// TLSState is the TLS state of fc's connection, or nil on plain TCP.
+func TLSState(fc *fasthttp.RequestCtx) *tls.ConnectionState {
+	if tc, ok := fc.Conn().(*tlsConn); ok {
+		return &tc.state
+	}
+	return nil
 }
 
 // common are strings a request carries over and over; intern returns

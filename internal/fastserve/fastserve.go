@@ -71,6 +71,13 @@ type Config struct {
 	// by New, and it never serves itself. Default: a server with
 	// ReadHeaderTimeout and IdleTimeout.
 	HTTP2 *http.Server
+	// Native, if set, is offered every HTTP/1.x request first, on the
+	// connection's goroutine: it answers in fc and returns true, or returns
+	// false without having touched fc, and Handler serves the request as
+	// usual. It is for a hot path that must not pay for net/http's types;
+	// Plain tells it which requests are simple enough to take. HTTP/2
+	// requests always go to Handler.
+	Native func(fc *fasthttp.RequestCtx) bool
 }
 
 // Defaults of Config.
@@ -88,6 +95,10 @@ type Server struct {
 	base   context.Context
 	stop   context.CancelFunc
 	jobs   chan job // idle workers receive here
+	// reqBase is the parent of every request's context: not derived from
+	// base (every request would register with one parent under its lock;
+	// like net/http, Shutdown does not cancel requests, it waits for them).
+	reqBase context.Context
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -105,6 +116,15 @@ func New(cfg Config) *Server {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger, jobs: make(chan job)}
+	// Handlers find http.ServerContextKey in their requests' context, as
+	// under net/http: httputil.ReverseProxy relies on it to abort a
+	// response whose upstream body failed (panic(http.ErrAbortHandler))
+	// instead of ending it as if it were complete.
+	hs := cfg.HTTP2
+	if hs == nil {
+		hs = &http.Server{}
+	}
+	s.reqBase = context.WithValue(context.Background(), http.ServerContextKey, hs)
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.fast = &fasthttp.Server{
 		Handler:      s.serve,

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/valyala/fasthttp"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,16 +59,19 @@ type Server interface {
 // NewFast returns a fastserve.Server with the package's timeouts; with
 // tlsCfg it terminates TLS itself and serves HTTP/2 as well.
 func NewFast(h http.Handler, logger *slog.Logger, tlsCfg *tls.Config) *fastserve.Server {
-	return FastFrom(NewServer(h, logger), logger, tlsCfg)
+	return FastFrom(NewServer(h, logger), logger, tlsCfg, nil)
 }
 
 // FastFrom returns a fastserve.Server with hs's handler and limits
 // (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes), so a component that
 // changed them on hs gets the same on both engines; hs configures the
 // HTTP/2 server (and is given to fastserve for that: it never serves).
-func FastFrom(hs *http.Server, logger *slog.Logger, tlsCfg *tls.Config) *fastserve.Server {
+// native, if not nil, is offered HTTP/1.1 requests first
+// (fastserve.Config.Native).
+func FastFrom(hs *http.Server, logger *slog.Logger, tlsCfg *tls.Config, native func(*fasthttp.RequestCtx) bool) *fastserve.Server {
 	return fastserve.New(fastserve.Config{
 		Handler:           hs.Handler,
+		Native:            native,
 		Logger:            logger,
 		TLS:               tlsCfg,
 		ReadHeaderTimeout: hs.ReadHeaderTimeout,

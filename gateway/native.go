@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/stella-ops/stella-mirror/gateway/cache"
+	"github.com/stella-ops/stella-mirror/gateway/proxy"
+	"github.com/stella-ops/stella-mirror/internal/fastserve"
+)
+
+// outcome is one answered request, for the access log and the metrics.
+type outcome struct {
+	st           *site // nil: unknown host
+	user         string
+	client       func() string
+	method, path string
+	status       int
+	bytes        int64
+	start        time.Time
+	upstream     time.Duration
+	cache        cache.Status
+	aborted      bool
+}
+
+// record logs o and counts it in the metrics.
+func (g *Gateway) record(o outcome) {
+	sm, name := g.unknown, "unknown"
+	if o.st != nil {
+		sm, name = o.st.metrics, o.st.name
+	}
+	d := time.Since(o.start)
+	sm.observe(o.status, o.cache, d, o.upstream)
+	if g.access != nil {
+		g.access.Write(g.access.Start("request").
+			Str("site", name).Str("user", o.user).
+			Str("client", o.client()).
+			Str("method", o.method).Str("path", o.path).
+			Int("status", int64(o.status)).Int("bytes", o.bytes).
+			Millis("duration_ms", d).Millis("upstream_ms", o.upstream).
+			Str("cache_status", string(o.cache)).Bool("aborted", o.aborted))
+	}
+}
+
+// Native is the hook fastserve offers each HTTP/1.1 request before the
+// net/http handler (fastserve.Config.Native). It answers the plain GET and
+// HEAD requests (fastserve.Plain) of sites without a cache itself: the same
+// admission as Handler (admit), then proxy.ServeFast, then the same log
+// line and metrics. Everything else (HTTP/2 is never offered) it declines,
+// untouched, to Handler.
+func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
+	u, ok := fastserve.Plain(fc)
+	if !ok {
+		return false
+	}
+	host := string(fc.Request.Header.Host())
+	st := g.sites[hostOnly(host)]
+	if st == nil || !st.native {
+		return false
+	}
+	start := time.Now()
+	cs := fastserve.TLSState(fc)
+	method := http.MethodGet
+	if fc.IsHead() {
+		method = http.MethodHead
+	}
+	path := u.EscapedPath()
+	remote := fc.RemoteAddr().String()
+	client := func() string {
+		var xff []string
+		for _, v := range fc.Request.Header.PeekAll("X-Forwarded-For") {
+			xff = append(xff, string(v))
+		}
+		return proxy.ClientIPOf(remote, xff, g.trusted)
+	}
+	var authz []string
+	for _, v := range fc.Request.Header.PeekAll("Authorization") {
+		authz = append(authz, string(v))
+	}
+	st, user, ref := g.admit(inbound{host: host, tls: cs != nil, sni: tlsName(cs), method: method, path: path,
+		authorization: authz, clientIP: client})
+	if st != nil && g.hsts != nil && (ref == nil || ref.hsts) {
+		fc.Response.Header.Set("Strict-Transport-Security", g.hsts[0])
+	}
+	if ref != nil {
+		for i := 0; i+1 < len(ref.header); i += 2 {
+			fc.Response.Header.Set(ref.header[i], ref.header[i+1])
+		}
+		body := `{"error":"` + ref.code + `","message":"` + ref.msg + `"}` + "\n"
+		fc.Response.SetStatusCode(ref.status)
+		fc.Response.Header.SetContentType("application/json")
+		fc.Response.Header.Set("Cache-Control", "no-store")
+		fc.Response.Header.Set("X-Content-Type-Options", "nosniff")
+		n := 0
+		if method == http.MethodHead {
+			fc.Response.SkipBody = true
+			fc.Response.Header.SetContentLength(len(body))
+		} else {
+			fc.Response.SetBodyString(body)
+			n = len(body)
+		}
+		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
+			status: ref.status, bytes: int64(n), start: start})
+		return true
+	}
+	st.proxy.ServeFast(fc, proxy.FastRequest{Path: path, User: user, TLS: cs != nil}, func(res proxy.FastResult) {
+		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
+			status: res.Status, bytes: res.Bytes, start: start, upstream: res.Upstream, aborted: res.Aborted})
+	})
+	return true
+}
