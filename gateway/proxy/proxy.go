@@ -77,8 +77,8 @@ type Options struct {
 	// Logger receives upstream failures. Default: discard.
 	Logger *slog.Logger
 	// OnUpstreamError is called once per failed upstream exchange with a
-	// reason: "connect", "timeout", "token", "body" or "other". Default:
-	// nothing.
+	// reason: "connect", "timeout", "token", "body" or "other"; r is nil
+	// for an exchange of ServeFast. Default: nothing.
 	OnUpstreamError func(r *http.Request, reason string)
 	// ErrorHeader, if set, may add headers to the 502/504 answer of a
 	// failed exchange (err is what the Transport returned); the cache sets
