@@ -409,11 +409,16 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			upstream: info.Upstream, cache: cs, aborted: aborted})
 	}()
 	var ref *refusal
-	st, info.User, ref = g.admit(inbound{
-		host: r.Host, tls: r.TLS != nil, sni: tlsName(r.TLS), method: r.Method, path: path,
-		authorization: r.Header.Values("Authorization"), body: r.ContentLength != 0 || len(r.TransferEncoding) > 0,
-		clientIP: func() string { return proxy.ClientIP(r, g.trusted) },
-	})
+	pre, _ := r.Context().Value(admittedKey{}).(*admitted)
+	if pre != nil { // Native admitted it, and found no plain hit
+		st, info.User = pre.st, pre.user
+	} else {
+		st, info.User, ref = g.admit(inbound{
+			host: r.Host, tls: r.TLS != nil, sni: tlsName(r.TLS), method: r.Method, path: path,
+			authorization: r.Header.Values("Authorization"), body: r.ContentLength != 0 || len(r.TransferEncoding) > 0,
+			clientIP: func() string { return proxy.ClientIP(r, g.trusted) },
+		})
+	}
 	if st != nil && g.hsts != nil && (ref == nil || ref.hsts) {
 		rec.Header()["Strict-Transport-Security"] = g.hsts
 	}
@@ -425,7 +430,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		aborted = false
 		return
 	}
-	if st.fastHit && g.cache.ServeHit(rec, r, path) {
+	if st.fastHit && pre == nil && g.cache.ServeHit(rec, r, path) {
 		aborted = false
 		return
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -293,10 +294,23 @@ func TestForwardedIdentity(t *testing.T) {
 	}
 }
 
+// TestBudgets runs without and with the cache: with it, a MISS is admitted
+// by the native path and then served by the net/http one, and must still
+// be taken from the budget once.
 func TestBudgets(t *testing.T) {
+	for _, cached := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cache=%v", cached), func(t *testing.T) { testBudgets(t, cached) })
+	}
+}
+
+func testBudgets(t *testing.T, cached bool) {
+	cacheDir := t.TempDir()
 	h := newHarness(t, harnessOpts{edit: func(c *Config) {
 		c.Gateway.Sites[0].MaxIndexRequestsPerHour = 2
 		c.Gateway.Sites[0].MaxDownloadRequestsPerHour = 1
+		if cached {
+			withCache(cacheDir, "")(c)
+		}
 	}})
 	htpasswd(t, "-B", "-b", h.cfg.Gateway.Sites[0].HtpasswdFile, "bob", "bob-pw")
 	if err := h.gw.Reload(); err != nil {

@@ -44,12 +44,24 @@ func (g *Gateway) record(o outcome) {
 	}
 }
 
+// admitted marks a request Native admitted and then declined (a cache
+// site's request that is no plain hit): Handler skips the admission, which
+// already ran (and counted, and took from the budget) once.
+type admitted struct {
+	st   *site
+	user string
+}
+
+type admittedKey struct{}
+
 // Native is the hook fastserve offers each HTTP/1.1 request before the
-// net/http handler (fastserve.Config.Native). It answers the plain GET and
-// HEAD requests (fastserve.Plain) of sites without a cache itself: the same
-// admission as Handler (admit), then proxy.ServeFast, then the same log
-// line and metrics. Everything else (HTTP/2 is never offered) it declines,
-// untouched, to Handler.
+// net/http handler (fastserve.Config.Native). It takes the plain GET and
+// HEAD requests (fastserve.Plain) of known sites: the same admission as
+// Handler (admit), refusals answered here; then, on a site without a
+// cache, proxy.ServeFast; on a cache site, cache.ServeHitFast for a fresh
+// stored object, and anything else goes on to Handler marked as admitted.
+// The log line and metrics are Handler's. Everything else (HTTP/2 is never
+// offered) it declines, untouched, to Handler.
 func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 	u, ok := fastserve.Plain(fc)
 	if !ok {
@@ -57,7 +69,7 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 	}
 	host := string(fc.Request.Header.Host())
 	st := g.sites[hostOnly(host)]
-	if st == nil || !st.native {
+	if st == nil || (!st.native && !st.fastHit) {
 		return false
 	}
 	start := time.Now()
@@ -81,10 +93,16 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 	}
 	st, user, ref := g.admit(inbound{host: host, tls: cs != nil, sni: tlsName(cs), method: method, path: path,
 		authorization: authz, clientIP: client})
-	if st != nil && g.hsts != nil && (ref == nil || ref.hsts) {
-		fc.Response.Header.Set("Strict-Transport-Security", g.hsts[0])
+	// Strict-Transport-Security goes on last: what answers may reset the
+	// response first (a 502), and a declined request must leave fc as it
+	// was.
+	hsts := func() {
+		if g.hsts != nil && (ref == nil || ref.hsts) {
+			fc.Response.Header.Set("Strict-Transport-Security", g.hsts[0])
+		}
 	}
-	if ref != nil {
+	switch {
+	case ref != nil:
 		for i := 0; i+1 < len(ref.header); i += 2 {
 			fc.Response.Header.Set(ref.header[i], ref.header[i+1])
 		}
@@ -93,21 +111,31 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 		fc.Response.Header.SetContentType("application/json")
 		fc.Response.Header.Set("Cache-Control", "no-store")
 		fc.Response.Header.Set("X-Content-Type-Options", "nosniff")
-		n := 0
 		if method == http.MethodHead {
 			fc.Response.SkipBody = true
 			fc.Response.Header.SetContentLength(len(body))
 		} else {
 			fc.Response.SetBodyString(body)
-			n = len(body)
 		}
+		hsts()
 		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
-			status: ref.status, bytes: int64(n), start: start})
+			status: ref.status, bytes: int64(len(body)), start: start})
+		return true
+	case st.native:
+		st.proxy.ServeFast(fc, proxy.FastRequest{Path: path, User: user, TLS: cs != nil}, func(res proxy.FastResult) {
+			g.record(outcome{st: st, user: user, client: client, method: method, path: path,
+				status: res.Status, bytes: res.Bytes, start: start, upstream: res.Upstream, aborted: res.Aborted})
+		})
+		hsts()
 		return true
 	}
-	st.proxy.ServeFast(fc, proxy.FastRequest{Path: path, User: user, TLS: cs != nil}, func(res proxy.FastResult) {
+	if g.cache.ServeHitFast(fc, path, func(n int64, aborted bool) {
 		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
-			status: res.Status, bytes: res.Bytes, start: start, upstream: res.Upstream, aborted: res.Aborted})
-	})
-	return true
+			status: http.StatusOK, bytes: n, start: start, cache: cache.StatusHit, aborted: aborted})
+	}) {
+		hsts()
+		return true
+	}
+	fastserve.WithContextValue(fc, admittedKey{}, &admitted{st: st, user: user})
+	return false
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -30,7 +31,19 @@ func (h *harness) h2client() *http.Client {
 // the origin, and each refusal) is the same on the native HTTP/1.1 path as
 // on the net/http path (HTTP/2), and so is its access log line.
 func TestNativeMatchesHandler(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+	for _, cached := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cache=%v", cached), func(t *testing.T) { testNativeMatchesHandler(t, cached) })
+	}
+}
+
+// testNativeMatchesHandler: with the cache, each request is made once
+// first (a MISS, or a refusal), so that both paths then answer a HIT.
+func testNativeMatchesHandler(t *testing.T, cached bool) {
+	var ho harnessOpts
+	if cached {
+		ho.edit = withCache(t.TempDir(), "")
+	}
+	h := newHarness(t, ho)
 	alice := basic("alice", "alice-pw")
 	tests := []struct {
 		name, method, host, path, auth string
@@ -49,7 +62,8 @@ func TestNativeMatchesHandler(t *testing.T) {
 		{"query string", "GET", hostPrimary, indexPath + "?x=1", alice, 200},
 	}
 	keep := []string{"Content-Type", "Cache-Control", "Etag", "Last-Modified", "Www-Authenticate", "Allow",
-		"Strict-Transport-Security", "X-Content-Type-Options", "Accept-Ranges", "X-Stella-Export-Id", "Set-Cookie"}
+		"Strict-Transport-Security", "X-Content-Type-Options", "Accept-Ranges", "X-Stella-Export-Id", "Set-Cookie",
+		"X-Cache-Status"}
 	type answer struct {
 		Status int
 		Header http.Header
@@ -85,6 +99,10 @@ func TestNativeMatchesHandler(t *testing.T) {
 	lines := 0
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if cached {
+				do(h1, "GET", tc.host, tc.path, tc.auth, 1)
+				lines++
+			}
 			slow := do(h2, tc.method, tc.host, tc.path, tc.auth, 2)
 			fast := do(h1, tc.method, tc.host, tc.path, tc.auth, 1)
 			if fast.Status != tc.status {
@@ -103,6 +121,9 @@ func TestNativeMatchesHandler(t *testing.T) {
 			}
 			if !reflect.DeepEqual(a, b) {
 				t.Errorf("access log lines differ\nnet/http: %v\nnative:   %v", a, b)
+			}
+			if got := fast.Header.Get("X-Cache-Status"); cached && tc.status == 200 && got != "HIT" {
+				t.Errorf("X-Cache-Status %q, want HIT", got)
 			}
 		})
 	}

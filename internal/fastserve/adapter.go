@@ -39,7 +39,11 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 		fc.Response.Header.SetContentLength(0) // net/http's globalOptionsHandler
 		return
 	}
-	ctx, cancel := context.WithCancel(s.reqBase)
+	base := s.reqBase
+	if v, ok := fc.UserValue(ctxValueKey{}).(ctxValue); ok {
+		base = context.WithValue(base, v.key, v.val)
+	}
+	ctx, cancel := context.WithCancel(base)
 	r = r.WithContext(ctx)
 	w := &writer{fc: fc, conn: fc.Conn(), req: r, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
 	s.dispatch(job{w: w, cancel: cancel})

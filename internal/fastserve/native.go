@@ -56,3 +56,16 @@ func Plain(fc *fasthttp.RequestCtx) (*url.URL, bool) {
 
 // view is b as a string without a copy, for calls that do not keep it.
 func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// ctxValueKey is the fasthttp user value WithContextValue sets.
+type ctxValueKey struct{}
+
+type ctxValue struct{ key, val any }
+
+// WithContextValue is for a Native hook that declines fc after it has done
+// part of the work: the Handler's request context will carry val under
+// key (as context.WithValue), so the handler can skip what is done. Only
+// code in the process can set it; the value lives for this request only.
+func WithContextValue(fc *fasthttp.RequestCtx, key, val any) {
+	fc.SetUserValue(ctxValueKey{}, ctxValue{key: key, val: val})
+}

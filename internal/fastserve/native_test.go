@@ -13,6 +13,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+type markKey struct{}
+
 // startNative serves with both a Native hook and a Handler; the hook takes
 // the requests Plain accepts whose path starts with /native/ (and panics
 // on /native/panic), and records every path it was offered.
@@ -28,6 +30,9 @@ func startNative(t *testing.T) (addr string, offered func() []string) {
 		ReadHeaderTimeout: 2 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "handler "+r.URL.Path)
+			if v, ok := r.Context().Value(markKey{}).(string); ok {
+				io.WriteString(w, " marked "+v)
+			}
 		}),
 		Native: func(fc *fasthttp.RequestCtx) bool {
 			mu.Lock()
@@ -37,8 +42,12 @@ func startNative(t *testing.T) (addr string, offered func() []string) {
 			if !ok || !strings.HasPrefix(u.Path, "/native/") {
 				return false
 			}
-			if u.Path == "/native/panic" {
+			switch u.Path {
+			case "/native/panic":
 				panic("boom")
+			case "/native/mark":
+				WithContextValue(fc, markKey{}, "by the hook")
+				return false
 			}
 			fc.SetBodyString("native " + u.EscapedPath())
 			return true
@@ -73,6 +82,8 @@ func TestNativeHook(t *testing.T) {
 		{"not plain: HTTP/1.0", "GET /native/a HTTP/1.0\r\nHost: a\r\n\r\n", "handler /native/a"},
 		{"not plain: absolute target", "GET http://a/native/a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "handler /native/a"},
 		{"not plain: Expect", "GET /native/a HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", "handler /native/a"},
+		{"declined with a context value", "GET /native/mark HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "handler /native/mark marked by the hook"},
+		{"the value is for one request", "GET /native/mark HTTP/1.1\r\nHost: a\r\n\r\nGET /other HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "handler /other"},
 		{"panic", "GET /native/panic HTTP/1.1\r\nHost: a\r\n\r\n", ""},
 		{"after the panic", "GET /native/b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "native /native/b"},
 	}
@@ -90,8 +101,8 @@ func TestNativeHook(t *testing.T) {
 			}
 		})
 	}
-	if n := len(offered()); n != len(tests) {
-		t.Errorf("the hook was offered %d requests, want %d", n, len(tests))
+	if n := len(offered()); n != len(tests)+1 { // one case sends two requests
+		t.Errorf("the hook was offered %d requests, want %d", n, len(tests)+1)
 	}
 }
 
