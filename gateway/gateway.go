@@ -477,7 +477,12 @@ func writeJSON(w http.ResponseWriter, status int, code, msg string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	io.WriteString(w, `{"error":"`+code+`","message":"`+msg+`"}`+"\n")
+	io.WriteString(w, jsonError(code, msg))
+}
+
+// jsonError is the body of the gateway's own error answers.
+func jsonError(code, msg string) string {
+	return `{"error":"` + code + `","message":"` + msg + `"}` + "\n"
 }
 
 // AdminHandler serves /health/live, /health/ready and /metrics, and, when

@@ -106,7 +106,7 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 		for i := 0; i+1 < len(ref.header); i += 2 {
 			fc.Response.Header.Set(ref.header[i], ref.header[i+1])
 		}
-		body := `{"error":"` + ref.code + `","message":"` + ref.msg + `"}` + "\n"
+		body := jsonError(ref.code, ref.msg)
 		fc.Response.SetStatusCode(ref.status)
 		fc.Response.Header.SetContentType("application/json")
 		fc.Response.Header.Set("Cache-Control", "no-store")

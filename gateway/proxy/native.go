@@ -86,14 +86,7 @@ func (p *Proxy) ServeFast(fc *fasthttp.RequestCtx, in FastRequest, done func(Fas
 	defer func() { rh.Reset(); responseHeaders.Put(rh) }()
 	body, err := t.exchangeFast(context.Background(), p.opts.Origin.Scheme, p.opts.Origin.Host, head, write, rh)
 	if err != nil {
-		status, reason := http.StatusBadGateway, "other"
-		var oe *net.OpError
-		switch {
-		case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
-			status, reason = http.StatusGatewayTimeout, "timeout"
-		case errors.As(err, &oe) && oe.Op == "dial":
-			reason = "connect"
-		}
+		status, reason := classify(err)
 		p.opts.Logger.Warn("origin request failed", "path", in.Path, "reason", reason, "error", err.Error())
 		p.reportFast(reason)
 		done(FastResult{Status: fastError(fc, status)})
@@ -159,11 +152,7 @@ func fastError(fc *fasthttp.RequestCtx, status int) int {
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("application/json")
 	resp.Header.Set("Cache-Control", "no-store")
-	if status == http.StatusGatewayTimeout {
-		resp.SetBodyString(`{"error":"upstream_timeout","message":"the origin did not answer in time"}` + "\n")
-	} else {
-		resp.SetBodyString(`{"error":"upstream_unavailable","message":"the origin could not be reached"}` + "\n")
-	}
+	resp.SetBodyString(errorBody(status))
 	return status
 }
 

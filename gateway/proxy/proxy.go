@@ -391,14 +391,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		// The client went away; nobody reads an answer.
 		return
 	}
-	status, reason := http.StatusBadGateway, "other"
-	var oe *net.OpError
-	switch {
-	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
-		status, reason = http.StatusGatewayTimeout, "timeout"
-	case errors.As(err, &oe) && oe.Op == "dial":
-		reason = "connect"
-	}
+	status, reason := classify(err)
 	p.opts.Logger.Warn("origin request failed", "path", r.URL.Path, "reason", reason, "error", err.Error())
 	p.report(r, info, reason)
 	if p.opts.ErrorHeader != nil {
@@ -407,17 +400,33 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	writeError(w, status)
 }
 
+// classify maps a failed exchange to the answer (504 for a timeout, else
+// 502) and the reason counted in OnUpstreamError.
+func classify(err error) (status int, reason string) {
+	var oe *net.OpError
+	switch {
+	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "timeout"
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return http.StatusBadGateway, "connect"
+	}
+	return http.StatusBadGateway, "other"
+}
+
 func writeError(w http.ResponseWriter, status int) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	switch status {
-	case http.StatusGatewayTimeout:
-		io.WriteString(w, `{"error":"upstream_timeout","message":"the origin did not answer in time"}`+"\n")
-	default:
-		io.WriteString(w, `{"error":"upstream_unavailable","message":"the origin could not be reached"}`+"\n")
+	io.WriteString(w, errorBody(status))
+}
+
+// errorBody is the JSON body of a 502 or 504 answer.
+func errorBody(status int) string {
+	if status == http.StatusGatewayTimeout {
+		return `{"error":"upstream_timeout","message":"the origin did not answer in time"}` + "\n"
 	}
+	return `{"error":"upstream_unavailable","message":"the origin could not be reached"}` + "\n"
 }
 
 // bufferPool lends ReverseProxy its 32 KiB copy buffers, which it would
