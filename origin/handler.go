@@ -188,10 +188,15 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 			}
 		}
 	}
-	if d := h.o.authorize(w, r, Access{
-		Product: h.name, Endpoint: h.ep.String(), Domain: domain,
-		RequireAuthentication: h.p.requiresAuth(domain),
-	}); d != nil {
+	pre, _ := r.Context().Value(authorizedKey{}).(*authorized)
+	if pre != nil { // Native authorized this request, then declined it
+		if rec, ok := w.(*recorder); ok {
+			rec.client = pre.client
+		}
+		if d := pre.denial; d != nil {
+			return &httpError{status: d.Status, code: d.Code, msg: d.Message, header: d.Header}
+		}
+	} else if d := h.o.authorize(w, r, h.access(domain)); d != nil {
 		return &httpError{status: d.Status, code: d.Code, msg: d.Message, header: d.Header}
 	}
 	if domain != "" && !h.p.configured(domain) {
@@ -204,44 +209,68 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 	defer st.release()
 	*exportID = st.id
 	w.Header()["X-Stella-Export-Id"] = st.idHeader
+	f, err := h.file(st, domain, key)
+	if err != nil {
+		return err
+	}
+	if f.data != nil {
+		serveSmall(w, r, f.data, f.ct, f.cc)
+		return nil
+	}
+	return st.serveEntry(w, r, f.entry, f.ct, f.cc)
+}
 
+// access is what the Authorizer is asked for a request of this route.
+func (h *exportRoute) access(domain string) Access {
+	return Access{Product: h.name, Endpoint: h.ep.String(), Domain: domain,
+		RequireAuthentication: h.p.requiresAuth(domain)}
+}
+
+// routeFile is the file a request names in an export: data for the
+// indexes (always in memory), entry for the other files.
+type routeFile struct {
+	data   *fileData
+	entry  *fileEntry
+	ct, cc []string // Content-Type, Cache-Control
+}
+
+// file finds the file of this route for domain (and key) in st.
+func (h *exportRoute) file(st *exportState, domain, key string) (routeFile, error) {
 	switch h.ep {
 	case epIndex:
-		serveSmall(w, r, st.index, hdrJSON, hdrCacheIndex)
-		return nil
+		return routeFile{data: st.index, ct: hdrJSON, cc: hdrCacheIndex}, nil
 	case epManifest, epBundle, epBundleSignature:
 		d := st.concelier[domain]
 		if d == nil {
-			return notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not in export "+st.id))
+			return routeFile{}, notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not in export "+st.id))
 		}
 		switch h.ep {
 		case epManifest:
-			return st.serveEntry(w, r, d.manifest, hdrJSON, hdrCacheImmut)
+			return routeFile{entry: d.manifest, ct: hdrJSON, cc: hdrCacheImmut}, nil
 		case epBundle:
-			return st.serveEntry(w, r, d.bundle, hdrJSON, hdrCacheImmut)
+			return routeFile{entry: d.bundle, ct: hdrJSON, cc: hdrCacheImmut}, nil
 		default:
-			return st.serveEntry(w, r, d.signature, hdrJOSE, hdrCacheImmut)
+			return routeFile{entry: d.signature, ct: hdrJOSE, cc: hdrCacheImmut}, nil
 		}
 	default:
 		d := st.excititor[domain]
 		if d == nil {
-			return notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not in export "+st.id))
+			return routeFile{}, notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not in export "+st.id))
 		}
 		if d.err != nil {
-			return unavailable("the domain's index is malformed", d.err)
+			return routeFile{}, unavailable("the domain's index is malformed", d.err)
 		}
 		if h.ep == epExcititorIndex {
-			serveSmall(w, r, d.index, hdrJSON, hdrCacheIndex)
-			return nil
+			return routeFile{data: d.index, ct: hdrJSON, cc: hdrCacheIndex}, nil
 		}
 		x := d.exports[key]
 		if x == nil {
-			return notFound("unknown export key", errors.New("export key "+strconv.Quote(key)+" is not in domain "+domain+" of export "+st.id))
+			return routeFile{}, notFound("unknown export key", errors.New("export key "+strconv.Quote(key)+" is not in domain "+domain+" of export "+st.id))
 		}
 		if h.ep == epExcititorExport {
-			return st.serveEntry(w, r, x.file, x.contentType, hdrCacheImmut)
+			return routeFile{entry: x.file, ct: x.contentType, cc: hdrCacheImmut}, nil
 		}
-		return st.serveEntry(w, r, x.sig, hdrJOSE, hdrCacheImmut)
+		return routeFile{entry: x.sig, ct: hdrJOSE, cc: hdrCacheImmut}, nil
 	}
 }
 
@@ -363,32 +392,47 @@ func (o *Origin) writeError(w http.ResponseWriter, r *http.Request, err error, p
 // finish records metrics and the access log line of a request. Health and
 // metrics requests log at debug so probes do not flood the log.
 func (o *Origin) finish(rec *recorder, r *http.Request, start time.Time, m *endpointMetrics, exportID string, level slog.Level) {
-	d := time.Since(start)
 	status := rec.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	m.observe(status, rec.Bytes, d)
+	o.record(served{method: r.Method, path: r.URL.EscapedPath(), remote: r.RemoteAddr, userAgent: r.UserAgent(),
+		client: rec.client, exportID: exportID, status: status, bytes: rec.Bytes}, start, m, level)
+}
+
+// served is one answered request, for the access log and the metrics.
+type served struct {
+	method, path, remote, userAgent string
+	client, exportID                string
+	status                          int
+	bytes                           int64
+}
+
+// record counts s in m and writes its access log line (at level Info and
+// above).
+func (o *Origin) record(s served, start time.Time, m *endpointMetrics, level slog.Level) {
+	d := time.Since(start)
+	m.observe(s.status, s.bytes, d)
 	if o.access == nil || level < slog.LevelInfo {
 		return
 	}
 	ln := o.access.Start("request").
-		Str("method", r.Method).
-		Str("path", r.URL.EscapedPath()).
-		Int("status", int64(status)).
-		Int("bytes", rec.Bytes).
+		Str("method", s.method).
+		Str("path", s.path).
+		Int("status", int64(s.status)).
+		Int("bytes", s.bytes).
 		Millis("duration_ms", d).
-		Str("remote", r.RemoteAddr)
-	if rec.client != "" {
-		ln.Str("client", rec.client)
+		Str("remote", s.remote)
+	if s.client != "" {
+		ln.Str("client", s.client)
 	}
-	if exportID != "" {
-		ln.Str("export_id", exportID)
+	if s.exportID != "" {
+		ln.Str("export_id", s.exportID)
 	}
 	o.access.Write(ln.
 		Str("product", m.product).
 		Str("endpoint", m.endpoint).
-		Str("user_agent", r.UserAgent()))
+		Str("user_agent", s.userAgent))
 }
 
 // plainRoute wraps a handler that is not export-backed (health, metrics,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/valyala/fasthttp"
 	"io"
 	"log/slog"
 	"net"
@@ -262,8 +263,16 @@ func (h *harness) settle(t *testing.T) {
 	}
 }
 
-// newHarness builds an origin and serves it on real loopback listeners.
+// newHarness builds an origin and serves it on real loopback listeners,
+// with the Native hook as in production.
 func newHarness(t *testing.T, cfg Config, opts options) *harness {
+	t.Helper()
+	return newHarnessNative(t, cfg, opts, true)
+}
+
+// newHarnessNative is newHarness with or without the Native hook (without:
+// every request takes the net/http handler).
+func newHarnessNative(t *testing.T, cfg Config, opts options, native bool) *harness {
 	t.Helper()
 	h := &harness{logs: &logBuffer{}, reg: prometheus.NewRegistry()}
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -281,7 +290,11 @@ func newHarness(t *testing.T, cfg Config, opts options) *harness {
 	}
 	h.o = o
 	h.cond = sync.NewCond(&h.mu)
-	h.public = newLiveServer(t, h.track(o.Handler()), logger)
+	var hook func(*fasthttp.RequestCtx) bool
+	if native {
+		hook = o.Native // it records before it answers: nothing for settle to wait for
+	}
+	h.public = newLiveServer(t, h.track(o.Handler()), hook, logger)
 	h.admin = httptest.NewServer(h.track(o.AdminHandler()))
 	t.Cleanup(func() {
 		h.public.Close()
@@ -302,13 +315,13 @@ type liveServer struct {
 	client *http.Client
 }
 
-func newLiveServer(t *testing.T, h http.Handler, logger *slog.Logger) *liveServer {
+func newLiveServer(t *testing.T, h http.Handler, native func(*fasthttp.RequestCtx) bool, logger *slog.Logger) *liveServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &liveServer{URL: "http://" + ln.Addr().String(), srv: serve.NewFast(h, logger, nil), done: make(chan error, 1),
+	s := &liveServer{URL: "http://" + ln.Addr().String(), srv: serve.FastFrom(serve.NewServer(h, logger), logger, nil, native), done: make(chan error, 1),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s

@@ -30,6 +30,7 @@ type Origin struct {
 	products [2]*product
 
 	public, admin http.Handler
+	native        *nativeRoutes
 }
 
 // options are knobs for tests; the zero value means production behaviour.
@@ -121,6 +122,7 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 		return nil, fmt.Errorf("registering origin metrics: %w", err)
 	}
 	o.public, o.admin = o.routes()
+	o.native = o.newNativeRoutes()
 
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", "warning", w)
@@ -214,6 +216,6 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		return err
 	}
 	return serve.Run(ctx, logger,
-		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler(), Fast: true},
+		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler(), Fast: true, Native: o.Native},
 		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
 }

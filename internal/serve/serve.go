@@ -47,6 +47,9 @@ type Endpoint struct {
 	// (public listeners with many small responses); admin and health
 	// listeners leave it false.
 	Fast bool
+	// Native, for a Fast endpoint, is offered each HTTP/1.1 request first
+	// (fastserve.Config.Native).
+	Native func(*fasthttp.RequestCtx) bool
 }
 
 // Server is what Run starts: an *http.Server or a *fastserve.Server.
@@ -112,7 +115,7 @@ func Run(ctx context.Context, logger *slog.Logger, endpoints ...Endpoint) error 
 	for i, ep := range endpoints {
 		var srv Server = NewServer(ep.Handler, logger)
 		if ep.Fast {
-			srv = NewFast(ep.Handler, logger, nil)
+			srv = FastFrom(NewServer(ep.Handler, logger), logger, nil, ep.Native)
 		}
 		servers[i] = srv
 		logger.Info("listening", "endpoint", ep.Name, "addr", ep.Listener.Addr().String())
