@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -127,4 +128,58 @@ func testNativeMatchesHandler(t *testing.T, cached bool) {
 			}
 		})
 	}
+}
+
+// TestNativeMatchesHandlerOriginFailure: an origin that drops the
+// connection is a 502 with the same body, the same log line and one
+// upstream error per request on both paths.
+func TestNativeMatchesHandlerOriginFailure(t *testing.T) {
+	h := newHarness(t, harnessOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	})})
+	alice := basic("alice", "alice-pw")
+	var answers []string
+	for i, c := range []*http.Client{h.h2client(), h.client()} {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+hostPrimary+indexPath, nil)
+		req.Header.Set("Authorization", alice)
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadGateway || res.ProtoMajor != 2-i {
+			t.Fatalf("HTTP/%d: status %d, want 502", res.ProtoMajor, res.StatusCode)
+		}
+		answers = append(answers, res.Header.Get("Content-Type")+" "+res.Header.Get("Cache-Control")+" "+
+			res.Header.Get("Strict-Transport-Security")+" "+string(b))
+	}
+	if answers[0] != answers[1] {
+		t.Errorf("answers differ\nnet/http: %s\nnative:   %s", answers[0], answers[1])
+	}
+	lines := accessLines(t, h, 2)
+	for _, m := range lines {
+		for _, k := range []string{"time", "duration_ms", "upstream_ms"} {
+			delete(m, k)
+		}
+	}
+	if !reflect.DeepEqual(lines[0], lines[1]) {
+		t.Errorf("access log lines differ\nnet/http: %v\nnative:   %v", lines[0], lines[1])
+	}
+	if m := h.metrics(); !strings.Contains(m, `stella_mirror_gateway_upstream_errors_total{reason="other",site="mirror-primary.localhost"} 2`) {
+		t.Errorf("upstream errors not counted once per request:\n%s", grepLines(m, "upstream_errors"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

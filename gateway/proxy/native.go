@@ -21,8 +21,8 @@ import (
 // received to the origin with fasthttp's header types end to end, with the
 // same rules as ServeHTTP (see the package comment) but without net/http's
 // request and response values, httputil.ReverseProxy, or a goroutine
-// hand-off. It exists for speed: on small responses it doubles what a
-// gateway without a cache forwards per CPU second. The net/http path stays
+// hand-off. It exists for speed: on small responses a gateway without a
+// cache forwards nearly twice as many requests per CPU second with it. The net/http path stays
 // for HTTP/2, for the cache, and for every request fastserve.Plain does
 // not accept.
 
@@ -75,7 +75,7 @@ func (p *Proxy) ServeFast(fc *fasthttp.RequestCtx, in FastRequest, done func(Fas
 		if err != nil {
 			p.opts.Logger.Error("cannot obtain the upstream token", "error", err.Error())
 			p.reportFast("token")
-			done(FastResult{Status: fastError(fc, http.StatusBadGateway)})
+			done(fastError(fc, http.StatusBadGateway))
 			return
 		}
 		token = tok.AccessToken
@@ -89,7 +89,7 @@ func (p *Proxy) ServeFast(fc *fasthttp.RequestCtx, in FastRequest, done func(Fas
 		status, reason := classify(err)
 		p.opts.Logger.Warn("origin request failed", "path", in.Path, "reason", reason, "error", err.Error())
 		p.reportFast(reason)
-		done(FastResult{Status: fastError(fc, status)})
+		done(fastError(fc, status))
 		return
 	}
 	res := FastResult{Status: rh.StatusCode(), Upstream: time.Since(start)}
@@ -146,14 +146,15 @@ func (p *Proxy) bodyFailed(path string, err error) {
 }
 
 // fastError answers status with the JSON body of writeError.
-func fastError(fc *fasthttp.RequestCtx, status int) int {
+func fastError(fc *fasthttp.RequestCtx, status int) FastResult {
 	resp := &fc.Response
 	resp.Reset()
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("application/json")
 	resp.Header.Set("Cache-Control", "no-store")
-	resp.SetBodyString(errorBody(status))
-	return status
+	body := errorBody(status)
+	resp.SetBodyString(body)
+	return FastResult{Status: status, Bytes: int64(len(body))}
 }
 
 // fastBody streams an origin body to fasthttp and reports the outcome

@@ -310,13 +310,13 @@ func TestServeFastResponses(t *testing.T) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n")
 				return false
 			}},
-		{name: "no answer", method: "GET", status: 502,
+		{name: "no answer", method: "GET", status: 502, bytes: int64(len(errorBody(502))),
 			script: func(net.Conn) bool { return false }},
-		{name: "switching protocols", method: "GET", status: 502,
+		{name: "switching protocols", method: "GET", status: 502, bytes: int64(len(errorBody(502))),
 			script: ntWrite("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")},
-		{name: "garbage", method: "GET", status: 502,
+		{name: "garbage", method: "GET", status: 502, bytes: int64(len(errorBody(502))),
 			script: ntWrite("SMTP ready\r\n\r\n")},
-		{name: "header timeout", method: "GET", status: 504,
+		{name: "header timeout", method: "GET", status: 504, bytes: int64(len(errorBody(504))),
 			edit: func(o *Options) { o.HeaderTimeout = 200 * time.Millisecond },
 			script: func(c net.Conn) bool {
 				io.Copy(io.Discard, c) // until the gateway gives up and closes
