@@ -397,24 +397,12 @@ func (t *Transport) retryFast(ctx context.Context, key, scheme, host string, hea
 }
 
 func (pc *persistConn) exchangeFast(ctx context.Context, head bool, write func(*bufio.Writer), rh *fasthttp.ResponseHeader) (io.ReadCloser, error) {
-	stop := context.AfterFunc(ctx, func() { pc.conn.Conn.SetDeadline(time.Unix(1, 0)) })
-	pc.conn.read = 0
-	pc.conn.perRead = 0
-	pc.conn.ctx = ctx
-	if err := pc.conn.Conn.SetDeadline(time.Time{}); err != nil {
-		stop()
+	stop, err := pc.send(ctx, func(io.Writer) error { write(pc.bw); return nil }) // errors surface at Flush
+	if err != nil {
 		return nil, err
 	}
-	write(pc.bw)
-	if err := pc.bw.Flush(); err != nil {
-		stop()
-		return nil, ctxErr(ctx, err)
-	}
-	if d := pc.t.headerTimeout; d > 0 {
-		pc.conn.Conn.SetReadDeadline(time.Now().Add(d))
-	}
 	rh.SetNoDefaultContentType(true)
-	err := rh.Read(pc.br)
+	err = rh.Read(pc.br)
 	// Informational answers (103 Early Hints, 100 Continue) precede the
 	// real one; 101 would switch protocols, which this transport does not.
 	for err == nil && rh.StatusCode() >= 100 && rh.StatusCode() < 200 {

@@ -203,34 +203,9 @@ func (t *Transport) dial(ctx context.Context, key, scheme, host string) (*persis
 
 // exchange writes req and reads the response headers.
 func (pc *persistConn) exchange(ctx context.Context, req *http.Request) (*http.Response, error) {
-	if err := ctx.Err(); err != nil {
+	stop, err := pc.send(ctx, req.Write)
+	if err != nil {
 		return nil, err
-	}
-	// Cancelling the context breaks the connection's deadlines, which ends
-	// any read or write in progress.
-	stop := context.AfterFunc(ctx, func() { pc.conn.Conn.SetDeadline(time.Unix(1, 0)) })
-	pc.conn.read = 0
-	pc.conn.perRead = 0
-	pc.conn.ctx = ctx
-	if err := pc.conn.Conn.SetDeadline(time.Time{}); err != nil {
-		stop()
-		return nil, err
-	}
-	if err := req.Write(pc.bw); err != nil {
-		stop()
-		return nil, ctxErr(ctx, err)
-	}
-	if err := pc.bw.Flush(); err != nil {
-		stop()
-		return nil, ctxErr(ctx, err)
-	}
-	if d := pc.t.headerTimeout; d > 0 {
-		pc.conn.Conn.SetReadDeadline(time.Now().Add(d))
-		// The new deadline may have replaced the one a cancellation set.
-		if err := ctx.Err(); err != nil {
-			stop()
-			return nil, err
-		}
 	}
 	resp, err := http.ReadResponse(pc.br, req)
 	// Informational answers (103 Early Hints, 100 Continue) precede the
@@ -263,6 +238,41 @@ func (pc *persistConn) exchange(ctx context.Context, req *http.Request) (*http.R
 	}
 	resp.Body = &body{rc: resp.Body, pc: pc, ctx: ctx, stop: stop, reusable: reusable}
 	return resp, nil
+}
+
+// send writes a request (write fills pc's buffered writer, which is then
+// flushed) and starts the header timeout. It returns the function that
+// detaches ctx from the connection: until then, cancelling ctx breaks the
+// connection's deadlines, which ends any read or write in progress.
+func (pc *persistConn) send(ctx context.Context, write func(io.Writer) error) (stop func() bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	stop = context.AfterFunc(ctx, func() { pc.conn.Conn.SetDeadline(time.Unix(1, 0)) })
+	pc.conn.read = 0
+	pc.conn.perRead = 0
+	pc.conn.ctx = ctx
+	if err := pc.conn.Conn.SetDeadline(time.Time{}); err != nil {
+		stop()
+		return nil, err
+	}
+	if err := write(pc.bw); err != nil {
+		stop()
+		return nil, ctxErr(ctx, err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		stop()
+		return nil, ctxErr(ctx, err)
+	}
+	if d := pc.t.headerTimeout; d > 0 {
+		pc.conn.Conn.SetReadDeadline(time.Now().Add(d))
+		// The new deadline may have replaced the one a cancellation set.
+		if err := ctx.Err(); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
 }
 
 // ctxErr prefers the context's error when it caused err.
