@@ -215,6 +215,15 @@ func TestSendFile(t *testing.T) {
 			t.Fatalf("sent %d, %v (peer read %d bytes); want the file, then io.ErrUnexpectedEOF", n, err, len(b))
 		}
 	})
+	t.Run("file shorter than asked, after the switch to net's sendfile", func(t *testing.T) {
+		// What made this case flaky under load: a chunk slower than 1 ms
+		// handed the rest to net's sendfile, whose end of file was no error.
+		old := slowChunk.Swap(0)
+		t.Cleanup(func() { slowChunk.Store(old) })
+		if b, n, err := send(t, int64(len(want))+1000); !errors.Is(err, io.ErrUnexpectedEOF) || !bytes.Equal(b, want) {
+			t.Fatalf("sent %d, %v (peer read %d bytes); want the file, then io.ErrUnexpectedEOF", n, err, len(b))
+		}
+	})
 	t.Run("pipe declined", func(t *testing.T) {
 		w, _ := pair(t)
 		pr, pw, err := os.Pipe()

@@ -83,6 +83,10 @@ func SendFile(c *net.TCPConn, f *os.File, lr *io.LimitedReader) (written int64, 
 		n, err := c.ReadFrom(lr) // net's sendfile, in the scheduler's syscall state
 		written += n
 		werr = err
+		if werr == nil && lr.N > 0 {
+			// io.Copy's rules: the file's end is no error there.
+			werr = io.ErrUnexpectedEOF
+		}
 	}
 	return written, werr, true
 }
