@@ -133,8 +133,11 @@ func (o *Origin) Native(fc *fasthttp.RequestCtx) bool {
 	}
 	fd := f.data
 	if fd == nil {
-		if fd, err = st.file(f.entry); err != nil || fd.body == nil {
-			return false // an error answer, or a file streamed from disk
+		// Only a file already loaded (and verified): loading reads and
+		// hashes it, which is work the handler does after authorization,
+		// and an error answer (a tampered file) is the handler's to give.
+		if fd = f.entry.data.Load(); fd == nil || fd.body == nil {
+			return false // not loaded yet, or streamed from disk
 		}
 	}
 	// What the built-in access control reads: the peer, Authorization and
