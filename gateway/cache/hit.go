@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -137,12 +138,17 @@ func (c *Cache) ServeHitFast(fc *fasthttp.RequestCtx, key string, done func(byte
 			}
 			continue
 		}
+		if len(vv) == 1 {
+			// Stored keys are canonical (net/http's): no normalizing.
+			resp.Header.SetCanonical(bytesOf(k), bytesOf(vv[0]))
+			continue
+		}
 		for _, v := range vv {
 			resp.Header.Add(k, v)
 		}
 	}
-	resp.Header.Set("Age", hit.age)
-	resp.Header.Set(Header, string(StatusHit))
+	resp.Header.SetCanonical(ageKey, bytesOf(hit.age))
+	resp.Header.SetCanonical(statusKey, hitBytes)
 	switch {
 	case !get:
 		resp.SkipBody = true
@@ -157,6 +163,15 @@ func (c *Cache) ServeHitFast(fc *fasthttp.RequestCtx, key string, done func(byte
 	}
 	return true
 }
+
+var (
+	ageKey    = []byte("Age")
+	statusKey = []byte(Header)
+	hitBytes  = []byte(StatusHit)
+)
+
+// bytesOf is s as bytes without a copy, for calls that copy it.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // fileStream is a cached body on disk as fasthttp reads it.
 type fileStream struct {
