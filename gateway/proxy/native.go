@@ -360,36 +360,23 @@ func (t *Transport) exchangeFast(ctx context.Context, scheme, host string, head 
 		return nil, err
 	}
 	body, err := pc.exchangeFast(ctx, head, write, rh)
-	switch {
-	case !reused || ctx.Err() != nil:
-	case err != nil && pc.conn.read == 0 && !isTimeout(err):
-		// The origin closed the kept-alive connection while it was idle.
-		pc.close()
-		return t.retryFast(ctx, key, scheme, host, head, write, rh)
-	case err == nil && rh.StatusCode() == http.StatusRequestTimeout && rh.ConnectionClose():
-		// It timed the idle connection out and said so before closing:
-		// that answer was never meant for this request.
-		if body != nil {
-			body.Close()
+	if !reused || ctx.Err() != nil || !closedWhileIdle(pc, err, rh.StatusCode(), rh.ConnectionClose()) {
+		if err != nil {
+			pc.close()
 		}
-		pc.close()
-		return t.retryFast(ctx, key, scheme, host, head, write, rh)
+		return body, err
 	}
-	if err != nil {
-		pc.close()
+	if body != nil {
+		body.Close() // the 408 of an idle timeout: never meant for this request
 	}
-	return body, err
-}
-
-// retryFast sends the request once more, on a new connection: after an
-// origin restart every pooled connection is dead.
-func (t *Transport) retryFast(ctx context.Context, key, scheme, host string, head bool, write func(*bufio.Writer), rh *fasthttp.ResponseHeader) (io.ReadCloser, error) {
-	pc, err := t.dial(ctx, key, scheme, host)
-	if err != nil {
+	pc.close()
+	// Once more, on a new connection: after an origin restart every pooled
+	// connection is dead.
+	if pc, err = t.dial(ctx, key, scheme, host); err != nil {
 		return nil, err
 	}
 	rh.Reset()
-	body, err := pc.exchangeFast(ctx, head, write, rh)
+	body, err = pc.exchangeFast(ctx, head, write, rh)
 	if err != nil {
 		pc.close()
 	}

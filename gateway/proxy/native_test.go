@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -432,4 +433,47 @@ func TestServeFastCanServeFast(t *testing.T) {
 	if p.CanServeFast() {
 		t.Error("CanServeFast with another Transport = true")
 	}
+}
+
+// TestServeFastUnsolicitedResponseOnIdleConnection: a 408 the origin sent
+// on an idle kept-alive connection before closing it is not the answer to
+// the next request, which goes out again on a new connection.
+func TestServeFastUnsolicitedResponseOnIdleConnection(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	idle := make(chan struct{}) // the gateway has pooled the connection
+	o := &ntOrigin{}
+	o.trRaw = trStartRaw(t, func(n int, c net.Conn, br *bufio.Reader) {
+		if n > 1 {
+			trKeepAnswering(c, br, "c"+strconv.Itoa(n))
+			return
+		}
+		if _, err := trReadRequest(br); err != nil {
+			return
+		}
+		trAnswer(c, "c1")
+		select {
+		case <-idle:
+		case <-time.After(trBound):
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		c.Close()
+		closed <- struct{}{}
+	})
+	p := ntProxy(t, o, nil)
+	f := ntStart(t, p, true, "")
+	if a := ntDo(t, f.addr, "GET", "GET /1 HTTP/1.1\r\nHost: mirror.example\r\n"); a.Status != 200 || a.Body != "c1" {
+		t.Fatalf("first request: %+v", a)
+	}
+	<-f.results // reported once the connection went back to the pool
+	close(idle)
+	select {
+	case <-closed:
+	case <-time.After(trBound):
+		t.Fatal("the origin did not close the connection")
+	}
+	if a := ntDo(t, f.addr, "GET", "GET /2 HTTP/1.1\r\nHost: mirror.example\r\n"); a.Status != 200 || a.Body != "c2" {
+		t.Fatalf("second request got %+v, want 200 \"c2\": the idle connection's 408 was taken for its answer", a)
+	}
+	<-f.results
 }

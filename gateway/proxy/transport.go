@@ -99,24 +99,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := pc.exchange(ctx, req)
-	if !reused || !idempotent(req.Method) || ctx.Err() != nil {
+	status, closing := 0, false
+	if resp != nil {
+		status, closing = resp.StatusCode, resp.Close
+	}
+	if !reused || !idempotent(req.Method) || ctx.Err() != nil || !closedWhileIdle(pc, err, status, closing) {
 		if err != nil {
 			pc.close()
 		}
 		return resp, err
 	}
-	switch {
-	case err != nil && pc.conn.read == 0 && !isTimeout(err):
-		// The origin closed the kept-alive connection while it was idle.
-	case err == nil && resp.StatusCode == http.StatusRequestTimeout && resp.Close:
-		// It timed the idle connection out and said so before closing:
-		// that answer was never meant for this request.
-		resp.Body.Close()
-	default:
-		if err != nil {
-			pc.close()
-		}
-		return resp, err
+	if resp != nil {
+		resp.Body.Close() // the 408 of an idle timeout: never meant for this request
 	}
 	pc.close()
 	// Retry once, on a new connection: after an origin restart every
@@ -129,6 +123,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		pc.close()
 	}
 	return resp, err
+}
+
+// closedWhileIdle reports whether an exchange on a kept-alive connection
+// failed because the origin had closed that connection while it was idle:
+// the request may be sent again on a new one. Either nothing at all came
+// back (err, no byte read, no timeout), or the origin timed the idle
+// connection out and said so before closing (a 408 with Connection:
+// close), an answer never meant for this request.
+func closedWhileIdle(pc *persistConn, err error, status int, closing bool) bool {
+	if err != nil {
+		return pc.conn.read == 0 && !isTimeout(err)
+	}
+	return status == http.StatusRequestTimeout && closing
 }
 
 // idempotent reports whether a request with method may be sent twice.
