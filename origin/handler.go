@@ -321,10 +321,18 @@ func serveSmall(w http.ResponseWriter, r *http.Request, fd *fileData, ct, cc []s
 	http.ServeContent(w, r, "", fd.modTime, bytes.NewReader(fd.body))
 }
 
-// isPlain reports whether a request carries no conditional or range header.
+// conditional are the request fields that need http.ServeContent
+// (RFC 9110 conditionals and ranges; If-Range means nothing without Range).
+var conditional = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "Range"}
+
+// isPlain reports whether a request carries none of the conditional fields.
 func isPlain(h http.Header) bool {
-	return len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
-		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["Range"]) == 0
+	for _, k := range conditional {
+		if len(h[k]) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // errorBody is the JSON body of every error response.

@@ -89,9 +89,6 @@ func (n *nativeRoutes) route(path string) (h *exportRoute, domain, key string, o
 	return h, domain, key, true
 }
 
-// conditional are the request fields that need http.ServeContent.
-var conditional = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "Range", "If-Range"}
-
 // Native is the hook fastserve offers each HTTP/1.1 request of the public
 // listener first (fastserve.Config.Native). It answers a plain GET or HEAD
 // (fastserve.Plain, no conditional or Range field) of an export file held
@@ -112,7 +109,7 @@ func (o *Origin) Native(fc *fasthttp.RequestCtx) bool {
 		return false
 	}
 	rh := &fc.Request.Header
-	for _, k := range conditional {
+	for _, k := range conditional { // what serveSmall sends to ServeContent
 		if rh.Peek(k) != nil {
 			return false
 		}

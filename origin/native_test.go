@@ -59,6 +59,7 @@ func TestNativeMatchesHandler(t *testing.T) {
 		{"unknown file", "GET", "/concelier/exports/mirror/primary/other.json", nil},
 		{"conditional", "GET", "/concelier/exports/mirror/primary/manifest.json", map[string]string{"If-None-Match": etag}},
 		{"range", "GET", "/concelier/exports/mirror/primary/manifest.json", map[string]string{"Range": "bytes=0-9"}},
+		{"if-range without range", "GET", "/concelier/exports/mirror/primary/manifest.json", map[string]string{"If-Range": `"x"`}},
 		{"excititor index, bypass network", "GET", "/excititor/mirror/primary/index", map[string]string{ForwardedUserHeader: "gw-user"}},
 		{"excititor export", "GET", "/excititor/mirror/primary/export/" + keyOpenVEX, nil},
 		{"excititor signature", "GET", "/excititor/mirror/primary/export/" + keyOpenVEX + "/signature", nil},
