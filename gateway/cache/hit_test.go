@@ -13,19 +13,7 @@ import (
 // (memory tier, or a file on disk) with the stored response, and declines
 // (writing nothing) everything it cannot answer that simply.
 func TestServeHit(t *testing.T) {
-	clk := newClock()
-	o := newOrigin(t, clk)
-	body := []byte(`{"domains":["primary"]}`)
-	o.set("/index.json", object{body: body, cacheControl: "public, max-age=60"})
-	o.set("/big", object{body: pattern(8<<10, 3), cacheControl: immutableCC})
-	c := testCache(t, t.TempDir(), o, func(cfg *Config) { cfg.MemoryMaxObjectSize = 4 << 10 })
-	p := proxy(t, c, o)
-	cl := client(t)
-	for range 2 { // MISS (fill), then HIT from disk: promoted to memory
-		mustGet(t, cl, p.URL+"/index.json")
-		mustGet(t, cl, p.URL+"/big")
-		c.bg.Wait()
-	}
+	c, clk, body, _ := warmHits(t)
 	serve := func(method, key string, hdr ...string) (*httptest.ResponseRecorder, bool) {
 		r := httptest.NewRequest(method, "http://gw"+key, nil)
 		for i := 0; i+1 < len(hdr); i += 2 {
@@ -50,17 +38,7 @@ func TestServeHit(t *testing.T) {
 	if w, ok := serve(http.MethodHead, "/big"); !ok || w.Body.Len() != 0 || w.Header().Get("Content-Length") != "8192" {
 		t.Fatalf("HEAD from disk: ok=%v body %d bytes, %v", ok, w.Body.Len(), w.Header())
 	}
-	declined := []struct {
-		name, method, key string
-		hdr               []string
-	}{
-		{"POST", http.MethodPost, "/index.json", nil},
-		{"range", http.MethodGet, "/index.json", []string{"Range", "bytes=0-1"}},
-		{"if-none-match", http.MethodGet, "/index.json", []string{"If-None-Match", etagOf(body)}},
-		{"if-modified-since", http.MethodGet, "/index.json", []string{"If-Modified-Since", "Mon, 30 Nov 2026 10:00:00 GMT"}},
-		{"not stored", http.MethodGet, "/nope", nil},
-	}
-	for _, tt := range declined {
+	for _, tt := range declinedHits(body) {
 		t.Run(tt.name, func(t *testing.T) {
 			if w, ok := serve(tt.method, tt.key, tt.hdr...); ok || w.Body.Len() != 0 || len(w.Header()) != 0 {
 				t.Fatalf("answered: %d %v", w.Code, w.Header())
@@ -93,5 +71,46 @@ func TestServeHit(t *testing.T) {
 	clk.Advance(2 * time.Minute) // index.json is stale now
 	if w, ok := serve(http.MethodGet, "/index.json"); ok || len(w.Header()) != 0 {
 		t.Fatal("a stale object was answered by the fast path")
+	}
+}
+
+// warmHits is a cache holding two fresh objects for the fast hit paths:
+// /index.json (public, max-age=60: body) in the memory tier, and /big
+// (immutable: big, 8 KiB) on disk only, past the 4 KiB memory-tier limit.
+func warmHits(t *testing.T) (c *Cache, clk *clock, body, big []byte) {
+	t.Helper()
+	clk = newClock()
+	o := newOrigin(t, clk)
+	body = []byte(`{"domains":["primary"]}`)
+	big = pattern(8<<10, 3)
+	o.set("/index.json", object{body: body, cacheControl: "public, max-age=60"})
+	o.set("/big", object{body: big, cacheControl: immutableCC})
+	c = testCache(t, t.TempDir(), o, func(cfg *Config) { cfg.MemoryMaxObjectSize = 4 << 10 })
+	p := proxy(t, c, o)
+	cl := client(t)
+	for range 2 { // MISS (fill), then HIT from disk: promoted to memory
+		mustGet(t, cl, p.URL+"/index.json")
+		mustGet(t, cl, p.URL+"/big")
+		c.bg.Wait()
+	}
+	return c, clk, body, big
+}
+
+// hitCase is a request the fast hit paths must decline.
+type hitCase struct {
+	name, method, key string
+	hdr               []string
+}
+
+// declinedHits are the requests of warmHits' objects that only the full
+// path answers (body is /index.json's, for its ETag).
+func declinedHits(body []byte) []hitCase {
+	return []hitCase{
+		{"POST", http.MethodPost, "/index.json", nil},
+		{"range", http.MethodGet, "/index.json", []string{"Range", "bytes=0-1"}},
+		{"if-none-match", http.MethodGet, "/index.json", []string{"If-None-Match", etagOf(body)}},
+		{"if-modified-since", http.MethodGet, "/index.json", []string{"If-Modified-Since", "Mon, 30 Nov 2026 10:00:00 GMT"}},
+		{"if-range", http.MethodGet, "/big", []string{"If-Range", `"x"`}},
+		{"not stored", http.MethodGet, "/nope", nil},
 	}
 }

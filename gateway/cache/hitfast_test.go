@@ -17,20 +17,7 @@ import (
 // ServeHit declines (leaving the response untouched), reports the outcome
 // once, and cuts off a body whose file was truncated.
 func TestServeHitFast(t *testing.T) {
-	clk := newClock()
-	o := newOrigin(t, clk)
-	body := []byte(`{"domains":["primary"]}`)
-	o.set("/index.json", object{body: body, cacheControl: "public, max-age=60"})
-	big := pattern(8<<10, 3)
-	o.set("/big", object{body: big, cacheControl: immutableCC})
-	c := testCache(t, t.TempDir(), o, func(cfg *Config) { cfg.MemoryMaxObjectSize = 4 << 10 })
-	p := proxy(t, c, o)
-	cl := client(t)
-	for range 2 { // MISS (fill), then HIT from disk: promoted to memory
-		mustGet(t, cl, p.URL+"/index.json")
-		mustGet(t, cl, p.URL+"/big")
-		c.bg.Wait()
-	}
+	c, clk, body, big := warmHits(t)
 	type outcome struct {
 		bytes   int64
 		aborted bool
@@ -97,17 +84,7 @@ func TestServeHitFast(t *testing.T) {
 			t.Errorf("%s %s: outcome %+v, want one call with %d bytes", tc.method, tc.key, *out, len(tc.body))
 		}
 	}
-	for _, tc := range []struct {
-		name, method, key string
-		hdr               []string
-	}{
-		{"POST", http.MethodPost, "/index.json", nil},
-		{"range", http.MethodGet, "/index.json", []string{"Range", "bytes=0-1"}},
-		{"if-none-match", http.MethodGet, "/index.json", []string{"If-None-Match", etagOf(body)}},
-		{"if-modified-since", http.MethodGet, "/index.json", []string{"If-Modified-Since", "Mon, 30 Nov 2026 10:00:00 GMT"}},
-		{"if-range", http.MethodGet, "/big", []string{"If-Range", `"x"`}},
-		{"not stored", http.MethodGet, "/nope", nil},
-	} {
+	for _, tc := range declinedHits(body) {
 		ok, _, _, out, fc := serve(tc.method, tc.key, tc.hdr...)
 		rh := &fc.Response.Header
 		touched := rh.StatusCode() != 200 || rh.Peek(Header) != nil || rh.Peek("Age") != nil || rh.Peek("Etag") != nil ||
