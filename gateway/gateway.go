@@ -419,7 +419,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			clientIP: func() string { return proxy.ClientIP(r, g.trusted) },
 		})
 	}
-	if st != nil && g.hsts != nil && (ref == nil || ref.hsts) {
+	if g.hstsApplies(st, ref) {
 		rec.Header()["Strict-Transport-Security"] = g.hsts
 	}
 	if ref != nil {
@@ -471,11 +471,20 @@ func hostOnly(host string) string {
 	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
 
+// errorFields are the fixed fields of the gateway's own error answers.
+var errorFields = [...][2]string{{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}}
+
+// hstsApplies reports whether an answer for site st (nil: no such host),
+// refused with ref or not (nil), carries Strict-Transport-Security.
+func (g *Gateway) hstsApplies(st *site, ref *refusal) bool {
+	return st != nil && g.hsts != nil && (ref == nil || ref.hsts)
+}
+
 func writeJSON(w http.ResponseWriter, status int, code, msg string) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	for _, f := range errorFields {
+		h.Set(f[0], f[1])
+	}
 	w.WriteHeader(status)
 	io.WriteString(w, jsonError(code, msg))
 }

@@ -97,7 +97,7 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 	// response first (a 502), and a declined request must leave fc as it
 	// was.
 	hsts := func() {
-		if g.hsts != nil && (ref == nil || ref.hsts) {
+		if g.hstsApplies(st, ref) {
 			fc.Response.Header.Set("Strict-Transport-Security", g.hsts[0])
 		}
 	}
@@ -108,9 +108,9 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 		}
 		body := jsonError(ref.code, ref.msg)
 		fc.Response.SetStatusCode(ref.status)
-		fc.Response.Header.SetContentType("application/json")
-		fc.Response.Header.Set("Cache-Control", "no-store")
-		fc.Response.Header.Set("X-Content-Type-Options", "nosniff")
+		for _, f := range errorFields {
+			fc.Response.Header.Set(f[0], f[1])
+		}
 		if method == http.MethodHead {
 			fc.Response.SkipBody = true
 			fc.Response.Header.SetContentLength(len(body))
