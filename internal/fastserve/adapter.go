@@ -30,6 +30,13 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 	if s.cfg.Native != nil && s.native(fc) {
 		return
 	}
+	s.adapt(fc)
+}
+
+// adapt runs the net/http handler for fc's request and returns once fc's
+// response is set: complete, or with a body stream the handler is still
+// writing.
+func (s *Server) adapt(fc *fasthttp.RequestCtx) {
 	r, status := s.request(fc)
 	if status != 0 {
 		plainError(fc, status)
@@ -128,7 +135,7 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	}
 	proto := intern(rh.Protocol())
 	major, minor, ok := http.ParseHTTPVersion(proto)
-	if !ok || major != 1 {
+	if !ok || (major != 1 && !(major == 2 && isH2(fc))) {
 		return nil, http.StatusBadRequest
 	}
 	method := intern(rh.Method())

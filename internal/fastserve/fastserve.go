@@ -66,10 +66,8 @@ type Config struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds a request body (larger: 413). Default: 1 MiB.
 	MaxBodyBytes int
-	// HTTP2 configures HTTP/2: its timeouts (IdleTimeout above all) and
-	// HTTP2 settings are kept, its Handler, TLSConfig and ErrorLog are set
-	// by New, and it never serves itself. Default: a server with
-	// ReadHeaderTimeout and IdleTimeout.
+	// HTTP2 is the *http.Server handlers find under http.ServerContextKey
+	// in their request's context (it never serves). Default: an empty one.
 	HTTP2 *http.Server
 	// Native, if set, is offered every HTTP/1.x request first, on the
 	// connection's goroutine: it answers in fc and returns true, or returns
@@ -143,13 +141,7 @@ func New(cfg Config) *Server {
 		SecureErrorLogMessage:        true,
 	}
 	if cfg.TLS != nil {
-		h2 := cfg.HTTP2
-		if h2 == nil {
-			h2 = &http.Server{ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
-		}
-		h2.Handler = cfg.Handler
-		h2.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
-		s.h2 = newH2Server(h2, s.base)
+		s.h2 = newH2Server(s)
 	}
 	return s
 }

@@ -215,7 +215,7 @@ func tlsPair(t *testing.T) (server, client *tls.Conn) {
 func TestBatchConn(t *testing.T) {
 	t.Run("order and close flush", func(t *testing.T) {
 		sc, cc := tlsPair(t)
-		bc := newBatchConn(sc)
+		bc := newBatchConn(sc, 0)
 		want := pattern(5<<20 + 3)
 		read := make(chan []byte, 1)
 		go func() {
@@ -239,7 +239,7 @@ func TestBatchConn(t *testing.T) {
 	})
 	t.Run("peer gone", func(t *testing.T) {
 		sc, cc := tlsPair(t)
-		bc := newBatchConn(sc)
+		bc := newBatchConn(sc, 0)
 		defer bc.Close()
 		cc.NetConn().(*net.TCPConn).SetLinger(0)
 		cc.Close()
