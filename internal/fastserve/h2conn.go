@@ -36,8 +36,8 @@ import (
 
 // Settings this server announces, and the protocol's constants.
 const (
-	h2MaxStreams     = 128     // SETTINGS_MAX_CONCURRENT_STREAMS
-	h2DefaultWindow  = 65535   // initial flow-control windows (RFC 9113 §6.9.2)
+	h2MaxStreams     = 128   // SETTINGS_MAX_CONCURRENT_STREAMS
+	h2DefaultWindow  = 65535 // initial flow-control windows (RFC 9113 §6.9.2)
 	h2MaxWindow      = 1<<31 - 1
 	h2MaxFrame       = 16384 // SETTINGS_MAX_FRAME_SIZE we accept (the default)
 	h2ChunkSize      = 16384 // largest DATA payload we send
