@@ -87,6 +87,10 @@ type site struct {
 
 // Gateway serves the sites. Create it with New.
 type Gateway struct {
+	// noNative serves every request with Handler (tests compare the
+	// native paths with it).
+	noNative bool
+
 	cfg      Settings
 	logger   *slog.Logger
 	access   *accesslog.Logger

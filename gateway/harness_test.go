@@ -88,6 +88,7 @@ type harnessOpts struct {
 	edit     func(*Config)
 	upstream http.Handler // instead of the real origin
 	opts     Options
+	noNative bool // the native paths off: Handler answers everything
 }
 
 var (
@@ -199,6 +200,7 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.gw.noNative = ho.noNative
 	l, err := Listen(cfg.Gateway)
 	if err != nil {
 		t.Fatal(err)

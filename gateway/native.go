@@ -54,14 +54,14 @@ type admitted struct {
 
 type admittedKey struct{}
 
-// Native is the hook fastserve offers each HTTP/1.1 request before the
-// net/http handler (fastserve.Config.Native). It takes the plain GET and
+// Native is the hook fastserve offers each request (HTTP/1.1 or HTTP/2)
+// before the net/http handler (fastserve.Config.Native). It takes the plain GET and
 // HEAD requests (fastserve.Plain) of known sites: the same admission as
 // Handler (admit), refusals answered here; then, on a site without a
 // cache, proxy.ServeFast; on a cache site, cache.ServeHitFast for a fresh
 // stored object, and anything else goes on to Handler marked as admitted.
-// The log line and metrics are Handler's. Everything else (HTTP/2 is never
-// offered) it declines, untouched, to Handler.
+// The log line and metrics are Handler's. Everything else it declines,
+// untouched, to Handler.
 func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 	u, ok := fastserve.Plain(fc)
 	if !ok {

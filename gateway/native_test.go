@@ -13,9 +13,7 @@ import (
 	"time"
 )
 
-// h2client is the harness client over HTTP/2: its requests take the
-// gateway's net/http handler (Handler), where the HTTP/1.1 client's plain
-// requests take the native path (Native).
+// h2client is the harness client over HTTP/2.
 func (h *harness) h2client() *http.Client {
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: h.ca.Pool()},
@@ -29,8 +27,9 @@ func (h *harness) h2client() *http.Client {
 }
 
 // TestNativeMatchesHandler: every kind of answer the gateway gives (from
-// the origin, and each refusal) is the same on the native HTTP/1.1 path as
-// on the net/http path (HTTP/2), and so is its access log line.
+// the origin, and each refusal) is the same on the native path, over
+// HTTP/1.1 and over HTTP/2, as from the net/http handler of a gateway
+// without the native paths, and so is its access log line.
 func TestNativeMatchesHandler(t *testing.T) {
 	for _, cached := range []bool{false, true} {
 		t.Run(fmt.Sprintf("cache=%v", cached), func(t *testing.T) { testNativeMatchesHandler(t, cached) })
@@ -38,13 +37,16 @@ func TestNativeMatchesHandler(t *testing.T) {
 }
 
 // testNativeMatchesHandler: with the cache, each request is made once
-// first (a MISS, or a refusal), so that both paths then answer a HIT.
+// first on each gateway (a MISS, or a refusal), so that all paths then
+// answer a HIT.
 func testNativeMatchesHandler(t *testing.T, cached bool) {
-	var ho harnessOpts
+	var ho, hoStd harnessOpts
 	if cached {
 		ho.edit = withCache(t.TempDir(), "")
+		hoStd.edit = withCache(t.TempDir(), "")
 	}
-	h := newHarness(t, ho)
+	hoStd.noNative = true
+	h, std := newHarness(t, ho), newHarness(t, hoStd)
 	alice := basic("alice", "alice-pw")
 	tests := []struct {
 		name, method, host, path, auth string
@@ -64,7 +66,7 @@ func testNativeMatchesHandler(t *testing.T, cached bool) {
 	}
 	keep := []string{"Content-Type", "Cache-Control", "Etag", "Last-Modified", "Www-Authenticate", "Allow",
 		"Strict-Transport-Security", "X-Content-Type-Options", "Accept-Ranges", "X-Stella-Export-Id", "Set-Cookie",
-		"X-Cache-Status"}
+		"X-Cache-Status", "Content-Length"}
 	type answer struct {
 		Status int
 		Header http.Header
@@ -96,8 +98,14 @@ func testNativeMatchesHandler(t *testing.T, cached bool) {
 		}
 		return a
 	}
-	h1, h2 := h.client(), h.h2client()
-	lines := 0
+	h1, h2, std2 := h.client(), h.h2client(), std.h2client()
+	lines, stdLines := 0, 0
+	strip := func(m map[string]any) map[string]any {
+		for _, k := range []string{"time", "duration_ms", "upstream_ms"} {
+			delete(m, k)
+		}
+		return m
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// Each request's log line is awaited before the next request: a
@@ -107,29 +115,32 @@ func testNativeMatchesHandler(t *testing.T, cached bool) {
 				do(h1, "GET", tc.host, tc.path, tc.auth, 1)
 				lines++
 				h.waitAccess(lines)
+				do(std2, "GET", tc.host, tc.path, tc.auth, 2)
+				stdLines++
+				std.waitAccess(stdLines)
 			}
-			slow := do(h2, tc.method, tc.host, tc.path, tc.auth, 2)
-			h.waitAccess(lines + 1)
-			fast := do(h1, tc.method, tc.host, tc.path, tc.auth, 1)
-			if fast.Status != tc.status {
-				t.Errorf("status %d, want %d", fast.Status, tc.status)
-			}
-			if !reflect.DeepEqual(fast, slow) {
-				t.Errorf("answers differ\nnative:   %+v\nnet/http: %+v", fast, slow)
-			}
-			lines += 2
-			all := accessLines(t, h, lines)
-			a, b := all[lines-2], all[lines-1]
-			for _, m := range []map[string]any{a, b} {
-				for _, k := range []string{"time", "duration_ms", "upstream_ms"} {
-					delete(m, k)
+			slow := do(std2, tc.method, tc.host, tc.path, tc.auth, 2)
+			stdLines++
+			want := strip(accessLines(t, std, stdLines)[stdLines-1])
+			for _, p := range []struct {
+				name  string
+				c     *http.Client
+				proto int
+			}{{"HTTP/1.1", h1, 1}, {"HTTP/2", h2, 2}} {
+				fast := do(p.c, tc.method, tc.host, tc.path, tc.auth, p.proto)
+				lines++
+				if fast.Status != tc.status {
+					t.Errorf("%s: status %d, want %d", p.name, fast.Status, tc.status)
 				}
-			}
-			if !reflect.DeepEqual(a, b) {
-				t.Errorf("access log lines differ\nnet/http: %v\nnative:   %v", a, b)
-			}
-			if got := fast.Header.Get("X-Cache-Status"); cached && tc.status == 200 && got != "HIT" {
-				t.Errorf("X-Cache-Status %q, want HIT", got)
+				if !reflect.DeepEqual(fast, slow) {
+					t.Errorf("%s: answers differ\nnative:   %+v\nnet/http: %+v", p.name, fast, slow)
+				}
+				if got := strip(accessLines(t, h, lines)[lines-1]); !reflect.DeepEqual(got, want) {
+					t.Errorf("%s: access log lines differ\nnet/http: %v\nnative:   %v", p.name, want, got)
+				}
+				if got := fast.Header.Get("X-Cache-Status"); cached && tc.status == 200 && got != "HIT" {
+					t.Errorf("%s: X-Cache-Status %q, want HIT", p.name, got)
+				}
 			}
 		})
 	}
@@ -137,45 +148,58 @@ func testNativeMatchesHandler(t *testing.T, cached bool) {
 
 // TestNativeMatchesHandlerOriginFailure: an origin that drops the
 // connection is a 502 with the same body, the same log line and one
-// upstream error per request on both paths.
+// upstream error per request on the native path (HTTP/1.1 and HTTP/2)
+// and from the net/http handler.
 func TestNativeMatchesHandlerOriginFailure(t *testing.T) {
-	h := newHarness(t, harnessOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	drop := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			c.Close()
 		}
-	})})
+	})
+	h := newHarness(t, harnessOpts{upstream: drop})
+	std := newHarness(t, harnessOpts{upstream: drop, noNative: true})
 	alice := basic("alice", "alice-pw")
 	var answers []string
-	for i, c := range []*http.Client{h.h2client(), h.client()} {
+	for _, c := range []struct {
+		h     *harness
+		c     *http.Client
+		proto int
+	}{{std, std.h2client(), 2}, {h, h.client(), 1}, {h, h.h2client(), 2}} {
 		req, _ := http.NewRequest(http.MethodGet, "https://"+hostPrimary+indexPath, nil)
 		req.Header.Set("Authorization", alice)
-		res, err := c.Do(req)
+		res, err := c.c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != http.StatusBadGateway || res.ProtoMajor != 2-i {
-			t.Fatalf("HTTP/%d: status %d, want 502", res.ProtoMajor, res.StatusCode)
+		if res.StatusCode != http.StatusBadGateway || res.ProtoMajor != c.proto {
+			t.Fatalf("HTTP/%d: status %d, want 502 over HTTP/%d", res.ProtoMajor, res.StatusCode, c.proto)
 		}
 		answers = append(answers, res.Header.Get("Content-Type")+" "+res.Header.Get("Cache-Control")+" "+
 			res.Header.Get("Strict-Transport-Security")+" "+string(b))
 	}
-	if answers[0] != answers[1] {
-		t.Errorf("answers differ\nnet/http: %s\nnative:   %s", answers[0], answers[1])
+	if answers[0] != answers[1] || answers[0] != answers[2] {
+		t.Errorf("answers differ\nnet/http:        %s\nnative HTTP/1.1: %s\nnative HTTP/2:   %s", answers[0], answers[1], answers[2])
 	}
-	lines := accessLines(t, h, 2)
+	lines := append(accessLines(t, std, 1), accessLines(t, h, 2)...)
 	for _, m := range lines {
 		for _, k := range []string{"time", "duration_ms", "upstream_ms"} {
 			delete(m, k)
 		}
 	}
-	if !reflect.DeepEqual(lines[0], lines[1]) {
-		t.Errorf("access log lines differ\nnet/http: %v\nnative:   %v", lines[0], lines[1])
+	if !reflect.DeepEqual(lines[0], lines[1]) || !reflect.DeepEqual(lines[0], lines[2]) {
+		t.Errorf("access log lines differ\nnet/http: %v\nnative:   %v\nnative:   %v", lines[0], lines[1], lines[2])
 	}
-	if m := h.metrics(); !strings.Contains(m, `stella_mirror_gateway_upstream_errors_total{reason="other",site="mirror-primary.localhost"} 2`) {
-		t.Errorf("upstream errors not counted once per request:\n%s", grepLines(m, "upstream_errors"))
+	for _, c := range []struct {
+		h *harness
+		n int
+	}{{std, 1}, {h, 2}} {
+		want := fmt.Sprintf(`stella_mirror_gateway_upstream_errors_total{reason="other",site="mirror-primary.localhost"} %d`, c.n)
+		if m := c.h.metrics(); !strings.Contains(m, want) {
+			t.Errorf("upstream errors not counted once per request (want %d):\n%s", c.n, grepLines(m, "upstream_errors"))
+		}
 	}
 }
 

@@ -101,8 +101,12 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 		hs.IdleTimeout = g.cfg.IdleTimeout
 		var srv serve.Server = hs
 		if ep.tls != nil {
-			// The HTTPS listener: fastserve, HTTP/2 configured by hs.
-			srv = serve.FastFrom(hs, g.logger, ep.tls, g.Native)
+			// The HTTPS listener: fastserve (HTTP/1.1 and HTTP/2).
+			native := g.Native
+			if g.noNative {
+				native = nil
+			}
+			srv = serve.FastFrom(hs, g.logger, ep.tls, native)
 		}
 		servers[i] = srv
 		g.logger.Info("listening", "endpoint", ep.name, "addr", ep.ln.Addr().String())

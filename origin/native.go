@@ -89,8 +89,8 @@ func (n *nativeRoutes) route(path string) (h *exportRoute, domain, key string, o
 	return h, domain, key, true
 }
 
-// Native is the hook fastserve offers each HTTP/1.1 request of the public
-// listener first (fastserve.Config.Native). It answers a plain GET or HEAD
+// Native is the hook fastserve offers each request (HTTP/1.1, or HTTP/2
+// over TLS) of the public listener first (fastserve.Config.Native). It answers a plain GET or HEAD
 // (fastserve.Plain, no conditional or Range field) of an export file held
 // in memory (the indexes, manifests, signatures, small exports) on the
 // connection's goroutine: the same route matching, export resolution,

@@ -17,14 +17,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// The native path: ServeFast forwards an HTTP/1.1 request fastserve
-// received to the origin with fasthttp's header types end to end, with the
+// The native path: ServeFast forwards a request fastserve received (over
+// HTTP/1.1 or HTTP/2) to the origin with fasthttp's header types end to end, with the
 // same rules as ServeHTTP (see the package comment) but without net/http's
 // request and response values, httputil.ReverseProxy, or a goroutine
 // hand-off. It exists for speed: on small responses a gateway without a
 // cache forwards nearly twice as many requests per CPU second with it. The net/http path stays
-// for HTTP/2, for the cache, and for every request fastserve.Plain does
-// not accept.
+// for the cache and for every request fastserve.Plain does not accept.
 
 // FastRequest is what ServeFast needs besides the fasthttp request.
 type FastRequest struct {

@@ -1,6 +1,7 @@
 // Package fastserve serves an http.Handler's HTTP/1.1 traffic on fasthttp's
-// connection engine, and TLS connections that negotiated HTTP/2 with
-// golang.org/x/net/http2 (see h2.go), so one handler serves both.
+// connection engine, and TLS connections that negotiated HTTP/2 with its
+// own HTTP/2 connection (h2conn.go), so one handler (and one Native hook)
+// serves both.
 //
 // Why: net/http's HTTP/1.1 server starts a background read on the
 // connection for every request (a goroutine, a read that returns EAGAIN,
@@ -53,8 +54,8 @@ type Config struct {
 	// panics at error level. Default: discard.
 	Logger *slog.Logger
 	// TLS, if set, makes Serve terminate TLS on the raw listener it is
-	// given: connections that negotiate "h2" are served with
-	// golang.org/x/net/http2, the rest with fasthttp.
+	// given: connections that negotiate "h2" are served with h2conn.go,
+	// the rest with fasthttp.
 	TLS *tls.Config
 	// ReadHeaderTimeout bounds the TLS handshake and reading one request.
 	ReadHeaderTimeout time.Duration
@@ -69,12 +70,14 @@ type Config struct {
 	// HTTP2 is the *http.Server handlers find under http.ServerContextKey
 	// in their request's context (it never serves). Default: an empty one.
 	HTTP2 *http.Server
-	// Native, if set, is offered every HTTP/1.x request first, on the
-	// connection's goroutine: it answers in fc and returns true, or returns
-	// false without having touched fc, and Handler serves the request as
-	// usual. It is for a hot path that must not pay for net/http's types;
-	// Plain tells it which requests are simple enough to take. HTTP/2
-	// requests always go to Handler.
+	// Native, if set, is offered every request first, on the connection's
+	// goroutine: it answers in fc and returns true, or returns false
+	// without having touched fc, and Handler serves the request as usual.
+	// It is for a hot path that must not pay for net/http's types; Plain
+	// tells it which requests are simple enough to take. An HTTP/2
+	// request comes as an fc whose protocol is "HTTP/2.0" and whose
+	// Response is written as HTTP/2 frames (a body stream is read on a
+	// goroutine of its own, as flow control allows).
 	Native func(fc *fasthttp.RequestCtx) bool
 }
 
