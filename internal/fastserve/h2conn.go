@@ -55,15 +55,15 @@ type h2conn struct {
 	view *tlsConn // the connection as RequestCtx.Conn() shows it (TLSState)
 	fr   *http2.Framer
 
-	lastID    uint32 // highest client stream id seen
-	recvWin   int64  // connection receive window (DATA the peer may still send)
-	recvUsed  int64  // bytes received and not yet given back with WINDOW_UPDATE
-	bodyBytes int64  // request-body bytes buffered on this connection
+	recvWin   int64 // connection receive window (DATA the peer may still send)
+	recvUsed  int64 // bytes received and not yet given back with WINDOW_UPDATE
+	bodyBytes int64 // request-body bytes buffered on this connection
 	refusals  int
 	gotGoAway bool
 
 	mu        sync.Mutex
 	cond      sync.Cond // signalled when a window grows, a stream resets or the connection ends
+	lastID    uint32    // highest client stream id seen (written by the connection goroutine, under mu)
 	streams   map[uint32]*h2stream
 	active    int   // streams not finished (counted against h2MaxStreams)
 	sendWin   int64 // connection send window
@@ -151,7 +151,7 @@ func (c *h2conn) serve() {
 			switch {
 			case errors.As(err, &se):
 				if c.fr.ErrorDetail() != nil && se.StreamID > c.lastID && se.StreamID%2 == 1 {
-					c.lastID = se.StreamID // a malformed header block opened the stream; the reset closes it
+					c.setLastID(se.StreamID) // a malformed header block opened the stream; the reset closes it
 				}
 				c.resetStream(se.StreamID, se.Code)
 				f = nil
@@ -224,7 +224,15 @@ func (c *h2conn) process(f http2.Frame) error {
 	}
 }
 
-// idle reports whether stream id was never opened.
+// setLastID records id as the highest stream id seen.
+func (c *h2conn) setLastID(id uint32) {
+	c.mu.Lock()
+	c.lastID = id
+	c.mu.Unlock()
+}
+
+// idle reports whether stream id was never opened (lastID changes only
+// on this goroutine, so reading it here needs no lock).
 func (c *h2conn) idle(id uint32) bool { return id > c.lastID || id%2 == 0 }
 
 func (c *h2conn) applySetting(s http2.Setting) error {
@@ -307,16 +315,19 @@ func (c *h2conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		c.endRequest(st)
 		return nil
 	}
+	c.mu.Lock()
+	if c.goingAway {
+		// Above the GOAWAY's last stream id: not processed, and the
+		// client knows it may retry the request elsewhere.
+		c.mu.Unlock()
+		return nil
+	}
 	c.lastID = id
+	full := c.active >= h2MaxStreams
+	c.mu.Unlock()
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		c.resetStream(id, http2.ErrCodeProtocol)
 		return nil
-	}
-	c.mu.Lock()
-	going, full := c.goingAway, c.active >= h2MaxStreams
-	c.mu.Unlock()
-	if going {
-		return nil // above the GOAWAY's last stream: not processed
 	}
 	if full {
 		c.refusals++
@@ -644,8 +655,9 @@ func (c *h2conn) end(err error) {
 func (c *h2conn) goAway(code http2.ErrCode) {
 	c.mu.Lock()
 	c.goingAway = true
+	last := c.lastID
 	c.mu.Unlock()
-	c.write(appendGoAway(nil, c.lastID, code))
+	c.write(appendGoAway(nil, last, code))
 	c.end(errors.New("http2: connection error " + code.String()))
 }
 
@@ -657,14 +669,13 @@ func (c *h2conn) shutdown() {
 		c.mu.Unlock()
 		return
 	}
+	// lastID and goingAway change together under mu: every stream up to
+	// last is served, none above it is started.
 	c.goingAway = true
 	idle := c.active == 0
+	last := c.lastID
 	c.mu.Unlock()
-	// The last stream id is read by the connection goroutine; a stream it
-	// opens after this is refused (goingAway), so lastID may only be
-	// higher than what it processes: GOAWAY with 2^31-1 then, as
-	// RFC 9113 §6.8 suggests for a graceful start, would also do.
-	c.write(appendGoAway(nil, h2MaxWindow, http2.ErrCodeNo))
+	c.write(appendGoAway(nil, last, http2.ErrCodeNo))
 	if idle {
 		c.bc.SetReadDeadline(time.Now())
 	}
@@ -845,7 +856,12 @@ func (c *h2conn) finish(st *h2stream, code http2.ErrCode) {
 		c.writeReset(st.id, code)
 	}
 	fc.Response.CloseBodyStream()
-	releaseCtx(fc)
+	if len(fc.Request.Body()) == 0 {
+		// A request body is the handler's r.Body without a copy, and the
+		// handler may still be reading it after a reset: such a ctx is
+		// left to the collector rather than reused.
+		releaseCtx(fc)
+	}
 }
 
 // appendHeaders appends the header block as HEADERS (and CONTINUATION)
