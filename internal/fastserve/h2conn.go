@@ -91,6 +91,8 @@ type h2stream struct {
 	localDone  bool // the response is complete (or abandoned)
 	reset      bool // RST_STREAM sent or received
 	counted    bool // counted in h2conn.active
+	started    bool // endRequest or an error answer took the stream
+	refused    bool // answered before its body ended
 }
 
 var errH2Reset = errors.New("http2: stream reset")
@@ -186,7 +188,13 @@ func (c *h2conn) process(f http2.Frame) error {
 		if err := f.ForeachSetting(c.applySetting); err != nil {
 			return err
 		}
-		return c.write(appendFrameHeader(nil, 0, http2.FrameSettings, http2.FlagSettingsAck, 0))
+		// The ACK goes out before the senders waiting for a window are
+		// woken, so DATA the new settings allow follows it.
+		err := c.write(appendFrameHeader(nil, 0, http2.FrameSettings, http2.FlagSettingsAck, 0))
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		return err
 	case *http2.MetaHeadersFrame:
 		return c.processHeaders(f)
 	case *http2.DataFrame:
@@ -253,7 +261,6 @@ func (c *h2conn) applySetting(s http2.Setting) error {
 				return http2.ConnectionError(http2.ErrCodeFlowControl)
 			}
 		}
-		c.cond.Broadcast()
 	case http2.SettingMaxFrameSize:
 		c.maxFrame = int(s.Val)
 	}
@@ -312,6 +319,10 @@ func (c *h2conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			c.resetStream(id, http2.ErrCodeProtocol)
 			return nil
 		}
+		if st.declared >= 0 && int64(len(st.body)) != st.declared {
+			c.resetStream(id, http2.ErrCodeProtocol)
+			return nil
+		}
 		c.endRequest(st)
 		return nil
 	}
@@ -355,6 +366,7 @@ func (c *h2conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	if f.Truncated {
 		// The header list was longer than we accept: 431, as on HTTP/1.1.
 		plainError(fc, http.StatusRequestHeaderFieldsTooLarge)
+		st.started, st.refused = true, true
 		c.mu.Lock()
 		st.remoteDone = f.StreamEnded()
 		c.mu.Unlock()
@@ -507,6 +519,12 @@ func (c *h2conn) processData(f *http2.DataFrame) error {
 		c.resetStream(id, http2.ErrCodeFlowControl)
 		return nil
 	}
+	c.mu.Lock()
+	refused := st.refused
+	c.mu.Unlock()
+	if refused {
+		return nil
+	}
 	st.recvWin -= n
 	data := f.Data()
 	limit := int64(c.s.cfg.MaxBodyBytes)
@@ -519,6 +537,9 @@ func (c *h2conn) processData(f *http2.DataFrame) error {
 		// Larger than a request body may be (the whole connection holds
 		// at most MaxBodyBytes): 413, as on HTTP/1.1.
 		c.dropBody(st)
+		c.mu.Lock()
+		st.started, st.refused = true, true
+		c.mu.Unlock()
 		plainError(st.fc, http.StatusRequestEntityTooLarge)
 		c.respond(st, true)
 		return nil
@@ -554,6 +575,7 @@ func (c *h2conn) dropBody(st *h2stream) {
 func (c *h2conn) endRequest(st *h2stream) {
 	c.mu.Lock()
 	st.remoteDone = true
+	st.started = true
 	c.mu.Unlock()
 	fc := st.fc
 	if len(st.body) > 0 {
@@ -592,6 +614,9 @@ func (c *h2conn) closeStreamLocked(st *h2stream, reset bool) {
 	if reset && !st.reset {
 		st.reset = true
 		c.cond.Broadcast() // its writer gives up
+	}
+	if st.reset && !st.started {
+		st.localDone = true
 	}
 	if st.reset || (st.remoteDone && st.localDone) {
 		delete(c.streams, st.id)
@@ -727,7 +752,9 @@ func (c *h2conn) respond(st *h2stream, inline bool) {
 		c.mu.Unlock()
 		if fits {
 			b := c.appendHeaders(nil, st.id, block, len(body) == 0)
-			b = c.appendData(b, st.id, body, true)
+			if len(body) > 0 {
+				b = c.appendData(b, st.id, body, true)
+			}
 			putHeaderBlock(block)
 			c.write(b)
 			c.finish(st, 0)
@@ -841,6 +868,7 @@ func (c *h2conn) finish(st *h2stream, code http2.ErrCode) {
 	c.mu.Lock()
 	st.localDone = true
 	wasReset := st.reset
+	send := code != 0 || !st.remoteDone
 	if code != 0 {
 		c.closeStreamLocked(st, true)
 	} else if !st.remoteDone {
@@ -852,7 +880,7 @@ func (c *h2conn) finish(st *h2stream, code http2.ErrCode) {
 		c.closeStreamLocked(st, false)
 	}
 	c.mu.Unlock()
-	if code != 0 && !wasReset {
+	if send && !wasReset {
 		c.writeReset(st.id, code)
 	}
 	fc.Response.CloseBodyStream()
@@ -950,6 +978,9 @@ func acquireCtx(view *tlsConn, logger fasthttp.Logger) *fasthttp.RequestCtx {
 }
 
 func releaseCtx(fc *fasthttp.RequestCtx) {
+	if fc.Hijacked() {
+		return
+	}
 	fc.Request.Reset()
 	fc.Response.Reset()
 	fc.ResetUserValues()
