@@ -36,15 +36,14 @@ import (
 
 // Settings this server announces, and the protocol's constants.
 const (
-	h2MaxStreams     = 128   // SETTINGS_MAX_CONCURRENT_STREAMS
-	h2DefaultWindow  = 65535 // initial flow-control windows (RFC 9113 §6.9.2)
-	h2MaxWindow      = 1<<31 - 1
-	h2MaxFrame       = 16384 // SETTINGS_MAX_FRAME_SIZE we accept (the default)
-	h2ChunkSize      = 16384 // largest DATA payload we send
-	h2WindowRefill   = 16384 // a receive window is refilled once this much was consumed
-	h2MaxRefusals    = 1000  // streams refused on one connection before it is ended
-	h2ClientPreface  = http2.ClientPreface
-	h2SettingsHeader = 9
+	h2MaxStreams    = 128   // SETTINGS_MAX_CONCURRENT_STREAMS
+	h2DefaultWindow = 65535 // initial flow-control windows (RFC 9113 §6.9.2)
+	h2MaxWindow     = 1<<31 - 1
+	h2MaxFrame      = 16384 // SETTINGS_MAX_FRAME_SIZE we accept (the default)
+	h2ChunkSize     = 16384 // largest DATA payload we send
+	h2WindowRefill  = 16384 // a receive window is refilled once this much was consumed
+	h2MaxRefusals   = 1000  // streams refused on one connection before it is ended
+	h2ClientPreface = http2.ClientPreface
 )
 
 // h2conn is one HTTP/2 connection. Fields after mu are guarded by it; the
