@@ -383,7 +383,7 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 	size := w.clen - w.wrote
 	fb := &fileBody{src: src, size: size, done: make(chan struct{})}
 	w.commitHeaders()
-	if tc, ok := w.conn.(*net.TCPConn); ok {
+	if tc, ok := rawsock.TCP(w.conn); ok {
 		// The headers go out first, so that the body can be written to the
 		// connection itself (rawsock.SendFile) past fasthttp's buffered writer.
 		fb.tcp = tc

@@ -161,7 +161,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 	if s.cfg.TLS == nil {
-		return s.closedErr(s.fast.Serve(ln))
+		return s.closedErr(s.fast.Serve(rawListener{ln}))
 	}
 	h1 := newConnListener(ln)
 	s.mu.Lock()
@@ -360,3 +360,15 @@ func (l *connListener) Close() error {
 }
 
 func (l *connListener) Addr() net.Addr { return l.raw.Addr() }
+
+// rawListener hands fasthttp plain TCP connections with raw reads and
+// writes (rawsock.Wrap), as the TLS connections have under their TLS layer.
+type rawListener struct{ net.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return rawsock.Wrap(c), nil
+}

@@ -2,15 +2,19 @@ package fastserve
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/stella-ops/stella-mirror/internal/rawsock"
 )
 
 type markKey struct{}
@@ -48,6 +52,13 @@ func startNative(t *testing.T) (addr string, offered func() []string) {
 			case "/native/mark":
 				WithContextValue(fc, markKey{}, "by the hook")
 				return false
+			case "/native/conn":
+				// Plain TCP connections come with raw reads and writes
+				// (rawsock), and their TCP connection stays reachable for
+				// sendfile.
+				_, tcp := rawsock.TCP(fc.Conn())
+				fc.SetBodyString(fmt.Sprintf("%T %v", fc.Conn(), tcp))
+				return true
 			}
 			fc.SetBodyString("native " + u.EscapedPath())
 			return true
@@ -86,6 +97,7 @@ func TestNativeHook(t *testing.T) {
 		{"the value is for one request", "GET /native/mark HTTP/1.1\r\nHost: a\r\n\r\nGET /other HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "handler /other"},
 		{"panic", "GET /native/panic HTTP/1.1\r\nHost: a\r\n\r\n", ""},
 		{"after the panic", "GET /native/b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "native /native/b"},
+		{"raw connection", "GET /native/conn HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", rawConnWant},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,3 +147,12 @@ func TestNativeHookNotOfferedBadRequests(t *testing.T) {
 		t.Errorf("the hook was offered %q", p)
 	}
 }
+
+// rawConnWant is what /native/conn answers: on Linux the connection is
+// rawsock's, elsewhere net's own.
+var rawConnWant = func() string {
+	if runtime.GOOS == "linux" {
+		return "*rawsock.conn true"
+	}
+	return "*net.TCPConn true"
+}()

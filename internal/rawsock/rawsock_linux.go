@@ -117,3 +117,15 @@ func (c *conn) write(fd uintptr) bool {
 	}
 	return true
 }
+
+// TCP returns the TCP connection under c: c itself, or the one Wrap
+// wrapped.
+func TCP(c net.Conn) (*net.TCPConn, bool) {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return c, true
+	case *conn:
+		return c.TCPConn, true
+	}
+	return nil, false
+}
