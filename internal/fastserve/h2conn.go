@@ -313,6 +313,12 @@ func (c *h2conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			c.resetStream(id, http2.ErrCodeStreamClosed)
 			return nil
 		}
+		c.mu.Lock()
+		refused := st.refused
+		c.mu.Unlock()
+		if refused {
+			return nil // answered already (413, 431): the rest of the request is dropped
+		}
 		// Trailers: they end the request and carry no pseudo-fields.
 		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
 			c.resetStream(id, http2.ErrCodeProtocol)

@@ -887,9 +887,16 @@ func TestH2RequestBodies(t *testing.T) {
 }
 
 // TestH2RefusedBodyWhileAnswering: after a body over MaxBodyBytes, while
-// the 413 waits for the client's window, more DATA and END_STREAM on the
-// stream must not make the request reach the Handler.
+// the 413 waits for the client's window, more DATA and END_STREAM (on DATA
+// or on a trailer block) on the stream must not make the request reach the
+// Handler.
 func TestH2RefusedBodyWhileAnswering(t *testing.T) {
+	for _, trailers := range []bool{false, true} {
+		t.Run(fmt.Sprintf("trailers=%v", trailers), func(t *testing.T) { testH2RefusedBodyWhileAnswering(t, trailers) })
+	}
+}
+
+func testH2RefusedBodyWhileAnswering(t *testing.T, trailers bool) {
 	served := make(chan string, 10)
 	srv := h2tStart(t, Config{
 		MaxBodyBytes: 1000,
@@ -907,7 +914,12 @@ func TestH2RefusedBodyWhileAnswering(t *testing.T) {
 	if f.typ != http2.FrameHeaders || len(f.fields) == 0 || f.fields[0].Value != "413" {
 		t.Fatalf("got %v %v, want the 413's HEADERS", f, f.fields)
 	}
-	c.check(c.fr.WriteData(id, true, make([]byte, 100))) // the rest of the body
+	if trailers {
+		c.check(c.fr.WriteData(id, false, make([]byte, 100)))
+		c.headers(id, true, "x-trailer", "1") // the end of the request
+	} else {
+		c.check(c.fr.WriteData(id, true, make([]byte, 100))) // the rest of the body
+	}
 	c.sync()
 	c.check(c.fr.WriteWindowUpdate(id, 1000))
 	for {
