@@ -83,6 +83,7 @@ type h2stream struct {
 	declared int64 // the request's content-length, -1 without one
 	recvWin  int64
 	recvUsed int64
+	refused  bool // answered before its body ended: the rest is dropped
 
 	// Guarded by h2conn.mu.
 	sendWin    int64
@@ -91,7 +92,6 @@ type h2stream struct {
 	reset      bool // RST_STREAM sent or received
 	counted    bool // counted in h2conn.active
 	started    bool // endRequest or an error answer took the stream
-	refused    bool // answered before its body ended
 }
 
 var errH2Reset = errors.New("http2: stream reset")
@@ -313,10 +313,7 @@ func (c *h2conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			c.resetStream(id, http2.ErrCodeStreamClosed)
 			return nil
 		}
-		c.mu.Lock()
-		refused := st.refused
-		c.mu.Unlock()
-		if refused {
+		if st.refused {
 			return nil // answered already (413, 431): the rest of the request is dropped
 		}
 		// Trailers: they end the request and carry no pseudo-fields.
@@ -371,9 +368,9 @@ func (c *h2conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	if f.Truncated {
 		// The header list was longer than we accept: 431, as on HTTP/1.1.
 		plainError(fc, http.StatusRequestHeaderFieldsTooLarge)
-		st.started, st.refused = true, true
+		st.refused = true
 		c.mu.Lock()
-		st.remoteDone = f.StreamEnded()
+		st.started, st.remoteDone = true, f.StreamEnded()
 		c.mu.Unlock()
 		c.respond(st, true)
 		return nil
@@ -524,10 +521,7 @@ func (c *h2conn) processData(f *http2.DataFrame) error {
 		c.resetStream(id, http2.ErrCodeFlowControl)
 		return nil
 	}
-	c.mu.Lock()
-	refused := st.refused
-	c.mu.Unlock()
-	if refused {
+	if st.refused {
 		return nil
 	}
 	st.recvWin -= n
@@ -542,8 +536,9 @@ func (c *h2conn) processData(f *http2.DataFrame) error {
 		// Larger than a request body may be (the whole connection holds
 		// at most MaxBodyBytes): 413, as on HTTP/1.1.
 		c.dropBody(st)
+		st.refused = true
 		c.mu.Lock()
-		st.started, st.refused = true, true
+		st.started = true
 		c.mu.Unlock()
 		plainError(st.fc, http.StatusRequestEntityTooLarge)
 		c.respond(st, true)
@@ -756,12 +751,17 @@ func (c *h2conn) respond(st *h2stream, inline bool) {
 		}
 		c.mu.Unlock()
 		if fits {
-			b := c.appendHeaders(nil, st.id, block, len(body) == 0)
+			bp := frameBuffers.Get().(*[]byte)
+			b := c.appendHeaders((*bp)[:0], st.id, block, len(body) == 0)
 			if len(body) > 0 {
 				b = c.appendData(b, st.id, body, true)
 			}
 			putHeaderBlock(block)
-			c.write(b)
+			c.write(b) // batchConn.Write copies b: the buffer is free again
+			if cap(b) <= 64<<10 {
+				*bp = b[:0]
+				frameBuffers.Put(bp)
+			}
 			c.finish(st, 0)
 			return
 		}
@@ -969,6 +969,9 @@ func appendGoAway(b []byte, last uint32, code http2.ErrCode) []byte {
 	return append(b, byte(last>>24)&0x7f, byte(last>>16), byte(last>>8), byte(last),
 		byte(code>>24), byte(code>>16), byte(code>>8), byte(code))
 }
+
+// frameBuffers hold an inline answer's frames while they are assembled.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // ctxPool recycles the RequestCtx of finished streams.
 var ctxPool sync.Pool
