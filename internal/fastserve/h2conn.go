@@ -791,9 +791,9 @@ func (c *h2conn) send(st *h2stream, block *[]byte, body []byte, src io.Reader, c
 		c.finish(st, 0)
 		return
 	}
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
-	buf := (*bp)[:h2ChunkSize]
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	buf := *bp
 	var sent int64
 	for {
 		n, err := src.Read(buf)
@@ -848,14 +848,22 @@ func (c *h2conn) sendData(st *h2stream, p []byte, end bool) error {
 			c.mu.Unlock()
 			return errH2Reset
 		}
-		n := int64(len(p))
-		n = min(n, c.sendWin, st.sendWin, int64(min(c.maxFrame, h2ChunkSize)))
+		// As much as the windows allow, as DATA frames of at most
+		// h2ChunkSize (never above the peer's SETTINGS_MAX_FRAME_SIZE,
+		// which is at least that), in one write.
+		n := min(int64(len(p)), c.sendWin, st.sendWin)
 		c.sendWin -= n
 		st.sendWin -= n
 		c.mu.Unlock()
 		last := end && n == int64(len(p))
-		b := c.appendData(nil, st.id, p[:n], last)
-		if err := c.write(b); err != nil {
+		fb := frameBuffers.Get().(*[]byte)
+		b := c.appendData((*fb)[:0], st.id, p[:n], last)
+		err := c.write(b)
+		if cap(b) <= 64<<10 {
+			*fb = b[:0]
+			frameBuffers.Put(fb)
+		}
+		if err != nil {
 			return err
 		}
 		p = p[n:]
@@ -970,8 +978,12 @@ func appendGoAway(b []byte, last uint32, code http2.ErrCode) []byte {
 		byte(code>>24), byte(code>>16), byte(code>>8), byte(code))
 }
 
-// frameBuffers hold an inline answer's frames while they are assembled.
-var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+// frameBuffers hold frames while they are assembled; readBuffers take a
+// streamed body, two DATA frames' worth at a time.
+var (
+	frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+	readBuffers  = sync.Pool{New: func() any { b := make([]byte, 2*h2ChunkSize); return &b }}
+)
 
 // ctxPool recycles the RequestCtx of finished streams.
 var ctxPool sync.Pool
