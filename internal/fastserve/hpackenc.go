@@ -74,7 +74,7 @@ func encodeResponseHeader(status int, h *fasthttp.ResponseHeader, clen int64, bo
 		case "date":
 			hasDate = true
 		}
-		if !httpguts.ValidHeaderFieldValue(string(v)) {
+		if !httpguts.ValidHeaderFieldValue(view(v)) {
 			continue
 		}
 		b = appendField(b, lk, v)
