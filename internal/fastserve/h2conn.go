@@ -881,28 +881,16 @@ func (c *h2conn) finish(st *h2stream, code http2.ErrCode) {
 	c.mu.Lock()
 	st.localDone = true
 	wasReset := st.reset
-	send := code != 0 || !st.remoteDone
-	if code != 0 {
-		c.closeStreamLocked(st, true)
-	} else if !st.remoteDone {
-		// Answered before the request's body ended: the client is told to
-		// stop sending it (RFC 9113 §8.1).
-		code = http2.ErrCodeNo
-		c.closeStreamLocked(st, true)
-	} else {
-		c.closeStreamLocked(st, false)
-	}
+	// Answered before the request's body ended: the client is told to
+	// stop sending it (RFC 9113 §8.1), with NO_ERROR.
+	reset := code != 0 || !st.remoteDone
+	c.closeStreamLocked(st, reset)
 	c.mu.Unlock()
-	if send && !wasReset {
-		c.writeReset(st.id, code)
+	if reset && !wasReset {
+		c.writeReset(st.id, code) // code 0 is NO_ERROR
 	}
 	fc.Response.CloseBodyStream()
-	if len(fc.Request.Body()) == 0 {
-		// A request body is the handler's r.Body without a copy, and the
-		// handler may still be reading it after a reset: such a ctx is
-		// left to the collector rather than reused.
-		releaseCtx(fc)
-	}
+	releaseCtx(fc)
 }
 
 // appendHeaders appends the header block as HEADERS (and CONTINUATION)
@@ -997,8 +985,13 @@ func acquireCtx(view *tlsConn, logger fasthttp.Logger) *fasthttp.RequestCtx {
 	return fc
 }
 
+// releaseCtx returns fc to the pool unless something may still hold it or
+// it cannot be reset: an aborted ctx stays hijacked (fasthttp's Reset does
+// not clear that), and a request body is the handler's r.Body without a
+// copy, which the handler may still read after a reset. Those are left to
+// the collector.
 func releaseCtx(fc *fasthttp.RequestCtx) {
-	if fc.Hijacked() {
+	if fc.Hijacked() || len(fc.Request.Body()) > 0 {
 		return
 	}
 	fc.Request.Reset()
