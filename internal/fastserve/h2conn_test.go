@@ -900,10 +900,7 @@ func testH2RefusedBodyWhileAnswering(t *testing.T, trailers bool) {
 	served := make(chan string, 10)
 	srv := h2tStart(t, Config{
 		MaxBodyBytes: 1000,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			served <- r.URL.Path
-			io.WriteString(w, "served")
-		}),
+		Handler:      servedHandler(served),
 	})
 	// A 10-byte stream window: the 413's body (28 bytes) does not fit.
 	c := h2tDial(t, srv, []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 10}})
@@ -1501,10 +1498,7 @@ func TestH2RequestHeaderTooLarge(t *testing.T) {
 	served := make(chan string, 10)
 	srv := h2tStart(t, Config{
 		MaxHeaderBytes: 4096,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			served <- r.URL.Path
-			io.WriteString(w, "served")
-		}),
+		Handler:        servedHandler(served),
 	})
 	c := h2tDial(t, srv, nil)
 	if v := c.settings[http2.SettingMaxHeaderListSize]; v != 4096 {
@@ -1524,4 +1518,12 @@ func TestH2RequestHeaderTooLarge(t *testing.T) {
 	if p := <-served; p != "/small" {
 		t.Fatalf("the Handler served %s", p)
 	}
+}
+
+// servedHandler reports each path it serves on served and answers "served".
+func servedHandler(served chan<- string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served <- r.URL.Path
+		io.WriteString(w, "served")
+	})
 }
