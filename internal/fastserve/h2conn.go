@@ -271,28 +271,31 @@ func (c *h2conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if f.StreamID == 0 {
 		c.sendWin += int64(f.Increment)
-		if c.sendWin > h2MaxWindow {
+		overflow := c.sendWin > h2MaxWindow
+		if !overflow {
+			c.cond.Broadcast()
+		}
+		c.mu.Unlock()
+		if overflow {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
-		c.cond.Broadcast()
 		return nil
 	}
 	st := c.streams[f.StreamID]
-	if st == nil || st.reset {
-		return nil // a closed stream: ignored
+	overflow := false
+	if st != nil && !st.reset { // a closed stream's updates are ignored
+		st.sendWin += int64(f.Increment)
+		overflow = st.sendWin > h2MaxWindow
+		if !overflow {
+			c.cond.Broadcast()
+		}
 	}
-	st.sendWin += int64(f.Increment)
-	if st.sendWin > h2MaxWindow {
-		c.closeStreamLocked(st, true)
-		c.mu.Unlock()
-		c.writeReset(f.StreamID, http2.ErrCodeFlowControl)
-		c.mu.Lock()
-		return nil
+	c.mu.Unlock()
+	if overflow {
+		c.resetStream(f.StreamID, http2.ErrCodeFlowControl)
 	}
-	c.cond.Broadcast()
 	return nil
 }
 
