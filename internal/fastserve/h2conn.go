@@ -899,10 +899,13 @@ func (c *h2conn) finish(st *h2stream, code http2.ErrCode) {
 // appendHeaders appends the header block as HEADERS (and CONTINUATION)
 // frames no larger than the peer accepts.
 func (c *h2conn) appendHeaders(b []byte, id uint32, block *[]byte, endStream bool) []byte {
-	c.mu.Lock()
-	max := c.maxFrame
-	c.mu.Unlock()
 	p := *block
+	max := h2MaxFrame // the least SETTINGS_MAX_FRAME_SIZE may be
+	if len(p) > max {
+		c.mu.Lock()
+		max = c.maxFrame
+		c.mu.Unlock()
+	}
 	typ := http2.FrameHeaders
 	for {
 		n := min(len(p), max)
