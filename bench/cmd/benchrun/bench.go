@@ -130,14 +130,15 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 		{
 			name: "index.json req/s", unit: "req/s", path: "/concelier/exports/index.json",
 			file:  filepath.Join(active, filepath.FromSlash(export.IndexPath)),
-			conns: o.smallConns, threads: o.smallThreads, target: 0.8,
+			// The origin is plain net/http again (issue 14): ≥ 0.6 × nginx.
+			conns: o.smallConns, threads: o.smallThreads, target: 0.6,
 			metric: func(r bench.WrkResult) float64 { return r.RequestsPerSec },
 		},
 		{
 			name: "bundle " + strings.ReplaceAll(fixture.FormatSize(o.bundleSize), " ", "") + " MB/s", unit: "MB/s",
 			path:  "/concelier/exports/" + export.BundlePath(benchDomain),
 			file:  filepath.Join(active, filepath.FromSlash(export.BundlePath(benchDomain))),
-			conns: o.largeConns, threads: o.largeThreads, target: 1.0,
+			conns: o.largeConns, threads: o.largeThreads, target: 0.95,
 			metric: func(r bench.WrkResult) float64 { return r.BytesPerSec / 1e6 },
 		},
 		{
@@ -240,7 +241,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (result
 	cases = append(cases,
 		benchCase{
 			name: "cache index.json HIT req/s", unit: "req/s", path: "/concelier/exports/index.json", file: gwFile,
-			conns: 64, threads: o.smallThreads, target: 1.0, hit: true,
+			conns: 64, threads: o.smallThreads, target: 0.9, hit: true,
 			metric: func(r bench.WrkResult) float64 { return r.RequestsPerSec },
 			ours:   cs.gw, anchor: cs.nginx, client: gw.client(""),
 		},

@@ -321,7 +321,7 @@ func runH2(ctx context.Context, o options, h2load string, cs *cacheSuite, server
 			Wrk: bench.WrkResult{Requests: r.Succeeded, RequestsPerSec: r.ReqPerSec}, OtherCPUPercent: round1(other)})
 		best[s] = max(best[s], r.ReqPerSec)
 	}
-	res, err := bench.NewResult(name, "req/s", best[cs.gw], best[cs.nginx], nginxCacheName, 1.0)
+	res, err := bench.NewResult(name, "req/s", best[cs.gw], best[cs.nginx], nginxCacheName, 0.5)
 	return res, runs, err
 }
 
