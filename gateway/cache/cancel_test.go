@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,7 @@ type slowOrigin struct {
 	first, rest []byte
 	mu          sync.Mutex
 	release     chan struct{} // guarded by mu
+	holdHeader  bool          // wait for release before the first byte; guarded by mu
 	cancelled   chan struct{} // one value per request cancelled while held
 	requests    atomic.Int64
 }
@@ -36,14 +38,22 @@ func newSlowOrigin(t *testing.T) *slowOrigin {
 	etag := etagOf(whole)
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.requests.Add(1)
+		o.mu.Lock()
+		release, holdHeader := o.release, o.holdHeader
+		o.mu.Unlock()
+		if holdHeader {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				o.cancelled <- struct{}{}
+				return
+			}
+		}
 		w.Header().Set("Cache-Control", immutableCC)
 		w.Header().Set("ETag", etag)
 		w.Header().Set("Content-Length", strconv.Itoa(len(whole)))
 		w.Write(o.first)
 		w.(http.Flusher).Flush()
-		o.mu.Lock()
-		release := o.release
-		o.mu.Unlock()
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -132,7 +142,8 @@ func totalFDs(t *testing.T) int {
 
 // TestFillCancelledWhenClientsGone: a client that starts a large MISS and
 // disconnects cancels the upstream request (the origin sees its request
-// context end); nothing is stored, the abandonment is counted (not as a
+// context end), also when it leaves before the origin's headers;
+// nothing is stored, the abandonment is counted (not as a
 // fill failure), and the next request is a MISS again. Then, with two
 // clients on one fill, the first one leaving changes nothing for the
 // second: it gets every byte, the origin is not cancelled, and the object
@@ -223,6 +234,44 @@ func TestFillCancelledWhenClientsGone(t *testing.T) {
 		}
 	})
 
+	t.Run("sole client gone before the headers", func(t *testing.T) {
+		c.Purge(key)
+		release := o.gate()
+		o.mu.Lock()
+		o.holdHeader = true
+		o.mu.Unlock()
+		defer func() {
+			o.mu.Lock()
+			o.holdHeader = false
+			o.mu.Unlock()
+		}()
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		errc := make(chan error, 1)
+		go func() {
+			resp, err := cl.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errc <- err
+		}()
+		waitFor(t, 30*time.Second, "the request never joined a flight", func() bool { return c.waitersOf(key) == 1 })
+		cancel()
+		if err := <-errc; err == nil {
+			t.Fatal("the cancelled request got an answer")
+		}
+		select {
+		case <-o.cancelled:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the upstream request was not cancelled after its only client went away before the headers")
+		}
+		close(release)
+		waitFlights(t, c)
+		if c.stored(key) {
+			t.Fatal("an abandoned flight stored an object")
+		}
+	})
+
 	t.Run("range client satisfied", func(t *testing.T) {
 		c.Purge(key)
 		release := o.gate()
@@ -237,8 +286,8 @@ func TestFillCancelledWhenClientsGone(t *testing.T) {
 		if !c.stored(key) {
 			t.Fatal("a fill whose only client left satisfied (a range) was not stored")
 		}
-		if n := testutil.ToFloat64(c.m.fillsAbandoned); n != 1 {
-			t.Fatalf("fills_abandoned_total %v, want still 1", n)
+		if n := testutil.ToFloat64(c.m.fillsAbandoned); n != 2 {
+			t.Fatalf("fills_abandoned_total %v, want still 2", n)
 		}
 	})
 
