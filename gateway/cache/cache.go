@@ -274,7 +274,8 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 // was cancelled) or its body was closed before the end while the fill
 // still ran. When the last waiter abandons a flight that was not started
 // in the background, nobody wants its upstream work any more: the
-// upstream request is cancelled, so a fill ends without storing anything,
+// upstream request is cancelled, so a fill that has not received its last
+// byte ends without storing anything (one that has is still stored),
 // and the flight leaves c.flights at once, so that a later request starts
 // a fetch of its own instead of joining one that is ending. A waiter that
 // leaves satisfied (a whole body, a range, a HEAD) never stops the flight:
