@@ -400,3 +400,71 @@ func TestCacheStreamsFillThroughGateway(t *testing.T) {
 		t.Fatalf("origin asked %d times, want 1", n)
 	}
 }
+
+// TestCacheFillCancelledWhenClientGone: through the whole gateway, a
+// client that starts a large MISS, reads a little and disconnects ends the
+// fill: the origin sees its request context cancelled, the abandonment is
+// in stella_mirror_cache_fills_abandoned_total (not in the fill failures),
+// and nothing is stored.
+func TestCacheFillCancelledWhenClientGone(t *testing.T) {
+	const path = "/concelier/exports/mirror/primary/bundle.json"
+	const size = 256 << 20 // never sent whole: the fill is cancelled long before
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	clientGone := make(chan struct{})
+	cancelled := make(chan struct{}, 1)
+	cacheDir := t.TempDir()
+	h := newHarness(t, harnessOpts{edit: withCache(cacheDir, ""),
+		upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != path {
+				w.WriteHeader(http.StatusOK) // health checks
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "public, max-age=300, immutable")
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.Write(chunk)
+			w.(http.Flusher).Flush()
+			select { // the client has its first bytes; it leaves now
+			case <-clientGone:
+			case <-r.Context().Done():
+			}
+			for sent := len(chunk); sent < size; sent += len(chunk) {
+				if _, err := w.Write(chunk); err != nil || r.Context().Err() != nil {
+					break
+				}
+			}
+			if r.Context().Err() != nil {
+				cancelled <- struct{}{}
+			}
+		})})
+	req, _ := http.NewRequest(http.MethodGet, "https://"+hostPrimary+path, nil)
+	req.Header.Set("Authorization", basic("alice", "alice-pw"))
+	cl := h.client()
+	res, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(res.Body, make([]byte, len(chunk))); err != nil || res.Header.Get("X-Cache-Status") != "MISS" {
+		t.Fatalf("first bytes: %v, %q", err, res.Header.Get("X-Cache-Status"))
+	}
+	res.Body.Close() // not read to the end: the connection is closed
+	cl.CloseIdleConnections()
+	close(clientGone)
+	select {
+	case <-cancelled:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the origin's request was not cancelled after the only client went away")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	want := "stella_mirror_cache_fills_abandoned_total 1"
+	for !strings.Contains(h.metrics(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %s", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m := h.metrics(); !strings.Contains(m, "stella_mirror_cache_fill_failures_total 0") ||
+		!strings.Contains(m, "stella_mirror_cache_stored_objects 0") {
+		t.Fatalf("an abandoned fill counted as a failure, or stored:\n%s", grepLines(m, "stella_mirror_cache_"))
+	}
+}

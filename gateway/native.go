@@ -58,7 +58,7 @@ type admittedKey struct{}
 // before the net/http handler (fastserve.Config.Native). It takes the plain GET and
 // HEAD requests (fastserve.Plain) of known sites: the same admission as
 // Handler (admit), refusals answered here; then, on a site without a
-// cache, proxy.ServeFast; on a cache site, cache.ServeHitFast for a fresh
+// cache, proxy.ServeFast; on a cache site, serveHitFast for a fresh
 // stored object, and anything else goes on to Handler marked as admitted.
 // The log line and metrics are Handler's. Everything else it declines,
 // untouched, to Handler.
@@ -129,7 +129,7 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 		hsts()
 		return true
 	}
-	if g.cache.ServeHitFast(fc, path, func(n int64, aborted bool) {
+	if serveHitFast(g.cache, fc, path, func(n int64, aborted bool) {
 		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
 			status: http.StatusOK, bytes: n, start: start, cache: cache.StatusHit, aborted: aborted})
 	}) {

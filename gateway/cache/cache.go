@@ -210,13 +210,16 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 	}
 	// A reference to the fill's file for this request, taken while the
 	// flight is still registered, so the file cannot close before this
-	// request has opened its reader.
+	// request has opened its reader; and this request counts as one of the
+	// flight's waiters until it leaves.
 	f.hold()
+	f.waiters++
 	c.mu.Unlock()
 
 	select {
 	case <-f.ready:
 	case <-req.Context().Done():
+		c.leave(f, true) // gone before the outcome: maybe the last one
 		f.unhold()
 		if leader {
 			go f.discardUnclaimed()
@@ -229,8 +232,9 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 		if leader {
 			status = f.status
 		}
-		return c.serveFill(req, f, status, !leader) // hands the reference to the reader
+		return c.serveFill(req, f, status, !leader) // hands the reference and the waiter to the reader
 	}
+	c.leave(f, false)
 	f.unhold()
 	switch {
 	case f.entry != nil:
@@ -265,6 +269,35 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 	}
 }
 
+// leave ends a request's wait on flight f. abandoned says it went away
+// before it had what it came for: its client disconnected (its context
+// was cancelled) or its body was closed before the end while the fill
+// still ran. When the last waiter abandons a flight that was not started
+// in the background, nobody wants its upstream work any more: the
+// upstream request is cancelled, so a fill that has not received its last
+// byte ends without storing anything (one that has is still stored),
+// and the flight leaves c.flights at once, so that a later request starts
+// a fetch of its own instead of joining one that is ending. A waiter that
+// leaves satisfied (a whole body, a range, a HEAD) never stops the flight:
+// the object is still worth storing.
+func (c *Cache) leave(f *flight, abandoned bool) {
+	c.mu.Lock()
+	f.waiters--
+	stop := abandoned && f.waiters == 0 && !f.background && !f.abandoned
+	if stop {
+		f.abandoned = true
+		if c.flights[f.key] == f {
+			delete(c.flights, f.key)
+		}
+	}
+	c.mu.Unlock()
+	if stop {
+		c.m.fillsAbandoned.Inc()
+		c.log.Debug("cache: every client of a fetch went away; cancelled", "key", f.key)
+		f.cancel()
+	}
+}
+
 // flight is the one upstream fetch for a key at a time. It stays in
 // Cache.flights until its outcome is known, and for a fill until the fill
 // has ended, so that later requests join it.
@@ -284,6 +317,15 @@ type flight struct {
 
 	refMu sync.Mutex
 	refs  int // the flight's goroutine and the requests that joined; the fill's file closes at 0
+
+	// background: started for a stale-while-revalidate answer, on behalf
+	// of the cache itself; never abandoned.
+	background bool
+	// waiters are the requests waiting for the outcome or reading the
+	// fill; abandoned is set when the last of them went away and the
+	// upstream request was cancelled. Both guarded by Cache.mu.
+	waiters   int
+	abandoned bool
 }
 
 // hold takes a reference; c.mu must be held and f still in c.flights.
@@ -314,10 +356,11 @@ func (f *flight) discardUnclaimed() {
 }
 
 func (c *Cache) startFlightLocked(key string, stale *entry, req *http.Request, hasLeader bool) *flight {
-	f := &flight{key: key, stale: stale, epoch: c.epoch, ready: make(chan struct{}), refs: 1}
+	f := &flight{key: key, stale: stale, epoch: c.epoch, ready: make(chan struct{}), refs: 1, background: !hasLeader}
 	// The upstream request is built here, before the client's request
-	// returns to the proxy: the flight outlives it (detached context,
-	// bounded by UpstreamTimeout and Close).
+	// returns to the proxy: the flight may outlive it (a detached context,
+	// bounded by UpstreamTimeout and Close), as long as some request waits
+	// for it (see leave).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), c.cfg.UpstreamTimeout)
 	stop := context.AfterFunc(c.ctx, cancel)
 	f.cancel = func() { stop(); cancel() }
@@ -398,6 +441,7 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 			c.log.Warn("cache: cannot store", "key", f.key, "err", ferr)
 			break
 		}
+		fl.ctx = out.Context()
 		f.fill = fl
 		close(f.ready) // the flight stays joinable until the fill ends
 		fl.run(resp.Body, func(e *entry) {

@@ -51,12 +51,18 @@
 //
 // # Fills
 //
-// The first request for an object (MISS) starts a fill: a goroutine,
-// detached from that client, streams the upstream body into a temporary
-// file in the cache directory. Every request for the object while the
-// fill runs joins it (HIT) and streams from the growing file as bytes
-// arrive, through ReadAt on the shared file: no client waits for the whole
-// object, and no body is held in memory. The fill is checked before the
+// The first request for an object (MISS) starts a fill: a goroutine
+// streams the upstream body into a temporary file in the cache directory.
+// Every request for the object while the fill runs joins it (HIT) and
+// streams from the growing file as bytes arrive, through ReadAt on the
+// shared file: no client waits for the whole object, and no body is held
+// in memory. The fill outlives the request that started it for as long as
+// any request waits for it: when the last of them goes away unsatisfied
+// (its request context cancelled, or its body closed before the end), the
+// upstream request is cancelled and nothing is stored; a fill with another
+// waiter goes on and is stored. Clients that leave satisfied (a whole
+// body, a range, a HEAD) never stop it, and background revalidations
+// (UPDATING) have no waiters to lose. The fill is checked before the
 // body's end is released to any client: length against Content-Length
 // and, when the ETag is a quoted sha256 hex (as the origin sends), the
 // digest. A fill that fails, is reset or truncated, or does not match is
@@ -66,6 +72,17 @@
 // metadata sidecar. Clients read fills from the disk, so a disk error
 // during a fill (a full disk) fails that fill like an upstream error; the
 // next request tries again.
+//
+// # Server engines
+//
+// The cache knows no server engine: it is an http.RoundTripper for the
+// reverse proxy, and for the commonest request at an edge — a plain GET or
+// HEAD of a fresh object — it offers LookupHit, which returns the stored
+// response as plain data (fields, size, Age, and the body in memory or an
+// open file) for an engine's own fast path to write. Hit.Release closes
+// the file; an engine calls it once on every path, as soon as the body is
+// no longer being sent. ServeHit is that fast path for net/http; the
+// gateway's fasthttp one lives in package gateway.
 //
 // # Storage
 //
@@ -100,7 +117,7 @@
 // stella_mirror_cache_stored_bytes, stella_mirror_cache_stored_objects,
 // stella_mirror_cache_memory_bytes, stella_mirror_cache_memory_objects,
 // stella_mirror_cache_evictions_total{tier}, stella_mirror_cache_fills_in_flight,
-// stella_mirror_cache_fill_failures_total.
+// stella_mirror_cache_fill_failures_total, stella_mirror_cache_fills_abandoned_total.
 //
 // # What it is not
 //

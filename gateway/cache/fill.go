@@ -38,6 +38,7 @@ type fill struct {
 	reqAt   time.Time
 	respAt  time.Time
 	file    *os.File
+	ctx     context.Context // the upstream request's: cancelled when nobody waits any more
 
 	mu       sync.Mutex
 	written  int64
@@ -130,9 +131,15 @@ func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 	}
 	tmpName := f.file.Name()
 	if err != nil {
-		c.m.fillFailures.Inc()
-		c.log.Warn("cache: fill failed, not stored", "key", f.key, "export_id", f.header.Get("X-Stella-Export-Id"),
-			"bytes", f.written, "content_length", f.size, "err", err)
+		if f.ctx != nil && errors.Is(f.ctx.Err(), context.Canceled) {
+			// Every client went away (see Cache.leave), or Close: no
+			// failure of the origin's.
+			c.log.Debug("cache: fill cancelled, not stored", "key", f.key, "bytes", f.written, "content_length", f.size)
+		} else {
+			c.m.fillFailures.Inc()
+			c.log.Warn("cache: fill failed, not stored", "key", f.key, "export_id", f.header.Get("X-Stella-Export-Id"),
+				"bytes", f.written, "content_length", f.size, "err", err)
+		}
 		f.finish(err)
 		os.Remove(tmpName)
 		done(nil)
@@ -197,18 +204,22 @@ func (f *fill) notifyLocked() {
 
 // reader returns a reader of bytes [off, end) of the fill (end -1: to the
 // end of the body), which waits for bytes not yet written and fails with
-// the fill's error. ctx is the client's request context; release is
-// called once on Close (it drops the reader's reference to the file).
-func (f *fill) reader(ctx context.Context, off, end int64, release func()) io.ReadCloser {
+// the fill's error. ctx is the client's request context: a client gone
+// ends a wait at once. release is called once on Close (it drops the
+// reader's reference to the file and its place among the flight's
+// waiters); abandoned reports a reader closed before its end while the
+// fill still ran.
+func (f *fill) reader(ctx context.Context, off, end int64, release func(abandoned bool)) io.ReadCloser {
 	return &fillReader{f: f, ctx: ctx, pos: off, end: end, release: release}
 }
 
 type fillReader struct {
 	f       *fill
-	release func()
+	release func(abandoned bool)
 	ctx     context.Context
 	pos     int64
 	end     int64
+	eof     bool // Read returned io.EOF
 	closed  bool
 }
 
@@ -234,6 +245,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 			end = limit
 		}
 		if end >= 0 && r.pos >= end {
+			r.eof = true
 			return 0, io.EOF
 		}
 		if r.pos < limit {
@@ -251,6 +263,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 		}
 		if done {
 			// A range beyond a body of unknown length.
+			r.eof = true
 			return 0, io.EOF
 		}
 		select {
@@ -264,7 +277,11 @@ func (r *fillReader) Read(p []byte) (int, error) {
 func (r *fillReader) Close() error {
 	if !r.closed {
 		r.closed = true
-		r.release()
+		finished := r.eof || (r.end >= 0 && r.pos >= r.end)
+		r.f.mu.Lock()
+		running := !r.f.done
+		r.f.mu.Unlock()
+		r.release(!finished && running)
 	}
 	return nil
 }

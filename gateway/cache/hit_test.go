@@ -2,9 +2,14 @@ package cache
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -112,5 +117,103 @@ func declinedHits(body []byte) []hitCase {
 		{"if-modified-since", http.MethodGet, "/index.json", []string{"If-Modified-Since", "Mon, 30 Nov 2026 10:00:00 GMT"}},
 		{"if-range", http.MethodGet, "/big", []string{"If-Range", `"x"`}},
 		{"not stored", http.MethodGet, "/nope", nil},
+	}
+}
+
+// openFDs counts this process's open descriptors on files under dir other
+// than its lock file (/proc/self/fd; the test is skipped where that does
+// not exist).
+func openFDs(t *testing.T, dir string) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, de := range des {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", de.Name()))
+		if err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) && target != filepath.Join(dir, LockFile) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitNoFDs polls (bounded) until no descriptor is open under dir.
+func waitNoFDs(t *testing.T, dir string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for openFDs(t, dir) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cache files still open after %v", openFDs(t, dir), within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeHitReleasesFileOnAbort (F3, the cache side): a client that
+// reads a few bytes of a large disk-tier hit answered by ServeHit and then
+// closes its connection, or stops reading until the server's write
+// deadline cuts the response, leaves no cache file open, and the response
+// is aborted, not ended.
+func TestServeHitReleasesFileOnAbort(t *testing.T) {
+	const size = 16 << 20 // far more than the socket buffers hold
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/big", object{body: pattern(size, 7), cacheControl: immutableCC})
+	dir := t.TempDir()
+	c := testCache(t, dir, o, nil)
+	mustGet(t, client(t), proxy(t, c, o).URL+"/big")
+	c.bg.Wait()
+	var aborts atomic.Int64
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					aborts.Add(1)
+				}
+				panic(v)
+			}
+		}()
+		if !c.ServeHit(w, r, Key(r.URL)) {
+			http.NotFound(w, r)
+		}
+	}))
+	s.Config.WriteTimeout = 2 * time.Second // stands for the write-progress deadline
+	s.Config.ErrorLog = discardLog()
+	s.Start()
+	t.Cleanup(s.Close)
+	for i, mode := range []string{"close", "stall"} {
+		t.Run(mode, func(t *testing.T) {
+			conn, err := net.Dial("tcp", s.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+			io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: gw\r\n\r\n")
+			conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+			buf := make([]byte, 4096)
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				t.Fatalf("reading the first bytes: %v", err)
+			}
+			if !bytes.HasPrefix(buf, []byte("HTTP/1.1 200")) || !bytes.Contains(buf, []byte("X-Cache-Status: HIT")) {
+				t.Fatalf("response: %q", buf[:128])
+			}
+			if openFDs(t, dir) == 0 {
+				t.Fatal("the hit holds no cache file while it is sent: the test proves nothing")
+			}
+			if mode == "close" {
+				conn.Close()
+			}
+			waitNoFDs(t, dir, 30*time.Second)
+			deadline := time.Now().Add(10 * time.Second)
+			for aborts.Load() != int64(i+1) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := aborts.Load(); n != int64(i+1) {
+				t.Fatalf("%d responses aborted, want %d", n, i+1)
+			}
+		})
 	}
 }

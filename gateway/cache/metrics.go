@@ -20,6 +20,7 @@ type metrics struct {
 	evictMemory    prometheus.Counter
 	fillsInFlight  prometheus.Gauge
 	fillFailures   prometheus.Counter
+	fillsAbandoned prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "fills_in_flight", Help: "Upstream fetches (fills and revalidations) in progress."})
 	failures := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 		Name: "fill_failures_total", Help: "Fills that failed (upstream error, truncated body, digest mismatch, disk error) and were not stored."})
+	abandoned := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "fills_abandoned_total", Help: "Upstream fetches cancelled because every client waiting for them went away; nothing of them is stored."})
 	m := &metrics{
 		requests:       map[Status]prometheus.Counter{},
 		servedCache:    served.WithLabelValues("cache"),
@@ -57,6 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		evictMemory:    evictions.WithLabelValues("memory"),
 		fillsInFlight:  fills,
 		fillFailures:   failures,
+		fillsAbandoned: abandoned,
 	}
 	for _, s := range Statuses {
 		m.requests[s] = requests.WithLabelValues(string(s))
@@ -64,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		var errs []error
 		for _, c := range []prometheus.Collector{requests, served, upstream, storedBytes, storedObjects,
-			memoryBytes, memoryObjects, evictions, fills, failures} {
+			memoryBytes, memoryObjects, evictions, fills, failures, abandoned} {
 			errs = append(errs, reg.Register(c))
 		}
 		if err := errors.Join(errs...); err != nil {

@@ -74,7 +74,8 @@ type fileBody struct {
 func (b *fileBody) Close() error { return b.f.Close() }
 
 // serveFill answers req from the fill of flight fl, taking over the
-// request's reference to the fill's file. joined says whether the bytes
+// request's reference to the fill's file and its place among the flight's
+// waiters, which the body's Close gives up. joined says whether the bytes
 // count as served from the cache (a joiner) or from upstream (the request
 // that caused the fill).
 func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined bool) (*http.Response, error) {
@@ -86,11 +87,15 @@ func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined b
 	opened := false
 	open := func(off, end int64) (io.ReadCloser, error) {
 		opened = true
-		return f.reader(req.Context(), off, end, fl.unhold), nil
+		return f.reader(req.Context(), off, end, func(abandoned bool) {
+			c.leave(fl, abandoned)
+			fl.unhold()
+		}), nil
 	}
 	age := initialAge(f.header, f.reqAt, f.respAt) + max(0, c.now().Sub(f.respAt))
 	resp, err := c.respond(req, f.header, f.size, age, status, open, counter)
-	if !opened {
+	if !opened { // HEAD, 304, 416: answered without the body
+		c.leave(fl, false)
 		fl.unhold()
 	}
 	return resp, err
