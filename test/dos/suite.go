@@ -89,10 +89,10 @@ func Scenarios() []Scenario {
 			attack: rapidReset(8, 20000, bundlePath)},
 		{Name: "h2-continuation", What: "20 h2 conns: HEADERS without END_HEADERS, then endless 16 KiB CONTINUATION",
 			attack: continuationFlood(20, 20000)},
-		{Name: "h1-header-bomb", What: "32 workers: 1 MiB header value / 10,000 headers per request",
-			attack: h1HeaderBomb(32, 200)},
-		{Name: "h2-header-bomb", What: "16 workers: 800 KiB header blocks and HPACK bombs (64 MB decoded)",
-			attack: h2HeaderBomb(16, 40)},
+		{Name: "h1-header-bomb", What: "8 workers: 1 MiB header value / 10,000 headers per request, new TLS connection each",
+			attack: h1HeaderBomb(8, 400)},
+		{Name: "h2-header-bomb", What: "8 workers: 800 KiB header blocks and HPACK bombs (64 MB decoded), new h2 connection each",
+			attack: h2HeaderBomb(8, 80)},
 		{Name: "slowloris", What: "400 TLS connections drip headers one byte per second",
 			attack: slowloris(400)},
 		{Name: "auth-flood", What: "64 keep-alive connections from 127.0.0.1 send wrong passwords (F5)",
@@ -165,6 +165,9 @@ type Result struct {
 	Env     []string `json:"env"`
 	Dropped []string `json:"dropped,omitempty"`
 	Nofile  int      `json:"nofile"`
+	// LoadAvg is /proc/loadavg's 1-minute figure when the attack ended: a
+	// machine busy with other work inflates the latencies.
+	LoadAvg string `json:"loadAvg"`
 }
 
 // AttackReport is a snapshot of Stats.
@@ -356,6 +359,7 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	<-attackCtx.Done() // an attack that finished early still leaves the client timing to the end
 	cancel()
 	pr := <-probed
+	r.LoadAvg = loadavg()
 	r.Attack = st.report(time.Since(start), h.count())
 
 	// Recovery: the attackers keep their connections open and do nothing;
@@ -477,6 +481,19 @@ func stop(s *server, err *error) {
 	if stopErr := s.proc.Stop(5 * time.Second); stopErr != nil {
 		*err = errors.Join(*err, stopErr)
 	}
+}
+
+// loadavg returns the 1-minute load average ("" if unknown).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 func round(v float64, places int) float64 {
