@@ -44,6 +44,31 @@ type Fixture struct {
 	Roots                    *x509.CertPool
 	// GatewayKeys are the GATEWAY__ keys `gateway --help` lists.
 	GatewayKeys map[string]bool
+
+	bin       string
+	checkConf string          // a valid gateway config for --check-config
+	tried     map[string]bool // keys not in the help, tried with --check-config
+}
+
+// supported reports whether the gateway accepts the setting kv
+// (KEY=VALUE): listed by `gateway --help`, or accepted by
+// `gateway --check-config` with it set.
+func (f *Fixture) supported(kv string) bool {
+	k, _, _ := strings.Cut(kv, "=")
+	if f.GatewayKeys[k] {
+		return true
+	}
+	if f.checkConf == "" {
+		return false
+	}
+	if ok, seen := f.tried[kv]; seen {
+		return ok
+	}
+	cmd := exec.Command(f.bin, "gateway", "--config", f.checkConf, "--check-config")
+	cmd.Env = append(baseEnv(), kv)
+	ok := cmd.Run() == nil
+	f.tried[kv] = ok
+	return ok
 }
 
 // buildFixture writes the export tree, dev certificates and htpasswd files
@@ -83,6 +108,14 @@ func buildFixture(ctx context.Context, bin, dir, bundleSize string, logf func(st
 	}
 	if _, err := runCmd(ctx, "htpasswd", "-b", "-m", f.HtpasswdLegacy, legacyUser, legacyPassword); err != nil {
 		return nil, err
+	}
+	f.bin, f.tried = bin, map[string]bool{}
+	f.checkConf = filepath.Join(dir, "check-gateway.yaml")
+	if err := os.WriteFile(f.checkConf, gatewayConfig(f, f.Htpasswd, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", filepath.Join(dir, "check-cache")), 0o644); err != nil {
+		return nil, fmt.Errorf("writing gateway config: %w", err)
+	}
+	if _, err := runCmd(ctx, bin, "gateway", "--config", f.checkConf, "--check-config"); err != nil {
+		return nil, fmt.Errorf("the suite's gateway config is invalid: %w", err)
 	}
 	help, _ := runCmd(ctx, bin, "gateway", "--help")
 	f.GatewayKeys = map[string]bool{}

@@ -212,7 +212,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (results []Re
 		return nil, err
 	}
 	engines := o.Engines
-	if !f.GatewayKeys["GATEWAY__SERVER__ENGINE"] {
+	if !f.supported("GATEWAY__SERVER__ENGINE=std") {
 		logf("the gateway has no GATEWAY__SERVER__ENGINE: one run on its only engine")
 		engines = []string{"default"}
 	}
@@ -235,6 +235,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (results []Re
 				return results, err
 			}
 			logf("%s / %s: %s", eng, s.Name, s.What)
+			if _, dropped := envFor(f, o, s, eng); len(dropped) > 0 {
+				logf("%s / %s: the gateway lacks %s (not set)", eng, s.Name, strings.Join(dropped, " "))
+			}
 			r, err := runScenario(ctx, o, f, s, eng, dir, logf)
 			if err != nil {
 				return results, fmt.Errorf("scenario %s (%s): %w", s.Name, eng, err)
@@ -272,8 +275,7 @@ func envFor(f *Fixture, o Options, s Scenario, engine string) (use, dropped []st
 		all = append(all, "GATEWAY__SERVER__ENGINE="+engine)
 	}
 	for _, kv := range all {
-		k, _, _ := strings.Cut(kv, "=")
-		if f.GatewayKeys[k] {
+		if f.supported(kv) {
 			use = append(use, kv)
 		} else {
 			dropped = append(dropped, kv)
