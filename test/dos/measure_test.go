@@ -128,4 +128,7 @@ func TestGatewayConfigIsLoopbackSite(t *testing.T) {
 			t.Errorf("config lacks %s:\n%s", want, got)
 		}
 	}
+	if got := string(gatewayConfig(f, "/h", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "")); strings.Contains(got, "cache:") {
+		t.Errorf("config without a cache dir has a cache:\n%s", got)
+	}
 }

@@ -270,11 +270,14 @@ func startOrigin(ctx context.Context, f *Fixture, bin, dir string, nofile int) (
 }
 
 // gatewayConfig is the YAML the suite's gateways read: one site on
-// localhost with Basic Auth, the cache on, no plain-HTTP listener.
+// localhost with Basic Auth, the cache in cacheDir (off when ""), no
+// plain-HTTP listener.
 func gatewayConfig(f *Fixture, htpasswd, listen, admin, origin, cacheDir string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "gateway:\n  listen: %q\n  httpListen: \"\"\n  adminListen: %q\n  origin: %q\n", listen, admin, "http://"+origin)
-	fmt.Fprintf(&b, "  cache:\n    dir: %q\n    maxSize: 2GiB\n", cacheDir)
+	if cacheDir != "" {
+		fmt.Fprintf(&b, "  cache:\n    dir: %q\n    maxSize: 2GiB\n", cacheDir)
+	}
 	fmt.Fprintf(&b, "  sites:\n    - hosts: [%s, 127.0.0.1]\n      domains: [%s]\n      certFile: %q\n      keyFile: %q\n      htpasswdFile: %q\n",
 		serverName, domain, f.CertFile, f.KeyFile, htpasswd)
 	return b.Bytes()
@@ -282,7 +285,7 @@ func gatewayConfig(f *Fixture, htpasswd, listen, admin, origin, cacheDir string)
 
 // startGateway writes the config and starts the gateway with the extra
 // GATEWAY__ settings env (KEY=VALUE).
-func startGateway(ctx context.Context, f *Fixture, bin, dir, htpasswd string, origin *server, nofile int, env []string) (*server, error) {
+func startGateway(ctx context.Context, f *Fixture, bin, dir, htpasswd string, origin *server, nofile int, env []string, cache bool) (*server, error) {
 	addr, err := bench.FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -292,7 +295,11 @@ func startGateway(ctx context.Context, f *Fixture, bin, dir, htpasswd string, or
 		return nil, err
 	}
 	conf := filepath.Join(dir, "gateway.yaml")
-	if err := os.WriteFile(conf, gatewayConfig(f, htpasswd, addr, admin, origin.addr, filepath.Join(dir, "cache")), 0o644); err != nil {
+	cacheDir := ""
+	if cache {
+		cacheDir = filepath.Join(dir, "cache")
+	}
+	if err := os.WriteFile(conf, gatewayConfig(f, htpasswd, addr, admin, origin.addr, cacheDir), 0o644); err != nil {
 		return nil, fmt.Errorf("writing gateway config: %w", err)
 	}
 	s, err := startServer(ctx, "gateway", dir, bin, nofile, append(baseEnv(), env...),

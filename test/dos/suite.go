@@ -67,7 +67,10 @@ type Scenario struct {
 	Env []string
 	// Legacy serves the htpasswd file that also holds an apr1 hash.
 	Legacy bool
-	attack attackFunc
+	// NoCache runs the gateway without its cache (every request goes to
+	// the origin).
+	NoCache bool
+	attack  attackFunc
 }
 
 // Scenarios returns the suite's scenarios in run order.
@@ -79,6 +82,8 @@ func Scenarios() []Scenario {
 			attack: h2Stall(20, 128, indexPath, false, 0, 0, true)},
 		{Name: "h2-zero-window-bundle", What: "20 h2 conns × 128 streams, window 0, 64 MiB bundle with credentials (F3)",
 			attack: h2Stall(20, 128, bundlePath, true, 0, 0, true)},
+		{Name: "h2-zero-window-nocache", What: "the same without the gateway cache: each stalled stream holds an origin connection (F3)",
+			NoCache: true, attack: h2Stall(20, 128, bundlePath, true, 0, 0, true)},
 		{Name: "h1-slow-read", What: "300 TLS HTTP/1.1 clients request the bundle and never read (F4)",
 			attack: h1NoRead(300, 1, func(t *Target) string { return h1Request(bundlePath, t.Auth) })},
 		{Name: "h2-slow-read", What: "20 h2 conns × 16 bundle streams, 2 GiB windows, the client never reads the socket",
@@ -165,6 +170,7 @@ type Result struct {
 	Env     []string `json:"env"`
 	Dropped []string `json:"dropped,omitempty"`
 	Nofile  int      `json:"nofile"`
+	NoCache bool     `json:"noCache,omitempty"`
 	// LoadAvg is /proc/loadavg's 1-minute figure when the attack ended: a
 	// machine busy with other work inflates the latencies.
 	LoadAvg string `json:"loadAvg"`
@@ -290,7 +296,7 @@ func envFor(f *Fixture, o Options, s Scenario, engine string) (use, dropped []st
 func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine, dir string, logf func(string, ...any)) (r Result, err error) {
 	r = Result{Scenario: s.Name, Engine: engine, What: s.What, FDRecoveredSec: -1}
 	r.Env, r.Dropped = envFor(f, o, s, engine)
-	r.Nofile = s.Nofile
+	r.Nofile, r.NoCache = s.Nofile, s.NoCache
 	if r.Nofile == 0 {
 		r.Nofile = defaultNofile
 	}
@@ -305,7 +311,7 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	if s.Legacy {
 		htpasswd = f.HtpasswdLegacy
 	}
-	gw, err := startGateway(ctx, f, o.Bin, dir, htpasswd, origin, r.Nofile, r.Env)
+	gw, err := startGateway(ctx, f, o.Bin, dir, htpasswd, origin, r.Nofile, r.Env, !s.NoCache)
 	if gw != nil {
 		defer stop(gw, &err)
 	}
@@ -321,6 +327,7 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	}}
 	base := "https://" + gw.addr
 	// Warm the cache (index and bundle) so that attacks hit cached objects.
+	// Without the cache this checks that both answer.
 	for _, p := range []string{indexPath, bundlePath} {
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
 		werr := get(wctx, &http.Client{Transport: legit.Transport}, base+p, t.Auth)
