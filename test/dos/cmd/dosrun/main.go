@@ -52,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Attack, "attack", 8*time.Second, "duration of each attack phase")
 	fs.StringVar(&o.BundleSize, "bundle-size", "64MiB", "fixture bundle size")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temp dir (configs, server logs)")
+	timeout := fs.Duration("timeout", 15*time.Minute, "stop the whole run (and every process it started) after this long")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -78,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	results, err := dos.Run(ctx, o, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dosrun: FAILED: %v\n", err)
