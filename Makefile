@@ -5,6 +5,8 @@ GO      ?= go
 BIN     := bin/stella-mirror
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/stella-ops/stella-mirror/internal/buildinfo.version=$(VERSION)
+# Extra arguments for `make dos`, e.g. DOSARGS="--scenarios idle-fd --engines std".
+DOSARGS ?=
 # Extra arguments for `make run`, e.g. make run ARGS="--dir /tmp/demo".
 ARGS    ?=
 
@@ -15,7 +17,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all deps build run test test-short bench lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short bench dos lint fmt clean image dev-certs
 
 all: build
 
@@ -51,6 +53,10 @@ test-short: build
 bench: build
 	$(GO) run ./bench/cmd/benchrun --bin $(BIN) --out bench/out
 
+## dos: denial-of-service suite against the gateway on loopback (< 10 min); table + test/dos/out/results.json; fails if any scenario fails
+dos: build
+	$(GO) run ./test/dos/cmd/dosrun --bin $(BIN) --out test/dos/out $(DOSARGS)
+
 ## lint: gofmt and go vet must be clean
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -61,4 +67,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin bench/out demo-data
+	rm -rf bin bench/out test/dos/out demo-data

@@ -1,0 +1,203 @@
+//go:build linux
+
+package dos
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// statusKiB returns a "Vm…:  N kB" field of /proc/PID/status in KiB.
+func statusKiB(pid int, field string) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading status of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	return parseStatusKiB(bufio.NewScanner(f), field)
+}
+
+// parseStatusKiB finds field ("VmHWM") in the lines of a /proc status file.
+func parseStatusKiB(sc *bufio.Scanner, field string) (int64, error) {
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || name != field {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("status field %s: unexpected %q", field, rest)
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("status field %s: %w", field, err)
+		}
+		return n, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("status field %s not found", field)
+}
+
+// fdCount returns the number of open descriptors of pid.
+func fdCount(pid int) (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("listing descriptors of pid %d: %w", pid, err)
+	}
+	return len(ents), nil
+}
+
+// median returns the median of d (0 for none).
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// percentile returns the p-th percentile (nearest rank) of d.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// fdSampler records the peak descriptor count of a process and its last
+// VmHWM (so that a process that dies during the attack still has a figure).
+type fdSampler struct {
+	mu     sync.Mutex
+	peak   int
+	hwmKiB int64
+}
+
+// run samples pid every interval until ctx is done.
+func (s *fdSampler) run(ctx context.Context, pid int, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := fdCount(pid)
+		hwm, herr := statusKiB(pid, "VmHWM")
+		s.mu.Lock()
+		if err == nil {
+			s.peak = max(s.peak, n)
+		}
+		if herr == nil {
+			s.hwmKiB = max(s.hwmKiB, hwm)
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *fdSampler) max() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
+// hwm returns the highest VmHWM sampled, in KiB.
+func (s *fdSampler) hwm() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hwmKiB
+}
+
+// probeResult is what the legitimate client measured.
+type probeResult struct {
+	Latencies []time.Duration
+	Errors    int
+	FirstErr  string
+}
+
+// probe sends one authenticated GET of url every interval until ctx is
+// done, each on a new connection from the legitimate client's address,
+// and records every request's latency; a failed request counts as
+// probeTimeout. It returns when the last request has finished.
+func probe(ctx context.Context, client *http.Client, url, auth string, interval time.Duration) probeResult {
+	var (
+		mu  sync.Mutex
+		res probeResult
+		wg  sync.WaitGroup
+	)
+	one := func() {
+		defer wg.Done()
+		rctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		start := time.Now()
+		err := get(rctx, client, url, auth)
+		d := time.Since(start)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			res.Errors++
+			if res.FirstErr == "" {
+				res.FirstErr = err.Error()
+			}
+			d = probeTimeout
+		}
+		res.Latencies = append(res.Latencies, d)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		wg.Add(1)
+		go one()
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return res
+		case <-t.C:
+		}
+	}
+}
+
+// get fetches url with auth as Authorization and reads the whole body; any
+// status but 200 is an error.
+func get(ctx context.Context, client *http.Client, url, auth string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).WriteTo(discard{}); err != nil {
+		return fmt.Errorf("reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %s", url, resp.Status)
+	}
+	return nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
