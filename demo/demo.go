@@ -262,7 +262,7 @@ func Run(ctx context.Context, opts Options) error {
 	errc := make(chan error, 2)
 	go func() {
 		errc <- serve.Run(ctx, opts.Logger,
-			serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler(), Fast: true, Native: o.Native},
+			serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
 			serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
 		cancel()
 	}()

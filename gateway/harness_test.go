@@ -24,8 +24,8 @@ import (
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
-	"github.com/stella-ops/stella-mirror/internal/origintest"
 	"github.com/stella-ops/stella-mirror/origin"
+	"github.com/stella-ops/stella-mirror/origin/origintest"
 )
 
 const (

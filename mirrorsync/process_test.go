@@ -26,7 +26,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
-	"github.com/stella-ops/stella-mirror/internal/origintest"
+	"github.com/stella-ops/stella-mirror/origin/origintest"
 )
 
 // binary is the stella-mirror binary the process tests run: STELLA_MIRROR_BIN

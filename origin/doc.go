@@ -3,17 +3,22 @@
 // manifest.json, bundle.json and bundle.json.jws) and the Excititor mirror
 // endpoints (/excititor/mirror/{domain}/index, …/export/{exportKey} and its
 // signature), with /health/live and /health/ready on both listeners and
-// /metrics on the admin listener only.
+// /metrics on the admin listener only. Every route is listed once, in one
+// gorilla/mux route table (handler.go), and both listeners are net/http's
+// own server (internal/serve): the origin is minimal and sits behind the
+// gateway and its cache.
 //
 // For each product it resolves the active export on every request (a pinned
 // ACTIVEEXPORTID, else the `latest` symlink, else the newest complete export)
 // and reads the whole response from that one export, opened as an os.Root so
 // that no path, symlink or ".." leaves the export directory. Indexes are
 // parsed once per export; small files are served from memory with prebuilt
-// headers, large ones from disk through sendfile. Every file is hashed once
-// per export: the SHA-256 is the strong ETag and must match the digest the
-// index declares, so a tampered or half-written file is answered 503, never
-// served. The response names its export in X-Stella-Export-Id.
+// headers (http.ServeContent for conditional and Range requests), large
+// ones by http.ServeContent from the open file, which net/http sends with
+// sendfile. Every file is hashed once per export: the SHA-256 is the strong
+// ETag and must match the digest the index declares, so a tampered or
+// half-written file is answered 503, never served. The response names its
+// export in X-Stella-Export-Id.
 //
 // Configuration uses the runbook's names (CONCELIER__MIRROR__…,
 // EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT, …) through internal/config; see

@@ -74,34 +74,60 @@ type recorder struct {
 	client string // identity from the Authorizer, for the access log
 }
 
-// router serves the few fixed paths (the hot index.json, health) from a map
-// without gorilla/mux's regexp matching and request cloning, and
-// everything else through mux. Both routes lead to the same handlers.
-type router struct {
-	static map[string]http.Handler
-	mux    *mux.Router
+// listeners says which listeners serve a route.
+type listeners uint8
+
+const (
+	onPublic listeners = 1 << iota // the public listener (Handler)
+	onAdmin                        // the admin listener (AdminHandler)
+)
+
+// route is one row of the origin's route table.
+type route struct {
+	path    string // gorilla/mux template, matched on the encoded path
+	handler http.Handler
+	on      listeners
 }
 
-func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.RawPath == "" {
-		if h, ok := rt.static[r.URL.Path]; ok {
-			h.ServeHTTP(w, r)
-			return
-		}
+// routeTable lists every route of both listeners once: the export routes
+// on the public listener, health on both, metrics on the admin listener
+// only.
+func (o *Origin) routeTable() []route {
+	c, x := o.products[0], o.products[1]
+	table := []route{
+		{"/concelier/exports/index.json", o.exportRoute(c, "concelier", epIndex), onPublic},
+		{"/concelier/exports/mirror/{domain}/manifest.json", o.exportRoute(c, "concelier", epManifest), onPublic},
+		{"/concelier/exports/mirror/{domain}/bundle.json", o.exportRoute(c, "concelier", epBundle), onPublic},
+		{"/concelier/exports/mirror/{domain}/bundle.json.jws", o.exportRoute(c, "concelier", epBundleSignature), onPublic},
+		{"/excititor/mirror/{domain}/index", o.exportRoute(x, "excititor", epExcititorIndex), onPublic},
+		{"/excititor/mirror/{domain}/export/{exportKey}", o.exportRoute(x, "excititor", epExcititorExport), onPublic},
+		{"/excititor/mirror/{domain}/export/{exportKey}/signature", o.exportRoute(x, "excititor", epExcititorSignature), onPublic},
+		{"/health/live", o.plainRoute(epLive, o.serveLive), onPublic | onAdmin},
+		{"/health/ready", o.plainRoute(epReady, o.serveReady), onPublic | onAdmin},
 	}
-	rt.mux.ServeHTTP(w, r)
-}
-
-func (rt *router) handle(path string, h http.Handler, static bool) {
-	rt.mux.Handle(path, h)
-	if static {
-		rt.static[path] = h
+	if o.gatherer != nil {
+		ph := promhttp.HandlerFor(o.gatherer, promhttp.HandlerOpts{
+			ErrorLog:      slog.NewLogLogger(o.logger.Handler(), slog.LevelError),
+			ErrorHandling: promhttp.ContinueOnError,
+		})
+		table = append(table, route{"/metrics", o.plainRoute(epMetrics, func(w http.ResponseWriter, r *http.Request) error {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				return errMethod
+			}
+			ph.ServeHTTP(w, r)
+			return nil
+		}), onAdmin})
 	}
+	return table
 }
 
-// routes builds the public and admin handlers.
+// routes builds the public and admin routers from the route table.
 func (o *Origin) routes() (public, admin http.Handler) {
-	build := func(withMetrics bool) http.Handler {
+	table := o.routeTable()
+	unmatched := o.plainRoute(epUnmatched, func(http.ResponseWriter, *http.Request) error {
+		return notFound("not found", nil)
+	})
+	build := func(on listeners) http.Handler {
 		m := mux.NewRouter()
 		// Match on the encoded path and never "clean" it: mux's 301
 		// redirect to a cleaned path must not turn ../ or %2e%2e into a
@@ -109,36 +135,15 @@ func (o *Origin) routes() (public, admin http.Handler) {
 		// any '%' fails the id checks.
 		m.UseEncodedPath()
 		m.SkipClean(true)
-		rt := &router{static: map[string]http.Handler{}, mux: m}
-		c, x := o.products[0], o.products[1]
-		rt.handle("/concelier/exports/index.json", o.exportRoute(c, "concelier", epIndex), true)
-		rt.handle("/concelier/exports/mirror/{domain}/manifest.json", o.exportRoute(c, "concelier", epManifest), false)
-		rt.handle("/concelier/exports/mirror/{domain}/bundle.json", o.exportRoute(c, "concelier", epBundle), false)
-		rt.handle("/concelier/exports/mirror/{domain}/bundle.json.jws", o.exportRoute(c, "concelier", epBundleSignature), false)
-		rt.handle("/excititor/mirror/{domain}/index", o.exportRoute(x, "excititor", epExcititorIndex), false)
-		rt.handle("/excititor/mirror/{domain}/export/{exportKey}", o.exportRoute(x, "excititor", epExcititorExport), false)
-		rt.handle("/excititor/mirror/{domain}/export/{exportKey}/signature", o.exportRoute(x, "excititor", epExcititorSignature), false)
-		rt.handle("/health/live", o.plainRoute(epLive, o.serveLive), true)
-		rt.handle("/health/ready", o.plainRoute(epReady, o.serveReady), true)
-		if withMetrics && o.gatherer != nil {
-			ph := promhttp.HandlerFor(o.gatherer, promhttp.HandlerOpts{
-				ErrorLog:      slog.NewLogLogger(o.logger.Handler(), slog.LevelError),
-				ErrorHandling: promhttp.ContinueOnError,
-			})
-			rt.handle("/metrics", o.plainRoute(epMetrics, func(w http.ResponseWriter, r *http.Request) error {
-				if r.Method != http.MethodGet && r.Method != http.MethodHead {
-					return errMethod
-				}
-				ph.ServeHTTP(w, r)
-				return nil
-			}), true)
+		for _, rt := range table {
+			if rt.on&on != 0 {
+				m.Handle(rt.path, rt.handler)
+			}
 		}
-		m.NotFoundHandler = o.plainRoute(epUnmatched, func(http.ResponseWriter, *http.Request) error {
-			return notFound("not found", nil)
-		})
-		return rt
+		m.NotFoundHandler = unmatched
+		return m
 	}
-	return build(false), build(true)
+	return build(onPublic), build(onAdmin)
 }
 
 // exportRoute is the handler of one export-backed endpoint. p is nil when
@@ -188,15 +193,7 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 			}
 		}
 	}
-	pre, _ := r.Context().Value(authorizedKey{}).(*authorized)
-	if pre != nil { // Native authorized this request, then declined it
-		if rec, ok := w.(*recorder); ok {
-			rec.client = pre.client
-		}
-		if d := pre.denial; d != nil {
-			return &httpError{status: d.Status, code: d.Code, msg: d.Message, header: d.Header}
-		}
-	} else if d := h.o.authorize(w, r, h.access(domain)); d != nil {
+	if d := h.o.authorize(w, r, h.access(domain)); d != nil {
 		return &httpError{status: d.Status, code: d.Code, msg: d.Message, header: d.Header}
 	}
 	if domain != "" && !h.p.configured(domain) {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/valyala/fasthttp"
 	"io"
 	"log/slog"
 	"net"
@@ -217,7 +216,7 @@ type harness struct {
 	o      *Origin
 	logs   *logBuffer
 	reg    *prometheus.Registry
-	public *liveServer // the production engine (fastserve), as `stella-mirror origin` serves
+	public *liveServer // net/http's server with serve's limits, as `stella-mirror origin` serves
 	admin  *httptest.Server
 
 	// inflight counts handlers still running: a client has the whole
@@ -263,16 +262,8 @@ func (h *harness) settle(t *testing.T) {
 	}
 }
 
-// newHarness builds an origin and serves it on real loopback listeners,
-// with the Native hook as in production.
+// newHarness builds an origin and serves it on real loopback listeners.
 func newHarness(t *testing.T, cfg Config, opts options) *harness {
-	t.Helper()
-	return newHarnessNative(t, cfg, opts, true)
-}
-
-// newHarnessNative is newHarness with or without the Native hook (without:
-// every request takes the net/http handler).
-func newHarnessNative(t *testing.T, cfg Config, opts options, native bool) *harness {
 	t.Helper()
 	h := &harness{logs: &logBuffer{}, reg: prometheus.NewRegistry()}
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -290,11 +281,7 @@ func newHarnessNative(t *testing.T, cfg Config, opts options, native bool) *harn
 	}
 	h.o = o
 	h.cond = sync.NewCond(&h.mu)
-	var hook func(*fasthttp.RequestCtx) bool
-	if native {
-		hook = o.Native // it records before it answers: nothing for settle to wait for
-	}
-	h.public = newLiveServer(t, h.track(o.Handler()), hook, logger)
+	h.public = newLiveServer(t, h.track(o.Handler()), logger)
 	h.admin = httptest.NewServer(h.track(o.AdminHandler()))
 	t.Cleanup(func() {
 		h.public.Close()
@@ -304,24 +291,24 @@ func newHarnessNative(t *testing.T, cfg Config, opts options, native bool) *harn
 	return h
 }
 
-// liveServer serves a handler on a loopback port with the engine the
-// origin's public listener uses in production (serve.NewFast), so the
-// tests see what clients see. It offers what the tests use of
-// httptest.Server.
+// liveServer serves a handler on a loopback port with the server the
+// origin's public listener uses in production (serve.NewServer: net/http
+// with serve's timeouts and limits), so the tests see what clients see.
+// It offers what the tests use of httptest.Server.
 type liveServer struct {
 	URL    string
-	srv    serve.Server
+	srv    *http.Server
 	done   chan error
 	client *http.Client
 }
 
-func newLiveServer(t *testing.T, h http.Handler, native func(*fasthttp.RequestCtx) bool, logger *slog.Logger) *liveServer {
+func newLiveServer(t *testing.T, h http.Handler, logger *slog.Logger) *liveServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &liveServer{URL: "http://" + ln.Addr().String(), srv: serve.FastFrom(serve.NewServer(h, logger), logger, nil, native), done: make(chan error, 1),
+	s := &liveServer{URL: "http://" + ln.Addr().String(), srv: serve.NewServer(h, logger), done: make(chan error, 1),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s

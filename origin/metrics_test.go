@@ -15,7 +15,7 @@ import (
 )
 
 // TestHealthAndMetricsListeners: /health on both listeners, /metrics only
-// on the admin one.
+// on the admin one, the export routes only on the public one.
 func TestHealthAndMetricsListeners(t *testing.T) {
 	root := t.TempDir()
 	writeExport(t, root, "e1", treeOpts{})
@@ -38,6 +38,9 @@ func TestHealthAndMetricsListeners(t *testing.T) {
 	}
 	if r := do(t, c, http.MethodGet, h.public.URL+"/metrics", nil); r.status != http.StatusNotFound || strings.Contains(string(r.body), "stella_mirror") {
 		t.Errorf("public /metrics: status %d, want 404 without metrics", r.status)
+	}
+	if r := do(t, c, http.MethodGet, h.admin.URL+"/concelier/exports/index.json", nil); r.status != http.StatusNotFound {
+		t.Errorf("admin /concelier/exports/index.json: status %d, want 404 (exports are the public listener's)", r.status)
 	}
 	// Generate a request of each kind, then scrape.
 	h.get(t, "/concelier/exports/index.json")

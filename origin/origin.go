@@ -30,7 +30,6 @@ type Origin struct {
 	products [2]*product
 
 	public, admin http.Handler
-	native        *nativeRoutes
 }
 
 // options are knobs for tests; the zero value means production behaviour.
@@ -122,7 +121,6 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 		return nil, fmt.Errorf("registering origin metrics: %w", err)
 	}
 	o.public, o.admin = o.routes()
-	o.native = o.newNativeRoutes()
 
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", "warning", w)
@@ -193,8 +191,8 @@ func (o *Origin) Close() error {
 }
 
 // Run validates cfg, binds the public (cfg.Origin.Listen) and admin
-// (cfg.Origin.AdminListen) listeners and serves until ctx is done, then
-// shuts down gracefully.
+// (cfg.Origin.AdminListen) listeners and serves both with net/http's server
+// until ctx is done, then shuts down gracefully.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -216,6 +214,6 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		return err
 	}
 	return serve.Run(ctx, logger,
-		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler(), Fast: true, Native: o.Native},
+		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
 		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
 }

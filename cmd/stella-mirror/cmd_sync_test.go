@@ -16,7 +16,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/stella-ops/stella-mirror/export/fixture"
-	"github.com/stella-ops/stella-mirror/internal/origintest"
+	"github.com/stella-ops/stella-mirror/origin/origintest"
 )
 
 func TestSyncUsageErrors(t *testing.T) {

@@ -18,11 +18,11 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
-	"github.com/stella-ops/stella-mirror/internal/origintest"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 	"github.com/stella-ops/stella-mirror/mirrorsync/upstream"
 	"github.com/stella-ops/stella-mirror/origin"
+	"github.com/stella-ops/stella-mirror/origin/origintest"
 )
 
 var testKey = fixture.DerivedKey(7)
