@@ -113,7 +113,7 @@ func LoadFile(path string, o LoadOptions) (*Table, error) {
 func Parse(data []byte, name string, o LoadOptions) (*Table, error) {
 	_ = name
 	t := &Table{users: make(map[string]user)}
-	costs := make(map[int]int)
+	var costs [bcrypt.MaxCost + 1]int // users per cost
 	var errs []error
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
@@ -183,8 +183,8 @@ func Parse(data []byte, name string, o LoadOptions) (*Table, error) {
 	}
 	t.cost = bcrypt.DefaultCost
 	for c, k := range costs {
-		if best := costs[t.cost]; k > best || k == best && c > t.cost {
-			t.cost = c
+		if k > 0 && k >= costs[t.cost] {
+			t.cost = c // the most users; a tie goes to the higher cost
 		}
 	}
 	return t, nil
