@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -18,6 +20,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/stella-ops/stella-mirror/gateway/basicauth"
+	"github.com/stella-ops/stella-mirror/internal/ratelimit"
 )
 
 // bcryptSpy counts the gateway's bcrypt comparisons and the most that ran
@@ -266,5 +271,39 @@ func TestThrottleKey(t *testing.T) {
 		if got := throttleKey(tt.in); got != tt.want {
 			t.Errorf("throttleKey(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// BenchmarkAuthenticateCached: what authenticate costs a client whose
+// credentials are in the verified-credential cache, with the login
+// throttle off and on (its cost is the read-only Blocked check).
+func BenchmarkAuthenticateCached(b *testing.B) {
+	h, err := bcrypt.GenerateFromPassword([]byte("alice-pw"), bcrypt.MinCost)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "htpasswd")
+	if err := os.WriteFile(path, []byte("alice:"+string(h)+"\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	auth, err := basicauth.Open(path, basicauth.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := &site{name: "s", auth: auth}
+	hdr := []string{basic("alice", "alice-pw")}
+	client := func() string { return "192.0.2.7" }
+	for _, limit := range []int{0, 10} {
+		b.Run(fmt.Sprintf("maxfailures=%d", limit), func(b *testing.B) {
+			g := &Gateway{logger: slog.New(slog.DiscardHandler), authLog: newLogLimiter(time.Now),
+				throttle: ratelimit.New(ratelimit.Config{Limit: limit, Period: time.Minute, MaxKeys: throttleMaxKeys})}
+			g.throttle.Take("198.51.100.1") // one other client is tracked
+			b.ReportAllocs()
+			for b.Loop() {
+				if u, reason, _ := g.authenticate(st, hdr, client); u != "alice" {
+					b.Fatalf("refused: %s", reason)
+				}
+			}
+		})
 	}
 }

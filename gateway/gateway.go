@@ -518,15 +518,14 @@ func (g *Gateway) authenticate(st *site, h []string, clientIP func() string) (st
 // address, or its /64 for IPv6 (one host commonly holds a whole /64).
 func throttleKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
-	if err != nil {
+	switch {
+	case err != nil, a.Is4():
 		return ip
+	case a.Is4In6():
+		return a.Unmap().String()
 	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.WithZone("").Prefix(64)
-		return p.String()
-	}
-	return a.String()
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }
 
 func hostOnly(host string) string {

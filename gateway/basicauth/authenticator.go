@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -240,6 +242,7 @@ type credCache struct {
 	mu     sync.Mutex
 	gen    uint64 // bumped by clear; put ignores entries verified before it
 	m      map[[sha256.Size]byte]time.Time
+	macs   sync.Pool // hash.Hash: HMAC states keyed with secret
 }
 
 func newCredCache(max int) *credCache {
@@ -252,12 +255,17 @@ func newCredCache(max int) *credCache {
 
 // key is the HMAC of the credential.
 func (c *credCache) key(name, password string) [sha256.Size]byte {
-	h := hmac.New(sha256.New, c.secret)
-	h.Write([]byte(name))
+	h, _ := c.macs.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, c.secret)
+	}
+	h.Reset()
+	io.WriteString(h, name)
 	h.Write([]byte{0})
-	h.Write([]byte(password))
+	io.WriteString(h, password)
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
+	c.macs.Put(h)
 	return k
 }
 
