@@ -179,6 +179,15 @@ func TestAuthKeys(t *testing.T) {
 	if g := c.Gateway; g.AuthThrottle != (AuthThrottleSettings{MaxFailures: 3, Window: 30 * time.Second, MaxConcurrentChecks: 4}) || !g.AllowLegacyHashes {
 		t.Fatalf("loaded %+v, legacy %v", g.AuthThrottle, g.AllowLegacyHashes)
 	}
+	yml := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(yml, []byte("gateway:\n  allowLegacyHashes: true\n  authThrottle:\n    maxFailures: 4\n    window: 2m\n    maxConcurrentChecks: 3\n"), 0o600)
+	y, err := LoadConfig(yml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := y.Gateway; g.AuthThrottle != (AuthThrottleSettings{MaxFailures: 4, Window: 2 * time.Minute, MaxConcurrentChecks: 3}) || !g.AllowLegacyHashes {
+		t.Fatalf("from YAML %+v, legacy %v", g.AuthThrottle, g.AllowLegacyHashes)
+	}
 	c.Gateway.AuthThrottle = AuthThrottleSettings{MaxFailures: 0, Window: 0}
 	if err := c.Validate(); err != nil && strings.Contains(err.Error(), "AUTHTHROTTLE") {
 		t.Fatalf("a disabled throttle without a window: %v", err)
