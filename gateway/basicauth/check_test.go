@@ -268,3 +268,29 @@ func TestSafeUser(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadRefusesLegacyKeepsLastGood: without AllowLegacy, a reload that
+// finds an apr1 line fails naming the file, line and user (not the hash)
+// and the last good table stays in service.
+func TestReloadRefusesLegacyKeepsLastGood(t *testing.T) {
+	path := writeUsers(t, bcrypt.MinCost, map[string]string{"alice": "a-pw"})
+	var reports []error
+	a, err := Open(path, Options{CacheTTL: -1, OnReload: func(err error) { reports = append(reports, err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintln(f, "bob:$apr1$qUqP5cyx$m6YcTAhz05Hph5gvu9M.1/")
+	f.Close()
+	err = a.Reload()
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `line 2: user "bob" uses apr1`) ||
+		strings.Contains(err.Error(), "qUqP5cyx") {
+		t.Fatalf("reload err = %v; want one naming %s, line 2 and bob, without the hash", err, path)
+	}
+	if len(reports) != 1 || reports[0] == nil {
+		t.Fatalf("reload reports %v, want one failure", reports)
+	}
+	if !a.Authenticate("alice", "a-pw") || a.Table().Has("bob") {
+		t.Fatal("the refused file changed the users in service")
+	}
+}
