@@ -20,7 +20,7 @@ type inbound struct {
 	path          string // escaped path: the policy's input
 	authorization []string
 	body          bool          // the request frames a body
-	clientIP      func() string // the budget key of an anonymous request
+	clientIP      func() string // the budget key of an anonymous request; the login throttle's key
 }
 
 // refusal is an answer the gateway gives without the origin.
@@ -54,7 +54,13 @@ func (g *Gateway) admit(in inbound) (*site, string, *refusal) {
 	}
 	user := ""
 	if st.auth != nil {
-		u, reason := st.authenticate(in.authorization)
+		u, reason, wait := g.authenticate(st, in.authorization, in.clientIP)
+		if reason == "throttled" {
+			g.metrics.throttled.WithLabelValues(st.name).Inc()
+			return st, "", &refusal{status: http.StatusTooManyRequests, code: "too_many_requests",
+				msg:    "too many failed logins from this address; retry later",
+				header: []string{"Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(wait))}, hsts: true}
+		}
 		if reason != "" {
 			g.metrics.authFailures.WithLabelValues(st.name, reason).Inc()
 			return st, "", &refusal{status: http.StatusUnauthorized, code: "unauthorized", msg: "valid credentials are required",

@@ -70,6 +70,14 @@ type Settings struct {
 	// (bcrypt runs once per TTL per credential); 0 uses the default,
 	// negative disables. Key: GATEWAY__CREDENTIALCACHETTL. Default: 5m.
 	CredentialCacheTTL time.Duration
+	// AllowLegacyHashes accepts apr1, {SHA} and {SSHA} htpasswd hashes
+	// with a warning; without it they are load errors naming the file,
+	// line and user (crypt(3) and plain text are refused either way).
+	// Key: GATEWAY__ALLOWLEGACYHASHES. Default: false.
+	AllowLegacyHashes bool
+	// AuthThrottle bounds what wrong passwords may cost. Keys:
+	// GATEWAY__AUTHTHROTTLE__….
+	AuthThrottle AuthThrottleSettings
 	// LogFormat is json or text (operational log; the access log is always
 	// JSON on stdout). Key: GATEWAY__LOGFORMAT. Default: json.
 	LogFormat string
@@ -102,6 +110,25 @@ type Settings struct {
 
 // CacheEnabled reports whether the cache is configured (Cache.Dir set).
 func (s *Settings) CacheEnabled() bool { return strings.TrimSpace(s.Cache.Dir) != "" }
+
+// AuthThrottleSettings is GATEWAY__AUTHTHROTTLE: failed Basic credentials
+// are counted per client address (the address budgets use, an IPv6
+// address by its /64), and bcrypt runs in a bounded number of checks.
+type AuthThrottleSettings struct {
+	// MaxFailures is how many wrong credentials a client address may send
+	// in Window before it is answered 429 (with Retry-After) without any
+	// password check; the allowance refills evenly over Window (one more
+	// failure every Window/MaxFailures). 0 disables the throttle. Key:
+	// GATEWAY__AUTHTHROTTLE__MAXFAILURES. Default: 10.
+	MaxFailures int
+	// Window is the period MaxFailures refers to. Key:
+	// GATEWAY__AUTHTHROTTLE__WINDOW. Default: 1m.
+	Window time.Duration
+	// MaxConcurrentChecks bounds the bcrypt comparisons running at once,
+	// over all sites; more wait. 0 means GOMAXPROCS. Key:
+	// GATEWAY__AUTHTHROTTLE__MAXCONCURRENTCHECKS. Default: 0 (GOMAXPROCS).
+	MaxConcurrentChecks int
+}
 
 // ACMESettings is GATEWAY__ACME.
 type ACMESettings struct {
@@ -204,6 +231,7 @@ func DefaultConfig() Config {
 		UpstreamIdleTimeout:   60 * time.Second,
 		LogFormat:             "json",
 		LogLevel:              "info",
+		AuthThrottle:          AuthThrottleSettings{MaxFailures: 10, Window: time.Minute},
 		ACME: ACMESettings{
 			DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory",
 			Storage:      "/var/lib/stella-mirror/acme",
@@ -285,6 +313,15 @@ func (c *Config) Validate() error {
 		if d.v < 0 || (d.v == 0 && d.key != "GATEWAY__HSTSMAXAGE") {
 			add(d.key, "%s must be positive", d.v)
 		}
+	}
+	if g.AuthThrottle.MaxFailures < 0 {
+		add("GATEWAY__AUTHTHROTTLE__MAXFAILURES", "%d is negative (0 disables the throttle)", g.AuthThrottle.MaxFailures)
+	}
+	if g.AuthThrottle.MaxFailures > 0 && g.AuthThrottle.Window <= 0 {
+		add("GATEWAY__AUTHTHROTTLE__WINDOW", "%s must be positive", g.AuthThrottle.Window)
+	}
+	if g.AuthThrottle.MaxConcurrentChecks < 0 {
+		add("GATEWAY__AUTHTHROTTLE__MAXCONCURRENTCHECKS", "%d is negative (0 means GOMAXPROCS)", g.AuthThrottle.MaxConcurrentChecks)
 	}
 	switch g.LogFormat {
 	case "json", "text":

@@ -79,6 +79,9 @@ func TestValidate(t *testing.T) {
 		{"host bits", func(c *Config) { c.Gateway.TrustedProxies = []netipPrefix{mustPrefix("10.0.0.1/8")} }, "GATEWAY__TRUSTEDPROXIES__0: 10.0.0.1/8 has host bits set"},
 		{"authority without url", func(c *Config) { c.Gateway.Authority.Enabled = true }, "GATEWAY__AUTHORITY__TOKENURL: required"},
 		{"zero timeout", func(c *Config) { c.Gateway.ReadHeaderTimeout = 0 }, "GATEWAY__READHEADERTIMEOUT: 0s must be positive"},
+		{"negative max failures", func(c *Config) { c.Gateway.AuthThrottle.MaxFailures = -1 }, "GATEWAY__AUTHTHROTTLE__MAXFAILURES: -1 is negative"},
+		{"zero throttle window", func(c *Config) { c.Gateway.AuthThrottle.Window = 0 }, "GATEWAY__AUTHTHROTTLE__WINDOW: 0s must be positive"},
+		{"negative concurrent checks", func(c *Config) { c.Gateway.AuthThrottle.MaxConcurrentChecks = -2 }, "GATEWAY__AUTHTHROTTLE__MAXCONCURRENTCHECKS: -2 is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,5 +161,35 @@ func TestCacheConfigErrorsNameTheKey(t *testing.T) {
 	}
 	if c := cfg.Gateway.Cache; !cfg.Gateway.CacheEnabled() || c.MaxSize != 512<<20 || c.StaleIfErrorGrace != time.Hour {
 		t.Fatalf("cache section from YAML: %+v", c)
+	}
+}
+
+// TestAuthKeys: the authentication keys load from the environment with
+// their defaults, and a disabled throttle needs no window.
+func TestAuthKeys(t *testing.T) {
+	d := DefaultConfig().Gateway
+	if d.AuthThrottle.MaxFailures != 10 || d.AuthThrottle.Window != time.Minute || d.AuthThrottle.MaxConcurrentChecks != 0 || d.AllowLegacyHashes {
+		t.Fatalf("defaults: %+v, legacy %v; want 10 failures per 1m, GOMAXPROCS checks, no legacy hashes", d.AuthThrottle, d.AllowLegacyHashes)
+	}
+	c, err := LoadConfig("", []string{"GATEWAY__AUTHTHROTTLE__MAXFAILURES=3", "GATEWAY__AUTHTHROTTLE__WINDOW=30s",
+		"GATEWAY__AUTHTHROTTLE__MAXCONCURRENTCHECKS=4", "GATEWAY__ALLOWLEGACYHASHES=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.Gateway; g.AuthThrottle != (AuthThrottleSettings{MaxFailures: 3, Window: 30 * time.Second, MaxConcurrentChecks: 4}) || !g.AllowLegacyHashes {
+		t.Fatalf("loaded %+v, legacy %v", g.AuthThrottle, g.AllowLegacyHashes)
+	}
+	yml := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(yml, []byte("gateway:\n  allowLegacyHashes: true\n  authThrottle:\n    maxFailures: 4\n    window: 2m\n    maxConcurrentChecks: 3\n"), 0o600)
+	y, err := LoadConfig(yml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := y.Gateway; g.AuthThrottle != (AuthThrottleSettings{MaxFailures: 4, Window: 2 * time.Minute, MaxConcurrentChecks: 3}) || !g.AllowLegacyHashes {
+		t.Fatalf("from YAML %+v, legacy %v", g.AuthThrottle, g.AllowLegacyHashes)
+	}
+	c.Gateway.AuthThrottle = AuthThrottleSettings{MaxFailures: 0, Window: 0}
+	if err := c.Validate(); err != nil && strings.Contains(err.Error(), "AUTHTHROTTLE") {
+		t.Fatalf("a disabled throttle without a window: %v", err)
 	}
 }

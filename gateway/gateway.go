@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +59,10 @@ type Options struct {
 	// certificate ("certificate") or htpasswd file ("htpasswd") with the
 	// site and the error (nil on success). Default: nothing.
 	Reloaded func(kind, site string, err error)
+
+	// bcryptCompare replaces bcrypt.CompareHashAndPassword (tests count
+	// and hold comparisons with it).
+	bcryptCompare func(hash, password []byte) error
 }
 
 // site is one published hostname set.
@@ -108,6 +111,12 @@ type Gateway struct {
 	ready    *http.Client
 	readyURL string
 	tokens   oauth2.TokenSource
+	// throttle counts failed credentials per client address
+	// (GATEWAY__AUTHTHROTTLE); gate bounds the bcrypt comparisons of
+	// every site; authLog rate-limits the log lines of failures.
+	throttle *ratelimit.Limiter
+	gate     *basicauth.Gate
+	authLog  *logLimiter
 }
 
 // New validates cfg, loads every certificate file and htpasswd file (any
@@ -133,6 +142,10 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLog, metrics: m,
 		sites: make(map[string]*site), unknown: m.forSite("unknown"), trusted: s.TrustedProxies}
+	g.throttle = ratelimit.New(ratelimit.Config{Limit: s.AuthThrottle.MaxFailures, Period: s.AuthThrottle.Window,
+		MaxKeys: throttleMaxKeys, Now: o.Now})
+	g.gate = basicauth.NewGate(s.AuthThrottle.MaxConcurrentChecks)
+	g.authLog = newLogLimiter(o.Now)
 	if gt, ok := o.Registerer.(prometheus.Gatherer); ok {
 		g.gatherer = gt
 	}
@@ -240,8 +253,11 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		st.challenge = `Basic realm="` + realm + `", charset="UTF-8"`
 		if !sc.Anonymous {
 			name := st.name
+			checks, collapsed := m.authChecks.WithLabelValues(name), m.collapsed.WithLabelValues(name)
 			st.auth, err = basicauth.Open(sc.HtpasswdFile, basicauth.Options{
 				CacheTTL: s.CredentialCacheTTL, Logger: o.Logger.With("site", name),
+				AllowLegacy: s.AllowLegacyHashes, Gate: g.gate, Compare: o.bcryptCompare,
+				OnCheck: checks.Inc, OnCollapsed: collapsed.Inc,
 				OnReload: func(err error) {
 					m.reloads.WithLabelValues(name, "htpasswd", result(err)).Inc()
 					if o.Reloaded != nil {
@@ -442,30 +458,74 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	aborted = false
 }
 
-// authenticate returns the user, or "" and the failure reason.
-func (st *site) authenticate(h []string) (string, string) {
+// throttleMaxKeys bounds the client addresses the login throttle tracks
+// (least recently used evicted first; ~200 bytes each).
+const throttleMaxKeys = 16_384
+
+// authenticate checks the Authorization fields of a request to site st.
+// It returns the user, or "" and the failure reason (missing, malformed,
+// scheme, credentials; throttled with the wait before a retry). A client
+// address (clientIP) that failed GATEWAY__AUTHTHROTTLE__MAXFAILURES times
+// within the window is refused before anything is checked, verified
+// credentials included (else the cache would check guesses for free);
+// each check that would run bcrypt first takes one failure from the
+// address's allowance, and gives it back when the credentials are good,
+// so that concurrent guesses cannot overrun it.
+func (g *Gateway) authenticate(st *site, h []string, clientIP func() string) (string, string, time.Duration) {
 	if len(h) == 0 {
-		return "", "missing"
+		return "", "missing", 0
 	}
 	if len(h) > 1 {
-		return "", "malformed"
+		return "", "malformed", 0
 	}
-	scheme, cred, ok := strings.Cut(h[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return "", "scheme"
+	name, pass, err := basicauth.ParseBasic(h[0])
+	switch {
+	case errors.Is(err, basicauth.ErrScheme):
+		return "", "scheme", 0
+	case err != nil:
+		return "", "malformed", 0
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-	if err != nil {
-		return "", "malformed"
+	if !g.throttle.Enabled() {
+		if !st.auth.Authenticate(name, pass) {
+			g.logAuthFailure(st, clientIP(), name)
+			return "", "credentials", 0
+		}
+		return name, "", 0
 	}
-	name, pass, ok := strings.Cut(string(raw), ":")
-	if !ok || name == "" || len(name) > 256 || len(pass) > 1024 {
-		return "", "malformed"
+	ip := clientIP()
+	key := throttleKey(ip)
+	if blocked, wait := g.throttle.Blocked(key); blocked {
+		g.logThrottled(st, ip, wait)
+		return "", "throttled", wait
+	}
+	if st.auth.Cached(name, pass) {
+		return name, "", 0
+	}
+	ok, wait, giveBack := g.throttle.Take(key)
+	if !ok {
+		g.logThrottled(st, ip, wait)
+		return "", "throttled", wait
 	}
 	if !st.auth.Authenticate(name, pass) {
-		return "", "credentials"
+		g.logAuthFailure(st, ip, name)
+		return "", "credentials", 0
 	}
-	return name, ""
+	giveBack()
+	return name, "", 0
+}
+
+// throttleKey is the login throttle's key of a client address: the
+// address, or its /64 for IPv6 (one host commonly holds a whole /64).
+func throttleKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil, a.Is4():
+		return ip
+	case a.Is4In6():
+		return a.Unmap().String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }
 
 func hostOnly(host string) string {

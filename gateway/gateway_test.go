@@ -41,6 +41,9 @@ func TestAuthentication(t *testing.T) {
 		{"wrong scheme", hostPrimary, indexPath, []string{"Bearer abc.def.ghi"}, 401, "scheme"},
 		{"scheme only", hostPrimary, indexPath, []string{"Basic"}, 401, "scheme"},
 		{"two headers", hostPrimary, indexPath, []string{alice, alice}, 401, "malformed"},
+		{"CR in the user name", hostPrimary, indexPath, []string{basic("alice\r", "alice-pw")}, 401, "malformed"},
+		{"CR LF in the user name", hostPrimary, indexPath, []string{basic("alice\r\nX-Injected: 1", "alice-pw")}, 401, "malformed"},
+		{"NUL in the password", hostPrimary, indexPath, []string{basic("alice", "alice-pw\x00")}, 401, "malformed"},
 		{"wrong password", hostPrimary, indexPath, []string{basic("alice", "nope")}, 401, "credentials"},
 		{"unknown user", hostPrimary, indexPath, []string{basic("mallory", "alice-pw")}, 401, "credentials"},
 		{"user of site A on site B", hostCommunity, indexPath, []string{alice}, 401, "credentials"},
@@ -84,6 +87,7 @@ func TestAuthentication(t *testing.T) {
 	m := h.metrics()
 	for _, want := range []string{
 		`stella_mirror_gateway_auth_failures_total{reason="missing",site="mirror-primary.localhost"} 1`,
+		`stella_mirror_gateway_auth_failures_total{reason="malformed",site="mirror-primary.localhost"} 6`,
 		`stella_mirror_gateway_auth_failures_total{reason="scheme",site="mirror-primary.localhost"} 2`,
 		`stella_mirror_gateway_auth_failures_total{reason="credentials",site="mirror-community.localhost"} 1`,
 		`stella_mirror_gateway_requests_total{cache_status="",code="401",site="mirror-primary.localhost"}`,

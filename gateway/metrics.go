@@ -19,6 +19,9 @@ type metrics struct {
 	upstream     *prometheus.HistogramVec
 	upstreamErrs *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
+	throttled    *prometheus.CounterVec
+	authChecks   *prometheus.CounterVec
+	collapsed    *prometheus.CounterVec
 	budget       *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
 	certExpiry   *prometheus.GaugeVec
@@ -37,6 +40,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed exchanges with the origin, by site and reason (connect, timeout, token, body, other)."}, []string{"site", "reason"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "auth_failures_total",
 			Help: "Requests refused with 401, by site and reason (missing, malformed, scheme, credentials)."}, []string{"site", "reason"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "auth_throttled_total",
+			Help: "Requests with Basic credentials refused with 429 before any password check because their client address failed too often (GATEWAY__AUTHTHROTTLE), by site."}, []string{"site"}),
+		authChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "auth_bcrypt_checks_total",
+			Help: "bcrypt comparisons run (credentials not in the verified-credential cache; unknown users included), by site."}, []string{"site"}),
+		collapsed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "auth_collapsed_checks_total",
+			Help: "Password checks answered by an identical check (same user and password) already in progress, without a bcrypt comparison of their own, by site."}, []string{"site"}),
 		budget: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "budget_rejections_total",
 			Help: "Requests refused with 429, by site and budget (index, download)."}, []string{"site", "budget"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reloads_total",
@@ -44,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "certificate_expiry_timestamp_seconds",
 			Help: "NotAfter of the certificate in service, Unix seconds, by site."}, []string{"site"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstream, m.upstreamErrs, m.authFailures, m.budget, m.reloads, m.certExpiry} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstream, m.upstreamErrs, m.authFailures, m.throttled, m.authChecks, m.collapsed, m.budget, m.reloads, m.certExpiry} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

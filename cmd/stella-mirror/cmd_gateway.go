@@ -98,7 +98,7 @@ Example (gateway.yaml):
 			if s.HtpasswdFile == "" {
 				continue
 			}
-			t, err := basicauth.LoadFile(s.HtpasswdFile)
+			t, err := basicauth.LoadFile(s.HtpasswdFile, basicauth.LoadOptions{AllowLegacy: cfg.Gateway.AllowLegacyHashes})
 			if err != nil {
 				return err
 			}

@@ -62,7 +62,8 @@ func TestGatewayCheckConfig(t *testing.T) {
 		code        int
 		out, errOut string
 	}{
-		{"valid, apr1 warns", site, 0, `warning: ` + ht + `: line 1: user "old" uses apr1`, ""},
+		{"apr1 is an error", site, 1, "", `loading htpasswd ` + ht + `: line 1: user "old" uses apr1, not bcrypt`},
+		{"apr1 warns with GATEWAY__ALLOWLEGACYHASHES", with(map[string]string{"GATEWAY__ALLOWLEGACYHASHES": "true"}), 0, `warning: ` + ht + `: line 1: user "old" uses apr1`, ""},
 		{"no sites", nil, 1, "", "GATEWAY__SITES: no sites configured"},
 		{"malformed names the key", with(map[string]string{"GATEWAY__SITES__0__ACME": "maybe"}), 1, "", `GATEWAY__SITES__0__ACME: invalid boolean "maybe"`},
 		{"certificate not covering the host", with(map[string]string{"GATEWAY__SITES__0__HOSTS__0": "other.example"}), 1, "", "does not cover other.example"},

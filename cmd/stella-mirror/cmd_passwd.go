@@ -28,7 +28,7 @@ The password never comes from the command line (argv is visible to every
 user in ps): it is read from --password-file (one trailing newline is
 trimmed; "-" reads standard input), or generated with --generate and printed
 once on stdout (or written to --password-out, mode 0600). Passwords are 1-72
-bytes (bcrypt's limit) without line breaks.
+bytes (bcrypt's limit) without control characters (line breaks, tabs, NUL).
 
 Modes:
   (default)  add the user, or change the password of an existing one

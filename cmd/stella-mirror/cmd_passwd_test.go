@@ -123,7 +123,7 @@ func TestPasswdAddVerifyRotateDelete(t *testing.T) {
 			t.Errorf("go-htpasswd rejects %s", user)
 		}
 	}
-	tab, err := basicauth.LoadFile(ht)
+	tab, err := basicauth.LoadFile(ht, basicauth.LoadOptions{})
 	if err != nil {
 		t.Fatalf("the gateway's loader refuses the file: %v", err)
 	}

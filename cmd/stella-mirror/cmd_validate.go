@@ -26,6 +26,7 @@ Checks:
                    expire within --min-validity
   htpasswd         parses as the gateway parses it; every user is bcrypt
                    (htpasswd -B); apr1 (-m), SHA (-s) and crypt are errors
+                   (apr1 and SHA warnings with GATEWAY__ALLOWLEGACYHASHES)
   export roots     hold an active export whose indexes parse (ACTIVEEXPORTID,
                    else latest, else the newest complete export)
   budgets          a download budget below 3 (manifest, bundle, signature)

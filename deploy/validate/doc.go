@@ -14,7 +14,9 @@
 //   - certificates parse, match their keys, cover the site's hostnames and do
 //     not expire within MinValidity (14 days);
 //   - htpasswd files parse and every user is bcrypt (htpasswd -B): apr1 (-m),
-//     SHA (-s) and the rest are errors naming the user;
+//     SHA (-s) and the rest are errors naming the user (apr1 and SHA are
+//     warnings with GATEWAY__ALLOWLEGACYHASHES=true, as the gateway then
+//     loads them);
 //   - the export roots hold an active export whose indexes parse (the origin's
 //     own resolution: ACTIVEEXPORTID, latest, newest complete export);
 //   - budgets are sane (see budgetFindings);

@@ -55,7 +55,7 @@ func (c *checker) checkGateway() {
 			parts = append(parts, "certificate valid until "+leaf.NotAfter.UTC().Format(time.DateOnly))
 		}
 		if !s.Anonymous {
-			if n := c.checkHtpasswd(c.mapPath(s.HtpasswdFile), prefix+"__HTPASSWDFILE"); n > 0 {
+			if n := c.checkHtpasswd(c.mapPath(s.HtpasswdFile), prefix+"__HTPASSWDFILE", g.AllowLegacyHashes); n > 0 {
 				parts = append(parts, fmt.Sprintf("%d bcrypt users", n))
 			}
 		} else {

@@ -292,6 +292,22 @@ func TestProfile(t *testing.T) {
 			t.Fatalf("no warning with file …%s, key %s, message containing %q in:\n%v", tt.want.file, tt.want.key, tt.want.msg, rep.Warnings())
 		})
 	}
+	t.Run("warning: md5 htpasswd with GATEWAY__ALLOWLEGACYHASHES", func(t *testing.T) {
+		p := newProfile(t, ca, root)
+		p.htpasswd(t, "-m", "primary.htpasswd", "bob")
+		p.env["GATEWAY__ALLOWLEGACYHASHES"] = "true"
+		rep := p.check(t, validate.Options{})
+		if !rep.OK() {
+			t.Fatalf("errors: %v", rep.Errors())
+		}
+		for _, f := range rep.Warnings() {
+			if f.Key == "GATEWAY__SITES__0__HTPASSWDFILE" && strings.Contains(f.Message, `user "bob" uses apr1-MD5 (htpasswd -m), not bcrypt`) &&
+				strings.Contains(f.Message, "accepted: GATEWAY__ALLOWLEGACYHASHES=true") {
+				return
+			}
+		}
+		t.Fatalf("no warning for bob's apr1 hash in %v", rep.Warnings())
+	})
 	t.Run("CDN that forwards Authorization: no warning", func(t *testing.T) {
 		p := newProfile(t, ca, root)
 		p.env["GATEWAY__TRUSTEDPROXIES__0"] = "198.51.100.0/24"

@@ -30,7 +30,17 @@ func TestSchemes(t *testing.T) {
 	htpasswdCmd(t, "-c", "-B", "-b", path, "bcrypt-user", "pw-b")
 	htpasswdCmd(t, "-m", "-b", path, "apr1-user", "pw-m")
 	htpasswdCmd(t, "-s", "-b", path, "sha-user", "pw-s")
-	tbl, err := LoadFile(path)
+	if _, err := LoadFile(path, LoadOptions{}); err == nil ||
+		!strings.Contains(err.Error(), path) ||
+		!strings.Contains(err.Error(), `line 2: user "apr1-user" uses apr1, not bcrypt`) ||
+		!strings.Contains(err.Error(), `line 3: user "sha-user" uses sha, not bcrypt`) ||
+		!strings.Contains(err.Error(), "GATEWAY__ALLOWLEGACYHASHES") {
+		t.Fatalf("legacy hashes without the switch: err = %v, want one naming %s, line and user of each", err, path)
+	}
+	if _, err := Open(path, Options{}); err == nil {
+		t.Fatal("Open accepted legacy hashes without AllowLegacy")
+	}
+	tbl, err := LoadFile(path, LoadOptions{AllowLegacy: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +51,7 @@ func TestSchemes(t *testing.T) {
 		!strings.Contains(strings.Join(tbl.Warnings, "\n"), `"sha-user" uses sha`) {
 		t.Fatalf("warnings = %q, want one for apr1-user and one for sha-user", tbl.Warnings)
 	}
-	f, err := Open(path, Options{})
+	f, err := Open(path, Options{AllowLegacy: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +87,18 @@ func TestParseRejects(t *testing.T) {
 		{"plain text", "alice:secret\n", `line 1: user "alice": unsupported hash`},
 		{"crypt", "alice:abJnggxhB/yLQ\n", `line 1: user "alice": unsupported hash`},
 		{"broken bcrypt", "alice:$2y$05$short\n", `line 1: user "alice": malformed bcrypt hash`},
-		{"duplicate", "# c\n\nalice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\nalice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n", `line 4: user "alice" appears twice`},
+		{"duplicate", "# c\n\nalice:" + good + "\nalice:" + good + "\n", `line 4: user "alice" appears twice`},
+		{"sha without the switch", "alice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n", `line 1: user "alice" uses sha, not bcrypt`},
+		{"apr1 without the switch", "bob:$apr1$qUqP5cyx$m6YcTAhz05Hph5gvu9M.1/\n", `line 1: user "bob" uses apr1, not bcrypt`},
+		{"CR in the user", "al\rice:" + good + "\n", `line 1: user "al?ice" contains a control character`},
+		{"NUL in the user", "al\x00ice:" + good + "\n", `line 1: user "al?ice" contains a control character`},
+		{"long user", strings.Repeat("u", 300) + ":" + good + "\n", `line 1: user "` + strings.Repeat("u", 64) + `…" is 300 bytes`},
+		{"control in the hash", "alice:" + good[:20] + "\x00" + good[21:] + "\n", `line 1: user "alice": the hash contains a control character`},
+		{"cost too high", "alice:$2y$18$abcdefghijklmnopqrstuu5Fx6Rr2wGZ0Gp7Vn0l3O2oQoDrV9f6K\n", `line 1: user "alice": bcrypt cost 18 is more than 17`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.content), "x")
+			_, err := Parse([]byte(tt.content), "x", LoadOptions{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
@@ -98,7 +115,7 @@ func TestReloadKeepsLastGoodAndClearsCache(t *testing.T) {
 	htpasswdCmd(t, "-c", "-B", "-b", path, "alice", "a-pass")
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var reloads []error
-	f, err := Open(path, Options{Now: func() time.Time { return now }, OnReload: func(err error) { reloads = append(reloads, err) }})
+	f, err := Open(path, Options{AllowLegacy: true, Now: func() time.Time { return now }, OnReload: func(err error) { reloads = append(reloads, err) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,17 +31,46 @@ func (s Scheme) Weak() bool { return s != SchemeBcrypt }
 type user struct {
 	hash   htpasswd.EncodedPasswd
 	scheme Scheme
+	// bcrypt is the hash of a bcrypt user (compared through File's
+	// compare, which counts), nil for the legacy schemes.
+	bcrypt []byte
+	// line is the text after "user:", for tests that render a table back.
+	line string
 }
+
+// LoadOptions say which hashes a Table accepts.
+type LoadOptions struct {
+	// AllowLegacy accepts apr1, {SHA} and {SSHA} hashes with a warning
+	// (GATEWAY__ALLOWLEGACYHASHES). Without it they are errors. crypt(3)
+	// and plain text are refused either way.
+	AllowLegacy bool
+}
+
+// MaxBcryptCost bounds the cost of an accepted bcrypt hash: at 17 one
+// check takes several seconds already (cost 10 takes ~50 ms, each step
+// doubles it).
+const MaxBcryptCost = 17
 
 // Table is a validated, immutable htpasswd file.
 type Table struct {
 	users map[string]user
 	// sum is the SHA-256 of the file content.
 	sum [32]byte
-	// Warnings name lines that use a weak scheme ("file:line: user alice
-	// uses apr1; rehash with htpasswd -B").
+	// Warnings name lines that use a weak scheme ("line 3: user alice
+	// uses apr1; rehash with htpasswd -B"), accepted with
+	// LoadOptions.AllowLegacy.
 	Warnings []string
+	// cost is the bcrypt cost most users have (ties: the higher), or
+	// bcrypt.DefaultCost without bcrypt users: the cost of the dummy
+	// comparison that equalises unknown users and legacy hashes.
+	cost int
+	// dummy is a bcrypt hash at cost, set by File before the table serves.
+	dummy []byte
 }
+
+// Cost is the bcrypt cost of the table's dummy comparison: the cost most
+// of its users have.
+func (t *Table) Cost() int { return t.cost }
 
 // Len is the number of users.
 func (t *Table) Len() int { return len(t.users) }
@@ -57,7 +86,7 @@ const maxFileSize = 16 << 20
 // empty, a comment (#) or "user:hash" with a unique user and a hash in an
 // accepted scheme, and there must be at least one user; otherwise the error
 // names the file, line and problem (never the hash).
-func LoadFile(path string) (*Table, error) {
+func LoadFile(path string, o LoadOptions) (*Table, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("loading htpasswd %s: %w", path, err)
@@ -69,7 +98,7 @@ func LoadFile(path string) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading htpasswd %s: %w", path, err)
 	}
-	t, err := Parse(data, path)
+	t, err := Parse(data, path, o)
 	if err != nil {
 		return nil, fmt.Errorf("loading htpasswd %s: %w", path, err)
 	}
@@ -77,10 +106,14 @@ func LoadFile(path string) (*Table, error) {
 	return t, nil
 }
 
-// Parse validates htpasswd content; name prefixes line numbers in errors
-// and warnings.
-func Parse(data []byte, name string) (*Table, error) {
+// Parse validates htpasswd content. Errors and warnings name the line and
+// the user (never the hash); name is unused but kept for callers' context.
+// A user name must be at most MaxUserLen bytes without white space or
+// control characters; a bcrypt cost at most MaxBcryptCost.
+func Parse(data []byte, name string, o LoadOptions) (*Table, error) {
+	_ = name
 	t := &Table{users: make(map[string]user)}
+	var costs [bcrypt.MaxCost + 1]int // users per cost
 	var errs []error
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
@@ -102,6 +135,12 @@ func Parse(data []byte, name string) (*Table, error) {
 		case name == "":
 			bad("empty user name")
 			continue
+		case len(name) > MaxUserLen:
+			bad("user %q is %d bytes; at most %d", SafeUser(name), len(name), MaxUserLen)
+			continue
+		case hasControl(name):
+			bad("user %q contains a control character", SafeUser(name))
+			continue
 		case strings.ContainsAny(name, " \t"):
 			bad("user %q contains white space", name)
 			continue
@@ -119,8 +158,16 @@ func Parse(data []byte, name string) (*Table, error) {
 			continue
 		}
 		if u.scheme.Weak() {
+			if !o.AllowLegacy {
+				bad("user %q uses %s, not bcrypt; rehash with htpasswd -B (or set GATEWAY__ALLOWLEGACYHASHES=true)", name, u.scheme)
+				continue
+			}
 			t.Warnings = append(t.Warnings, fmt.Sprintf("line %d: user %q uses %s; rehash with htpasswd -B (bcrypt)", n, name, u.scheme))
+		} else {
+			c, _ := bcrypt.Cost(u.bcrypt)
+			costs[c]++
 		}
+		u.line = hash
 		t.users[name] = u
 	}
 	if err := sc.Err(); err != nil {
@@ -134,17 +181,32 @@ func Parse(data []byte, name string) (*Table, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	t.cost = bcrypt.DefaultCost
+	for c, k := range costs {
+		if k > 0 && k >= costs[t.cost] {
+			t.cost = c // the most users; a tie goes to the higher cost
+		}
+	}
 	return t, nil
 }
 
 // parseHash accepts bcrypt, apr1, SHA and SSHA through go-htpasswd's parsers.
 func parseHash(hash string) (user, error) {
+	if hasControl(hash) {
+		return user{}, errors.New("the hash contains a control character")
+	}
 	switch {
 	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		c, err := bcrypt.Cost([]byte(hash))
+		if err != nil || len(hash) != 60 {
 			return user{}, errors.New("malformed bcrypt hash")
 		}
-		return accept(htpasswd.AcceptBcrypt, hash, SchemeBcrypt)
+		if c > MaxBcryptCost {
+			return user{}, fmt.Errorf("bcrypt cost %d is more than %d (each check would take minutes)", c, MaxBcryptCost)
+		}
+		u, err := accept(htpasswd.AcceptBcrypt, hash, SchemeBcrypt)
+		u.bcrypt = []byte(hash)
+		return u, err
 	case strings.HasPrefix(hash, htpasswd.PrefixCryptApr1):
 		return accept(htpasswd.AcceptMd5, hash, SchemeAPR1)
 	case strings.HasPrefix(hash, "{SHA}"):

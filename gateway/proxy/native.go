@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -307,7 +308,7 @@ func (p *Proxy) writeFastRequest(bw *bufio.Writer, fc *fasthttp.RequestCtx, in F
 	}
 	if in.User != "" {
 		bw.WriteString(UserHeader + ": ")
-		bw.WriteString(in.User)
+		bw.WriteString(fieldValue(in.User))
 		bw.WriteString("\r\n")
 	}
 	if token != "" {
@@ -316,6 +317,17 @@ func (p *Proxy) writeFastRequest(bw *bufio.Writer, fc *fasthttp.RequestCtx, in F
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
+}
+
+// fieldValue renders a header value as net/http's Header.Write does:
+// CR and LF become spaces, and surrounding spaces and tabs go. A value
+// the gateway made (the forwarded user, refused at parse time when it
+// holds a control character) can then never split the request.
+func fieldValue(v string) string {
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	return strings.Trim(v, " \t")
 }
 
 func writeField(bw *bufio.Writer, k, v []byte) {

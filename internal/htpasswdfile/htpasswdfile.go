@@ -115,8 +115,10 @@ func userOf(line string) (string, bool) {
 	return u, ok
 }
 
-// ValidateUser checks a user name: 1–255 bytes, no ':', no control
-// characters, no leading '#', no surrounding white space.
+// ValidateUser checks a user name as the gateway does (its htpasswd
+// parser and its Basic credentials parser): 1–255 bytes, no ':', no
+// control characters (bytes below 0x20, 0x7f), no white space, no leading
+// '#'.
 func ValidateUser(user string) error {
 	switch {
 	case user == "":
@@ -127,27 +129,32 @@ func ValidateUser(user string) error {
 		return fmt.Errorf("user name %q contains ':'", user)
 	case strings.HasPrefix(user, "#"):
 		return fmt.Errorf("user name %q starts with '#'", user)
-	case strings.TrimSpace(user) != user:
-		return fmt.Errorf("user name %q has surrounding white space", user)
 	}
-	for _, r := range user {
-		if r < 0x20 || r == 0x7f {
+	for i := 0; i < len(user); i++ {
+		if c := user[i]; c < 0x20 || c == 0x7f {
 			return fmt.Errorf("user name %q contains a control character", user)
 		}
+	}
+	if strings.ContainsRune(user, ' ') {
+		return fmt.Errorf("user name %q contains white space", user)
 	}
 	return nil
 }
 
 // ValidatePassword checks a password: 1–72 bytes (bcrypt's limit), no
-// line breaks or NUL.
+// control characters (bytes below 0x20, 0x7f: the gateway refuses Basic
+// credentials holding one).
 func ValidatePassword(pw []byte) error {
 	switch {
 	case len(pw) == 0:
 		return errors.New("password is empty")
 	case len(pw) > MaxPasswordLen:
 		return fmt.Errorf("password is %d bytes; bcrypt takes at most %d", len(pw), MaxPasswordLen)
-	case bytes.ContainsAny(pw, "\r\n\x00"):
-		return errors.New("password contains a line break or NUL")
+	}
+	for _, c := range pw {
+		if c < 0x20 || c == 0x7f {
+			return errors.New("password contains a control character (a line break, NUL, tab, …)")
+		}
 	}
 	return nil
 }

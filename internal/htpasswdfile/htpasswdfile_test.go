@@ -22,6 +22,10 @@ func TestValidateUser(t *testing.T) {
 		{"#root", false},
 		{" alice", false},
 		{"al\x01ice", false},
+		{"al ice", false},
+		{"al\tice", false},
+		{"al\x7fice", false},
+		{"jörg", true},
 		{strings.Repeat("u", 256), false},
 	}
 	for _, tt := range tests {
@@ -122,5 +126,28 @@ func TestWriteKeepsOwner(t *testing.T) {
 	st := fi.Sys().(*syscall.Stat_t)
 	if st.Uid != 65532 || st.Gid != 65532 || fi.Mode().Perm() != 0o640 {
 		t.Fatalf("after rewrite: %d:%d %v, want 65532:65532 0640", st.Uid, st.Gid, fi.Mode().Perm())
+	}
+}
+
+func TestValidatePassword(t *testing.T) {
+	tests := []struct {
+		pw string
+		ok bool
+	}{
+		{"correct horse battery staple", true},
+		{"pässwörd", true},
+		{"", false},
+		{strings.Repeat("p", 73), false},
+		{strings.Repeat("p", 72), true},
+		{"p\rw", false},
+		{"p\nw", false},
+		{"p\x00w", false},
+		{"p\tw", false},
+		{"p\x7fw", false},
+	}
+	for _, tt := range tests {
+		if err := ValidatePassword([]byte(tt.pw)); (err == nil) != tt.ok {
+			t.Errorf("ValidatePassword(%q) = %v, want ok=%v", tt.pw, err, tt.ok)
+		}
 	}
 }

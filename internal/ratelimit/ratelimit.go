@@ -101,6 +101,52 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 	return true, 0
 }
 
+// Blocked reports, without spending anything, whether key's budget is
+// exhausted, and if so how long until one request is allowed again (at
+// least one second). A key not tracked is not blocked and is not added:
+// a cheap check before Take for the requests that might not need one.
+func (l *Limiter) Blocked(key string) (bool, time.Duration) {
+	if !l.Enabled() {
+		return false, 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el, ok := l.byKey[key]
+	if !ok {
+		return false, 0
+	}
+	tokens := el.Value.(*entry).lim.TokensAt(now)
+	if tokens >= 1 {
+		return false, 0
+	}
+	wait := time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+	return true, max(wait, time.Second)
+}
+
+// Take is Allow that can be undone: when allowed, giveBack returns the
+// request to key's budget (a failure counter takes before the costly work,
+// so that concurrent attempts cannot overrun it, and gives back when the
+// work did not fail). giveBack is nil when not allowed.
+func (l *Limiter) Take(key string) (ok bool, retryAfter time.Duration, giveBack func()) {
+	if !l.Enabled() {
+		return true, 0, func() {}
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.get(key, now).lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, max(d, time.Second), nil
+	}
+	return true, 0, func() {
+		l.mu.Lock()
+		r.CancelAt(l.now())
+		l.mu.Unlock()
+	}
+}
+
 // RetryAfterSeconds renders d as a Retry-After value: whole seconds, rounded up.
 func RetryAfterSeconds(d time.Duration) int {
 	return int(math.Ceil(d.Seconds()))

@@ -128,3 +128,46 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("allowed %d of 400 concurrent requests, want exactly 100", allowed)
 	}
 }
+
+func TestBlockedAndTake(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	l := New(Config{Limit: 3, Period: time.Minute, MaxKeys: 2, Now: c.now})
+	if b, _ := l.Blocked("a"); b || l.Len() != 0 {
+		t.Fatalf("an unknown key is blocked (%v) or tracked (%d)", b, l.Len())
+	}
+	ok, _, giveBack := l.Take("a")
+	if !ok {
+		t.Fatal("first take refused")
+	}
+	giveBack() // a success: the budget is whole again
+	for i := range 3 {
+		if b, _ := l.Blocked("a"); b {
+			t.Fatalf("blocked after %d of 3 takes", i)
+		}
+		if ok, _, _ := l.Take("a"); !ok {
+			t.Fatalf("take %d of 3 refused", i+1)
+		}
+	}
+	b, wait := l.Blocked("a")
+	if !b || wait != 20*time.Second {
+		t.Fatalf("after 3 takes: blocked %v, wait %s; want true, 20s", b, wait)
+	}
+	if ok, w, gb := l.Take("a"); ok || w != 20*time.Second || gb != nil {
+		t.Fatalf("fourth take: ok %v, wait %s, giveBack %v; want refused, 20s, nil", ok, w, gb != nil)
+	}
+	if _, w := l.Blocked("a"); w != 20*time.Second {
+		t.Fatalf("a refused take changed the wait to %s", w)
+	}
+	c.add(20 * time.Second)
+	if b, _ := l.Blocked("a"); b {
+		t.Fatal("still blocked after a refill")
+	}
+	l.Take("b")
+	l.Take("c")
+	if l.Len() != 2 {
+		t.Fatalf("tracked %d keys, want at most MaxKeys=2", l.Len())
+	}
+	if b, _ := New(Config{}).Blocked("a"); b {
+		t.Fatal("a disabled limiter blocks")
+	}
+}
