@@ -295,6 +295,7 @@ func (l *loader) yamlMapping(n *node, y *yaml.Node, budget *int, merged bool) {
 		}
 	}
 	for _, m := range merges {
+		at := m.Line // where the merge key's value is written
 		for m != nil && m.Kind == yaml.AliasNode {
 			m = m.Alias
 		}
@@ -318,7 +319,26 @@ func (l *loader) yamlMapping(n *node, y *yaml.Node, budget *int, merged bool) {
 			l.errorf(&node{line: m.Line}, n.key, "merge key (<<) needs a mapping or a list of mappings")
 		}
 		for _, mm := range maps {
+			// A mapping that merges itself, directly or through the
+			// mappings it merges, would recurse forever: no node is
+			// added, so the budget below would not stop it. Each merge is
+			// charged to the budget, which bounds merges of merges too.
+			if mm == y || l.merging[mm] {
+				l.errorf(&node{line: at}, n.key, "merge key (<<) merges the mapping it is in")
+				continue
+			}
+			if *budget--; *budget < 0 {
+				if *budget == -1 {
+					l.fail("%s: too many YAML nodes (alias expansion?)", l.file)
+				}
+				return
+			}
+			if l.merging == nil {
+				l.merging = map[*yaml.Node]bool{}
+			}
+			l.merging[y] = true
 			l.yamlMapping(n, mm, budget, true)
+			delete(l.merging, y)
 		}
 	}
 }
