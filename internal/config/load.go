@@ -55,6 +55,9 @@ type loader struct {
 	// merging holds the mappings whose merge keys (<<) are being expanded,
 	// to refuse a merge cycle.
 	merging map[*yaml.Node]bool
+	// open holds the YAML mappings and sequences being converted, from the
+	// root to the current node, to refuse an alias cycle.
+	open map[*yaml.Node]bool
 }
 
 // errorf records a problem with key. Problems from the file get the file

@@ -224,6 +224,20 @@ func (l *loader) yamlTree(y *yaml.Node, key string, line int, budget *int) *node
 	if y == nil {
 		return &node{key: key, line: line, kind: kindNull}
 	}
+	// An alias to a node that contains it would nest forever; the budget
+	// below stops that, but only after building keys that grow with the
+	// depth (quadratic: "a: &a [*a]" took minutes). Refuse the cycle.
+	if l.open[y] {
+		l.errorf(&node{line: line}, key, "alias refers to a node that contains it")
+		return nil
+	}
+	if y.Kind == yaml.MappingNode || y.Kind == yaml.SequenceNode {
+		if l.open == nil {
+			l.open = map[*yaml.Node]bool{}
+		}
+		l.open[y] = true
+		defer delete(l.open, y)
+	}
 	if *budget--; *budget < 0 {
 		if *budget == -1 {
 			l.fail("%s: too many YAML nodes (alias expansion?)", l.file)
