@@ -15,7 +15,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all deps build run test test-short bench lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short bench fuzz lint fmt clean image dev-certs
 
 all: build
 
@@ -50,6 +50,31 @@ test-short: build
 ## bench: origin and gateway vs nginx on the same files; table + bench/out/results.json
 bench: build
 	$(GO) run ./bench/cmd/benchrun --bin $(BIN) --out bench/out
+
+# Time each fuzz target runs in `make fuzz`, and extra `go test` flags
+# (e.g. FUZZFLAGS=-parallel=1 on a shared machine).
+FUZZTIME  ?= 30s
+FUZZFLAGS ?=
+# package:target; -fuzz takes one target per run, so each gets its own.
+FUZZ_TARGETS := \
+	./internal/fastserve:FuzzHTTP1 \
+	./gateway/policy:FuzzCheck \
+	./internal/config:FuzzLoad \
+	./export:FuzzParseIndex \
+	./export:FuzzParseManifest \
+	./export:FuzzParseExcititorIndex \
+	./export:FuzzReadBundle \
+	./export/jws:FuzzVerify \
+	./export/jws:FuzzHeader \
+	./export/jws:FuzzSignVerify
+
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora alone run in `make test`); a crasher lands in the package's testdata/fuzz
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+	done
 
 ## lint: gofmt and go vet must be clean
 lint:
