@@ -17,7 +17,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all deps build run test test-short bench dos lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short bench dos fuzz lint fmt clean image dev-certs
 
 all: build
 
@@ -56,6 +56,34 @@ bench: build
 ## dos: denial-of-service suite against the gateway on loopback (< 10 min); table + test/dos/out/results.json; fails if any scenario fails
 dos: build
 	$(GO) run ./test/dos/cmd/dosrun --bin $(BIN) --out test/dos/out $(DOSARGS)
+
+# Time each fuzz target runs in `make fuzz`, and extra `go test` flags
+# (e.g. FUZZFLAGS=-parallel=1 on a shared machine).
+FUZZTIME  ?= 30s
+FUZZFLAGS ?=
+# package:target; -fuzz takes one target per run, so each gets its own.
+FUZZ_TARGETS := \
+	./internal/fastserve:FuzzHTTP1 \
+	./gateway/policy:FuzzCheck \
+	./internal/config:FuzzLoad \
+	./export:FuzzParseIndex \
+	./export:FuzzParseManifest \
+	./export:FuzzParseExcititorIndex \
+	./export:FuzzReadBundle \
+	./export/jws:FuzzVerify \
+	./export/jws:FuzzHeader \
+	./export/jws:FuzzSignVerify \
+	./gateway/basicauth:FuzzParseBasic \
+	./gateway/basicauth:FuzzParseHtpasswd \
+	./internal/htpasswdfile:FuzzSetIsAcceptedByTheGateway
+
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora alone run in `make test`); a crasher lands in the package's testdata/fuzz
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+	done
 
 ## lint: gofmt and go vet must be clean
 lint:

@@ -21,7 +21,9 @@
 // The YAML file has the same structure: nested mappings for sections (keys
 // in any case, e.g. exportRoot), sequences for indexed slices. A YAML
 // sequence replaces the slice's current value. Anchors, aliases and merge
-// keys (<<) work. A null value (`key:`, `key: ~`) clears pointers and slices
+// keys (<<) work; an alias or a merge inside the node it refers to is an
+// error, and so is a document that expands to more than 131072 nodes. A
+// null value (`key:`, `key: ~`) clears pointers and slices
 // and sets strings to ""; on a section it changes nothing.
 //
 // Only environment variables whose first segment names a top-level field of

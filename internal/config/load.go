@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Load fills dst (a pointer to a struct) from the YAML file at path (skipped
@@ -50,6 +52,12 @@ func Load(dst any, path string, environ []string) error {
 type loader struct {
 	file string  // the YAML file, for positions in messages
 	errs []error // one per problem
+	// merging holds the mappings whose merge keys (<<) are being expanded,
+	// to refuse a merge cycle.
+	merging map[*yaml.Node]bool
+	// open holds the YAML mappings and sequences being converted, from the
+	// root to the current node, to refuse an alias cycle.
+	open map[*yaml.Node]bool
 }
 
 // errorf records a problem with key. Problems from the file get the file

@@ -224,6 +224,20 @@ func (l *loader) yamlTree(y *yaml.Node, key string, line int, budget *int) *node
 	if y == nil {
 		return &node{key: key, line: line, kind: kindNull}
 	}
+	// An alias to a node that contains it would nest forever; the budget
+	// below stops that, but only after building keys that grow with the
+	// depth (quadratic: "a: &a [*a]" took minutes). Refuse the cycle.
+	if l.open[y] {
+		l.errorf(&node{line: line}, key, "alias refers to a node that contains it")
+		return nil
+	}
+	if y.Kind == yaml.MappingNode || y.Kind == yaml.SequenceNode {
+		if l.open == nil {
+			l.open = map[*yaml.Node]bool{}
+		}
+		l.open[y] = true
+		defer delete(l.open, y)
+	}
 	if *budget--; *budget < 0 {
 		if *budget == -1 {
 			l.fail("%s: too many YAML nodes (alias expansion?)", l.file)
@@ -295,6 +309,7 @@ func (l *loader) yamlMapping(n *node, y *yaml.Node, budget *int, merged bool) {
 		}
 	}
 	for _, m := range merges {
+		at := m.Line // where the merge key's value is written
 		for m != nil && m.Kind == yaml.AliasNode {
 			m = m.Alias
 		}
@@ -318,7 +333,26 @@ func (l *loader) yamlMapping(n *node, y *yaml.Node, budget *int, merged bool) {
 			l.errorf(&node{line: m.Line}, n.key, "merge key (<<) needs a mapping or a list of mappings")
 		}
 		for _, mm := range maps {
+			// A mapping that merges itself, directly or through the
+			// mappings it merges, would recurse forever: no node is
+			// added, so the budget below would not stop it. Each merge is
+			// charged to the budget, which bounds merges of merges too.
+			if mm == y || l.merging[mm] {
+				l.errorf(&node{line: at}, n.key, "merge key (<<) merges the mapping it is in")
+				continue
+			}
+			if *budget--; *budget < 0 {
+				if *budget == -1 {
+					l.fail("%s: too many YAML nodes (alias expansion?)", l.file)
+				}
+				return
+			}
+			if l.merging == nil {
+				l.merging = map[*yaml.Node]bool{}
+			}
+			l.merging[y] = true
 			l.yamlMapping(n, mm, budget, true)
+			delete(l.merging, y)
 		}
 	}
 }
