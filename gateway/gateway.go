@@ -97,6 +97,7 @@ type Gateway struct {
 	cache    *cache.Cache // nil: off
 	admin    *adminToken  // nil: no admin token, no purge endpoint
 	metrics  *metrics
+	reg      prometheus.Registerer // for the servers' connection metrics (Serve)
 	gatherer prometheus.Gatherer
 	sites    map[string]*site // lower-case host → site
 	list     []*site
@@ -131,7 +132,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering gateway metrics: %w", err)
 	}
-	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLog, metrics: m,
+	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLog, metrics: m, reg: o.Registerer,
 		sites: make(map[string]*site), unknown: m.forSite("unknown"), trusted: s.TrustedProxies}
 	if gt, ok := o.Registerer.(prometheus.Gatherer); ok {
 		g.gatherer = gt
