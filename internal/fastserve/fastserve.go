@@ -387,4 +387,3 @@ func (l *connListener) Close() error {
 }
 
 func (l *connListener) Addr() net.Addr { return l.raw.Addr() }
-

@@ -176,4 +176,3 @@ func TestHTTP2Shutdown(t *testing.T) {
 		})
 	}
 }
-

@@ -105,7 +105,6 @@ func (s *testServer) counter(t *testing.T, name string, labels ...string) float6
 	return 0
 }
 
-
 // waitFor polls cond every 10 ms until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
