@@ -53,6 +53,7 @@ func (c *Conn) arm() {
 	}
 	c.armed.Store(want)
 	c.Conn.SetWriteDeadline(now.Add(c.timeout))
+
 }
 
 // Write writes p, failing only when no byte of it was accepted for the

@@ -108,10 +108,16 @@ func (s *testServer) counter(t *testing.T, name string, labels ...string) float6
 // waitFor polls cond every 10 ms until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitForWithin(t, 10*time.Second, what, cond)
+}
+
+// waitForWithin polls cond every 10 ms until it holds or d passes.
+func waitForWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
+			t.Fatalf("not within %s: %s", d, what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
