@@ -76,7 +76,7 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	}
 	eps := []serve.Endpoint{
 		{Name: "gateway", Listener: l.HTTPS, Handler: g.Handler(), TLS: g.TLSConfig(), Fast: true, Native: native},
-		{Name: "gateway-admin", Listener: l.Admin, Handler: g.AdminHandler()},
+		{Name: "gateway-admin", Listener: l.Admin, Handler: g.AdminHandler(), Private: true},
 	}
 	if l.HTTP != nil {
 		eps = append(eps, serve.Endpoint{Name: "gateway-http", Listener: l.HTTP, Handler: g.RedirectHandler(httpsPort)})

@@ -23,6 +23,8 @@ type testServer struct {
 	g    *Group
 	reg  *prometheus.Registry
 	pool *x509.CertPool
+	// tlsConfig is the endpoint's TLS configuration.
+	tlsConfig *tls.Config
 }
 
 // startTLS serves h over TLS (h2 and http/1.1) with lim on a loopback port.
@@ -41,7 +43,9 @@ func startTLS(t *testing.T, lim Limits, h http.Handler) *testServer {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
-	return startEndpoint(t, lim, Endpoint{Handler: h, TLS: cfg, Fast: true}, ca.Pool())
+	s := startEndpoint(t, lim, Endpoint{Handler: h, TLS: cfg, Fast: true}, ca.Pool())
+	s.tlsConfig = cfg
+	return s
 }
 
 func startEndpoint(t *testing.T, lim Limits, ep Endpoint, pool *x509.CertPool) *testServer {

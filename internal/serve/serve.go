@@ -149,6 +149,10 @@ type Endpoint struct {
 	Native func(*fasthttp.RequestCtx) bool
 	// TLS, if set, terminates TLS on the listener (HTTP/1.1 and HTTP/2).
 	TLS *tls.Config
+	// Private marks an admin or health listener (loopback or a private
+	// network): its connections are not counted against the caps, so
+	// that clients of the public listeners cannot lock the operator out.
+	Private bool
 }
 
 // Options are what Start takes besides the endpoints.
@@ -207,9 +211,13 @@ func Start(o Options, endpoints ...Endpoint) (*Group, error) {
 	}
 	guard := connguard.New(connguard.Limits{MaxConns: lim.MaxConns, MaxConnsPerIP: lim.MaxConnsPerIP,
 		WriteProgressTimeout: lim.WriteProgressTimeout}, o.Logger, m)
+	private := connguard.New(connguard.Limits{WriteProgressTimeout: lim.WriteProgressTimeout}, o.Logger, m)
 	g := &Group{logger: o.Logger, guard: guard, errc: make(chan error, len(endpoints))}
 	for _, ep := range endpoints {
 		gl := guard.Listen(ep.Listener, ep.Name)
+		if ep.Private {
+			gl = private.Listen(ep.Listener, ep.Name)
+		}
 		srv, serveFn := build(ep, lim, o.Logger, m)
 		g.names = append(g.names, ep.Name)
 		g.servers = append(g.servers, srv)
@@ -289,7 +297,7 @@ func newHTTPServer(h http.Handler, logger *slog.Logger, lim Limits, m *connguard
 // (it never receives after Shutdown began).
 func (g *Group) Err() <-chan error { return g.errc }
 
-// Guard is the connection guard of the group's listeners.
+// Guard is the connection guard of the group's public listeners.
 func (g *Group) Guard() *connguard.Guard { return g.guard }
 
 // Shutdown stops every server gracefully: in-flight requests get until
