@@ -66,8 +66,8 @@ func TestGatewaySurvivesFDExhaustion(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1) // receives the exit once
-	done := make(chan struct{})   // closed at the exit
+	exited := make(chan error, 1)    // receives the exit once
+	done := make(chan struct{})      // closed at the exit
 	addrs := make(chan [2]string, 1) // gateway, admin
 	var logTail strings.Builder
 	go func() {
