@@ -615,3 +615,45 @@ func testGracefulShutdownFinishesDownload(t *testing.T, engine string) {
 	}
 	h.stop = func() {}
 }
+
+// TestClientDisconnectStopsUpstream: a client that goes away in the middle
+// of a large proxied download ends the origin's request too (its request
+// context is cancelled), on both engines, so no one keeps paying for a
+// transfer nobody reads.
+func TestClientDisconnectStopsUpstream(t *testing.T) { forEngines(t, testClientDisconnectStopsUpstream) }
+
+func testClientDisconnectStopsUpstream(t *testing.T, engine string) {
+	upstreamGone := make(chan struct{})
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(1<<30))
+		chunk := make([]byte, 64<<10)
+		for range (1 << 30) / len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+			if r.Context().Err() != nil {
+				break
+			}
+		}
+		<-r.Context().Done()
+		close(upstreamGone)
+	})
+	h := newHarness(t, harnessOpts{engine: engine, upstream: upstream})
+	res, err := h.client().Do(func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+hostPrimary+primaryBundle, nil)
+		req.Header.Set("Authorization", basic("alice", "alice-pw"))
+		return req
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(res.Body, make([]byte, 1<<20)); err != nil {
+		t.Fatalf("reading the first MiB: %v", err)
+	}
+	res.Body.Close() // the client goes away mid-body
+	select {
+	case <-upstreamGone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the origin's request was not cancelled within 20s of the client leaving")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -596,5 +597,53 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// TestClientGoneCancelsContext: when a write to a client that went away
+// fails, the handler's request context is cancelled at once, so that work
+// the handler started for the client (an upstream request, a cache fill
+// no one else waits for) stops too. Before, the context stayed live until
+// the handler returned.
+func TestClientGoneCancelsContext(t *testing.T) {
+	cert, _ := selfSigned(t)
+	for _, tc := range []struct {
+		name   string
+		tlsCfg *tls.Config
+	}{{"plain", nil}, {"tls", tlsConfig(cert)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			firstSent := make(chan struct{})
+			cancelled := make(chan error, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "1000000000")
+				chunk := make([]byte, 32<<10)
+				w.Write(chunk)
+				w.(http.Flusher).Flush()
+				close(firstSent)
+				for range 30000 { // less than the declared length
+					if _, err := w.Write(chunk); err != nil {
+						cancelled <- r.Context().Err() // right after the failed write
+						return
+					}
+				}
+				cancelled <- errors.New("every write succeeded")
+			})
+			base, _ := start(t, h, tc.tlsCfg)
+			addr := strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://")
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.tlsCfg != nil {
+				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			}
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			c.Read(make([]byte, 4096)) // the answer has begun
+			<-firstSent
+			c.Close()
+			if err := <-cancelled; !errors.Is(err, context.Canceled) {
+				t.Fatalf("request context after a failed write: %v, want context.Canceled", err)
+			}
+		})
 	}
 }

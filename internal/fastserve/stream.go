@@ -138,10 +138,10 @@ func (s *stream) writeTo(w io.Writer, limit int64) (int64, error) {
 // between two writes stops without having to write again.
 func (s *stream) Close() error {
 	s.once.Do(func() {
-		close(s.gone)
 		if !s.ended && (s.size < 0 || s.consumed < s.size) && s.cancel != nil {
-			s.cancel()
+			s.cancel() // before the handler's write can fail
 		}
+		close(s.gone)
 	})
 	return nil
 }
