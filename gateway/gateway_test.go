@@ -620,7 +620,9 @@ func testGracefulShutdownFinishesDownload(t *testing.T, engine string) {
 // of a large proxied download ends the origin's request too (its request
 // context is cancelled), on both engines, so no one keeps paying for a
 // transfer nobody reads.
-func TestClientDisconnectStopsUpstream(t *testing.T) { forEngines(t, testClientDisconnectStopsUpstream) }
+func TestClientDisconnectStopsUpstream(t *testing.T) {
+	forEngines(t, testClientDisconnectStopsUpstream)
+}
 
 func testClientDisconnectStopsUpstream(t *testing.T, engine string) {
 	upstreamGone := make(chan struct{})
