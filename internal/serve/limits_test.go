@@ -270,3 +270,57 @@ func TestConnectionCaps(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTP2StreamCap: the HTTP/2 server announces MaxConcurrentStreams
+// (SETTINGS_MAX_CONCURRENT_STREAMS) on both engines, and refuses a stream
+// beyond it.
+func TestHTTP2StreamCap(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		<-hold
+	})
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			s := startTLS(t, Limits{Engine: engine, MaxConcurrentStreams: 3}, h)
+			c, err := tls.Dial("tcp", s.addr, &tls.Config{RootCAs: s.pool, ServerName: "localhost", NextProtos: []string{"h2"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, http2.ClientPreface)
+			fr := http2.NewFramer(c, c)
+			fr.WriteSettings()
+			var hb bytes.Buffer
+			enc := hpack.NewEncoder(&hb)
+			for i := range 4 {
+				hb.Reset()
+				for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/"}} {
+					enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+				}
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+			}
+			announced, refused := uint32(0), false
+			for !(announced != 0 && refused) {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("announced %d, refused %v, then %v", announced, refused, err)
+				}
+				switch f := f.(type) {
+				case *http2.SettingsFrame:
+					if v, ok := f.Value(http2.SettingMaxConcurrentStreams); ok {
+						announced = v
+					}
+				case *http2.RSTStreamFrame:
+					refused = f.StreamID == 7 && (f.ErrCode == http2.ErrCodeRefusedStream || f.ErrCode == http2.ErrCodeProtocol)
+				}
+			}
+			if announced != 3 {
+				t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS = %d, want 3", announced)
+			}
+		})
+	}
+}

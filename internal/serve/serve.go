@@ -361,12 +361,13 @@ func NewServer(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
-// Run serves every endpoint with the default Limits until ctx is done or
-// one of them stops, then shuts all of them down gracefully
-// (ShutdownTimeout) and returns why it stopped: nil after ctx ended and a
-// clean shutdown.
+// Run serves every endpoint with the default Limits but no cap per client
+// address (an origin's clients are a few gateways, each with many
+// connections) until ctx is done or one of them stops, then shuts all of
+// them down gracefully (ShutdownTimeout) and returns why it stopped: nil
+// after ctx ended and a clean shutdown.
 func Run(ctx context.Context, logger *slog.Logger, endpoints ...Endpoint) error {
-	return RunWith(ctx, Options{Logger: logger}, endpoints...)
+	return RunWith(ctx, Options{Logger: logger, Limits: Limits{MaxConnsPerIP: -1}}, endpoints...)
 }
 
 // RunWith is Run with Options.
