@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/stella-ops/stella-mirror/internal/rawsock"
@@ -191,3 +192,53 @@ type writeOnly struct{ w io.Writer }
 func (o writeOnly) Write(p []byte) (int, error) { return o.w.Write(p) }
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// aLongTimeAgo is a deadline in the past: it wakes a waiting read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// WaitPeerGone waits, without consuming anything, until the peer closes
+// or resets the connection (true), or sends data, or stop is closed
+// (false). It is for a server waiting on a handler while no one reads the
+// connection: a client that went away can be told from one that is
+// waiting for its answer. It clears the read deadline, and leaves one in
+// the past when stop ended the wait: the caller sets the next deadline
+// before it reads again.
+func (c *Conn) WaitPeerGone(stop <-chan struct{}) bool {
+	if c.tcp == nil {
+		return false
+	}
+	c.tcp.SetReadDeadline(time.Time{})
+	rc, err := c.tcp.SyscallConn()
+	if err != nil {
+		return false
+	}
+	finished := make(chan struct{})
+	helperDone := make(chan struct{})
+	go func() {
+		defer close(helperDone)
+		select {
+		case <-stop:
+			c.tcp.SetReadDeadline(aLongTimeAgo)
+		case <-finished:
+		}
+	}()
+	gone := false
+	var b [1]byte
+	rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return false // nothing yet: wait until readable
+			case err != nil, n == 0:
+				gone = true // reset, or the peer's FIN
+			}
+			return true
+		}
+	})
+	close(finished)
+	<-helperDone
+	return gone
+}

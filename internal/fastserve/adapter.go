@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stella-ops/stella-mirror/internal/connguard"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
 )
@@ -53,7 +54,7 @@ func (s *Server) adapt(fc *fasthttp.RequestCtx) {
 	r = r.WithContext(ctx)
 	w := &writer{fc: fc, conn: fc.Conn(), req: r, cancel: cancel, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
 	s.dispatch(job{w: w, cancel: cancel})
-	switch ev := <-w.events; ev.kind {
+	switch ev := s.awaitEvent(fc, w, cancel); ev.kind {
 	case evDone:
 		w.commitBuffered()
 	case evStream:
@@ -61,6 +62,63 @@ func (s *Server) adapt(fc *fasthttp.RequestCtx) {
 	case evAbort:
 		Abort(fc)
 	}
+}
+
+// peerGoneAfter is how long a handler may take to answer before the
+// connection is watched for the client going away (its request context
+// is then cancelled, as net/http's background read does): a proxied
+// request waiting for a slow upstream stops when its client leaves,
+// before any write could fail. Quicker answers pay for a timer only.
+const peerGoneAfter = 20 * time.Millisecond
+
+var waitTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// awaitEvent waits for the handler's event; if it does not come within
+// peerGoneAfter, it watches the connection meanwhile (connguard.Conn's
+// WaitPeerGone) and cancels the request when the client is gone.
+func (s *Server) awaitEvent(fc *fasthttp.RequestCtx, w *writer, cancel context.CancelFunc) event {
+	t := waitTimers.Get().(*time.Timer)
+	t.Reset(peerGoneAfter)
+	select {
+	case ev := <-w.events:
+		t.Stop()
+		waitTimers.Put(t)
+		return ev
+	case <-t.C:
+		waitTimers.Put(t)
+	}
+	gc := guardedConn(fc.Conn())
+	if gc == nil {
+		return <-w.events
+	}
+	stop := make(chan struct{})
+	gone := make(chan bool, 1)
+	go func() { gone <- gc.WaitPeerGone(stop) }()
+	select {
+	case ev := <-w.events:
+		close(stop)
+		<-gone
+		return ev
+	case g := <-gone:
+		if g {
+			s.logger.Debug("client gone before the answer; request cancelled", "remote", fc.RemoteAddr().String())
+			cancel()
+		}
+		return <-w.events
+	}
+}
+
+// guardedConn is the connguard.Conn under c (plain or TLS), or nil.
+func guardedConn(c net.Conn) *connguard.Conn {
+	if tc, ok := c.(*tlsConn); ok {
+		c = tc.Conn.NetConn()
+	}
+	gc, _ := c.(*connguard.Conn)
+	return gc
 }
 
 // Abort answers nothing to fc's request and ends the connection: the

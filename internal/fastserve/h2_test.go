@@ -58,8 +58,11 @@ func TestHTTP2ConcurrentStreams(t *testing.T) {
 		}
 		w.Write(b)
 	})
-	base, _ := start(t, h, tlsConfig(cert))
+	// Generous timeouts: 300 streams of up to 1 MiB (more than one
+	// connection's 250) on a loaded machine, under -race.
+	base := startWith(t, Config{Handler: h, TLS: tlsConfig(cert), ReadHeaderTimeout: 20 * time.Second, IdleTimeout: 60 * time.Second})
 	cl := h2Client(t, pool)
+	cl.Timeout = 2 * time.Minute
 	sizes := []int{0, 1, 100, 5000, 16384, 70000, 1 << 20}
 	var wg sync.WaitGroup
 	errs := make(chan error, 400)
