@@ -20,9 +20,10 @@
 // too.
 //
 // What differs from net/http, by design: a request's context is cancelled
-// when a write to the client fails, not as soon as the client disconnects;
-// pipelined requests are answered in order
-// without a background read; an HTTP/1.0 request is answered with an
+// when a write to the client fails, or, while no answer has started, when
+// the connection is seen closed (watched after 20 ms, not from the first
+// moment); pipelined requests are answered in order without a background
+// read; an HTTP/1.0 request is answered with an
 // HTTP/1.1 status line, and "Expect: 100-continue" gets its 100 even when
 // no body follows; there is no Server header; and some requests net/http
 // would serve are refused, the safe way: both Content-Length and
