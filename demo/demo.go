@@ -263,7 +263,7 @@ func Run(ctx context.Context, opts Options) error {
 	go func() {
 		errc <- serve.Run(ctx, opts.Logger,
 			serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
-			serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
+			serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler(), Private: true})
 		cancel()
 	}()
 	gwUp := make(chan struct{})

@@ -12,6 +12,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/gateway/cache"
 	"github.com/stella-ops/stella-mirror/internal/config"
+	"github.com/stella-ops/stella-mirror/internal/serve"
 )
 
 // Config is the gateway's configuration: the GATEWAY section of the YAML
@@ -104,8 +105,36 @@ type Settings struct {
 	// endpoint is not served (404). Key: GATEWAY__ADMINTOKENFILE.
 	// Default: none.
 	AdminTokenFile string
+	// Server configures the HTTPS, HTTP and admin servers' engine and
+	// limits. Keys: GATEWAY__SERVER__….
+	Server ServerSettings
 	// Sites lists the published hostnames. Keys: GATEWAY__SITES__{n}__….
 	Sites []SiteConfig
+}
+
+// ServerSettings is GATEWAY__SERVER: the HTTP engine and the limits that
+// keep hostile clients from exhausting the gateway.
+type ServerSettings struct {
+	// Engine is fast (HTTP/1.1 on fasthttp with the native hit paths,
+	// HTTP/2 on net/http's server) or std (net/http's server alone). Key:
+	// GATEWAY__SERVER__ENGINE. Default: fast.
+	Engine string
+	// WriteProgressTimeout: a connection, or an HTTP/2 stream, whose
+	// client accepts no byte of the response for this long is closed
+	// (reset). Slow downloads that progress are not affected. Key:
+	// GATEWAY__SERVER__WRITEPROGRESSTIMEOUT. Default: 30s.
+	WriteProgressTimeout time.Duration
+	// MaxConns caps the client connections open at once (all listeners);
+	// more are closed as soon as accepted. 0: derived from the open-file
+	// limit (half of RLIMIT_NOFILE minus 64); -1: no cap. Key:
+	// GATEWAY__SERVER__MAXCONNS. Default: 0.
+	MaxConns int
+	// MaxConnsPerIP caps the connections from one client address. -1: no
+	// cap. Key: GATEWAY__SERVER__MAXCONNSPERIP. Default: 256.
+	MaxConnsPerIP int
+	// MaxConcurrentStreams caps the concurrent streams of one HTTP/2
+	// connection. Key: GATEWAY__SERVER__MAXCONCURRENTSTREAMS. Default: 128.
+	MaxConcurrentStreams int
 }
 
 // CacheEnabled reports whether the cache is configured (Cache.Dir set).
@@ -238,6 +267,12 @@ func DefaultConfig() Config {
 			HTTPPort:     80,
 		},
 		Authority: AuthoritySettings{ClientSecretFile: "/run/secrets/concelier-authority-client"},
+		Server: ServerSettings{
+			Engine:               serve.EngineFast,
+			WriteProgressTimeout: serve.DefaultWriteProgressTimeout,
+			MaxConnsPerIP:        serve.DefaultMaxConnsPerIP,
+			MaxConcurrentStreams: serve.DefaultMaxConcurrentStreams,
+		},
 	}}
 }
 
@@ -322,6 +357,23 @@ func (c *Config) Validate() error {
 	}
 	if g.AuthThrottle.MaxConcurrentChecks < 0 {
 		add("GATEWAY__AUTHTHROTTLE__MAXCONCURRENTCHECKS", "%d is negative (0 means GOMAXPROCS)", g.AuthThrottle.MaxConcurrentChecks)
+	}
+	switch g.Server.Engine {
+	case serve.EngineFast, serve.EngineStd:
+	default:
+		add("GATEWAY__SERVER__ENGINE", "%q: want %s or %s", g.Server.Engine, serve.EngineFast, serve.EngineStd)
+	}
+	if g.Server.WriteProgressTimeout <= 0 {
+		add("GATEWAY__SERVER__WRITEPROGRESSTIMEOUT", "%s must be positive", g.Server.WriteProgressTimeout)
+	}
+	if g.Server.MaxConns < -1 {
+		add("GATEWAY__SERVER__MAXCONNS", "%d: want a positive cap, 0 (derived from the open-file limit) or -1 (no cap)", g.Server.MaxConns)
+	}
+	if g.Server.MaxConnsPerIP < -1 || g.Server.MaxConnsPerIP == 0 {
+		add("GATEWAY__SERVER__MAXCONNSPERIP", "%d: want a positive cap or -1 (no cap)", g.Server.MaxConnsPerIP)
+	}
+	if n := g.Server.MaxConcurrentStreams; n <= 0 || n > 1<<20 {
+		add("GATEWAY__SERVER__MAXCONCURRENTSTREAMS", "%d: want 1 to 1048576", n)
 	}
 	switch g.LogFormat {
 	case "json", "text":

@@ -100,6 +100,7 @@ type Gateway struct {
 	cache    *cache.Cache // nil: off
 	admin    *adminToken  // nil: no admin token, no purge endpoint
 	metrics  *metrics
+	reg      prometheus.Registerer // for the servers' connection metrics (Serve)
 	gatherer prometheus.Gatherer
 	sites    map[string]*site // lower-case host → site
 	list     []*site
@@ -140,7 +141,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering gateway metrics: %w", err)
 	}
-	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLog, metrics: m,
+	g := &Gateway{cfg: s, logger: o.Logger, access: o.AccessLog, metrics: m, reg: o.Registerer,
 		sites: make(map[string]*site), unknown: m.forSite("unknown"), trusted: s.TrustedProxies}
 	g.throttle = ratelimit.New(ratelimit.Config{Limit: s.AuthThrottle.MaxFailures, Period: s.AuthThrottle.Window,
 		MaxKeys: throttleMaxKeys, Now: o.Now})

@@ -24,8 +24,10 @@ const (
 	commBundle    = "/concelier/exports/mirror/community/bundle.json"
 )
 
-func TestAuthentication(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+func TestAuthentication(t *testing.T) { forEngines(t, testAuthentication) }
+
+func testAuthentication(t *testing.T, engine string) {
+	h := newHarness(t, harnessOpts{engine: engine})
 	alice := basic("alice", "alice-pw")
 	tests := []struct {
 		name   string
@@ -116,8 +118,10 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
-func TestPolicy(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+func TestPolicy(t *testing.T) { forEngines(t, testPolicy) }
+
+func testPolicy(t *testing.T, engine string) {
+	h := newHarness(t, harnessOpts{engine: engine})
 	auth := "Authorization: " + basic("alice", "alice-pw") + "\r\n"
 	tests := []struct {
 		name, target string
@@ -172,8 +176,10 @@ func TestPolicy(t *testing.T) {
 	})
 }
 
-func TestUnknownSNIGetsNoCertificate(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+func TestUnknownSNIGetsNoCertificate(t *testing.T) { forEngines(t, testUnknownSNIGetsNoCertificate) }
+
+func testUnknownSNIGetsNoCertificate(t *testing.T, engine string) {
+	h := newHarness(t, harnessOpts{engine: engine})
 	for _, sni := range []string{"unknown.localhost", ""} {
 		t.Run("sni="+sni, func(t *testing.T) {
 			var got []*x509Cert
@@ -197,8 +203,10 @@ func TestUnknownSNIGetsNoCertificate(t *testing.T) {
 
 type x509Cert struct{ subject string }
 
-func TestBadInput(t *testing.T) {
-	h := newHarness(t, harnessOpts{edit: func(c *Config) { c.Gateway.ReadHeaderTimeout = 2 * time.Second }})
+func TestBadInput(t *testing.T) { forEngines(t, testBadInput) }
+
+func testBadInput(t *testing.T, engine string) {
+	h := newHarness(t, harnessOpts{engine: engine, edit: func(c *Config) { c.Gateway.ReadHeaderTimeout = 2 * time.Second }})
 	auth := "Authorization: " + basic("alice", "alice-pw") + "\r\n"
 	t.Run("64 KiB header", func(t *testing.T) {
 		big := strings.Repeat("a", 70<<10)
@@ -243,14 +251,16 @@ func TestBadInput(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-func TestForwardedIdentity(t *testing.T) {
+func TestForwardedIdentity(t *testing.T) { forEngines(t, testForwardedIdentity) }
+
+func testForwardedIdentity(t *testing.T, engine string) {
 	for _, trusted := range []bool{false, true} {
 		name := "untrusted peer"
 		if trusted {
 			name = "trusted proxy"
 		}
 		t.Run(name, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{edit: func(c *Config) {
+			h := newHarness(t, harnessOpts{engine: engine, edit: func(c *Config) {
 				if trusted {
 					c.Gateway.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 				}
@@ -470,8 +480,10 @@ func TestCertificateHotReload(t *testing.T) {
 	}
 }
 
-func TestOperations(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+func TestOperations(t *testing.T) { forEngines(t, testOperations) }
+
+func testOperations(t *testing.T, engine string) {
+	h := newHarness(t, harnessOpts{engine: engine})
 	get := func(url string) int {
 		res, err := http.Get(url)
 		if err != nil {
@@ -533,7 +545,9 @@ func grep(s, sub string) string {
 
 // TestUpstreamFailsMidBody: an origin that resets or hangs mid-body gives
 // the client an error, never a short 200 it could take for complete.
-func TestUpstreamFailsMidBody(t *testing.T) {
+func TestUpstreamFailsMidBody(t *testing.T) { forEngines(t, testUpstreamFailsMidBody) }
+
+func testUpstreamFailsMidBody(t *testing.T, engine string) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -556,7 +570,7 @@ func TestUpstreamFailsMidBody(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	})
-	h := newHarness(t, harnessOpts{upstream: upstream, edit: func(c *Config) {
+	h := newHarness(t, harnessOpts{engine: engine, upstream: upstream, edit: func(c *Config) {
 		c.Gateway.UpstreamIdleTimeout = time.Second
 	}})
 	for _, p := range []string{"/concelier/exports/mirror/primary/manifest.json", primaryBundle} {
@@ -573,6 +587,10 @@ func TestUpstreamFailsMidBody(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesDownload(t *testing.T) {
+	forEngines(t, testGracefulShutdownFinishesDownload)
+}
+
+func testGracefulShutdownFinishesDownload(t *testing.T, engine string) {
 	started := make(chan struct{})
 	finish := make(chan struct{})
 	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -584,7 +602,7 @@ func TestGracefulShutdownFinishesDownload(t *testing.T) {
 		<-finish
 		w.Write([]byte(strings.Repeat("b", 1000)))
 	})
-	h := newHarness(t, harnessOpts{upstream: upstream})
+	h := newHarness(t, harnessOpts{engine: engine, upstream: upstream})
 	got := make(chan resp, 1)
 	go func() {
 		got <- h.get(hostPrimary, primaryBundle, map[string]string{"Authorization": basic("alice", "alice-pw")})
@@ -600,4 +618,48 @@ func TestGracefulShutdownFinishesDownload(t *testing.T) {
 		t.Fatalf("in-flight download: status %d, %d bytes, err %v", r.status, len(r.body), r.err)
 	}
 	h.stop = func() {}
+}
+
+// TestClientDisconnectStopsUpstream: a client that goes away in the middle
+// of a large proxied download ends the origin's request too (its request
+// context is cancelled), on both engines, so no one keeps paying for a
+// transfer nobody reads.
+func TestClientDisconnectStopsUpstream(t *testing.T) {
+	forEngines(t, testClientDisconnectStopsUpstream)
+}
+
+func testClientDisconnectStopsUpstream(t *testing.T, engine string) {
+	upstreamGone := make(chan struct{})
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(1<<30))
+		chunk := make([]byte, 64<<10)
+		for range (1 << 30) / len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+			if r.Context().Err() != nil {
+				break
+			}
+		}
+		<-r.Context().Done()
+		close(upstreamGone)
+	})
+	h := newHarness(t, harnessOpts{engine: engine, upstream: upstream})
+	res, err := h.client().Do(func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+hostPrimary+primaryBundle, nil)
+		req.Header.Set("Authorization", basic("alice", "alice-pw"))
+		return req
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(res.Body, make([]byte, 1<<20)); err != nil {
+		t.Fatalf("reading the first MiB: %v", err)
+	}
+	res.Body.Close() // the client goes away mid-body
+	select {
+	case <-upstreamGone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the origin's request was not cancelled within 20s of the client leaving")
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/serve"
 	"github.com/stella-ops/stella-mirror/origin"
 	"github.com/stella-ops/stella-mirror/origin/origintest"
 )
@@ -89,6 +90,16 @@ type harnessOpts struct {
 	upstream http.Handler // instead of the real origin
 	opts     Options
 	noNative bool // the native paths off: Handler answers everything
+	// engine is GATEWAY__SERVER__ENGINE; empty: the default (fast).
+	engine string
+}
+
+// forEngines runs test once on each server engine, as a subtest named
+// after it.
+func forEngines(t *testing.T, test func(t *testing.T, engine string)) {
+	for _, e := range []string{serve.EngineFast, serve.EngineStd} {
+		t.Run(e, func(t *testing.T) { test(t, e) })
+	}
 }
 
 var (
@@ -180,6 +191,9 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	cfg.Gateway.Sites = []SiteConfig{
 		site(hostPrimary, "primary", "alice", "alice-pw"),
 		site(hostCommunity, "community", "carol", "carol-pw"),
+	}
+	if ho.engine != "" {
+		cfg.Gateway.Server.Engine = ho.engine
 	}
 	if ho.edit != nil {
 		ho.edit(&cfg)

@@ -2,12 +2,10 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -71,59 +69,43 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	defer g.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	closeAll := func() {
-		for _, ln := range []net.Listener{l.HTTPS, l.HTTP, l.Admin} {
-			if ln != nil {
-				ln.Close()
-			}
-		}
-	}
-	type endpoint struct {
-		name string
-		ln   net.Listener
-		h    http.Handler
-		tls  *tls.Config
-	}
 	_, httpsPort, _ := net.SplitHostPort(l.HTTPS.Addr().String())
-	eps := []endpoint{
-		{"gateway", l.HTTPS, g.Handler(), g.TLSConfig()},
-		{"gateway-admin", l.Admin, g.AdminHandler(), nil},
+	native := g.Native
+	if g.noNative {
+		native = nil
+	}
+	eps := []serve.Endpoint{
+		{Name: "gateway", Listener: l.HTTPS, Handler: g.Handler(), TLS: g.TLSConfig(), Fast: true, Native: native},
+		{Name: "gateway-admin", Listener: l.Admin, Handler: g.AdminHandler(), Private: true},
 	}
 	if l.HTTP != nil {
-		eps = append(eps, endpoint{"gateway-http", l.HTTP, g.RedirectHandler(httpsPort), nil})
+		eps = append(eps, serve.Endpoint{Name: "gateway-http", Listener: l.HTTP, Handler: g.RedirectHandler(httpsPort)})
 	}
-	servers := make([]serve.Server, len(eps))
-	errc := make(chan error, len(eps))
-	for i, ep := range eps {
-		ln := ep.ln
-		hs := serve.NewServer(ep.h, g.logger)
-		hs.ReadHeaderTimeout = g.cfg.ReadHeaderTimeout
-		hs.IdleTimeout = g.cfg.IdleTimeout
-		var srv serve.Server = hs
-		if ep.tls != nil {
-			// The HTTPS listener: fastserve (HTTP/1.1 and HTTP/2).
-			native := g.Native
-			if g.noNative {
-				native = nil
-			}
-			srv = serve.FastFrom(hs, g.logger, ep.tls, native)
+	sc := g.cfg.Server
+	servers, err := serve.Start(serve.Options{
+		Logger: g.logger,
+		Limits: serve.Limits{
+			Engine:               sc.Engine,
+			ReadHeaderTimeout:    g.cfg.ReadHeaderTimeout,
+			IdleTimeout:          g.cfg.IdleTimeout,
+			WriteProgressTimeout: sc.WriteProgressTimeout,
+			MaxConns:             sc.MaxConns,
+			MaxConnsPerIP:        sc.MaxConnsPerIP,
+			MaxConcurrentStreams: sc.MaxConcurrentStreams,
+		},
+		Registerer: g.reg, Namespace: "stella_mirror", Subsystem: "gateway",
+	}, eps...)
+	if err != nil {
+		for _, ep := range eps {
+			ep.Listener.Close()
 		}
-		servers[i] = srv
-		g.logger.Info("listening", "endpoint", ep.name, "addr", ep.ln.Addr().String())
-		go func(name string, ln net.Listener) {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s server on %s: %w", name, ln.Addr(), err)
-				return
-			}
-			errc <- nil
-		}(ep.name, ln)
+		return err
 	}
 	// ACME needs the HTTP listener serving (HTTP-01) before it asks the CA.
 	if err := g.StartACME(ctx); err != nil {
 		g.logger.Error("ACME", "error", err.Error())
 		cancel()
 		g.shutdown(servers)
-		closeAll()
 		return err
 	}
 	if err := filewatch.Watch(ctx, g.WatchedFiles(), g.logger, g.ReloadFile); err != nil {
@@ -145,24 +127,20 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 			if err := g.Reload(); err != nil {
 				g.logger.Error("reload incomplete; the failed files keep their last good version", "error", err.Error())
 			}
-		case runErr = <-errc:
+		case runErr = <-servers.Err():
 			done = true
 		}
 	}
-	err := g.shutdown(servers)
+	err = g.shutdown(servers)
 	g.logger.Info("stopped")
 	return errors.Join(runErr, err)
 }
 
-func (g *Gateway) shutdown(servers []serve.Server) error {
+func (g *Gateway) shutdown(servers *serve.Group) error {
 	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
 	defer cancel()
-	var errs []error
-	for _, srv := range servers {
-		if err := srv.Shutdown(sctx); err != nil {
-			errs = append(errs, fmt.Errorf("shutting down: %w (after %s)", err, g.cfg.ShutdownTimeout))
-			srv.Close()
-		}
+	if err := servers.Shutdown(sctx); err != nil {
+		return fmt.Errorf("%w (after %s)", err, g.cfg.ShutdownTimeout)
 	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -215,5 +215,5 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	}
 	return serve.Run(ctx, logger,
 		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
-		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler()})
+		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler(), Private: true})
 }

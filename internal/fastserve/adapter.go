@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stella-ops/stella-mirror/internal/rawsock"
+	"github.com/stella-ops/stella-mirror/internal/connguard"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
 )
@@ -52,9 +52,9 @@ func (s *Server) adapt(fc *fasthttp.RequestCtx) {
 	}
 	ctx, cancel := context.WithCancel(base)
 	r = r.WithContext(ctx)
-	w := &writer{fc: fc, conn: fc.Conn(), req: r, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
+	w := &writer{fc: fc, conn: fc.Conn(), req: r, cancel: cancel, header: make(http.Header, 8), events: make(chan event, 1), head: r.Method == http.MethodHead}
 	s.dispatch(job{w: w, cancel: cancel})
-	switch ev := <-w.events; ev.kind {
+	switch ev := s.awaitEvent(fc, w, cancel); ev.kind {
 	case evDone:
 		w.commitBuffered()
 	case evStream:
@@ -62,6 +62,63 @@ func (s *Server) adapt(fc *fasthttp.RequestCtx) {
 	case evAbort:
 		Abort(fc)
 	}
+}
+
+// peerGoneAfter is how long a handler may take to answer before the
+// connection is watched for the client going away (its request context
+// is then cancelled, as net/http's background read does): a proxied
+// request waiting for a slow upstream stops when its client leaves,
+// before any write could fail. Quicker answers pay for a timer only.
+const peerGoneAfter = 20 * time.Millisecond
+
+var waitTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// awaitEvent waits for the handler's event; if it does not come within
+// peerGoneAfter, it watches the connection meanwhile (connguard.Conn's
+// WaitPeerGone) and cancels the request when the client is gone.
+func (s *Server) awaitEvent(fc *fasthttp.RequestCtx, w *writer, cancel context.CancelFunc) event {
+	t := waitTimers.Get().(*time.Timer)
+	t.Reset(peerGoneAfter)
+	select {
+	case ev := <-w.events:
+		t.Stop()
+		waitTimers.Put(t)
+		return ev
+	case <-t.C:
+		waitTimers.Put(t)
+	}
+	gc := guardedConn(fc.Conn())
+	if gc == nil {
+		return <-w.events
+	}
+	stop := make(chan struct{})
+	gone := make(chan bool, 1)
+	go func() { gone <- gc.WaitPeerGone(stop) }()
+	select {
+	case ev := <-w.events:
+		close(stop)
+		<-gone
+		return ev
+	case g := <-gone:
+		if g {
+			s.logger.Debug("client gone before the answer; request cancelled", "remote", fc.RemoteAddr().String())
+			cancel()
+		}
+		return <-w.events
+	}
+}
+
+// guardedConn is the connguard.Conn under c (plain or TLS), or nil.
+func guardedConn(c net.Conn) *connguard.Conn {
+	if tc, ok := c.(*tlsConn); ok {
+		c = tc.Conn.NetConn()
+	}
+	gc, _ := c.(*connguard.Conn)
+	return gc
 }
 
 // Abort answers nothing to fc's request and ends the connection: the
@@ -135,7 +192,7 @@ func (s *Server) request(fc *fasthttp.RequestCtx) (*http.Request, int) {
 	}
 	proto := intern(rh.Protocol())
 	major, minor, ok := http.ParseHTTPVersion(proto)
-	if !ok || (major != 1 && !(major == 2 && isH2(fc))) {
+	if !ok || major != 1 {
 		return nil, http.StatusBadRequest
 	}
 	method := intern(rh.Method())
@@ -300,6 +357,7 @@ type writer struct {
 	fc      *fasthttp.RequestCtx // only until the event is sent
 	conn    net.Conn
 	req     *http.Request
+	cancel  context.CancelFunc // cancels req's context: called when the client is gone
 	header  http.Header
 	events  chan event
 	head    bool
@@ -365,6 +423,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.pipe.write(p)
 	w.wrote += int64(n)
+	if err != nil {
+		w.cancel() // the client is gone: stop the work done for it
+	}
 	return n, err
 }
 
@@ -383,15 +444,19 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 	size := w.clen - w.wrote
 	fb := &fileBody{src: src, size: size, done: make(chan struct{})}
 	w.commitHeaders()
-	if tc, ok := rawsock.TCP(w.conn); ok {
+	if sf, ok := w.conn.(fileSender); ok {
 		// The headers go out first, so that the body can be written to the
-		// connection itself (rawsock.SendFile) past fasthttp's buffered writer.
-		fb.tcp = tc
+		// connection itself (connguard.Conn.SendFile) past fasthttp's
+		// buffered writer.
+		fb.sf = sf
 		w.fc.Response.ImmediateHeaderFlush = true
 	}
 	w.send(event{kind: evStream, body: fb, size: int(size)})
 	<-fb.done
 	w.wrote += fb.n
+	if fb.err != nil {
+		w.cancel()
+	}
 	return fb.n, fb.err
 }
 
@@ -440,7 +505,7 @@ func (w *writer) sniff(p []byte) {
 // startStream commits the headers and hands fasthttp a pipe, first filled
 // with what was buffered.
 func (w *writer) startStream() {
-	pw := newStream()
+	pw := newStream(w.clen, w.cancel)
 	w.pipe = pw
 	w.commitHeaders()
 	size := -1
@@ -563,32 +628,38 @@ func bodyAllowed(status int) bool {
 	return !(status >= 100 && status <= 199) && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
+// fileSender is a connection that sends files itself (connguard.Conn:
+// sendfile under the write-progress deadline).
+type fileSender interface {
+	SendFile(f *os.File, lr *io.LimitedReader) (written int64, err error, handled bool)
+}
+
 // fileBody lets fasthttp copy a file with sendfile and tells the handler
 // (waiting in ReadFrom) when it is done.
 type fileBody struct {
-	src  io.Reader    // an *os.File, or an *io.LimitedReader of one
-	size int64        // the bytes announced for it
-	tcp  *net.TCPConn // set when the headers are flushed before the body and the connection is plain TCP
+	src  io.Reader  // an *os.File, or an *io.LimitedReader of one
+	size int64      // the bytes announced for it
+	sf   fileSender // set when the headers are flushed before the body and the connection is plain TCP
 	n    int64
 	err  error
 	once sync.Once
 	done chan struct{}
 }
 
-// WriteTo sends the file: on a plain TCP connection with rawsock.SendFile, else
+// WriteTo sends the file: on a plain TCP connection with its SendFile, else
 // through fasthttp's writer, whose ReadFrom also uses sendfile on TCP.
 func (f *fileBody) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	var err error
 	handled := false
-	if f.tcp != nil {
+	if f.sf != nil {
 		lr, ok := f.src.(*io.LimitedReader)
 		if !ok {
 			lr = &io.LimitedReader{R: f.src, N: f.size}
 		}
 		lr.N = min(lr.N, f.size)
 		if file, ok := lr.R.(*os.File); ok {
-			n, err, handled = rawsock.SendFile(f.tcp, file, lr)
+			n, err, handled = f.sf.SendFile(file, lr)
 		}
 	}
 	if !handled {

@@ -1,7 +1,6 @@
 // Package fastserve serves an http.Handler's HTTP/1.1 traffic on fasthttp's
-// connection engine, and TLS connections that negotiated HTTP/2 with its
-// own HTTP/2 connection (h2conn.go), so one handler (and one Native hook)
-// serves both.
+// connection engine, and hands TLS connections that negotiated HTTP/2 to
+// net/http's own HTTP/2 server (h2.go), so one handler serves both.
 //
 // Why: net/http's HTTP/1.1 server starts a background read on the
 // connection for every request (a goroutine, a read that returns EAGAIN,
@@ -15,10 +14,16 @@
 // a larger or flushed one streams through a pipe, and a file copied with
 // io.Copy keeps sendfile.
 //
-// What differs from net/http, by design: a request's context is not
-// cancelled when the client disconnects mid-handler (a failed write ends a
-// streaming handler instead); pipelined requests are answered in order
-// without a background read; an HTTP/1.0 request is answered with an
+// Connections are accepted through a connguard.Listener (Serve wraps any
+// other listener in one): accept errors are retried with backoff, and
+// every write has a write-progress deadline (connguard.Conn), under TLS
+// too.
+//
+// What differs from net/http, by design: a request's context is cancelled
+// when a write to the client fails, or, while no answer has started, when
+// the connection is seen closed (watched after 20 ms, not from the first
+// moment); pipelined requests are answered in order without a background
+// read; an HTTP/1.0 request is answered with an
 // HTTP/1.1 status line, and "Expect: 100-continue" gets its 100 even when
 // no body follows; there is no Server header; and some requests net/http
 // would serve are refused, the safe way: both Content-Length and
@@ -42,7 +47,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stella-ops/stella-mirror/internal/rawsock"
+	"github.com/stella-ops/stella-mirror/internal/connguard"
 	"github.com/valyala/fasthttp"
 )
 
@@ -54,8 +59,8 @@ type Config struct {
 	// panics at error level. Default: discard.
 	Logger *slog.Logger
 	// TLS, if set, makes Serve terminate TLS on the raw listener it is
-	// given: connections that negotiate "h2" are served with h2conn.go,
-	// the rest with fasthttp.
+	// given: connections that negotiate "h2" are served by HTTP2, the rest
+	// with fasthttp.
 	TLS *tls.Config
 	// ReadHeaderTimeout bounds the TLS handshake and reading one request.
 	ReadHeaderTimeout time.Duration
@@ -67,17 +72,22 @@ type Config struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds a request body (larger: 413). Default: 1 MiB.
 	MaxBodyBytes int
-	// HTTP2 is the *http.Server handlers find under http.ServerContextKey
-	// in their request's context (it never serves). Default: an empty one.
+	// HTTP2 serves the TLS connections that negotiated "h2" (its Handler
+	// serves their requests, its HTTP2, IdleTimeout and MaxHeaderBytes
+	// bound them); handlers of HTTP/1.1 requests find it under
+	// http.ServerContextKey in their request's context, as under net/http.
+	// Default: an http.Server with Handler and the timeouts above.
 	HTTP2 *http.Server
-	// Native, if set, is offered every request first, on the connection's
-	// goroutine: it answers in fc and returns true, or returns false
-	// without having touched fc, and Handler serves the request as usual.
-	// It is for a hot path that must not pay for net/http's types; Plain
-	// tells it which requests are simple enough to take. An HTTP/2
-	// request comes as an fc whose protocol is "HTTP/2.0" and whose
-	// Response is written as HTTP/2 frames (a body stream is read on a
-	// goroutine of its own, as flow control allows).
+	// WriteProgressTimeout is the connguard.Limits.WriteProgressTimeout of
+	// a listener that Serve wraps itself (a connguard.Listener keeps its
+	// own).
+	WriteProgressTimeout time.Duration
+	// Native, if set, is offered every HTTP/1.1 request first, on the
+	// connection's goroutine: it answers in fc and returns true, or
+	// returns false without having touched fc, and Handler serves the
+	// request as usual. It is for a hot path that must not pay for
+	// net/http's types; Plain tells it which requests are simple enough
+	// to take.
 	Native func(fc *fasthttp.RequestCtx) bool
 }
 
@@ -92,7 +102,7 @@ type Server struct {
 	cfg    Config
 	logger *slog.Logger
 	fast   *fasthttp.Server
-	h2     *h2server // nil without TLS
+	h2     *http.Server // serves the "h2" connections
 	base   context.Context
 	stop   context.CancelFunc
 	jobs   chan job // idle workers receive here
@@ -123,8 +133,11 @@ func New(cfg Config) *Server {
 	// instead of ending it as if it were complete.
 	hs := cfg.HTTP2
 	if hs == nil {
-		hs = &http.Server{}
+		hs = &http.Server{Handler: cfg.Handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	}
+	s.h2 = hs
 	s.reqBase = context.WithValue(context.Background(), http.ServerContextKey, hs)
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.fast = &fasthttp.Server{
@@ -143,60 +156,76 @@ func New(cfg Config) *Server {
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
 	}
-	if cfg.TLS != nil {
-		s.h2 = newH2Server(s)
-	}
 	return s
 }
 
 // Serve accepts connections on ln until Shutdown or Close; with Config.TLS
-// ln is a plain TCP listener and Serve does the handshakes. It returns
-// http.ErrServerClosed after Shutdown or Close.
+// ln is a plain TCP listener and Serve does the handshakes. ln is used as
+// a connguard.Listener (wrapped in one unless it is one): it never fails
+// by itself. Serve returns http.ErrServerClosed after Shutdown or Close,
+// and an error if it stopped for any other reason.
 func (s *Server) Serve(ln net.Listener) error {
+	gl, ok := ln.(*connguard.Listener)
+	if !ok {
+		gl = connguard.NewListener(ln, "fastserve", connguard.Limits{WriteProgressTimeout: s.cfg.WriteProgressTimeout}, s.logger, nil)
+	}
 	s.mu.Lock()
 	if s.base.Err() != nil {
 		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
-	s.listeners = append(s.listeners, ln)
+	s.listeners = append(s.listeners, gl)
 	s.mu.Unlock()
 	if s.cfg.TLS == nil {
-		return s.closedErr(s.fast.Serve(rawListener{ln}))
+		return s.closedErr(s.fast.Serve(gl))
 	}
-	h1 := newConnListener(ln)
+	h1 := newConnListener(gl)
+	h2 := newH2Listener(gl.Addr())
 	s.mu.Lock()
-	s.listeners = append(s.listeners, h1)
+	s.listeners = append(s.listeners, h1, h2)
 	s.mu.Unlock()
-	go s.acceptTLS(ln, h1)
-	return s.closedErr(s.fast.Serve(h1))
+	go s.serveH2(h2)
+	accepted := make(chan error, 1)
+	go func() { accepted <- s.acceptTLS(gl, h1, h2) }()
+	err := s.closedErr(s.fast.Serve(h1))
+	if aerr := <-accepted; err == http.ErrServerClosed && aerr != nil {
+		err = aerr
+	}
+	return err
 }
 
+// closedErr is http.ErrServerClosed when the server was stopped, err
+// otherwise (an error of its own when fasthttp returned without one).
 func (s *Server) closedErr(err error) error {
-	if s.base.Err() != nil || err == nil || errors.Is(err, net.ErrClosed) {
+	if s.base.Err() != nil {
 		return http.ErrServerClosed
+	}
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return errors.New("fastserve: the listener closed while the server was not stopped")
 	}
 	return err
 }
 
 // acceptTLS accepts raw connections, shakes hands on a goroutine each, and
-// routes them by the negotiated protocol.
-func (s *Server) acceptTLS(ln net.Listener, h1 *connListener) {
+// routes them by the negotiated protocol. It returns when ln is closed:
+// nil after Shutdown or Close, an error otherwise.
+func (s *Server) acceptTLS(ln net.Listener, h1 *connListener, h2 *h2Listener) error {
 	defer h1.Close()
+	defer h2.Close()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if s.base.Err() != nil {
+				return nil
 			}
-			return
+			return fmt.Errorf("accepting TLS connections: %w", err)
 		}
-		go s.handshake(c, h1)
+		go s.handshake(c, h1, h2)
 	}
 }
 
-func (s *Server) handshake(raw net.Conn, h1 *connListener) {
-	tc := tls.Server(rawsock.Wrap(raw), s.cfg.TLS)
+func (s *Server) handshake(raw net.Conn, h1 *connListener, h2 *h2Listener) {
+	tc := tls.Server(raw, s.cfg.TLS)
 	if d := s.cfg.ReadHeaderTimeout; d > 0 {
 		tc.SetDeadline(time.Now().Add(d))
 	}
@@ -207,7 +236,9 @@ func (s *Server) handshake(raw net.Conn, h1 *connListener) {
 	}
 	tc.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		s.h2.serve(tc) // this goroutine serves the connection
+		if !h2.deliver(tc) {
+			tc.Close()
+		}
 		return
 	}
 	if !h1.deliver(&tlsConn{Conn: tc, state: tc.ConnectionState()}) {
@@ -249,10 +280,11 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return 
 // and closes idle connections, like http.Server.Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
-	if s.h2 != nil {
-		if err := s.h2.shutdown(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	s.stop() // from here on a closed listener is no error
+	// net/http sends GOAWAY on every HTTP/2 connection and waits for
+	// their streams.
+	if err := s.h2.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	// fasthttp closes the listeners it serves (for TLS, the connection
 	// listener closes the raw one), then waits for in-flight requests.
@@ -260,19 +292,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	s.closeListeners()
-	s.stop()
 	return errors.Join(errs...)
 }
 
 // Close stops accepting and ends every handshake; connections still
 // serving are left to finish their current response.
 func (s *Server) Close() error {
-	s.closeListeners()
 	s.stop()
-	if s.h2 != nil {
-		s.h2.close()
-	}
-	return nil
+	s.closeListeners()
+	return s.h2.Close()
 }
 
 func (s *Server) closeListeners() {
@@ -360,15 +388,3 @@ func (l *connListener) Close() error {
 }
 
 func (l *connListener) Addr() net.Addr { return l.raw.Addr() }
-
-// rawListener hands fasthttp plain TCP connections with raw reads and
-// writes (rawsock.Wrap), as the TLS connections have under their TLS layer.
-type rawListener struct{ net.Listener }
-
-func (l rawListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return rawsock.Wrap(c), nil
-}

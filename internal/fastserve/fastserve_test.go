@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -23,11 +24,24 @@ import (
 // returns the base URL.
 func start(t *testing.T, h http.Handler, tlsCfg *tls.Config) (string, *Server) {
 	t.Helper()
+	return startServer(t, Config{Handler: h, TLS: tlsCfg, ReadHeaderTimeout: 2 * time.Second, IdleTimeout: 10 * time.Second})
+}
+
+// startWith is start with a Config of the test's own.
+func startWith(t *testing.T, cfg Config) string {
+	t.Helper()
+	base, _ := startServer(t, cfg)
+	return base
+}
+
+func startServer(t *testing.T, cfg Config) (string, *Server) {
+	t.Helper()
+	tlsCfg := cfg.TLS
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Handler: h, TLS: tlsCfg, ReadHeaderTimeout: 2 * time.Second, IdleTimeout: 10 * time.Second})
+	s := New(cfg)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -596,5 +610,112 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// TestClientGoneCancelsContext: when a write to a client that went away
+// fails, the handler's request context is cancelled at once, so that work
+// the handler started for the client (an upstream request, a cache fill
+// no one else waits for) stops too. Before, the context stayed live until
+// the handler returned.
+func TestClientGoneCancelsContext(t *testing.T) {
+	cert, _ := selfSigned(t)
+	for _, tc := range []struct {
+		name   string
+		tlsCfg *tls.Config
+	}{{"plain", nil}, {"tls", tlsConfig(cert)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			firstSent := make(chan struct{})
+			cancelled := make(chan error, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "1000000000")
+				chunk := make([]byte, 32<<10)
+				w.Write(chunk)
+				w.(http.Flusher).Flush()
+				close(firstSent)
+				for range 30000 { // less than the declared length
+					if _, err := w.Write(chunk); err != nil {
+						cancelled <- r.Context().Err() // right after the failed write
+						return
+					}
+				}
+				cancelled <- errors.New("every write succeeded")
+			})
+			base, _ := start(t, h, tc.tlsCfg)
+			addr := strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://")
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.tlsCfg != nil {
+				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			}
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			c.Read(make([]byte, 4096)) // the answer has begun
+			<-firstSent
+			c.Close()
+			if err := <-cancelled; !errors.Is(err, context.Canceled) {
+				t.Fatalf("request context after a failed write: %v, want context.Canceled", err)
+			}
+		})
+	}
+}
+
+// TestClientGoneBeforeAnswerCancelsContext: a client that leaves while
+// the handler is still waiting (as for an upstream's headers) has the
+// request's context cancelled, without any write, over plain TCP and TLS
+// (the TCP connection closed under TLS, as a client that crashed or
+// timed out does). Before, the context lived until the handler returned.
+func TestClientGoneBeforeAnswerCancelsContext(t *testing.T) {
+	cert, _ := selfSigned(t)
+	for _, tc := range []struct {
+		name   string
+		tlsCfg *tls.Config
+	}{{"plain", nil}, {"tls", tlsConfig(cert)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			started := make(chan struct{})
+			cancelled := make(chan bool, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(started)
+				select {
+				case <-r.Context().Done():
+					cancelled <- true
+				case <-time.After(20 * time.Second):
+					cancelled <- false
+				}
+			})
+			base, _ := start(t, h, tc.tlsCfg)
+			addr := strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://")
+			raw, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c net.Conn = raw
+			if tc.tlsCfg != nil {
+				c = tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			}
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			<-started
+			raw.Close()
+			if !<-cancelled {
+				t.Fatal("the request context was not cancelled after the client left")
+			}
+		})
+	}
+}
+
+// TestSlowAnswerStillServed: a handler that answers after the connection
+// started being watched still answers, and the keep-alive connection
+// serves a pipelined request after it.
+func TestSlowAnswerStillServed(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(3 * peerGoneAfter) // longer than the watch delay (not synchronisation)
+		io.WriteString(w, r.URL.Path)
+	})
+	base, _ := start(t, h, nil)
+	out := raw(t, strings.TrimPrefix(base, "http://"),
+		"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if !strings.Contains(out, "/one") || !strings.Contains(out, "/two") || strings.Count(out, "HTTP/1.1 200") != 2 {
+		t.Fatalf("answers: %q", out)
 	}
 }

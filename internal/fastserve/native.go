@@ -22,7 +22,7 @@ func Plain(fc *fasthttp.RequestCtx) (*url.URL, bool) {
 	if !rh.IsGet() && !rh.IsHead() {
 		return nil, false
 	}
-	if string(rh.Protocol()) != "HTTP/1.1" && !isH2(fc) {
+	if string(rh.Protocol()) != "HTTP/1.1" {
 		return nil, false
 	}
 	uri := rh.RequestURI()

@@ -14,7 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/stella-ops/stella-mirror/internal/rawsock"
+	"github.com/stella-ops/stella-mirror/internal/connguard"
 )
 
 type markKey struct{}
@@ -53,11 +53,11 @@ func startNative(t *testing.T) (addr string, offered func() []string) {
 				WithContextValue(fc, markKey{}, "by the hook")
 				return false
 			case "/native/conn":
-				// Plain TCP connections come with raw reads and writes
-				// (rawsock), and their TCP connection stays reachable for
-				// sendfile.
-				_, tcp := rawsock.TCP(fc.Conn())
-				fc.SetBodyString(fmt.Sprintf("%T %v", fc.Conn(), tcp))
+				// Plain TCP connections come guarded (write-progress
+				// deadline) with raw reads and writes (rawsock) below,
+				// and their TCP connection stays reachable for sendfile.
+				gc := fc.Conn().(*connguard.Conn)
+				fc.SetBodyString(fmt.Sprintf("%T %T %v", gc, gc.Conn, gc.TCP() != nil))
 				return true
 			}
 			fc.SetBodyString("native " + u.EscapedPath())
@@ -152,7 +152,7 @@ func TestNativeHookNotOfferedBadRequests(t *testing.T) {
 // rawsock's, elsewhere net's own.
 var rawConnWant = func() string {
 	if runtime.GOOS == "linux" {
-		return "*rawsock.conn true"
+		return "*connguard.Conn *rawsock.conn true"
 	}
-	return "*net.TCPConn true"
+	return "*connguard.Conn *net.TCPConn true"
 }()

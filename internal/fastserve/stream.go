@@ -1,6 +1,7 @@
 package fastserve
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -18,10 +19,18 @@ type stream struct {
 	cur    []byte // Read: the rest of the current piece
 	once   sync.Once
 	eofOne sync.Once
+	// Consumer side (fasthttp's goroutine): how much was taken, and
+	// whether the end was seen, so that Close knows whether the body was
+	// abandoned (a failed write: the client is gone).
+	size     int64 // declared length, -1 if none
+	consumed int64
+	ended    bool
+	cancel   context.CancelFunc // the request's
 }
 
-func newStream() *stream {
-	return &stream{pieces: make(chan []byte), acks: make(chan error), eof: make(chan struct{}), gone: make(chan struct{})}
+func newStream(size int64, cancel context.CancelFunc) *stream {
+	return &stream{pieces: make(chan []byte), acks: make(chan error), eof: make(chan struct{}), gone: make(chan struct{}),
+		size: size, cancel: cancel}
 }
 
 var errStreamClosed = errors.New("the client connection stopped reading")
@@ -62,6 +71,7 @@ func (s *stream) next() ([]byte, error) {
 	case p := <-s.pieces:
 		return p, nil
 	case <-s.eof:
+		s.ended = true
 		if s.err != nil {
 			return nil, s.err
 		}
@@ -80,6 +90,7 @@ func (s *stream) Read(b []byte) (int, error) {
 	}
 	n := copy(b, s.cur)
 	s.cur = s.cur[n:]
+	s.consumed += int64(n)
 	if len(s.cur) == 0 {
 		s.acks <- nil
 	}
@@ -107,6 +118,7 @@ func (s *stream) writeTo(w io.Writer, limit int64) (int64, error) {
 		}
 		n, err := w.Write(p)
 		total += int64(n)
+		s.consumed += int64(n)
 		s.cur = s.cur[n:]
 		if err != nil {
 			s.acks <- err
@@ -120,8 +132,16 @@ func (s *stream) writeTo(w io.Writer, limit int64) (int64, error) {
 	return total, nil
 }
 
-// Close is called by fasthttp when it is done with the body.
+// Close is called by fasthttp when it is done with the body: after the
+// end, or because writing to the client failed. In the second case the
+// request's context is cancelled: a handler waiting for an upstream
+// between two writes stops without having to write again.
 func (s *stream) Close() error {
-	s.once.Do(func() { close(s.gone) })
+	s.once.Do(func() {
+		if !s.ended && (s.size < 0 || s.consumed < s.size) && s.cancel != nil {
+			s.cancel() // before the handler's write can fail
+		}
+		close(s.gone)
+	})
 	return nil
 }

@@ -1,7 +1,11 @@
 // Package serve starts and stops HTTP servers one way for every component:
 // timeouts on every phase, listeners bound before serving (so callers learn
-// the real address of ":0"), and a graceful Shutdown with a deadline when the
-// context ends.
+// the real address of ":0"), connections accepted through a
+// connguard.Guard (accept errors retried with backoff, caps on
+// connections, a write-progress deadline on every connection and HTTP/2
+// stream), the engine chosen by Limits.Engine, and a graceful Shutdown
+// with a deadline when the context ends. A server that stops without
+// being asked to is an error (Group.Err), never a clean exit.
 //
 // It is not a router or middleware collection; handlers come from the
 // component packages.
@@ -12,19 +16,24 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/valyala/fasthttp"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/stella-ops/stella-mirror/internal/connguard"
 	"github.com/stella-ops/stella-mirror/internal/fastserve"
 )
 
 // Timeouts applied to every server built by New. Header reads are short so
 // slow-loris clients cannot hold connections; WriteTimeout is zero because
-// large bundles stream for as long as the client keeps reading (the per-write
-// deadline below bounds stalled clients instead).
+// large bundles stream for as long as the client keeps reading (the
+// write-progress deadline bounds stalled clients instead).
 const (
 	ReadHeaderTimeout = 10 * time.Second
 	ReadTimeout       = 30 * time.Second
@@ -35,6 +44,94 @@ const (
 	MaxHeaderBytes = 64 << 10
 )
 
+// Defaults of Limits.
+const (
+	DefaultWriteProgressTimeout = 30 * time.Second
+	DefaultMaxConnsPerIP        = 256
+	DefaultMaxConcurrentStreams = 128
+	// fdHeadroom is what DefaultMaxConns leaves of RLIMIT_NOFILE besides
+	// one descriptor per connection for its upstream or file.
+	fdHeadroom = 64
+)
+
+// Engines.
+const (
+	// EngineFast serves HTTP/1.1 on fastserve (fasthttp, with the Native
+	// hooks) and HTTP/2 on net/http's HTTP/2 server.
+	EngineFast = "fast"
+	// EngineStd serves everything on net/http's http.Server alone.
+	EngineStd = "std"
+)
+
+// Limits configure every server Start builds. Zero values take the
+// defaults beside them.
+type Limits struct {
+	// Engine is EngineFast or EngineStd. Default: fast.
+	Engine string
+	// ReadHeaderTimeout bounds the TLS handshake and reading a request's
+	// headers. Default: ReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections. Default: IdleTimeout.
+	IdleTimeout time.Duration
+	// WriteProgressTimeout: a connection (or HTTP/2 stream) whose client
+	// accepts no byte for this long is closed (reset). Default: 30s.
+	WriteProgressTimeout time.Duration
+	// MaxConns caps the connections open at once over all endpoints.
+	// Default: DefaultMaxConns(); negative: no cap.
+	MaxConns int
+	// MaxConnsPerIP caps them per client address. Default: 256; negative:
+	// no cap.
+	MaxConnsPerIP int
+	// MaxConcurrentStreams caps the concurrent streams of an HTTP/2
+	// connection. Default: 128.
+	MaxConcurrentStreams int
+}
+
+// DefaultMaxConns is the connection cap below the process's open-file
+// limit (RLIMIT_NOFILE, soft): half of what is left after 64 descriptors
+// for files and listeners, since a connection may hold a second one (an
+// upstream connection or a cache file) — so accept never meets EMFILE in
+// steady state. At least 16.
+func DefaultMaxConns() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 || rl.Cur > 1<<24 {
+		return 1 << 14
+	}
+	return max(16, (int(rl.Cur)-fdHeadroom)/2)
+}
+
+// withDefaults fills in l's zero values.
+func (l Limits) withDefaults() Limits {
+	if l.Engine == "" {
+		l.Engine = EngineFast
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = ReadHeaderTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = IdleTimeout
+	}
+	if l.WriteProgressTimeout <= 0 {
+		l.WriteProgressTimeout = DefaultWriteProgressTimeout
+	}
+	switch {
+	case l.MaxConns == 0:
+		l.MaxConns = DefaultMaxConns()
+	case l.MaxConns < 0:
+		l.MaxConns = 0
+	}
+	switch {
+	case l.MaxConnsPerIP == 0:
+		l.MaxConnsPerIP = DefaultMaxConnsPerIP
+	case l.MaxConnsPerIP < 0:
+		l.MaxConnsPerIP = 0
+	}
+	if l.MaxConcurrentStreams <= 0 {
+		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	return l
+}
+
 // Endpoint is one listener and the handler it serves.
 type Endpoint struct {
 	// Name appears in log lines, e.g. "origin" or "admin".
@@ -44,19 +141,177 @@ type Endpoint struct {
 	// Handler serves the requests.
 	Handler http.Handler
 	// Fast serves HTTP/1.1 on fastserve's engine instead of net/http's
-	// (public listeners with many small responses); admin and health
-	// listeners leave it false.
+	// (public listeners with many small responses) when the engine is
+	// EngineFast; admin and health listeners leave it false.
 	Fast bool
-	// Native, for a Fast endpoint, is offered each HTTP/1.1 request first
-	// (fastserve.Config.Native).
+	// Native, for a Fast endpoint on EngineFast, is offered each HTTP/1.1
+	// request first (fastserve.Config.Native).
 	Native func(*fasthttp.RequestCtx) bool
+	// TLS, if set, terminates TLS on the listener (HTTP/1.1 and HTTP/2).
+	TLS *tls.Config
+	// Private marks an admin or health listener (loopback or a private
+	// network): its connections are not counted against the caps, so
+	// that clients of the public listeners cannot lock the operator out.
+	Private bool
 }
 
-// Server is what Run starts: an *http.Server or a *fastserve.Server.
+// Options are what Start takes besides the endpoints.
+type Options struct {
+	// Logger receives the servers' logs. Default: discard.
+	Logger *slog.Logger
+	// Limits apply to every endpoint.
+	Limits Limits
+	// Registerer receives the connection metrics
+	// (<namespace>_<subsystem>_accept_errors_total,
+	// …_connections_rejected_total, …_write_timeouts_total,
+	// …_connections_open). Default: none.
+	Registerer prometheus.Registerer
+	// Namespace and Subsystem name the metrics, e.g. "stella_mirror" and
+	// "gateway".
+	Namespace, Subsystem string
+	// ShutdownTimeout is how long Run gives in-flight requests. Default:
+	// ShutdownTimeout.
+	ShutdownTimeout time.Duration
+}
+
+// Server is what Start runs: an *http.Server or a *fastserve.Server.
 type Server interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
+}
+
+// Group is the servers of one Start.
+type Group struct {
+	logger   *slog.Logger
+	guard    *connguard.Guard
+	names    []string
+	servers  []Server
+	errc     chan error
+	stopping atomic.Bool
+}
+
+// Start builds a server for every endpoint, as Options.Limits say, and
+// serves them on goroutines of their own. The connection caps are shared
+// by all the endpoints.
+func Start(o Options, endpoints ...Endpoint) (*Group, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	lim := o.Limits.withDefaults()
+	if lim.Engine != EngineFast && lim.Engine != EngineStd {
+		return nil, fmt.Errorf("unknown server engine %q (want %s or %s)", lim.Engine, EngineFast, EngineStd)
+	}
+	var m *connguard.Metrics
+	if o.Registerer != nil {
+		var err error
+		if m, err = connguard.NewMetrics(o.Registerer, o.Namespace, o.Subsystem); err != nil {
+			return nil, fmt.Errorf("registering connection metrics: %w", err)
+		}
+	}
+	guard := connguard.New(connguard.Limits{MaxConns: lim.MaxConns, MaxConnsPerIP: lim.MaxConnsPerIP,
+		WriteProgressTimeout: lim.WriteProgressTimeout}, o.Logger, m)
+	private := connguard.New(connguard.Limits{WriteProgressTimeout: lim.WriteProgressTimeout}, o.Logger, m)
+	g := &Group{logger: o.Logger, guard: guard, errc: make(chan error, len(endpoints))}
+	for _, ep := range endpoints {
+		gl := guard.Listen(ep.Listener, ep.Name)
+		if ep.Private {
+			gl = private.Listen(ep.Listener, ep.Name)
+		}
+		srv, serveFn := build(ep, lim, o.Logger, m)
+		g.names = append(g.names, ep.Name)
+		g.servers = append(g.servers, srv)
+		o.Logger.Info("listening", "endpoint", ep.Name, "addr", ep.Listener.Addr().String(), "engine", engineOf(ep, lim))
+		go func() {
+			err := serveFn(gl)
+			if g.stopping.Load() {
+				return
+			}
+			if err == nil || errors.Is(err, http.ErrServerClosed) {
+				err = errors.New("stopped without being asked to")
+			}
+			err = fmt.Errorf("%s server on %s: %w", ep.Name, ep.Listener.Addr(), err)
+			o.Logger.Error("server stopped", "endpoint", ep.Name, "error", err.Error())
+			g.errc <- err
+		}()
+	}
+	return g, nil
+}
+
+func engineOf(ep Endpoint, lim Limits) string {
+	if ep.Fast && lim.Engine == EngineFast {
+		return EngineFast
+	}
+	return EngineStd
+}
+
+// build returns ep's server and the call that serves it on a listener.
+func build(ep Endpoint, lim Limits, logger *slog.Logger, m *connguard.Metrics) (Server, func(net.Listener) error) {
+	hs := newHTTPServer(ep.Handler, logger, lim, m)
+	if engineOf(ep, lim) == EngineFast {
+		fs := fastserve.New(fastserve.Config{
+			Handler:              ep.Handler,
+			Native:               ep.Native,
+			Logger:               logger,
+			TLS:                  ep.TLS,
+			ReadHeaderTimeout:    lim.ReadHeaderTimeout,
+			IdleTimeout:          lim.IdleTimeout,
+			MaxHeaderBytes:       hs.MaxHeaderBytes,
+			WriteProgressTimeout: lim.WriteProgressTimeout,
+			HTTP2:                hs,
+		})
+		return fs, fs.Serve
+	}
+	if ep.TLS == nil {
+		return hs, hs.Serve
+	}
+	hs.TLSConfig = ep.TLS
+	return hs, func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+}
+
+// newHTTPServer is the http.Server both engines use for HTTP/2 (and the
+// std engine for everything): the package's timeouts, lim's, and each
+// HTTP/2 stream under connguard.StreamDeadline.
+func newHTTPServer(h http.Handler, logger *slog.Logger, lim Limits, m *connguard.Metrics) *http.Server {
+	hs := NewServer(connguard.StreamDeadline(h, lim.WriteProgressTimeout, m), logger)
+	hs.ReadHeaderTimeout = lim.ReadHeaderTimeout
+	hs.IdleTimeout = lim.IdleTimeout
+	hs.HTTP2 = &http.HTTP2Config{
+		MaxConcurrentStreams:      lim.MaxConcurrentStreams,
+		MaxReadFrameSize:          16 << 10, // the protocol's default: one frame buffer per connection
+		MaxDecoderHeaderTableSize: 4 << 10,
+		MaxEncoderHeaderTableSize: 4 << 10,
+		// A connection whose client accepts nothing for this long is
+		// closed; a stream stalled on its own window is reset by
+		// StreamDeadline.
+		WriteByteTimeout: lim.WriteProgressTimeout,
+		// A connection that sends nothing for this long is pinged, and
+		// closed when the ping is not answered in time.
+		SendPingTimeout: lim.WriteProgressTimeout,
+		PingTimeout:     lim.WriteProgressTimeout,
+	}
+	return hs
+}
+
+// Err receives an error for every server that stopped without Shutdown
+// (it never receives after Shutdown began).
+func (g *Group) Err() <-chan error { return g.errc }
+
+// Guard is the connection guard of the group's public listeners.
+func (g *Group) Guard() *connguard.Guard { return g.guard }
+
+// Shutdown stops every server gracefully: in-flight requests get until
+// ctx ends, then the servers are closed.
+func (g *Group) Shutdown(ctx context.Context) error {
+	g.stopping.Store(true)
+	var errs []error
+	for i, srv := range g.servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutting down %s: %w", g.names[i], err))
+			srv.Close()
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // NewFast returns a fastserve.Server with the package's timeouts; with
@@ -66,21 +321,21 @@ func NewFast(h http.Handler, logger *slog.Logger, tlsCfg *tls.Config) *fastserve
 }
 
 // FastFrom returns a fastserve.Server with hs's handler and limits
-// (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes), so a component that
-// changed them on hs gets the same on both engines; hs configures the
-// HTTP/2 server (and is given to fastserve for that: it never serves).
-// native, if not nil, is offered HTTP/1.1 requests first
-// (fastserve.Config.Native).
+// (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes); hs serves its HTTP/2
+// connections. native, if not nil, is offered HTTP/1.1 requests first
+// (fastserve.Config.Native). Start builds its servers itself; this is for
+// tests that need one server.
 func FastFrom(hs *http.Server, logger *slog.Logger, tlsCfg *tls.Config, native func(*fasthttp.RequestCtx) bool) *fastserve.Server {
 	return fastserve.New(fastserve.Config{
-		Handler:           hs.Handler,
-		Native:            native,
-		Logger:            logger,
-		TLS:               tlsCfg,
-		ReadHeaderTimeout: hs.ReadHeaderTimeout,
-		IdleTimeout:       hs.IdleTimeout,
-		MaxHeaderBytes:    hs.MaxHeaderBytes,
-		HTTP2:             hs,
+		Handler:              hs.Handler,
+		Native:               native,
+		Logger:               logger,
+		TLS:                  tlsCfg,
+		ReadHeaderTimeout:    hs.ReadHeaderTimeout,
+		IdleTimeout:          hs.IdleTimeout,
+		MaxHeaderBytes:       hs.MaxHeaderBytes,
+		WriteProgressTimeout: DefaultWriteProgressTimeout,
+		HTTP2:                hs,
 	})
 }
 
@@ -106,40 +361,36 @@ func NewServer(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
-// Run serves every endpoint until ctx is done or one of them fails, then shuts
-// all of them down gracefully (ShutdownTimeout) and returns the first serve
-// error, or nil after a clean stop.
+// Run serves every endpoint with the default Limits but no cap per client
+// address (an origin's clients are a few gateways, each with many
+// connections) until ctx is done or one of them stops, then shuts all of
+// them down gracefully (ShutdownTimeout) and returns why it stopped: nil
+// after ctx ended and a clean shutdown.
 func Run(ctx context.Context, logger *slog.Logger, endpoints ...Endpoint) error {
-	servers := make([]Server, len(endpoints))
-	errc := make(chan error, len(endpoints))
-	for i, ep := range endpoints {
-		var srv Server = NewServer(ep.Handler, logger)
-		if ep.Fast {
-			srv = FastFrom(NewServer(ep.Handler, logger), logger, nil, ep.Native)
-		}
-		servers[i] = srv
-		logger.Info("listening", "endpoint", ep.Name, "addr", ep.Listener.Addr().String())
-		go func(ep Endpoint) {
-			if err := srv.Serve(ep.Listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s server on %s: %w", ep.Name, ep.Listener.Addr(), err)
-				return
-			}
-			errc <- nil
-		}(ep)
+	return RunWith(ctx, Options{Logger: logger, Limits: Limits{MaxConnsPerIP: -1}}, endpoints...)
+}
+
+// RunWith is Run with Options.
+func RunWith(ctx context.Context, o Options, endpoints ...Endpoint) error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	g, err := Start(o, endpoints...)
+	if err != nil {
+		return err
 	}
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-g.Err():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	timeout := o.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = ShutdownTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var errs []error
-	for i, srv := range servers {
-		if err := srv.Shutdown(sctx); err != nil {
-			errs = append(errs, fmt.Errorf("shutting down %s: %w", endpoints[i].Name, err))
-		}
-	}
-	logger.Info("stopped")
-	return errors.Join(append([]error{runErr}, errs...)...)
+	err = g.Shutdown(sctx)
+	o.Logger.Info("stopped")
+	return errors.Join(runErr, err)
 }

@@ -1,0 +1,121 @@
+package connguard
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// flakyListener fails its first n Accepts with EMFILE, then accepts from
+// the real listener.
+type flakyListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+	calls []time.Time
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.calls = append(l.calls, time.Now())
+	if l.fails > 0 {
+		l.fails--
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+// TestAcceptRetriesErrors (F1): accept errors such as EMFILE do not end
+// Accept: they are counted and retried with a growing pause, and the next
+// connection is returned. Only Close ends Accept (net.ErrClosed).
+func TestAcceptRetriesErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln, fails: 5}
+	m, err := NewMetrics(prometheus.NewRegistry(), "test", "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := NewListener(fl, "test", Limits{}, nil, m)
+	defer gl.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			c.Read(make([]byte, 1))
+		}
+	}()
+	c, err := gl.Accept()
+	if err != nil {
+		t.Fatalf("Accept after EMFILE: %v", err)
+	}
+	c.Close()
+	if n := testutil.ToFloat64(m.AcceptErrors); n != 5 {
+		t.Errorf("accept_errors_total = %v, want 5", n)
+	}
+	fl.mu.Lock()
+	calls := fl.calls
+	fl.mu.Unlock()
+	// The pauses double from 5 ms: the five retries span at least
+	// 5+10+20+40+80 ms.
+	if span := calls[5].Sub(calls[0]); span < 155*time.Millisecond {
+		t.Errorf("five retries within %s: no backoff", span)
+	}
+
+	done := make(chan error, 1)
+	go func() { _, err := gl.Accept(); done <- err }()
+	gl.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+}
+
+// TestBackoffEndsOnClose: a listener that fails for good is retried until
+// Close, which ends Accept at once even during a pause.
+func TestBackoffEndsOnClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln, fails: 1 << 30}
+	gl := NewListener(fl, "test", Limits{}, nil, nil)
+	done := make(chan error, 1)
+	go func() { _, err := gl.Accept(); done <- err }()
+	for {
+		fl.mu.Lock()
+		n := len(fl.calls)
+		fl.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Accept returned while the listener fails: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	gl.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+}
