@@ -128,22 +128,27 @@ func (p *Policy) concelierFile(rest string) Decision {
 
 // canonical reports whether path is absolute, free of escapes, empty, "."
 // and ".." segments, and made only of characters the contract's paths use.
+// It runs on every request and allocates nothing.
 func canonical(path string) bool {
 	if len(path) < 2 || path[0] != '/' || path[len(path)-1] == '/' {
 		return false
 	}
-	for i := 0; i < len(path); i++ {
-		c := path[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == '/':
-		default:
-			return false // '%', '\\', ';', control bytes, non-ASCII …
+	seg := 1 // start of the current segment
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) {
+			c := path[i]
+			switch {
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+				continue
+			case c != '/':
+				return false // '%', '\\', ';', control bytes, non-ASCII …
+			}
 		}
-	}
-	for _, seg := range strings.Split(path[1:], "/") {
-		if seg == "" || seg == "." || seg == ".." {
+		switch path[seg:i] {
+		case "", ".", "..":
 			return false
 		}
+		seg = i + 1
 	}
 	return true
 }

@@ -108,3 +108,77 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheck measures the policy on the paths of the hot path.
+func BenchmarkCheck(b *testing.B) {
+	p := New([]string{"primary", "community"})
+	for _, path := range []string{
+		"/concelier/exports/index.json",
+		"/concelier/exports/mirror/primary/bundle.json",
+		"/concelier/exports/20261122T000000Z/mirror/primary/bundle.json",
+	} {
+		b.Run(strings.ReplaceAll(path[1:], "/", "_"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if p.Check(path).Kind == Refused {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
+
+// TestCanonicalExhaustive compares canonical with its plain definition on
+// every string of up to 7 bytes over an alphabet that exercises every rule.
+func TestCanonicalExhaustive(t *testing.T) {
+	reference := func(path string) bool {
+		if len(path) < 2 || path[0] != '/' || path[len(path)-1] == '/' {
+			return false
+		}
+		for i := 0; i < len(path); i++ {
+			c := path[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_./", c) >= 0) {
+				return false
+			}
+		}
+		for _, seg := range strings.Split(path[1:], "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				return false
+			}
+		}
+		return true
+	}
+	const alphabet = "/.a%_"
+	buf := make([]byte, 0, 7)
+	var walk func()
+	n := 0
+	walk = func() {
+		n++
+		if s := string(buf); canonical(s) != reference(s) {
+			t.Fatalf("canonical(%q) = %v, want %v", s, canonical(s), reference(s))
+		}
+		if len(buf) == cap(buf) {
+			return
+		}
+		for i := range len(alphabet) {
+			buf = append(buf, alphabet[i])
+			walk()
+			buf = buf[:len(buf)-1]
+		}
+	}
+	walk()
+	if n != 97656 { // 1 + 5 + … + 5^7
+		t.Fatalf("walked %d strings", n)
+	}
+}
+
+// TestCheckAllocatesNothing: the policy runs on every request.
+func TestCheckAllocatesNothing(t *testing.T) {
+	p := New([]string{"primary"})
+	for _, path := range []string{"/concelier/exports/index.json", "/concelier/exports/mirror/primary/bundle.json",
+		"/concelier/exports/e1/mirror/primary/bundle.json", "/concelier/exports/../index.json"} {
+		if n := testing.AllocsPerRun(100, func() { p.Check(path) }); n != 0 {
+			t.Errorf("Check(%q): %v allocations", path, n)
+		}
+	}
+}
