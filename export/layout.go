@@ -69,6 +69,9 @@ func ExcititorSignaturePath(domain, exportKey string) string {
 // `/concelier/exports/mirror/…`).
 var ReservedExportIDs = []string{LatestLink, "mirror", "index.json"}
 
+// ExportIDRule describes ValidExportID for error messages.
+const ExportIDRule = `1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.', not "latest", "mirror" or "index.json"`
+
 // ValidExportID reports whether id can name an export directory: 1 to 128
 // characters of [A-Za-z0-9._-], not starting with "." and not one of
 // ReservedExportIDs.
