@@ -3,10 +3,12 @@ package origin
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -434,4 +436,146 @@ func TestShownID(t *testing.T) {
 			t.Errorf("shownID(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestPinnedChainUnderLatestFlips: clients read the unversioned index and
+// then the manifest, bundle and JWS of the export it names by their pinned
+// URLs, while latest flips between two exports as fast as it can. Every
+// set is one export's chain (index → manifest → bundle digests, the JWS of
+// that export), and both exports are seen.
+func TestPinnedChainUnderLatestFlips(t *testing.T) {
+	const (
+		clients    = 8
+		iterations = 30
+		maxFlips   = 5000
+		domain     = "primary"
+	)
+	root := t.TempDir()
+	ids := []string{"20260101T000000Z", "20260102T000000Z"}
+	sigs := map[string][]byte{}
+	for _, id := range ids {
+		te := writeExport(t, root, id, treeOpts{domains: []string{domain}, pad: 4 << 10})
+		sigs[id] = te.files[export.BundleSignaturePath(domain)]
+	}
+	pointLatest(t, root, ids[0])
+	h := newHarness(t, testConfig(root), options{smallFileMax: 1 << 10})
+	client := h.public.Client()
+
+	get := func(path string) ([]byte, error) {
+		resp, err := client.Get(h.public.URL + path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var buf bytes.Buffer
+		if _, err := buf.ReadFrom(resp.Body); err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, buf.Bytes())
+		}
+		return buf.Bytes(), nil
+	}
+	chain := func() (string, error) {
+		data, err := get(export.IndexURL)
+		if err != nil {
+			return "", err
+		}
+		ix, err := export.ParseIndex(data)
+		if err != nil {
+			return "", err
+		}
+		d := ix.Domain(domain)
+		if d == nil {
+			return "", fmt.Errorf("index of %s lacks %s", ix.ExportID, domain)
+		}
+		mf, err := get(export.PinnedFileURL(ix.ExportID, domain, export.ManifestName))
+		if err != nil {
+			return "", err
+		}
+		if export.Digest(mf) != d.Manifest.Digest {
+			return "", fmt.Errorf("export %s: manifest digest differs from the index's", ix.ExportID)
+		}
+		m, err := export.ParseManifest(mf)
+		if err != nil {
+			return "", err
+		}
+		b, err := get(export.PinnedFileURL(ix.ExportID, domain, export.BundleName))
+		if err != nil {
+			return "", err
+		}
+		if got := export.Digest(b); got != m.Bundle.Digest || got != d.Bundle.Digest {
+			return "", fmt.Errorf("export %s: bundle digest differs from the manifest's", ix.ExportID)
+		}
+		sig, err := get(export.PinnedFileURL(ix.ExportID, domain, export.BundleSignatureName))
+		if err != nil {
+			return "", err
+		}
+		if !bytes.Equal(sig, sigs[ix.ExportID]) {
+			return "", fmt.Errorf("export %s: the JWS is another export's", ix.ExportID)
+		}
+		return ix.ExportID, nil
+	}
+
+	done := make(chan struct{})
+	type flipResult struct {
+		n   int
+		err error
+	}
+	flipped := make(chan flipResult, 1)
+	go func() { // no t.Fatal off the test goroutine: errors are reported
+		tmp, latest := filepath.Join(root, ".latest.flip"), filepath.Join(root, export.LatestLink)
+		for n := 0; n < maxFlips; n++ {
+			select {
+			case <-done:
+				flipped <- flipResult{n, nil}
+				return
+			default:
+			}
+			os.Remove(tmp)
+			if err := os.Symlink(ids[(n+1)%2], tmp); err != nil {
+				flipped <- flipResult{n, err}
+				return
+			}
+			if err := os.Rename(tmp, latest); err != nil {
+				flipped <- flipResult{n, err}
+				return
+			}
+		}
+		flipped <- flipResult{maxFlips, nil}
+	}()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var errs []error
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range iterations {
+				id, err := chain()
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					seen[id]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	fr := <-flipped
+	if fr.err != nil {
+		t.Fatalf("flipping latest: %v", fr.err)
+	}
+	flips := fr.n
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d chains failed; first: %v", len(errs), clients*iterations, errs[0])
+	}
+	if flips == 0 || len(seen) != 2 {
+		t.Fatalf("exports seen %v over %d flips: want both", seen, flips)
+	}
+	t.Logf("%d chains, exports %v, %d flips of latest", clients*iterations, seen, flips)
 }
