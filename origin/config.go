@@ -308,7 +308,7 @@ type addFunc func(key, format string, args ...any)
 
 func (m *MirrorConfig) validate(prefix string, add addFunc) {
 	if m.ActiveExportID != "" && !export.ValidExportID(m.ActiveExportID) {
-		add(prefix+"__ACTIVEEXPORTID", "%q is not a valid export id (1-128 of [A-Za-z0-9._-], not starting with '.', not %q)", m.ActiveExportID, export.LatestLink)
+		add(prefix+"__ACTIVEEXPORTID", "%q is not a valid export id (%s)", m.ActiveExportID, export.ExportIDRule)
 	}
 	if m.MaxIndexRequestsPerHour < 0 {
 		add(prefix+"__MAXINDEXREQUESTSPERHOUR", "%d is negative (0 means no budget)", m.MaxIndexRequestsPerHour)

@@ -182,6 +182,8 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "active export id", env: []string{"CONCELIER__MIRROR__ENABLED=true", "CONCELIER__MIRROR__ACTIVEEXPORTID=../etc"},
 			want: []string{`CONCELIER__MIRROR__ACTIVEEXPORTID: "../etc" is not a valid export id`}},
+		{name: "reserved active export id", env: []string{"CONCELIER__MIRROR__ENABLED=true", "CONCELIER__MIRROR__ACTIVEEXPORTID=mirror"},
+			want: []string{`CONCELIER__MIRROR__ACTIVEEXPORTID: "mirror" is not a valid export id`}},
 		{name: "bypass network with host bits", env: []string{"CONCELIER__MIRROR__ENABLED=true", "CONCELIER__AUTHORITY__BYPASSNETWORKS__0=10.1.2.3/8"},
 			want: []string{"CONCELIER__AUTHORITY__BYPASSNETWORKS__0: 10.1.2.3/8 has host bits set (did you mean 10.0.0.0/8?)"}},
 		{name: "authority urls", env: []string{
