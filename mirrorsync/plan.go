@@ -37,6 +37,7 @@ type plan struct {
 	index       *export.Index
 	files       []planFile // indexes last, so the origin's completeness marker comes last
 	sigs        []sigCheck
+	excititor   []*export.ExcititorIndex // the Excititor indexes kept
 }
 
 // excititorIndex is one fetched Excititor domain index.
@@ -96,6 +97,7 @@ func newPlan(id string, indexData []byte, excititor []excititorIndex, domains []
 		if x.ix.DomainID != x.domain {
 			return nil, &VerifyError{Path: export.ExcititorIndexPath(x.domain), Reason: fmt.Sprintf("names domain %q", x.ix.DomainID)}
 		}
+		p.excititor = append(p.excititor, x.ix)
 		fmt.Fprintf(fp, "%s\n%s\n", export.ExcititorIndexPath(x.domain), export.Digest(x.data))
 		for _, e := range x.ix.Exports {
 			rel := export.ExcititorExportPath(x.domain, e.ExportKey)
@@ -139,8 +141,13 @@ type VerifyError struct {
 	Path string
 	// Reason says what is wrong.
 	Reason string
+	// Err, when set, is the typed cause (e.g. *export.KeyReuseError).
+	Err error
 }
 
 func (e *VerifyError) Error() string {
 	return fmt.Sprintf("verification failed: %s: %s", e.Path, e.Reason)
 }
+
+// Unwrap returns the typed cause, if any.
+func (e *VerifyError) Unwrap() error { return e.Err }
