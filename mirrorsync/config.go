@@ -78,8 +78,7 @@ type SyncConfig struct {
 	// Dest is the export root to publish into. Required.
 	Dest string
 	// Keep is how many exports to keep, the published one included; at
-	// least 2, so the previous export stays reachable by its pinned URLs
-	// after a switch. Default: 3.
+	// least MinKeep. Default: 3.
 	Keep int
 	// PublicKeys are PEM public keys trusted for signatures. Keys:
 	// SYNC__PUBLICKEYS__{n}. Default: none.
@@ -221,7 +220,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("SYNC__DEST (--dest): required"))
 	}
 	if c.Sync.Keep < MinKeep {
-		errs = append(errs, fmt.Errorf("SYNC__KEEP (--keep): %d, must be at least %d (the previous export stays reachable by its pinned URLs after a switch)", c.Sync.Keep, MinKeep))
+		errs = append(errs, fmt.Errorf("SYNC__KEEP (--keep): %d, must be at least %d (the previous export stays on disk so its export-pinned URLs keep answering after a switch)", c.Sync.Keep, MinKeep))
 	}
 	for _, d := range c.EffectiveDomains() {
 		if !export.ValidDomainID(d) {
