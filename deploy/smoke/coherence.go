@@ -21,9 +21,9 @@ var errNoPinned = errors.New("no export-pinned URLs")
 // /concelier/exports/{id}/index.json.
 func (r *runner) pinnedURL(id, rel string) string {
 	if rel == export.IndexPath {
-		return r.siteURL("/concelier/exports/" + id + "/index.json")
+		return r.siteURL(export.PinnedIndexURL(id))
 	}
-	return r.siteURL("/concelier/exports/" + id + "/" + rel)
+	return r.siteURL(export.ConcelierURLPrefix + id + "/" + rel)
 }
 
 // checkPinnedHeaders checks what every pinned answer carries: the

@@ -264,3 +264,47 @@ func TestPinnedIndexNamingAnotherExportFails(t *testing.T) {
 		t.Fatalf("want an error naming the pinned index and export %s, got %v", b.ExportID, err)
 	}
 }
+
+// TestSyncFromOriginUsesPinnedURLs: against our origin (which serves
+// export-pinned URLs) every Concelier file after the unversioned index is
+// fetched by its pinned URL, and no fallback warning is logged.
+func TestSyncFromOriginUsesPinnedURLs(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	fx := writeSource(t, src, 1)
+	o := newOrigin(t, src)
+	var mu sync.Mutex
+	var paths []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		o.Handler().ServeHTTP(w, r)
+	}))
+	defer up.Close()
+	var logs logBuffer
+	s := newSource(t, up.URL, func(opts *upstream.Options) {
+		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if _, err := run(t, dst, s); err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.CheckPublished(t, dst, fx)
+	if !s.Pinned() || strings.Contains(logs.String(), "no export-pinned URLs") {
+		t.Fatalf("pinned %v; logs:\n%s", s.Pinned(), logs.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	pinned := 0
+	for _, p := range paths {
+		switch {
+		case strings.HasPrefix(p, "/concelier/exports/mirror/"):
+			t.Errorf("unversioned Concelier file fetched: %s", p)
+		case strings.HasPrefix(p, "/concelier/exports/"+fx.ExportID+"/"):
+			pinned++
+		}
+	}
+	// The pinned index and, per domain, manifest, bundle and signature.
+	if want := 1 + 3*len(fx.Domains); pinned != want {
+		t.Errorf("%d pinned requests, want %d: %v", pinned, want, paths)
+	}
+}

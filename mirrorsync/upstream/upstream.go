@@ -78,10 +78,10 @@ const ExportIDHeader = "X-Stella-Export-Id"
 
 // concelierPrefix is where the Concelier files are served, unversioned
 // (prefix + rel) and pinned (prefix + exportId + "/" + rel).
-const concelierPrefix = "/concelier/exports/"
+const concelierPrefix = export.ConcelierURLPrefix
 
 // PinnedIndexPath returns the export-pinned URL path of export id's index.
-func PinnedIndexPath(id string) string { return concelierPrefix + id + "/index.json" }
+func PinnedIndexPath(id string) string { return export.PinnedIndexURL(id) }
 
 // Options configure a Source. The zero value of every field means the
 // default written beside it.
