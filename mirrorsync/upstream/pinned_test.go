@@ -308,3 +308,44 @@ func TestSyncFromOriginUsesPinnedURLs(t *testing.T) {
 		t.Errorf("%d pinned requests, want %d: %v", pinned, want, paths)
 	}
 }
+
+// TestSwitchMidSyncAtOrigin: our origin switches exports (latest moves
+// from A to B) at the first manifest request of a run, after the run has
+// read A's index and fetched A's Excititor exports (which the origin serves
+// for its active export only): the run completes A, by pinned URLs.
+func TestSwitchMidSyncAtOrigin(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	a := writeSource(t, src, 1)
+	b := writeSource(t, src, 2)
+	pointLatest(t, src, a.ExportID)
+	o := newOrigin(t, src)
+	var once sync.Once
+	var switched atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/"+export.ManifestName) {
+			once.Do(func() {
+				pointLatest(t, src, b.ExportID)
+				switched.Store(true)
+			})
+		}
+		o.Handler().ServeHTTP(w, r)
+	}))
+	defer up.Close()
+	s := newSource(t, up.URL, nil)
+	res, err := run(t, dst, s)
+	if !switched.Load() {
+		t.Fatal("the origin never switched during the run")
+	}
+	if err != nil {
+		t.Fatalf("sync across a switch at the origin: %v", err)
+	}
+	if res.ExportID != a.ExportID || !s.Pinned() {
+		t.Fatalf("synced %s (pinned %v), want %s", res.ExportID, s.Pinned(), a.ExportID)
+	}
+	sourcetest.CheckPublished(t, dst, a)
+	// The next run picks up B.
+	if res, err := run(t, dst, s); err != nil || res.ExportID != b.ExportID {
+		t.Fatalf("next run: %+v, %v", res, err)
+	}
+	sourcetest.CheckPublished(t, dst, b)
+}
