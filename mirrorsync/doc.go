@@ -10,7 +10,10 @@
 //     the upstream fingerprint (their digests, which cover every bundle
 //     digest, signature metadata and generatedAt); when it equals the one
 //     recorded by the last successful run and that export is still
-//     published, the run stops there (Options.Force disables this);
+//     published, the run stops there (Options.Force disables this); an
+//     export that lists an Excititor exportKey of a kept export with another
+//     digest is refused ([export.KeyReuseError]: a key's bytes never change
+//     across exports, its URL is pinned by the key alone);
 //  3. builds ROOT/.staging/<exportId>: a file already there from an
 //     interrupted run is kept when its digest is right, a file of a
 //     published export with the same declared digest is hard-linked (its
@@ -24,8 +27,9 @@
 //     source changed under the same id is exchanged with the published one
 //     in one renameat2(RENAME_EXCHANGE)), swaps ROOT/latest with one
 //     rename of a new symlink, records the fingerprint and
-//     removes exports beyond the newest Options.Keep (renamed aside first,
-//     so a half-deleted export is never visible).
+//     removes exports beyond the newest Options.Keep, at least [MinKeep]
+//     (renamed aside first, so a half-deleted export is never visible; the
+//     previous export stays, so its export-pinned URLs keep answering).
 //
 // A SIGKILL at any point leaves the published export untouched; the next
 // run resumes from the staging directory.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,9 @@ import (
 // DefaultKeep is how many exports a run keeps by default.
 const DefaultKeep = 3
 
-// MinKeep is the fewest exports a configuration may keep: the published
-// one and the one before it, whose export-pinned URLs clients that read
-// the previous index are still fetching.
+// MinKeep is the fewest exports a run keeps: the published one and the one
+// before it, which clients that read the previous index still fetch by its
+// export-pinned URLs during the grace period after a switch.
 const MinKeep = 2
 
 // trashDir holds exports being removed; it is emptied by every run.
@@ -52,7 +53,7 @@ type Options struct {
 	// lists only them). Default: every domain of the source's export.
 	Domains []string
 	// Keep is how many exports to keep in Root, the published one
-	// included. Default: DefaultKeep (3).
+	// included; at least MinKeep (2). Default: DefaultKeep (3).
 	Keep int
 	// Force re-fetches the indexes and re-verifies everything even when
 	// the upstream fingerprint is unchanged. Default: false.
@@ -147,6 +148,8 @@ func (r *run) run(ctx context.Context) error {
 		return errors.New("no source given")
 	case o.Keys == nil && !o.SkipSignatures:
 		return errors.New("no verification keys configured (--public-key or --jwks-url)")
+	case o.Keep < MinKeep:
+		return fmt.Errorf("keep %d: must be at least %d (the previous export stays reachable by its pinned URLs)", o.Keep, MinKeep)
 	}
 	root, err := filepath.Abs(o.Root)
 	if err != nil {
@@ -188,6 +191,9 @@ func (r *run) run(ctx context.Context) error {
 		return writeState(root, prev)
 	}
 
+	if err := r.checkExcititorKeys(p); err != nil {
+		return err
+	}
 	if r.staging, err = r.prepareStaging(id); err != nil {
 		return err
 	}
@@ -222,6 +228,33 @@ func (r *run) run(ctx context.Context) error {
 	}
 	r.retain(id)
 	r.emptyTrash()
+	return nil
+}
+
+// checkExcititorKeys refuses an export that declares an Excititor
+// exportKey of a kept export with other bytes: the key's URL is pinned by
+// the key alone, so its bytes never change across exports.
+func (r *run) checkExcititorKeys(p *plan) error {
+	var all []*export.ExcititorIndex
+	ids := r.publishedExports()
+	slices.Sort(ids)
+	for _, x := range ids {
+		if x == p.id {
+			continue
+		}
+		ixs, err := export.ReadExcititorIndexes(filepath.Join(r.opts.Root, x))
+		if err != nil {
+			r.log.Warn("cannot read the excititor indexes of a kept export; not comparing its export keys", "export_id", x, "err", err)
+			continue
+		}
+		all = append(all, ixs...)
+	}
+	all = append(all, p.excititor...)
+	for _, e := range export.ExcititorKeyReuse(all) {
+		if e.ExportID == p.id {
+			return &VerifyError{Path: export.ExcititorIndexPath(e.Domain), Reason: e.Error(), Err: e}
+		}
+	}
 	return nil
 }
 

@@ -37,6 +37,7 @@ type plan struct {
 	index       *export.Index
 	files       []planFile // indexes last, so the origin's completeness marker comes last
 	sigs        []sigCheck
+	excititor   []*export.ExcititorIndex // the Excititor indexes kept
 }
 
 // excititorIndex is one fetched Excititor domain index.
@@ -77,13 +78,19 @@ func newPlan(id string, indexData []byte, excititor []excititorIndex, domains []
 	p := &plan{id: id, generatedAt: ix.GeneratedAt, index: ix}
 	fp := sha256.New()
 	fmt.Fprintf(fp, "%s\n%s\n", export.IndexPath, export.Digest(indexData))
+	// Excititor exports first, Concelier files next, indexes last: an
+	// upstream serves the Excititor exports of its active export only
+	// (their URLs carry the key, not the export id), while the Concelier
+	// files of the export being synced stay reachable by their pinned URLs
+	// after a switch upstream, so the short Excititor fetches go first.
+	var concelier []planFile
 	for _, d := range ix.Domains {
-		p.files = append(p.files,
+		concelier = append(concelier,
 			planFile{rel: d.Manifest.Path, digest: d.Manifest.Digest, size: d.Manifest.SizeBytes},
 			planFile{rel: d.Bundle.Path, digest: d.Bundle.Digest, size: d.Bundle.SizeBytes})
 		sc := sigCheck{rel: d.Bundle.Signature.Path, payload: d.Bundle.Path, digest: d.Bundle.Digest, ref: *d.Bundle.Signature}
 		p.sigs = append(p.sigs, sc)
-		p.files = append(p.files, planFile{rel: sc.rel, size: -1, sig: &sc})
+		concelier = append(concelier, planFile{rel: sc.rel, size: -1, sig: &sc})
 	}
 	var indexes []planFile
 	for _, x := range excititor {
@@ -96,6 +103,7 @@ func newPlan(id string, indexData []byte, excititor []excititorIndex, domains []
 		if x.ix.DomainID != x.domain {
 			return nil, &VerifyError{Path: export.ExcititorIndexPath(x.domain), Reason: fmt.Sprintf("names domain %q", x.ix.DomainID)}
 		}
+		p.excititor = append(p.excititor, x.ix)
 		fmt.Fprintf(fp, "%s\n%s\n", export.ExcititorIndexPath(x.domain), export.Digest(x.data))
 		for _, e := range x.ix.Exports {
 			rel := export.ExcititorExportPath(x.domain, e.ExportKey)
@@ -108,7 +116,7 @@ func newPlan(id string, indexData []byte, excititor []excititorIndex, domains []
 	}
 	p.fingerprint = hex.EncodeToString(fp.Sum(nil))
 	indexes = append(indexes, planFile{rel: export.IndexPath, digest: export.Digest(indexData), size: int64(len(indexData)), data: indexData})
-	p.files = append(p.files, indexes...)
+	p.files = append(append(p.files, concelier...), indexes...)
 	seen := map[string]bool{}
 	for _, f := range p.files {
 		if err := export.ValidateRelPath(f.rel); err != nil {
@@ -139,8 +147,13 @@ type VerifyError struct {
 	Path string
 	// Reason says what is wrong.
 	Reason string
+	// Err, when set, is the typed cause (e.g. *export.KeyReuseError).
+	Err error
 }
 
 func (e *VerifyError) Error() string {
 	return fmt.Sprintf("verification failed: %s: %s", e.Path, e.Reason)
 }
+
+// Unwrap returns the typed cause, if any.
+func (e *VerifyError) Unwrap() error { return e.Err }

@@ -30,6 +30,12 @@ Checks, in order: `+strings.Join(smoke.Checks, ", ")+`.
   manifest             Cache-Control: public, max-age=300, immutable; parses
   bundle-jws           bundle.json verifies against bundle.json.jws with
                        --public-key, and matches the manifest's digest
+  coherence            index, manifest, bundle and JWS of the export the index
+                       names, by its pinned URLs (/concelier/exports/{exportId}/…),
+                       verified as one chain: index → manifest digest → bundle
+                       digest → JWS with --public-key; Cache-Control: public,
+                       max-age=31536000, immutable. SKIP when the site has no
+                       pinned URLs (404 on the pinned index)
   excititor            /excititor/mirror/D/index lists .exports[].exportKey
   excititor-jws        the smallest export verifies against its signature
   cache-status         X-Cache-Status on a repeated manifest request; absent

@@ -40,14 +40,21 @@ JWS, and publish it atomically into the export root the origin serves:
 ROOT/.staging/<exportId> → ROOT/<exportId>, then ROOT/latest is swapped with
 one rename. Unchanged files are hard-linked from published exports; an
 interrupted run resumes; a second concurrent run exits with status 75.
-Nothing new upstream (same fingerprint) means no work: exit 0.
+Nothing new upstream (same fingerprint) means no work: exit 0. At least 2
+exports are kept (--keep), so the previous one's pinned URLs keep answering
+after a switch. An export that lists an Excititor exportKey of a kept export
+with other bytes is refused (a key's bytes never change across exports).
 
 Sources:
   s3://bucket/prefix        S3 or any S3-compatible store (--s3-endpoint or
                             AWS_ENDPOINT_URL; credentials from the AWS chain
                             or --s3-credentials-file)
   rsync://host/module/path  an rsync daemon; host:path over ssh (the rsync binary)
-  https://mirror.example    an upstream Stella Ops mirror (http:// for loopback)
+  https://mirror.example    an upstream Stella Ops mirror (http:// for loopback):
+                            the index names the export; its files are fetched
+                            by their pinned URLs /concelier/exports/{exportId}/…
+                            so a switch upstream mid-run cannot mix exports (an
+                            upstream without them: unversioned URLs, one warning)
   /srv/incoming/exports     a local directory laid out like an export root
 
 Settings also come from a YAML file (--config) and the environment (keys

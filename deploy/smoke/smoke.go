@@ -71,26 +71,28 @@ func (r *Report) Failed() []Result {
 
 // Check names, in the order Run runs them.
 const (
-	CheckGatewayAuth      = "gateway-auth"
-	CheckIndex            = "index"
-	CheckIndexCache       = "index-cache-control"
-	CheckManifest         = "manifest"
-	CheckBundleJWS        = "bundle-jws"
-	CheckExcititor        = "excititor"
-	CheckExcititorJWS     = "excititor-jws"
-	CheckCacheStatus      = "cache-status"
-	CheckOriginAuth       = "origin-auth"
-	CheckBudget           = "budget"
-	defaultTimeout        = 2 * time.Minute
-	defaultProbeLimit     = 200
-	maxJSONBytes          = 32 << 20
-	wantIndexCacheControl = "public, max-age=60"
-	wantFileCacheControl  = "public, max-age=300, immutable"
+	CheckGatewayAuth       = "gateway-auth"
+	CheckIndex             = "index"
+	CheckIndexCache        = "index-cache-control"
+	CheckManifest          = "manifest"
+	CheckBundleJWS         = "bundle-jws"
+	CheckCoherence         = "coherence"
+	CheckExcititor         = "excititor"
+	CheckExcititorJWS      = "excititor-jws"
+	CheckCacheStatus       = "cache-status"
+	CheckOriginAuth        = "origin-auth"
+	CheckBudget            = "budget"
+	defaultTimeout         = 2 * time.Minute
+	defaultProbeLimit      = 200
+	maxJSONBytes           = 32 << 20
+	wantIndexCacheControl  = "public, max-age=60"
+	wantFileCacheControl   = "public, max-age=300, immutable"
+	wantPinnedCacheControl = "public, max-age=31536000, immutable"
 )
 
 // Checks lists every check name in the order Run runs them.
 var Checks = []string{CheckGatewayAuth, CheckIndex, CheckIndexCache, CheckManifest, CheckBundleJWS,
-	CheckExcititor, CheckExcititorJWS, CheckCacheStatus, CheckOriginAuth, CheckBudget}
+	CheckCoherence, CheckExcititor, CheckExcititorJWS, CheckCacheStatus, CheckOriginAuth, CheckBudget}
 
 // Options configure a smoke run. Base, Domain and PublicKeys are required.
 type Options struct {
@@ -145,15 +147,19 @@ type runner struct {
 
 	// Filled by earlier checks for later ones.
 	manifest    *export.Manifest
+	exportID    string   // the exportId the index check read
 	cacheStatus []string // X-Cache-Status values seen on the manifest
 	// refused names the check whose credentials the site refused (401);
 	// later checks that need them are not run.
 	refused string
 	current string // the check running
+	// onResponse, when set, sees every response get receives (the
+	// coherence check inspects the headers of pinned answers with it).
+	onResponse func(*http.Response)
 }
 
 // needsAuth are the checks that send the site's credentials.
-var needsAuth = []string{CheckIndex, CheckIndexCache, CheckManifest, CheckBundleJWS,
+var needsAuth = []string{CheckIndex, CheckIndexCache, CheckManifest, CheckBundleJWS, CheckCoherence,
 	CheckExcititor, CheckExcititorJWS, CheckCacheStatus, CheckBudget}
 
 // Run runs every check against the deployment and returns the report; it
@@ -179,6 +185,7 @@ func Run(ctx context.Context, opts Options, report func(Result)) (Report, error)
 	r.run(ctx, CheckIndexCache, r.checkIndexCache)
 	r.run(ctx, CheckManifest, r.checkManifest)
 	r.run(ctx, CheckBundleJWS, r.checkBundle)
+	r.run(ctx, CheckCoherence, r.checkCoherence)
 	var exports *export.ExcititorIndex
 	r.run(ctx, CheckExcititor, func(ctx context.Context) (Status, string) {
 		var st Status
@@ -308,6 +315,9 @@ func (r *runner) get(ctx context.Context, rawURL string, auth bool) (*http.Respo
 	if auth && r.opts.User != "" && res.StatusCode == http.StatusUnauthorized && r.refused == "" {
 		r.refused = r.current
 	}
+	if r.onResponse != nil {
+		r.onResponse(res)
+	}
 	return res, nil
 }
 
@@ -406,6 +416,7 @@ func (r *runner) checkIndex(ctx context.Context) (Status, string) {
 		}
 		return fail("domain %q is not in the index (has %s)", r.opts.Domain, strings.Join(ids, ", "))
 	}
+	r.exportID = ix.ExportID
 	return Pass, fmt.Sprintf("keys=%s exportId=%s, domain %s listed", strings.Join(keys, ","), ix.ExportID, r.opts.Domain)
 }
 

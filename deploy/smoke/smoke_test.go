@@ -194,7 +194,7 @@ func TestSmoke(t *testing.T) {
 	cachedPort := s.startGateway(t, []string{"GATEWAY__SITES__0__MAXINDEXREQUESTSPERHOUR=5"}, true)
 	authOrigin := s.startAuthOrigin(t)
 	core := []string{smoke.CheckGatewayAuth, smoke.CheckIndex, smoke.CheckIndexCache, smoke.CheckManifest,
-		smoke.CheckBundleJWS, smoke.CheckExcititor, smoke.CheckExcititorJWS}
+		smoke.CheckBundleJWS, smoke.CheckCoherence, smoke.CheckExcititor, smoke.CheckExcititorJWS}
 
 	t.Run("demo gateway: core checks pass", func(t *testing.T) {
 		got := run(t, s.options(t, "primary"))
@@ -204,6 +204,7 @@ func TestSmoke(t *testing.T) {
 		want(t, got, smoke.CheckIndex, smoke.Pass, "domains,exportId,generatedAt,schemaVersion")
 		want(t, got, smoke.CheckManifest, smoke.Pass, "public, max-age=300, immutable")
 		want(t, got, smoke.CheckBundleJWS, smoke.Pass, "digest matches the manifest")
+		want(t, got, smoke.CheckCoherence, smoke.Pass, "by pinned URLs")
 		want(t, got, smoke.CheckOriginAuth, smoke.Skip, "no --origin")
 		want(t, got, smoke.CheckBudget, smoke.Skip, "opt-in")
 		if st := got[smoke.CheckCacheStatus].Status; st == smoke.Fail {

@@ -19,6 +19,10 @@
 //     loads them);
 //   - the export roots hold an active export whose indexes parse (the origin's
 //     own resolution: ACTIVEEXPORTID, latest, newest complete export);
+//   - Excititor export keys: an exportKey's bytes never change across
+//     exports, so two exports of an export root (the origin's Excititor root,
+//     SYNC__DEST) that declare one key with different digests are an error
+//     naming the key and both exports (see excititorKeyFindings);
 //   - budgets are sane (see budgetFindings);
 //   - exposure: a domain that requires authentication at the origin but is
 //     reachable through an anonymous gateway site, and an authenticated site

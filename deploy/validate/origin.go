@@ -113,6 +113,9 @@ func (c *checker) checkOrigin() {
 		if r.enabled && !contains(failed, r.product) {
 			c.checked("origin: %s export root %s holds an active export%s", r.product, r.root, pinned(r.id))
 		}
+		if r.enabled && r.product == "excititor" {
+			c.excititorKeyFindings(r.root, r.key)
+		}
 	}
 }
 

@@ -53,6 +53,7 @@ func (c *checker) checkSync() {
 			c.add(Warning, dest, "SYNC__DEST", "no %s symlink yet: sync has not published here (the first run will)", export.LatestLink)
 		}
 		c.checked("sync: %s → %s", cfg.EffectiveSource(), dest)
+		c.excititorKeyFindings(dest, "SYNC__DEST")
 	}
 }
 

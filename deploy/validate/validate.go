@@ -166,6 +166,8 @@ type checker struct {
 	// or its configuration did not load.
 	origin  *originState
 	gateway *gatewayState
+	// keyRoots are the export roots whose Excititor keys were compared.
+	keyRoots map[string]bool
 }
 
 // Profile checks the profile and returns every finding. The error is for

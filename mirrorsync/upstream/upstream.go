@@ -5,6 +5,22 @@
 // manifest, bundle and bundle.json.jws, and each domain's Excititor index,
 // exports and signatures.
 //
+// Export-pinned URLs: the unversioned index names the export the upstream
+// serves now (its exportId); every Concelier file of the run is then
+// fetched by its pinned URL, /concelier/exports/{exportId}/index.json and
+// /concelier/exports/{exportId}/mirror/{domain}/…, so a switch upstream in
+// the middle of a run cannot mix two exports: the run completes the export
+// whose index it read. The pinned index is read right after the unversioned
+// one and is the index the run uses (it is the one that describes the
+// pinned files; the two differ only when the export was replaced in place
+// between the two requests). Excititor exports are pinned by their
+// exportKey already (its bytes never change across exports).
+//
+// An upstream without pinned URLs (the pinned index answers 404) is synced
+// from the unversioned URLs as before, with one warning per run; a switch
+// upstream during such a run fails it (X-Stella-Export-Id or a digest
+// disagrees) and the next run picks the new export up.
+//
 // Requests go through go-retryablehttp: connection errors, 429 and 5xx are
 // retried with exponential backoff, and a Retry-After on 429 or 503 is
 // honoured (capped by Options.RetryAfterMax). Every request has a
@@ -17,11 +33,11 @@
 //
 // What it is not: it does not verify anything (the engine does) and does
 // not follow exports the upstream no longer serves: it syncs the export the
-// upstream serves now, and fails a run during which the upstream switched
-// exports (the next run picks the new one up).
+// upstream's index names when the run starts.
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -59,6 +75,13 @@ const (
 
 // ExportIDHeader names the export a response came from.
 const ExportIDHeader = "X-Stella-Export-Id"
+
+// concelierPrefix is where the Concelier files are served, unversioned
+// (prefix + rel) and pinned (prefix + exportId + "/" + rel).
+const concelierPrefix = export.ConcelierURLPrefix
+
+// PinnedIndexPath returns the export-pinned URL path of export id's index.
+func PinnedIndexPath(id string) string { return export.PinnedIndexURL(id) }
 
 // Options configure a Source. The zero value of every field means the
 // default written beside it.
@@ -100,10 +123,14 @@ type Source struct {
 	auth      string // Authorization header value; "" for none
 	client    *retryablehttp.Client
 
+	log *slog.Logger
+
 	mu      sync.Mutex
 	indexID string
 	index   []byte
 	domains []string
+	// pinned is true when the upstream serves indexID by pinned URLs.
+	pinned bool
 }
 
 // New validates opts and returns the source.
@@ -125,7 +152,10 @@ func New(opts Options) (*Source, error) {
 	}
 	u.RawQuery, u.Fragment = "", ""
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	s := &Source{base: u, indexPath: opts.IndexPath, timeout: opts.Timeout}
+	s := &Source{base: u, indexPath: opts.IndexPath, timeout: opts.Timeout, log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
 	if s.indexPath == "" {
 		s.indexPath = DefaultIndexPath
 	}
@@ -255,7 +285,9 @@ func authHeader(basicFile, bearerFile string) (string, error) {
 // String returns the base URL (credentials never appear in it).
 func (s *Source) String() string { return s.base.String() }
 
-// Resolve fetches the index and returns the export it names.
+// Resolve fetches the index, then the pinned index of the export it names,
+// and returns that export. Without pinned URLs upstream (404) the run
+// falls back to the unversioned URLs, with one warning.
 func (s *Source) Resolve(ctx context.Context) (string, error) {
 	data, hdrID, err := s.get(ctx, s.indexPath)
 	if err != nil {
@@ -268,14 +300,48 @@ func (s *Source) Resolve(ctx context.Context) (string, error) {
 	if hdrID != "" && hdrID != ix.ExportID {
 		return "", fmt.Errorf("%s: %s is %q but the index names %q", s.indexPath, ExportIDHeader, hdrID, ix.ExportID)
 	}
+	id := ix.ExportID
+	if !export.ValidExportID(id) {
+		return "", fmt.Errorf("%s: exportId %q is not a valid export id", s.indexPath, id)
+	}
+	pinned := false
+	pp := PinnedIndexPath(id)
+	pdata, phdr, err := s.get(ctx, pp)
+	switch {
+	case err == nil:
+		pix, err := export.ParseIndex(pdata)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", pp, err)
+		}
+		if pix.ExportID != id || phdr != "" && phdr != id {
+			return "", fmt.Errorf("%s: the pinned index of export %q names export %q (%s %q)", pp, id, pix.ExportID, ExportIDHeader, phdr)
+		}
+		if !bytes.Equal(pdata, data) {
+			s.log.Info("upstream: the pinned index differs from the unversioned one (export replaced in place); using the pinned one",
+				"export_id", id)
+		}
+		data, ix, pinned = pdata, pix, true
+	case errors.Is(err, fs.ErrNotExist):
+		s.log.Warn("upstream has no export-pinned URLs; fetching the unversioned URLs (a switch upstream during this run fails it, and the next run retries)",
+			"upstream", s.base.Redacted(), "export_id", id, "pinned_index", pp)
+	default:
+		return "", err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.indexID, s.index = ix.ExportID, data
+	s.indexID, s.index, s.pinned = id, data, pinned
 	s.domains = s.domains[:0]
 	for _, d := range ix.Domains {
 		s.domains = append(s.domains, d.DomainID)
 	}
-	return ix.ExportID, nil
+	return id, nil
+}
+
+// Pinned reports whether the last Resolve found export-pinned URLs.
+func (s *Source) Pinned() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pinned
 }
 
 // get fetches a small document whole.
@@ -300,9 +366,18 @@ func (s *Source) Open(ctx context.Context, id, rel string) (io.ReadCloser, error
 		}
 		return nil, fmt.Errorf("the upstream serves export %q, not %q", ixID, id)
 	}
+	s.mu.Lock()
+	pinned := s.pinned && s.indexID == id
+	s.mu.Unlock()
 	p, err := urlPath(rel)
 	if err != nil {
 		return nil, err
+	}
+	if pinned && strings.HasPrefix(p, concelierPrefix) {
+		if !export.ValidExportID(id) {
+			return nil, fmt.Errorf("export %q: not a valid export id", id)
+		}
+		p = concelierPrefix + id + "/" + rel
 	}
 	body, hdrID, err := s.open(ctx, p)
 	if err != nil {
@@ -335,7 +410,7 @@ func urlPath(rel string) (string, error) {
 	switch {
 	case len(parts) == 3 && parts[0] == "mirror" &&
 		(parts[2] == export.ManifestName || parts[2] == export.BundleName || parts[2] == export.BundleSignatureName):
-		return "/concelier/exports/" + rel, nil
+		return concelierPrefix + rel, nil
 	case len(parts) == 3 && parts[0] == "excititor" && parts[2] == "index.json":
 		return "/excititor/mirror/" + parts[1] + "/index", nil
 	case len(parts) == 4 && parts[0] == "excititor" && parts[2] == "exports":
