@@ -83,13 +83,25 @@ func (c *Cache) LookupHit(key string, get bool, has func(name string) bool) (Hit
 	now := c.now()
 	c.mu.Lock()
 	e := c.entries[key]
+	var g *generation
+	if e == nil && c.gen != nil {
+		// An unversioned Concelier file: the current generation's pinned
+		// entry, when this path has been mapped to it (coherence.go).
+		if pk, ok := c.alias[key]; ok {
+			e, g = c.entries[pk], c.gen
+		}
+	}
 	if e == nil || !e.fresh.fresh(now) || (e.mem == nil && e.meta.Size <= int64(c.cfg.MemoryMaxObjectSize)) {
 		c.mu.Unlock()
 		return Hit{}, false
 	}
 	c.touchLocked(e)
-	h := Hit{Header: e.meta.Header, ContentLength: e.contentLength, Size: e.meta.Size, Body: e.mem, c: c,
-		Age: strconv.FormatInt(int64(e.fresh.age(now)/time.Second), 10)}
+	hdr, age := e.meta.Header, e.fresh.age(now)
+	if g != nil && e.view != nil {
+		hdr, age = e.view, viewAge(g, age, now)
+	}
+	h := Hit{Header: hdr, ContentLength: e.contentLength, Size: e.meta.Size, Body: e.mem, c: c,
+		Age: strconv.FormatInt(int64(age/time.Second), 10)}
 	c.mu.Unlock()
 	if h.Body == nil && get {
 		var err error
