@@ -603,3 +603,21 @@ func TestLookupHitUnversionedAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestCoherencePurgeUnversioned: purging an unversioned path removes the
+// object it is answered from (the current generation's pinned one).
+func TestCoherencePurgeUnversioned(t *testing.T) {
+	clk := newClock()
+	a := newExportFiles("20261130T100000Z", 1)
+	o := newExportOrigin(t, clk, a)
+	c, base := coherentCache(t, o, nil)
+	cl := client(t)
+	mustGet(t, cl, base+pathBundle)
+	c.bg.Wait()
+	if n := c.Purge(pathBundle); n != 1 {
+		t.Fatalf("Purge(%s) = %d, want 1", pathBundle, n)
+	}
+	if r := mustGet(t, cl, base+pathBundle); r.cache != "MISS" || !bytes.Equal(r.body, a.bundle) {
+		t.Fatalf("after the purge: %s", r.cache)
+	}
+}
