@@ -468,6 +468,15 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		f.err = err
 		publish(nil)
 		return
+	case f.wantID != "" && f.stale != nil && resp.StatusCode == http.StatusOK && resp.Header.Get(ExportIDHeader) != f.wantID:
+		// The origin answered with another export than the generation's
+		// (an unversioned URL, from an origin without pinned URLs): the
+		// stored copy is still the generation's file.
+		resp.Body.Close()
+		f.cancel()
+		f.entry, f.status = f.stale, StatusStale
+		publish(nil)
+		return
 	case resp.StatusCode >= 500:
 		f.err = fmt.Errorf("upstream answered %s", resp.Status)
 	case resp.StatusCode == http.StatusNotModified && f.stale != nil:

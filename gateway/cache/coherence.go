@@ -270,6 +270,21 @@ func withPath(req *http.Request, path string) *http.Request {
 // roundTripUnversioned answers an unversioned Concelier file from the
 // current generation's pinned entry, filling it from the pinned URL.
 func (c *Cache) roundTripUnversioned(req *http.Request, key string, force bool) (*http.Response, error) {
+	resp, err := c.roundTripGeneration(req, key, force)
+	if err == nil && resp.Header["Cdn-Cache-Control"] == nil &&
+		(resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent || resp.StatusCode == http.StatusNotModified) {
+		// Not from a pinned entry (an origin without export ids, or an
+		// answer passed through): the CDN guidance all the same.
+		resp.Header["Cdn-Cache-Control"] = c.cdnCacheControl
+		if id := resp.Header.Get(ExportIDHeader); id != "" {
+			resp.Header["Cache-Tag"] = []string{id}
+			resp.Header["Surrogate-Key"] = []string{id}
+		}
+	}
+	return resp, err
+}
+
+func (c *Cache) roundTripGeneration(req *http.Request, key string, force bool) (*http.Response, error) {
 	g := c.currentGeneration(req)
 	if g == nil {
 		return c.roundTripKey(req, key, force, nil, "")

@@ -435,6 +435,9 @@ func TestCoherenceFallbacks(t *testing.T) {
 			if s.manifest.cache != st {
 				t.Errorf("set %d: manifest %s, want %s", i, s.manifest.cache, st)
 			}
+			if got := s.bundle.header.Get("Cdn-Cache-Control"); got != "public, max-age=60" {
+				t.Errorf("set %d: CDN-Cache-Control %q on a file cached by path", i, got)
+			}
 		}
 		if n := o.count(pathIndex); n != 1 {
 			t.Errorf("index asked %d times, want 1", n)
@@ -619,5 +622,34 @@ func TestCoherencePurgeUnversioned(t *testing.T) {
 	}
 	if r := mustGet(t, cl, base+pathBundle); r.cache != "MISS" || !bytes.Equal(r.body, a.bundle) {
 		t.Fatalf("after the purge: %s", r.cache)
+	}
+}
+
+// TestCoherenceFallbackKeepsGeneration: with an origin without pinned URLs,
+// a stored file of the generation that expired is revalidated by its
+// unversioned URL; when the origin has moved on to another export by then,
+// the stored copy (the generation's file) is served, not the newer one.
+func TestCoherenceFallbackKeepsGeneration(t *testing.T) {
+	clk := newClock()
+	a, b := newExportFiles("20261130T100000Z", 1), newExportFiles("20261130T110000Z", 2)
+	o := newExportOrigin(t, clk, a, b)
+	o.pinned = false
+	c, base := coherentCache(t, o, nil)
+	cl := client(t)
+	fetchSet(t, cl, base)
+	c.bg.Wait()
+	clk.Advance(301 * time.Second)
+	o.switchTo(b.id)
+	r := mustGet(t, cl, base+pathManifest)
+	if !bytes.Equal(r.body, a.manifest) {
+		t.Fatalf("manifest of %s (%s) while the index names %s", r.header.Get(ExportIDHeader), r.cache, a.id)
+	}
+	if r.cache != "STALE" {
+		t.Errorf("X-Cache-Status %s, want STALE", r.cache)
+	}
+	c.bg.Wait()
+	s := fetchSet(t, cl, base)
+	if id, err := verifyChain(s); err != nil || id != b.id {
+		t.Fatalf("after the index: export %s, %v", id, err)
 	}
 }
