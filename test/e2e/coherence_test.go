@@ -60,8 +60,9 @@ func TestDemoGatewayCoherence(t *testing.T) {
 		sig      = "/concelier/exports/mirror/primary/bundle.json.jws"
 	)
 	type answer struct {
-		body  []byte
-		cache string
+		body   []byte
+		cache  string
+		header http.Header
 	}
 	fetch := func(path string) (answer, error) {
 		req, err := http.NewRequest(http.MethodGet, site+path, nil)
@@ -81,7 +82,7 @@ func TestDemoGatewayCoherence(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			return answer{}, fmt.Errorf("%s: %s", path, resp.Status)
 		}
-		return answer{body: b, cache: resp.Header.Get("X-Cache-Status")}, nil
+		return answer{body: b, cache: resp.Header.Get("X-Cache-Status"), header: resp.Header}, nil
 	}
 	// set fetches one chain and returns the index's export id, the cache
 	// statuses, and an error when the four files are not one export.
@@ -114,6 +115,16 @@ func TestDemoGatewayCoherence(t *testing.T) {
 		}
 		if _, err := jws.Verify(a[3].body, bytes.NewReader(a[2].body), keys); err != nil {
 			return ix.ExportID, statuses, fmt.Errorf("the JWS does not verify over the bundle of %s: %w", m.ExportID, err)
+		}
+		// The CDN guidance on the unversioned files (docs/operations.md,
+		// "CDN integration"), naming the export they are of.
+		for i, p := range []string{manifest, bundle, sig} {
+			h := a[i+1].header
+			if h.Get("Cache-Control") != "public, max-age=300, immutable" || h.Get("CDN-Cache-Control") != "public, max-age=60" ||
+				h.Get("Cache-Tag") != ix.ExportID || h.Get("Surrogate-Key") != ix.ExportID {
+				return ix.ExportID, statuses, fmt.Errorf("%s: Cache-Control %q, CDN-Cache-Control %q, Cache-Tag %q, Surrogate-Key %q; want the runbook's, max-age=60 and %s",
+					p, h.Get("Cache-Control"), h.Get("CDN-Cache-Control"), h.Get("Cache-Tag"), h.Get("Surrogate-Key"), ix.ExportID)
+			}
 		}
 		return ix.ExportID, statuses, nil
 	}
