@@ -148,6 +148,12 @@ func TestNamesAndPaths(t *testing.T) {
 	}{
 		{ValidExportID, "20261122T000000Z", true},
 		{ValidExportID, "latest", false},
+		{ValidExportID, "mirror", false},
+		{ValidExportID, "index.json", false},
+		{ValidExportID, "mirror-2026", true},
+		{ValidExportID, strings.Repeat("a", 128), true},
+		{ValidExportID, strings.Repeat("a", 129), false},
+		{ValidExportID, "%2e%2e", false},
 		{ValidExportID, ".staging", false},
 		{ValidExportID, "..", false},
 		{ValidExportID, "a/b", false},

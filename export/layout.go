@@ -62,10 +62,26 @@ func ExcititorSignaturePath(domain, exportKey string) string {
 	return ExcititorExportPath(domain, exportKey) + SignatureSuffix
 }
 
+// ReservedExportIDs are names that can never be export ids: "latest" (the
+// symlink) and the two names that share the position of an export id in
+// the export-pinned URLs, `/concelier/exports/{exportId}/…`, with the
+// unversioned ones (`/concelier/exports/index.json`,
+// `/concelier/exports/mirror/…`).
+var ReservedExportIDs = []string{LatestLink, "mirror", "index.json"}
+
 // ValidExportID reports whether id can name an export directory: 1 to 128
-// characters of [A-Za-z0-9._-], not starting with "." and not "latest".
+// characters of [A-Za-z0-9._-], not starting with "." and not one of
+// ReservedExportIDs.
 func ValidExportID(id string) bool {
-	return id != LatestLink && id[0:min(1, len(id))] != "." && validName(id, 128, true)
+	if id == "" || id[0] == '.' || len(id) > 128 {
+		return false
+	}
+	for _, r := range ReservedExportIDs {
+		if id == r {
+			return false
+		}
+	}
+	return validName(id, 128, true)
 }
 
 // ValidDomainID reports whether id can name a domain: 1 to 63 characters of

@@ -77,7 +77,8 @@ type SyncConfig struct {
 	Source string
 	// Dest is the export root to publish into. Required.
 	Dest string
-	// Keep is how many exports to keep. Default: 3.
+	// Keep is how many exports to keep, the published one included; at
+	// least MinKeep. Default: 3.
 	Keep int
 	// PublicKeys are PEM public keys trusted for signatures. Keys:
 	// SYNC__PUBLICKEYS__{n}. Default: none.
@@ -218,8 +219,8 @@ func (c *Config) Validate() error {
 	if c.Sync.Dest == "" {
 		errs = append(errs, errors.New("SYNC__DEST (--dest): required"))
 	}
-	if c.Sync.Keep < 1 {
-		errs = append(errs, fmt.Errorf("SYNC__KEEP (--keep): %d, must be at least 1", c.Sync.Keep))
+	if c.Sync.Keep < MinKeep {
+		errs = append(errs, fmt.Errorf("SYNC__KEEP (--keep): %d, must be at least %d (the previous export stays on disk so its export-pinned URLs keep answering after a switch)", c.Sync.Keep, MinKeep))
 	}
 	for _, d := range c.EffectiveDomains() {
 		if !export.ValidDomainID(d) {

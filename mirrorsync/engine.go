@@ -20,6 +20,11 @@ import (
 // DefaultKeep is how many exports a run keeps by default.
 const DefaultKeep = 3
 
+// MinKeep is the fewest exports a configuration may keep: the published
+// one and the one before it, whose export-pinned URLs clients that read
+// the previous index are still fetching.
+const MinKeep = 2
+
 // trashDir holds exports being removed; it is emptied by every run.
 const trashDir = ".trash"
 

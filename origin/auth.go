@@ -8,8 +8,14 @@ type Access struct {
 	Product string
 	// Endpoint names the route: "index", "manifest", "bundle",
 	// "bundle_signature", "excititor_index", "excititor_export" or
-	// "excititor_signature".
+	// "excititor_signature". An export-pinned path
+	// (`/concelier/exports/{exportId}/…`) is named by its unversioned twin,
+	// so it is authorized and budgeted exactly like it.
 	Endpoint string
+	// ExportID is the export a pinned path names (it has passed
+	// export.ValidExportID but may not be held); empty for the unversioned
+	// paths, which serve the active export.
+	ExportID string
 	// Domain is the requested domain id; empty for the shared Concelier
 	// index. It has passed export.ValidDomainID but may be unknown.
 	Domain string

@@ -53,3 +53,23 @@ func benchServeE1(b *testing.B, cfg Config, req *http.Request) {
 		b.Fatalf("not served from e1: %v", w.h)
 	}
 }
+
+// BenchmarkPinnedIndex measures GET /concelier/exports/{id}/index.json for
+// the active export (the lock-free fast path it shares with the
+// unversioned index) and for the previous one (the cache under its mutex).
+func BenchmarkPinnedIndex(b *testing.B) {
+	for _, active := range []string{"e1", "e2"} {
+		name := "active"
+		if active != "e1" {
+			name = "previous"
+		}
+		b.Run(name, func(b *testing.B) {
+			root := b.TempDir()
+			writeExport(b, root, "e1", treeOpts{})
+			writeExport(b, root, "e2", treeOpts{})
+			pointLatest(b, root, active)
+			req := httptest.NewRequest(http.MethodGet, "/concelier/exports/e1/index.json", nil)
+			benchServeE1(b, testConfig(root), req)
+		})
+	}
+}

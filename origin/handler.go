@@ -39,7 +39,10 @@ type httpError struct {
 	msg    string // JSON "message"
 	err    error  // detail for the log
 	warn   bool   // log a 404 at warn level (refused traversal)
-	header http.Header
+	// exportID is the JSON "exportId": the (sanitized) id of a pinned URL
+	// that names no export held here.
+	exportID string
+	header   http.Header
 }
 
 func (e *httpError) Error() string {
@@ -90,8 +93,12 @@ type route struct {
 }
 
 // routeTable lists every route of both listeners once: the export routes
-// on the public listener, health on both, metrics on the admin listener
-// only.
+// (unversioned and export-pinned) on the public listener, health on both,
+// metrics on the admin listener only. No two export routes match the same
+// path: a pinned path has one more segment than its unversioned twin, and
+// the ids that would make `/concelier/exports/mirror/…` or
+// `/concelier/exports/index.json/…` ambiguous are reserved
+// (export.ReservedExportIDs).
 func (o *Origin) routeTable() []route {
 	c, x := o.products[0], o.products[1]
 	table := []route{
@@ -99,6 +106,10 @@ func (o *Origin) routeTable() []route {
 		{"/concelier/exports/mirror/{domain}/manifest.json", o.exportRoute(c, "concelier", epManifest), onPublic},
 		{"/concelier/exports/mirror/{domain}/bundle.json", o.exportRoute(c, "concelier", epBundle), onPublic},
 		{"/concelier/exports/mirror/{domain}/bundle.json.jws", o.exportRoute(c, "concelier", epBundleSignature), onPublic},
+		{"/concelier/exports/{exportId}/index.json", o.exportRoute(c, "concelier", epPinnedIndex), onPublic},
+		{"/concelier/exports/{exportId}/mirror/{domain}/manifest.json", o.exportRoute(c, "concelier", epPinnedManifest), onPublic},
+		{"/concelier/exports/{exportId}/mirror/{domain}/bundle.json", o.exportRoute(c, "concelier", epPinnedBundle), onPublic},
+		{"/concelier/exports/{exportId}/mirror/{domain}/bundle.json.jws", o.exportRoute(c, "concelier", epPinnedBundleSignature), onPublic},
 		{"/excititor/mirror/{domain}/index", o.exportRoute(x, "excititor", epExcititorIndex), onPublic},
 		{"/excititor/mirror/{domain}/export/{exportKey}", o.exportRoute(x, "excititor", epExcititorExport), onPublic},
 		{"/excititor/mirror/{domain}/export/{exportKey}/signature", o.exportRoute(x, "excititor", epExcititorSignature), onPublic},
@@ -151,13 +162,21 @@ func (o *Origin) routes() (public, admin http.Handler) {
 type exportRoute struct {
 	o       *Origin
 	p       *product
-	name    string // product name
-	ep      endpoint
+	name    string   // product name
+	ep      endpoint // the file served, the authorization and budget: an unversioned endpoint
+	pinned  bool     // the export is named by the path's {exportId}, not the active one
+	label   endpoint // metrics and logs: ep, or its pinned twin
+	cc      []string // Cache-Control of the pinned files; nil: by file
 	metrics *endpointMetrics
 }
 
 func (o *Origin) exportRoute(p *product, name string, ep endpoint) *exportRoute {
-	return &exportRoute{o: o, p: p, name: name, ep: ep, metrics: o.metrics.forEndpoint(name, ep)}
+	h := &exportRoute{o: o, p: p, name: name, ep: ep.twin(), pinned: ep.pinned(), label: ep,
+		metrics: o.metrics.forEndpoint(name, ep)}
+	if h.pinned {
+		h.cc = hdrCachePinned
+	}
+	return h
 }
 
 func (h *exportRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +184,7 @@ func (h *exportRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{Recorder: httprec.Recorder{ResponseWriter: w}}
 	var exportID string
 	if err := h.serve(rec, r, &exportID); err != nil {
-		h.o.writeError(rec, r, err, h.name, h.ep, exportID)
+		h.o.writeError(rec, r, err, h.name, h.label, exportID)
 	}
 	h.o.finish(rec, r, start, h.metrics, exportID, slog.LevelInfo)
 }
@@ -179,9 +198,21 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 	if h.p == nil {
 		return notFound("not found", errors.New("the "+h.name+" mirror is not enabled"))
 	}
-	var domain, key string
+	var domain, key, pinnedID string
+	var vars map[string]string
+	if h.pinned || h.ep != epIndex {
+		vars = mux.Vars(r)
+	}
+	if h.pinned {
+		// Still percent-encoded (the router matches the encoded path), so
+		// an encoded traversal fails here like a plain one; so do hidden
+		// and staging directories and the reserved ids.
+		pinnedID = vars["exportId"]
+		if !export.ValidExportID(pinnedID) {
+			return exportNotFound(pinnedID, errors.New("invalid export id "+strconv.Quote(pinnedID)))
+		}
+	}
 	if h.ep != epIndex {
-		vars := mux.Vars(r)
 		domain = vars["domain"]
 		if !export.ValidDomainID(domain) {
 			return notFound("not found", errors.New("invalid domain id "+strconv.Quote(domain)))
@@ -193,13 +224,21 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 			}
 		}
 	}
-	if d := h.o.authorize(w, r, h.access(domain)); d != nil {
+	a := h.access(domain)
+	a.ExportID = pinnedID
+	if d := h.o.authorize(w, r, a); d != nil {
 		return &httpError{status: d.Status, code: d.Code, msg: d.Message, header: d.Header}
 	}
 	if domain != "" && !h.p.configured(domain) {
 		return notFound("unknown domain", errors.New("domain "+strconv.Quote(domain)+" is not configured"))
 	}
-	st, err := h.p.acquire()
+	var st *exportState
+	var err error
+	if h.pinned {
+		st, err = h.p.held(pinnedID)
+	} else {
+		st, err = h.p.acquire()
+	}
 	if err != nil {
 		return err
 	}
@@ -209,6 +248,9 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 	f, err := h.file(st, domain, key)
 	if err != nil {
 		return err
+	}
+	if h.cc != nil {
+		f.cc = h.cc
 	}
 	if f.data != nil {
 		serveSmall(w, r, f.data, f.ct, f.cc)
@@ -336,6 +378,9 @@ func isPlain(h http.Header) bool {
 type errorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
+	// ExportID names the export a pinned URL asked for when this origin
+	// does not hold it (error "export_not_found").
+	ExportID string `json:"exportId,omitempty"`
 }
 
 // writeError answers err as JSON and logs it.
@@ -378,7 +423,7 @@ func (o *Origin) writeError(w http.ResponseWriter, r *http.Request, err error, p
 		}
 		o.logger.LogAttrs(r.Context(), level, msg, attrs...)
 	}
-	body, _ := json.Marshal(errorBody{Error: he.code, Message: he.msg})
+	body, _ := json.Marshal(errorBody{Error: he.code, Message: he.msg, ExportID: he.exportID})
 	body = append(body, '\n')
 	h := w.Header()
 	for k, v := range he.header {

@@ -26,6 +26,10 @@ const (
 	epExcititorIndex
 	epExcititorExport
 	epExcititorSignature
+	epPinnedIndex
+	epPinnedManifest
+	epPinnedBundle
+	epPinnedBundleSignature
 	epLive
 	epReady
 	epMetrics
@@ -35,20 +39,44 @@ const (
 
 // endpointNames are the endpoint label values, indexed by endpoint.
 var endpointNames = [numEndpoints]string{
-	epIndex:              "index",
-	epManifest:           "manifest",
-	epBundle:             "bundle",
-	epBundleSignature:    "bundle_signature",
-	epExcititorIndex:     "excititor_index",
-	epExcititorExport:    "excititor_export",
-	epExcititorSignature: "excititor_signature",
-	epLive:               "health_live",
-	epReady:              "health_ready",
-	epMetrics:            "metrics",
-	epUnmatched:          "unmatched",
+	epIndex:                 "index",
+	epManifest:              "manifest",
+	epBundle:                "bundle",
+	epBundleSignature:       "bundle_signature",
+	epExcititorIndex:        "excititor_index",
+	epExcititorExport:       "excititor_export",
+	epExcititorSignature:    "excititor_signature",
+	epPinnedIndex:           "pinned_index",
+	epPinnedManifest:        "pinned_manifest",
+	epPinnedBundle:          "pinned_bundle",
+	epPinnedBundleSignature: "pinned_bundle_signature",
+	epLive:                  "health_live",
+	epReady:                 "health_ready",
+	epMetrics:               "metrics",
+	epUnmatched:             "unmatched",
 }
 
 func (e endpoint) String() string { return endpointNames[e] }
+
+// twin is the unversioned endpoint an export-pinned endpoint serves the
+// files of (and whose authorization and budget it shares); every other
+// endpoint is its own twin.
+func (e endpoint) twin() endpoint {
+	switch e {
+	case epPinnedIndex:
+		return epIndex
+	case epPinnedManifest:
+		return epManifest
+	case epPinnedBundle:
+		return epBundle
+	case epPinnedBundleSignature:
+		return epBundleSignature
+	}
+	return e
+}
+
+// pinned reports whether e is an export-pinned endpoint.
+func (e endpoint) pinned() bool { return e.twin() != e }
 
 // metrics holds the origin's collectors.
 type metrics struct {

@@ -291,6 +291,15 @@ func excititorMarker(dir string) (time.Time, bool) {
 // export returns the opened export id, acquired, from the cache or freshly
 // opened. A failed open is remembered for retryFailedAfter.
 func (p *product) export(id string) (*exportState, error) {
+	return p.lookup(id, true, nil)
+}
+
+// lookup returns export id, acquired, from the cache or freshly opened
+// (and then cached; a failed open is remembered for retryFailedAfter).
+// promote makes it the export the lock-free fast path hands out. mayOpen,
+// when set, is asked before an export that is not cached is opened; its
+// error is returned and nothing is cached.
+func (p *product) lookup(id string, promote bool, mayOpen func() error) (*exportState, error) {
 	now := p.now()
 	if st := p.fast.Load(); st != nil && st.id == id && st.fresh(now) && st.tryAcquire() {
 		return st, nil
@@ -311,8 +320,15 @@ func (p *product) export(id string) (*exportState, error) {
 			return nil, st.err
 		}
 		st.tryAcquire() // the cache's own reference keeps it open
-		p.fast.Store(st)
+		if promote {
+			p.fast.Store(st)
+		}
 		return st, nil
+	}
+	if mayOpen != nil {
+		if err := mayOpen(); err != nil {
+			return nil, err
+		}
 	}
 	st := p.open(id, now)
 	p.cached = append(p.cached, nil)
@@ -325,7 +341,9 @@ func (p *product) export(id string) (*exportState, error) {
 		return nil, st.err
 	}
 	st.tryAcquire()
-	p.fast.Store(st)
+	if promote {
+		p.fast.Store(st)
+	}
 	return st, nil
 }
 

@@ -69,7 +69,7 @@ Examples:
 	configPath := fs.String("config", "", "YAML configuration `file` (environment variables override it)")
 	source := fs.String("source", "", "source `URL` or directory (SYNC__SOURCE)")
 	dest := fs.String("dest", "", "export `root` to publish into (SYNC__DEST)")
-	keep := fs.Int("keep", 0, "exports to keep, the published one included (SYNC__KEEP; default 3)")
+	keep := fs.Int("keep", 0, "exports to keep, the published one included, at least 2 (SYNC__KEEP; default 3)")
 	var pubKeys, domains stringList
 	fs.Var(&pubKeys, "public-key", "trusted PEM public key `file`; repeatable (SYNC__PUBLICKEYS__{n})")
 	fs.Var(&domains, "domain", "sync only this `domain`; repeatable (SYNC__DOMAINS__{n}; default all)")

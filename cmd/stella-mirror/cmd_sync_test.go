@@ -30,6 +30,7 @@ func TestSyncUsageErrors(t *testing.T) {
 		{"no key", []string{"sync", "--source", "/src", "--dest", "/tmp/x"}, nil, "no verification key"},
 		{"bad domain", []string{"sync", "--source", "/src", "--dest", "/d", "--public-key", "k", "--domain", "Bad_Domain"}, nil, `"Bad_Domain" is not a valid domain id`},
 		{"bad env", []string{"sync", "--check-config"}, map[string]string{"CONCELIER__SOURCES__STELLAOPSMIRROR__BASEADRESS": "x"}, "CONCELIER__SOURCES__STELLAOPSMIRROR__BASEADRESS: unknown key"},
+		{"keep 1", []string{"sync", "--source", "/src", "--dest", "/d", "--public-key", "k", "--keep", "1"}, nil, "SYNC__KEEP (--keep): 1, must be at least 2"},
 		{"bad timeout", []string{"sync", "--check-config"}, map[string]string{"CONCELIER__SOURCES__STELLAOPSMIRROR__HTTPTIMEOUT": "30"}, "CONCELIER__SOURCES__STELLAOPSMIRROR__HTTPTIMEOUT"},
 	}
 	for _, tc := range tests {
