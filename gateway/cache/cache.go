@@ -69,10 +69,11 @@ type Cache struct {
 	// The Concelier export generation (coherence.go): gen is nil until an
 	// index with an export id is known; noExportID says the last index had
 	// none; alias maps the unversioned file keys asked for under gen to
-	// their pinned keys, and is emptied when gen changes.
+	// their pinned keys (and the entry last found there, for the fast hit
+	// path), and is emptied when gen changes.
 	gen        *generation
 	noExportID bool
-	alias      map[string]string
+	alias      map[string]aliasTarget
 
 	warnedPinned    atomic.Bool
 	cdnCacheControl []string // CDN-Cache-Control value, shared read-only
@@ -117,7 +118,7 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 		lru:        list.New(),
 		memLRU:     list.New(),
 		flights:    map[string]*flight{},
-		alias:      map[string]string{},
+		alias:      map[string]aliasTarget{},
 
 		cdnCacheControl: cdnCacheControlValue(opts.CDNMaxAge),
 	}

@@ -68,6 +68,32 @@ type generation struct {
 	pinnedMissing atomic.Bool
 }
 
+// aliasTarget is where an unversioned file key is answered from under the
+// current generation: the pinned key, and the entry last found under it
+// (nil, or unlinked once replaced, evicted or purged: then looked up anew).
+type aliasTarget struct {
+	pk string
+	e  *entry
+}
+
+// aliasedLocked returns the current generation's entry for an unversioned
+// file key, or nil when the key has not been mapped or nothing is stored
+// under its pinned key. c.mu must be held and c.gen set.
+func (c *Cache) aliasedLocked(key string) *entry {
+	a, ok := c.alias[key]
+	if !ok {
+		return nil
+	}
+	if a.e == nil || a.e.elem == nil {
+		a.e = c.entries[a.pk]
+		if a.e == nil {
+			return nil
+		}
+		c.alias[key] = a
+	}
+	return a.e
+}
+
 // unversionedFile reports whether key is an unversioned Concelier export
 // file: /concelier/exports/mirror/{domain}/{manifest.json|bundle.json|bundle.json.jws}.
 func unversionedFile(key string) bool {
@@ -292,7 +318,9 @@ func (c *Cache) roundTripGeneration(req *http.Request, key string, force bool) (
 	pk := pinnedKey(g.id, key)
 	c.mu.Lock()
 	if c.gen == g {
-		c.alias[key] = pk
+		if _, ok := c.alias[key]; !ok {
+			c.alias[key] = aliasTarget{pk: pk}
+		}
 	}
 	c.mu.Unlock()
 	if g.pinnedMissing.Load() {

@@ -82,14 +82,14 @@ func (c *Cache) LookupHit(key string, get bool, has func(name string) bool) (Hit
 	}
 	now := c.now()
 	c.mu.Lock()
-	e := c.entries[key]
-	var g *generation
-	if e == nil && c.gen != nil {
+	var e *entry
+	g := c.gen
+	if g != nil && len(key) > len(concelierMirror) && key[:len(concelierMirror)] == concelierMirror {
 		// An unversioned Concelier file: the current generation's pinned
 		// entry, when this path has been mapped to it (coherence.go).
-		if pk, ok := c.alias[key]; ok {
-			e, g = c.entries[pk], c.gen
-		}
+		e = c.aliasedLocked(key)
+	} else {
+		e, g = c.entries[key], nil
 	}
 	if e == nil || !e.fresh.fresh(now) || (e.mem == nil && e.meta.Size <= int64(c.cfg.MemoryMaxObjectSize)) {
 		c.mu.Unlock()
