@@ -184,6 +184,20 @@ func TestDemoGatewayCoherence(t *testing.T) {
 	if mismatches != 0 {
 		t.Fatalf("%d of %d sets mixed two exports", mismatches, sets)
 	}
+	// The unversioned bundle was stored under the new export's pinned URL:
+	// a client of that URL gets the same object, a HIT.
+	a, err := fetch("/concelier/exports/" + newID + "/mirror/primary/bundle.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fetch(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.cache != "HIT" || !bytes.Equal(a.body, b.body) || a.header.Get("Cache-Control") != "public, max-age=31536000, immutable" {
+		t.Fatalf("pinned bundle of %s: %s, Cache-Control %q, same bytes as the unversioned one: %v; want a HIT of the same object, immutable",
+			newID, a.cache, a.header.Get("Cache-Control"), bytes.Equal(a.body, b.body))
+	}
 }
 
 // demoClient is an HTTPS client that trusts the demo's CA and reaches the
