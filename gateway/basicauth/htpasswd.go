@@ -214,7 +214,7 @@ func parseHash(hash string) (user, error) {
 	case strings.HasPrefix(hash, "{SSHA}"):
 		return accept(htpasswd.AcceptSsha, hash, SchemeSSHA)
 	}
-	return user{}, errors.New("unsupported hash (want bcrypt from htpasswd -B; apr1, {SHA} and {SSHA} are accepted with a warning)")
+	return user{}, errors.New("unsupported hash (want bcrypt from htpasswd -B; apr1, {SHA} and {SSHA} only with GATEWAY__ALLOWLEGACYHASHES=true)")
 }
 
 func accept(p htpasswd.PasswdParser, hash string, s Scheme) (user, error) {

@@ -49,6 +49,20 @@ func FuzzCheck(f *testing.F) {
 		{"/", "primary"},
 		{"", "primary"},
 		{"concelier/exports/index.json", ""},
+		// Export-pinned paths.
+		{"/concelier/exports/20260101T000000Z/index.json", "primary"},
+		{"/concelier/exports/20260101T000000Z/mirror/primary/manifest.json", "primary"},
+		{"/concelier/exports/e-1_x.y/mirror/primary/bundle.json.jws", "primary,community"},
+		{"/concelier/exports/20260101T000000Z/mirror/community/bundle.json", "primary"},
+		{"/concelier/exports/latest/index.json", "primary"},
+		{"/concelier/exports/mirror/mirror/primary/bundle.json", "primary"},
+		{"/concelier/exports/index.json/index.json", "primary"},
+		{"/concelier/exports/.staging/mirror/primary/bundle.json", "primary"},
+		{"/concelier/exports/../mirror/primary/bundle.json", "primary"},
+		{"/concelier/exports/%2e%2e/index.json", "primary"},
+		{"/concelier/exports/" + strings.Repeat("a", 129) + "/index.json", "primary"},
+		{"/concelier/exports/" + strings.Repeat("a", 128) + "/index.json", "primary"},
+		{"/concelier/exports/20260101T000000Z/mirror/primary/other.json", "primary"},
 	} {
 		f.Add(s.path, s.domains)
 	}
@@ -76,14 +90,18 @@ func FuzzCheck(f *testing.F) {
 				t.Fatalf("admitted %q with segment %q", p, seg)
 			}
 		}
+		if got.Export != "" && !strings.HasPrefix(p, "/concelier/exports/"+got.Export+"/") {
+			t.Fatalf("admitted %q as export %q, which is not its id segment", p, got.Export)
+		}
+		sharedIndex := p == "/concelier/exports/index.json" || got.Export != "" && p == "/concelier/exports/"+got.Export+"/index.json"
 		switch {
-		case got.Domain == "" && p != "/concelier/exports/index.json":
-			t.Fatalf("admitted %q without a domain, and it is not the shared index", p)
+		case got.Domain == "" && !sharedIndex:
+			t.Fatalf("admitted %q without a domain, and it is not the shared index or a pinned one", p)
 		case got.Domain != "" && !contains(domains, got.Domain):
 			t.Fatalf("admitted %q for domain %q, not one of the site's %q", p, got.Domain, domains)
 		}
-		// A zero policy admits only the shared index.
-		if z := (&Policy{}).Check(p); z.Kind != Refused && p != "/concelier/exports/index.json" {
+		// A zero policy admits only the shared index and pinned indexes.
+		if z := (&Policy{}).Check(p); z.Kind != Refused && !sharedIndex {
 			t.Fatalf("zero policy admitted %q", p)
 		}
 	})
@@ -110,7 +128,13 @@ func reference(p string, domains []string) Decision {
 		}
 	}
 	isDomain := func(d string) bool { return contains(domains, d) }
+	concelierFile := func(f string) bool { return f == "manifest.json" || f == "bundle.json" || f == "bundle.json.jws" }
 	switch {
+	case len(segs) == 4 && segs[0] == "concelier" && segs[1] == "exports" && exportID(segs[2]) && segs[3] == "index.json":
+		return Decision{Kind: Index, Export: segs[2]}
+	case len(segs) == 6 && segs[0] == "concelier" && segs[1] == "exports" && exportID(segs[2]) && segs[3] == "mirror" &&
+		isDomain(segs[4]) && concelierFile(segs[5]):
+		return Decision{Kind: Download, Domain: segs[4], Export: segs[2]}
 	case len(segs) == 3 && segs[0] == "concelier" && segs[1] == "exports" && segs[2] == "index.json":
 		return Decision{Kind: Index}
 	case len(segs) == 5 && segs[0] == "concelier" && segs[1] == "exports" && segs[2] == "mirror" && isDomain(segs[3]):
@@ -127,6 +151,17 @@ func reference(p string, domains []string) Decision {
 		return Decision{Kind: Download, Domain: segs[2]}
 	}
 	return Decision{}
+}
+
+// exportID is the layout's rule for an export id, given a safe segment:
+// at most 128 bytes, no leading ".", not a name the unversioned URLs or
+// the "latest" link use.
+func exportID(s string) bool {
+	switch s {
+	case "latest", "mirror", "index.json":
+		return false
+	}
+	return len(s) <= 128 && s[0] != '.'
 }
 
 // safeSegment: non-empty, not "." or "..", only [A-Za-z0-9._-].

@@ -23,15 +23,20 @@ type front struct {
 	expectCache bool
 }
 
-// frontBudget is the primary site's index budget on both fronts.
-const frontBudget = "5"
+// frontBudget is the primary site's index budget on both fronts: the
+// index requests before smoke's probe are one policy check, smoke's index,
+// its coherence check's pinned index and its Excititor index, plus (nginx
+// counts before authentication) the wrong-password smoke run's index.
+const frontBudget = "6"
 
 // TestFronts runs one end-to-end suite over both fronts of the same
 // origin: the Go gateway and the nginx front rendered by
 // `stella-mirror nginx-conf` from the same gateway configuration. Each
 // front must pass `stella-mirror smoke` (every check, including the 429
 // probe) and the policy checks with curl: no credentials → 401, another
-// site's user → 401, another domain's path (plain, encoded, dot-dot) → 404.
+// site's user → 401, another domain's path (plain, encoded, dot-dot) → 404,
+// and the same for the export-pinned URLs (smoke's coherence check must
+// pass through each front: index → manifest → bundle → JWS by pinned URL).
 func TestFronts(t *testing.T) {
 	requireTools(t, "curl", "nginx")
 	dir := t.TempDir()
@@ -49,7 +54,7 @@ func TestFronts(t *testing.T) {
 			comm := "https://mirror-community.localhost:" + f.port
 			cenv := []string{"CA=" + s.CA, "P=" + prim, "C=" + comm,
 				"RP=mirror-primary.localhost:" + f.port + ":127.0.0.1", "RC=mirror-community.localhost:" + f.port + ":127.0.0.1",
-				"PU=" + pu.User + ":" + pu.Password, "CU=" + cu.User + ":" + cu.Password}
+				"PU=" + pu.User + ":" + pu.Password, "CU=" + cu.User + ":" + cu.Password, "ID=" + s.ExportID}
 			curl := `curl -sS -o /dev/null -w '%{http_code}' --cacert "$CA" --resolve "$RP" --resolve "$RC" `
 			// The primary site's index budget is small: one index request
 			// here, then smoke's, then its probe.
@@ -66,6 +71,22 @@ func TestFronts(t *testing.T) {
 				{"unknown path", `-u "$PU" "$P/metrics"`, "404"},
 				{"unknown path without credentials", `"$P/metrics"`, "401"},
 				{"POST", `-X POST -u "$PU" "$P/concelier/exports/mirror/primary/manifest.json"`, "405"},
+				// Export-pinned URLs: same auth and domain policy. (The pinned
+				// index is fetched on the community site: the primary site's
+				// index budget is for smoke.)
+				{"pinned index", `-u "$CU" "$C/concelier/exports/$ID/index.json"`, "200"},
+				{"pinned community bundle", `-u "$CU" "$C/concelier/exports/$ID/mirror/community/bundle.json"`, "200"},
+				{"pinned community signature", `-u "$CU" "$C/concelier/exports/$ID/mirror/community/bundle.json.jws"`, "200"},
+				{"pinned index without credentials", `"$C/concelier/exports/$ID/index.json"`, "401"},
+				{"pinned community bundle via primary host", `-u "$PU" "$P/concelier/exports/$ID/mirror/community/bundle.json"`, "404"},
+				{"pinned, unknown export", `-u "$CU" "$C/concelier/exports/no-such-export/index.json"`, "404"},
+				{"pinned, reserved id latest", `-u "$CU" "$C/concelier/exports/latest/mirror/community/bundle.json"`, "404"},
+				{"pinned, reserved id mirror", `-u "$CU" "$C/concelier/exports/mirror/mirror/community/bundle.json"`, "404"},
+				{"pinned, hidden id", `-u "$CU" "$C/concelier/exports/.staging/mirror/community/bundle.json"`, "404"},
+				{"pinned, dot-dot id", `--path-as-is -u "$CU" "$C/concelier/exports/../mirror/community/bundle.json"`, "404"},
+				{"pinned, encoded dot-dot id", `--path-as-is -u "$CU" "$C/concelier/exports/%2e%2e/mirror/community/bundle.json"`, "404"},
+				{"pinned, encoded slash in id", `--path-as-is -u "$CU" "$C/concelier/exports/$ID%2fmirror/community/bundle.json"`, "404"},
+				{"pinned, id too long", `-u "$CU" "$C/concelier/exports/` + strings.Repeat("a", 129) + `/index.json"`, "404"},
 			}
 			for _, tt := range policy {
 				t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +126,7 @@ func TestFronts(t *testing.T) {
 				}
 				t.Logf("smoke against %s:\n%s", f.name, out)
 				for _, want := range []string{"PASS gateway-auth", "PASS index ", "PASS manifest", "PASS bundle-jws",
-					"PASS excititor ", "PASS excititor-jws", "PASS budget 429 after"} {
+					"PASS excititor ", "PASS excititor-jws", "PASS coherence export " + s.ExportID + " by pinned URLs", "PASS budget 429 after"} {
 					if !strings.Contains(string(out), want) {
 						t.Errorf("no %q line", want)
 					}
