@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,9 +170,14 @@ func (c *Cache) Close() error {
 // depends on who asked (Authorization, cookies, client address) nor on the
 // host: the gateway proxies every site to the same origin, and auth and
 // policy have already decided that the client may see the path.
+//
+// Under /concelier/exports/ the query is left out: the origin ignores it,
+// and a key of its own would take "…/manifest.json?x=1" (or the index)
+// out of the export-generation rule (coherence.go) and serve the old
+// export's file under the new index for its whole max-age.
 func Key(u *url.URL) string {
 	p := u.EscapedPath()
-	if u.RawQuery != "" {
+	if u.RawQuery != "" && !strings.HasPrefix(p, concelierExports) {
 		return p + "?" + u.RawQuery
 	}
 	return p

@@ -653,3 +653,40 @@ func TestCoherenceFallbackKeepsGeneration(t *testing.T) {
 		t.Fatalf("after the index: export %s, %v", id, err)
 	}
 }
+
+// TestCoherenceQueryStrings: a query string (which the origin ignores)
+// must not take an unversioned file or the index out of the generation
+// rule: before the fix "…/manifest.json?x=1" was stored under its own
+// key, filled from the unversioned URL and served for 300 s after a
+// switch, a manifest of the old export under the new index.
+func TestCoherenceQueryStrings(t *testing.T) {
+	clk := newClock()
+	a, b := newExportFiles("20261130T100000Z", 1), newExportFiles("20261130T110000Z", 2)
+	o := newExportOrigin(t, clk, a, b)
+	c, base := coherentCache(t, o, nil)
+	cl := client(t)
+	withQuery := func() chainSet {
+		return chainSet{
+			index:    get(t, cl, http.MethodGet, base+pathIndex+"?v=1"),
+			manifest: get(t, cl, http.MethodGet, base+pathManifest+"?v=1"),
+			bundle:   get(t, cl, http.MethodGet, base+pathBundle+"?cb=2"),
+			sigJWS:   get(t, cl, http.MethodGet, base+pathJWS+"?x"),
+		}
+	}
+	if id, err := verifyChain(withQuery()); err != nil || id != a.id {
+		t.Fatalf("first set: export %s, %v", id, err)
+	}
+	c.bg.Wait()
+	o.switchTo(b.id)
+	clk.Advance(62 * time.Second)
+	s := withQuery()
+	id, err := verifyChain(s)
+	if err != nil || id != b.id {
+		t.Fatalf("with query strings after the switch: export %s, %v", id, err)
+	}
+	for _, r := range []result{s.manifest, s.bundle, s.sigJWS} {
+		if got := r.header.Get(ExportIDHeader); got != b.id {
+			t.Errorf("file of export %q with a query string after the switch, want %q", got, b.id)
+		}
+	}
+}
