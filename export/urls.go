@@ -15,6 +15,11 @@ const (
 	unversionedFilesPrefix = ConcelierURLPrefix + "mirror/"
 )
 
+// ExportIDHeader is the response field that names the export an answer
+// of the origin comes from (every Concelier and Excititor export file, the
+// indexes included).
+const ExportIDHeader = "X-Stella-Export-Id"
+
 // PinnedIndexURL returns `/concelier/exports/{exportId}/index.json`.
 func PinnedIndexURL(exportID string) string {
 	return ConcelierURLPrefix + exportID + "/index.json"
@@ -38,4 +43,17 @@ func PinURL(path, exportID string) (string, bool) {
 		return ConcelierURLPrefix + exportID + "/mirror/" + rest, true
 	}
 	return "", false
+}
+
+// UnversionedFile reports whether path is an unversioned Concelier domain
+// file, `/concelier/exports/mirror/{domain}/{manifest.json|bundle.json|bundle.json.jws}`:
+// the URLs whose bytes change with every export (and so carry a CDN TTL
+// no longer than the index's; docs/operations.md, "CDN integration").
+func UnversionedFile(path string) bool {
+	rest, ok := strings.CutPrefix(path, unversionedFilesPrefix)
+	if !ok {
+		return false
+	}
+	domain, name, ok := strings.Cut(rest, "/")
+	return ok && domain != "" && (name == ManifestName || name == BundleName || name == BundleSignatureName)
 }

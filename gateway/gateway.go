@@ -280,7 +280,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		name := st.name
 		px, err := proxy.New(proxy.Options{
 			Origin: u, Transport: siteTransport, BodyIdleTimeout: s.UpstreamIdleTimeout, ErrorHeader: errorHeader,
-			TrustedProxies: s.TrustedProxies, Tokens: proxyTokens, Logger: o.Logger.With("site", name),
+			TrustedProxies: s.TrustedProxies, Tokens: proxyTokens, Logger: o.Logger.With("site", name), CDNMaxAge: s.CDNMaxAge,
 			OnUpstreamError: func(_ *http.Request, reason string) {
 				m.upstreamErrs.WithLabelValues(name, reason).Inc()
 			},

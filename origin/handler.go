@@ -244,7 +244,7 @@ func (h *exportRoute) serve(w http.ResponseWriter, r *http.Request, exportID *st
 	}
 	defer st.release()
 	*exportID = st.id
-	w.Header()["X-Stella-Export-Id"] = st.idHeader
+	w.Header()[export.ExportIDHeader] = st.idHeader
 	f, err := h.file(st, domain, key)
 	if err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 )
 
 // exportIDHeader names the export a response came from.
-const exportIDHeader = "X-Stella-Export-Id"
+const exportIDHeader = export.ExportIDHeader
 
 // errNoPinned means the site answered 404 to the export-pinned index.
 var errNoPinned = errors.New("no export-pinned URLs")

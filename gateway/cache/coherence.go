@@ -39,7 +39,7 @@ const (
 
 // ExportIDHeader is the origin's field naming the export a response of an
 // export file comes from.
-const ExportIDHeader = "X-Stella-Export-Id"
+const ExportIDHeader = export.ExportIDHeader
 
 // UnversionedCacheControl is the Cache-Control of the unversioned
 // manifests, bundles and signatures (the runbook's contract), which the

@@ -137,7 +137,7 @@ func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 			c.log.Debug("cache: fill cancelled, not stored", "key", f.key, "bytes", f.written, "content_length", f.size)
 		} else {
 			c.m.fillFailures.Inc()
-			c.log.Warn("cache: fill failed, not stored", "key", f.key, "export_id", f.header.Get("X-Stella-Export-Id"),
+			c.log.Warn("cache: fill failed, not stored", "key", f.key, "export_id", f.header.Get(ExportIDHeader),
 				"bytes", f.written, "content_length", f.size, "err", err)
 		}
 		f.finish(err)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/fastserve"
 	"github.com/valyala/fasthttp"
 )
@@ -96,6 +97,13 @@ func (p *Proxy) ServeFast(fc *fasthttp.RequestCtx, in FastRequest, done func(Fas
 	resp := &fc.Response
 	resp.SetStatusCode(res.Status)
 	copyFastHeaders(&resp.Header, rh)
+	if p.cdn != "" && len(resp.Header.Peek("CDN-Cache-Control")) == 0 {
+		if id := string(rh.Peek(export.ExportIDHeader)); p.cdnGuidance(in.Path, id) {
+			resp.Header.Set("CDN-Cache-Control", p.cdn)
+			resp.Header.Set("Cache-Tag", id)
+			resp.Header.Set("Surrogate-Key", id)
+		}
+	}
 	cl := rh.ContentLength()
 	switch {
 	case body == nil: // HEAD, 204, 304

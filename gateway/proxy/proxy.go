@@ -29,10 +29,14 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/stella-ops/stella-mirror/export"
 )
 
 // UserHeader carries the authenticated user to the origin.
@@ -84,12 +88,28 @@ type Options struct {
 	// failed exchange (err is what the Transport returned); the cache sets
 	// X-Cache-Status from it. Default: nothing.
 	ErrorHeader func(h http.Header, err error)
+	// CDNMaxAge, when positive, adds the CDN guidance to an answer for an
+	// unversioned Concelier file (export.UnversionedFile) that names its
+	// export (X-Stella-Export-Id) and carries none yet:
+	// "CDN-Cache-Control: public, max-age=N" (RFC 9213) and the export id
+	// as Cache-Tag and Surrogate-Key. The gateway's cache adds the same
+	// to what it answers, so this covers a gateway without a cache.
+	// Default: 0, none.
+	CDNMaxAge time.Duration
 }
 
 // Proxy is an http.Handler forwarding to the origin.
 type Proxy struct {
 	opts Options
 	rp   *httputil.ReverseProxy
+	cdn  string // the CDN-Cache-Control value; "" without Options.CDNMaxAge
+}
+
+// cdnGuidance reports the fields to add to an answer for the client path
+// path whose export id field is id: none unless CDN guidance is on, path
+// is an unversioned Concelier file and id a valid export id.
+func (p *Proxy) cdnGuidance(path, id string) bool {
+	return p.cdn != "" && id != "" && export.UnversionedFile(path) && export.ValidExportID(id)
 }
 
 // NewTransport returns the transport New uses by default (see Transport).
@@ -145,6 +165,9 @@ func New(o Options) (*Proxy, error) {
 		o.Transport = t
 	}
 	p := &Proxy{opts: o}
+	if o.CDNMaxAge > 0 {
+		p.cdn = "public, max-age=" + strconv.FormatInt(int64(o.CDNMaxAge/time.Second), 10)
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      o.Transport,
@@ -379,6 +402,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	info := InfoFrom(resp.Request.Context())
 	info.Upstream = time.Since(info.start)
 	resp.Header.Del("Set-Cookie")
+	if id := resp.Header.Get(export.ExportIDHeader); resp.Header.Get("CDN-Cache-Control") == "" &&
+		p.cdnGuidance(strings.TrimPrefix(resp.Request.URL.Path, strings.TrimSuffix(p.opts.Origin.Path, "/")), id) {
+		resp.Header.Set("CDN-Cache-Control", p.cdn)
+		resp.Header.Set("Cache-Tag", id)
+		resp.Header.Set("Surrogate-Key", id)
+	}
 	if resp.Body != nil && resp.Body != http.NoBody {
 		resp.Body = &watchedBody{rc: resp.Body, p: p, r: resp.Request, info: info}
 	}

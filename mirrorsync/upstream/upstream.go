@@ -74,7 +74,7 @@ const (
 )
 
 // ExportIDHeader names the export a response came from.
-const ExportIDHeader = "X-Stella-Export-Id"
+const ExportIDHeader = export.ExportIDHeader
 
 // concelierPrefix is where the Concelier files are served, unversioned
 // (prefix + rel) and pinned (prefix + exportId + "/" + rel).
