@@ -33,10 +33,10 @@ func TestSmokeCommandAgainstDemo(t *testing.T) {
 			t.Fatalf("smoke: %v\n%s", err, out)
 		}
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if len(lines) != 10 {
-			t.Fatalf("%d lines, want one per check (10):\n%s", len(lines), out)
+		if len(lines) != 11 {
+			t.Fatalf("%d lines, want one per check (11):\n%s", len(lines), out)
 		}
-		for _, want := range []string{"PASS gateway-auth", "PASS index ", "PASS manifest", "PASS bundle-jws", "PASS excititor ", "PASS excititor-jws"} {
+		for _, want := range []string{"PASS gateway-auth", "PASS index ", "PASS manifest", "PASS bundle-jws", "PASS coherence ", "PASS excititor ", "PASS excititor-jws"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("no %q line in:\n%s", want, out)
 			}
