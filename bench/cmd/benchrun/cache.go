@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/bench"
+	"github.com/stella-ops/stella-mirror/export"
 )
 
 // Names of the cache suite's servers.
@@ -99,7 +100,7 @@ func startCountingUpstream(origin string) (*countingUpstream, error) {
 		FlushInterval: -1,
 		Transport:     &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true},
 		ModifyResponse: func(resp *http.Response) error {
-			if resp.Request.URL.Path == stampedePath {
+			if unpinned(resp.Request.URL.Path) == stampedePath {
 				time.Sleep(stampedeHeaderDelay) // the slow origin, not synchronisation
 				resp.Body = &slowBody{rc: resp.Body}
 			}
@@ -109,12 +110,33 @@ func startCountingUpstream(origin string) (*countingUpstream, error) {
 	u.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			u.mu.Lock()
-			u.count[r.URL.Path]++
+			u.count[unpinned(r.URL.Path)]++
 			u.mu.Unlock()
 			rp.ServeHTTP(w, r)
 		})}
 	go u.srv.Serve(ln)
 	return u, nil
+}
+
+// unpinned is the unversioned twin of an export-pinned Concelier path
+// (/concelier/exports/{id}/index.json, /concelier/exports/{id}/mirror/…),
+// and path itself otherwise: the gateway's coherent cache fills an
+// unversioned file from its pinned URL (docs/cache.md), nginx from the
+// unversioned one, and the counts and the throttle must see both as the
+// same object.
+func unpinned(path string) string {
+	rest, ok := strings.CutPrefix(path, export.ConcelierURLPrefix)
+	if !ok {
+		return path
+	}
+	id, tail, ok := strings.Cut(rest, "/")
+	if !ok || id == "mirror" || !export.ValidExportID(id) {
+		return path
+	}
+	if tail == "index.json" || strings.HasPrefix(tail, "mirror/") {
+		return export.ConcelierURLPrefix + tail
+	}
+	return path
 }
 
 // slowBody returns at most stampedeChunk bytes per Read, one every
@@ -151,7 +173,7 @@ func startCacheSuite(ctx context.Context, o options, tmp string, origin *server,
 		return cs, err
 	}
 	conf := "gateway:\n  listen: " + addr + "\n  httpListen: \"\"\n  adminListen: " + admin +
-		"\n  origin: http://" + up.addr + "\n  cache:\n    dir: " + filepath.Join(dir, "cache") + "\n    maxSize: 4GiB\n" +
+		"\n  origin: http://" + up.addr + "\n" + benchServerLimits + "  cache:\n    dir: " + filepath.Join(dir, "cache") + "\n    maxSize: 4GiB\n" +
 		"  sites:\n    - hosts: [localhost]\n      domains: [" + benchDomain + "]\n" +
 		"      certFile: " + gs.certFile + "\n      keyFile: " + gs.keyFile + "\n      anonymous: true\n"
 	confPath := filepath.Join(dir, "gateway.yaml")

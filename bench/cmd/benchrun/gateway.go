@@ -127,7 +127,7 @@ func startGatewaySuite(ctx context.Context, o options, tmp string, origin *serve
 			site = "      htpasswdFile: " + htpasswd + "\n"
 		}
 		conf := "gateway:\n  listen: " + addr + "\n  httpListen: \"\"\n  adminListen: " + admin +
-			"\n  origin: " + origin.base + "\n  sites:\n    - hosts: [localhost]\n      domains: [" + benchDomain + "]\n" +
+			"\n  origin: " + origin.base + "\n" + benchServerLimits + "  sites:\n    - hosts: [localhost]\n      domains: [" + benchDomain + "]\n" +
 			"      certFile: " + certFile + "\n      keyFile: " + keyFile + "\n" + site
 		confPath := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
@@ -206,6 +206,12 @@ func httpsLocalhost(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
 	return "https://localhost:" + port
 }
+
+// benchServerLimits is the YAML of the bench gateways' server section:
+// every load generator connects from 127.0.0.1, so the per-address
+// connection cap (GATEWAY__SERVER__MAXCONNSPERIP, 256 by default) is off,
+// as nginx has none; the 1,000-download RSS case would otherwise meet it.
+const benchServerLimits = "  server:\n    maxConnsPerIP: -1\n"
 
 // gatewayEnv is the parent's environment without GATEWAY__ settings.
 func gatewayEnv() []string {
