@@ -99,6 +99,14 @@ type Settings struct {
 	// __MEMORYMAXOBJECTSIZE, __MEMORYMAXSIZE, __STALEIFERRORGRACE,
 	// __HONOURCLIENTNOCACHE, __UPSTREAMTIMEOUT. Default: off.
 	Cache cache.Config
+	// CDNMaxAge is the max-age of the CDN-Cache-Control field (RFC 9213)
+	// the cache adds to unversioned Concelier manifests, bundles and
+	// signatures, with Cache-Tag and Surrogate-Key naming the export id
+	// (docs/operations.md, "CDN integration"). Keep it no longer than the
+	// index's max-age (60s) so that a CDN drops them no later than the
+	// index that names them. Between 1s and 1h. Key: GATEWAY__CDNMAXAGE.
+	// Default: 60s.
+	CDNMaxAge time.Duration
 	// AdminTokenFile holds the bearer token (at least 16 characters,
 	// trailing newline trimmed; re-read on SIGHUP) that the admin
 	// listener's POST /admin/cache/purge requires. Without it the purge
@@ -258,6 +266,7 @@ func DefaultConfig() Config {
 		UpstreamDialTimeout:   5 * time.Second,
 		UpstreamHeaderTimeout: 30 * time.Second,
 		UpstreamIdleTimeout:   60 * time.Second,
+		CDNMaxAge:             cache.DefaultCDNMaxAge,
 		LogFormat:             "json",
 		LogLevel:              "info",
 		AuthThrottle:          AuthThrottleSettings{MaxFailures: 10, Window: time.Minute},
@@ -460,6 +469,9 @@ func (c *Config) Validate() error {
 		if g.HTTPListen == "" {
 			add("GATEWAY__HTTPLISTEN", "required when a site uses ACME (HTTP-01 challenges)")
 		}
+	}
+	if g.CDNMaxAge < time.Second || g.CDNMaxAge > cache.MaxCDNMaxAge {
+		add("GATEWAY__CDNMAXAGE", "%s must be between 1s and %s (at most the index's max-age, 60s, is advised)", g.CDNMaxAge, cache.MaxCDNMaxAge)
 	}
 	if g.CacheEnabled() {
 		cc := g.Cache

@@ -192,7 +192,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 			upstream = &oauth2.Transport{Source: g.tokens, Base: transport}
 			proxyTokens = nil
 		}
-		g.cache, err = cache.New(s.Cache, upstream, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer})
+		g.cache, err = cache.New(s.Cache, upstream, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer, CDNMaxAge: s.CDNMaxAge})
 		if err != nil {
 			return nil, fmt.Errorf("GATEWAY__CACHE__DIR: %w", err)
 		}

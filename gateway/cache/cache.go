@@ -32,6 +32,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for freshness and Age. Default: time.Now.
 	Now func() time.Time
+	// CDNMaxAge is the max-age of the CDN-Cache-Control field (RFC 9213)
+	// on unversioned manifests, bundles and signatures; between 1s and
+	// MaxCDNMaxAge. Default: DefaultCDNMaxAge.
+	CDNMaxAge time.Duration
 }
 
 // Cache is a shared HTTP cache in the form of an http.RoundTripper. Its
@@ -61,6 +65,18 @@ type Cache struct {
 	memSize int64
 	flights map[string]*flight
 	epoch   uint64 // incremented by every purge; a fill started before a purge is not stored
+
+	// The Concelier export generation (coherence.go): gen is nil until an
+	// index with an export id is known; noExportID says the last index had
+	// none; alias maps the unversioned file keys asked for under gen to
+	// their pinned keys (and the entry last found there, for the fast hit
+	// path), and is emptied when gen changes.
+	gen        *generation
+	noExportID bool
+	alias      map[string]aliasTarget
+
+	warnedPinned    atomic.Bool
+	cdnCacheControl []string // CDN-Cache-Control value, shared read-only
 }
 
 var _ http.RoundTripper = (*Cache)(nil)
@@ -85,6 +101,12 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 	if upstream == nil {
 		upstream = http.DefaultTransport
 	}
+	if opts.CDNMaxAge == 0 {
+		opts.CDNMaxAge = DefaultCDNMaxAge
+	}
+	if opts.CDNMaxAge < time.Second || opts.CDNMaxAge > MaxCDNMaxAge {
+		return nil, fmt.Errorf("cache: CDN max-age must be between 1s and %s, got %s", MaxCDNMaxAge, opts.CDNMaxAge)
+	}
 	c := &Cache{
 		cfg:        cfg,
 		upstream:   upstream,
@@ -96,6 +118,9 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 		lru:        list.New(),
 		memLRU:     list.New(),
 		flights:    map[string]*flight{},
+		alias:      map[string]aliasTarget{},
+
+		cdnCacheControl: cdnCacheControlValue(opts.CDNMaxAge),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -127,6 +152,7 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.initGeneration()
 	return c, nil
 }
 
@@ -171,8 +197,19 @@ func (c *Cache) RoundTrip(req *http.Request) (*http.Response, error) {
 		force = d.noCache || d.maxAge == 0
 	}
 	key := Key(req.URL)
+	if unversionedFile(key) {
+		return c.roundTripUnversioned(req, key, force)
+	}
+	return c.roundTripKey(req, key, force, nil, "")
+}
+
+// roundTripKey answers req from the entry stored under key. g is the
+// generation an unversioned request is answered under (nil: the request's
+// own path); wantID, when set, is the export id an upstream answer must
+// carry to be stored.
+func (c *Cache) roundTripKey(req *http.Request, key string, force bool, g *generation, wantID string) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		resp, err := c.lookup(req, key, force)
+		resp, err := c.lookup(req, key, force, g, wantID)
 		if errors.Is(err, errGone) && attempt < 3 {
 			continue
 		}
@@ -182,7 +219,7 @@ func (c *Cache) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // lookup answers one request: from a fresh entry, a stale one while
 // revalidating, or through the flight for its key.
-func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Response, error) {
+func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation, wantID string) (*http.Response, error) {
 	now := c.now()
 	c.mu.Lock()
 	e := c.entries[key]
@@ -191,22 +228,22 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 			c.touchLocked(e)
 			mem := e.mem
 			c.mu.Unlock()
-			return c.serveEntry(req, e, mem, StatusHit, now)
+			return c.serveEntry(req, e, mem, StatusHit, now, g)
 		}
 		if !force && e.fresh.usableWhileRevalidating(now) {
 			if c.flights[key] == nil {
-				c.startFlightLocked(key, e, req, false)
+				c.startFlightLocked(key, e, req, false, wantID)
 			}
 			c.touchLocked(e)
 			mem := e.mem
 			c.mu.Unlock()
-			return c.serveEntry(req, e, mem, StatusUpdating, now)
+			return c.serveEntry(req, e, mem, StatusUpdating, now, g)
 		}
 	}
 	f := c.flights[key]
 	leader := f == nil
 	if leader {
-		f = c.startFlightLocked(key, e, req, true)
+		f = c.startFlightLocked(key, e, req, true, wantID)
 	}
 	// A reference to the fill's file for this request, taken while the
 	// flight is still registered, so the file cannot close before this
@@ -232,7 +269,7 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 		if leader {
 			status = f.status
 		}
-		return c.serveFill(req, f, status, !leader) // hands the reference and the waiter to the reader
+		return c.serveFill(req, f, status, !leader, g) // hands the reference and the waiter to the reader
 	}
 	c.leave(f, false)
 	f.unhold()
@@ -246,7 +283,7 @@ func (c *Cache) lookup(req *http.Request, key string, force bool) (*http.Respons
 		c.touchLocked(f.entry)
 		mem := f.entry.mem
 		c.mu.Unlock()
-		return c.serveEntry(req, f.entry, mem, status, c.now())
+		return c.serveEntry(req, f.entry, mem, status, c.now(), g)
 	case leader && f.resp != nil && f.claimed.CompareAndSwap(false, true):
 		resp := c.passThrough(req, f.resp, f.status, f.cancel)
 		if req.Method == http.MethodHead {
@@ -302,10 +339,11 @@ func (c *Cache) leave(f *flight, abandoned bool) {
 // Cache.flights until its outcome is known, and for a fill until the fill
 // has ended, so that later requests join it.
 type flight struct {
-	key   string
-	stale *entry // the stored entry being revalidated, nil on a miss
-	epoch uint64
-	ready chan struct{} // closed when the fields below are set
+	key    string
+	stale  *entry // the stored entry being revalidated, nil on a miss
+	epoch  uint64
+	wantID string        // an answer with another X-Stella-Export-Id is not stored
+	ready  chan struct{} // closed when the fields below are set
 
 	status  Status // the leader's status
 	fill    *fill
@@ -355,8 +393,8 @@ func (f *flight) discardUnclaimed() {
 	}
 }
 
-func (c *Cache) startFlightLocked(key string, stale *entry, req *http.Request, hasLeader bool) *flight {
-	f := &flight{key: key, stale: stale, epoch: c.epoch, ready: make(chan struct{}), refs: 1, background: !hasLeader}
+func (c *Cache) startFlightLocked(key string, stale *entry, req *http.Request, hasLeader bool, wantID string) *flight {
+	f := &flight{key: key, stale: stale, epoch: c.epoch, wantID: wantID, ready: make(chan struct{}), refs: 1, background: !hasLeader}
 	// The upstream request is built here, before the client's request
 	// returns to the proxy: the flight may outlive it (a detached context,
 	// bounded by UpstreamTimeout and Close), as long as some request waits
@@ -380,7 +418,7 @@ func (c *Cache) endFlight(f *flight, e *entry) {
 		delete(c.flights, f.key)
 	}
 	if e != nil {
-		if c.epoch == f.epoch {
+		if c.epoch == f.epoch && !(c.gen != nil && unversionedFile(e.meta.Key)) {
 			victims = c.insertLocked(e)
 		} else {
 			victims = []*entry{e} // purged while it was being fetched
@@ -406,6 +444,11 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 	reqAt := c.now()
 	resp, err := c.upstream.RoundTrip(out)
 	respAt := c.now()
+	if err == nil && f.key == concelierIndex &&
+		(resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotModified && f.stale != nil) {
+		// Before any byte of it reaches a client.
+		c.observeIndex(resp, f.stale, reqAt, respAt)
+	}
 
 	publish := func(e *entry) {
 		c.endFlight(f, e)
@@ -426,6 +469,15 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		f.err = err
 		publish(nil)
 		return
+	case f.wantID != "" && f.stale != nil && resp.StatusCode == http.StatusOK && resp.Header.Get(ExportIDHeader) != f.wantID:
+		// The origin answered with another export than the generation's
+		// (an unversioned URL, from an origin without pinned URLs): the
+		// stored copy is still the generation's file.
+		resp.Body.Close()
+		f.cancel()
+		f.entry, f.status = f.stale, StatusStale
+		publish(nil)
+		return
 	case resp.StatusCode >= 500:
 		f.err = fmt.Errorf("upstream answered %s", resp.Status)
 	case resp.StatusCode == http.StatusNotModified && f.stale != nil:
@@ -435,7 +487,8 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		f.entry, f.status = e, StatusRevalidated
 		publish(nil)
 		return
-	case storable(resp, parseDirectives(resp.Header)) && resp.ContentLength <= int64(c.cfg.MaxObjectSize):
+	case storable(resp, parseDirectives(resp.Header)) && resp.ContentLength <= int64(c.cfg.MaxObjectSize) &&
+		(f.wantID == "" || resp.Header.Get(ExportIDHeader) == f.wantID):
 		fl, ferr := c.newFill(f.key, resp, reqAt, respAt)
 		if ferr != nil {
 			c.log.Warn("cache: cannot store", "key", f.key, "err", ferr)

@@ -49,6 +49,25 @@
 //     progress; multi-range requests get the whole 200.
 //   - Other methods are passed through: BYPASS.
 //
+// # Export coherence
+//
+// The unversioned Concelier files (/concelier/exports/mirror/{domain}/
+// manifest.json, bundle.json, bundle.json.jws) are answered from one
+// export generation at a time: the one whose X-Stella-Export-Id the
+// stored /concelier/exports/index.json carries. They are stored under
+// their export-pinned paths (/concelier/exports/{exportId}/mirror/…) and
+// filled from those, so a miss never brings in a file newer than the
+// index; the generation switches in one step, under the cache's lock,
+// when the header of an index answer with a new export id arrives, before
+// any of its bytes reach a client, and the old index and mappings are
+// dropped at that moment. Before any index is known the cache fetches it
+// first. Unversioned answers carry the runbook's Cache-Control and the CDN
+// guidance (CDN-Cache-Control with Options.CDNMaxAge, Cache-Tag and
+// Surrogate-Key naming the export id). An origin without pinned URLs (404)
+// is asked the unversioned URL, whose answer is stored only when its
+// export id is the generation's; an origin without export ids gets
+// caching by path. See docs/cache.md, "Export coherence".
+//
 // # Fills
 //
 // The first request for an object (MISS) starts a fill: a goroutine
@@ -117,7 +136,8 @@
 // stella_mirror_cache_stored_bytes, stella_mirror_cache_stored_objects,
 // stella_mirror_cache_memory_bytes, stella_mirror_cache_memory_objects,
 // stella_mirror_cache_evictions_total{tier}, stella_mirror_cache_fills_in_flight,
-// stella_mirror_cache_fill_failures_total, stella_mirror_cache_fills_abandoned_total.
+// stella_mirror_cache_fill_failures_total, stella_mirror_cache_fills_abandoned_total,
+// stella_mirror_cache_generation_switches_total.
 //
 // # What it is not
 //

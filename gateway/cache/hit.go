@@ -82,14 +82,26 @@ func (c *Cache) LookupHit(key string, get bool, has func(name string) bool) (Hit
 	}
 	now := c.now()
 	c.mu.Lock()
-	e := c.entries[key]
+	var e *entry
+	g := c.gen
+	if g != nil && len(key) > len(concelierMirror) && key[:len(concelierMirror)] == concelierMirror {
+		// An unversioned Concelier file: the current generation's pinned
+		// entry, when this path has been mapped to it (coherence.go).
+		e = c.aliasedLocked(key)
+	} else {
+		e, g = c.entries[key], nil
+	}
 	if e == nil || !e.fresh.fresh(now) || (e.mem == nil && e.meta.Size <= int64(c.cfg.MemoryMaxObjectSize)) {
 		c.mu.Unlock()
 		return Hit{}, false
 	}
 	c.touchLocked(e)
-	h := Hit{Header: e.meta.Header, ContentLength: e.contentLength, Size: e.meta.Size, Body: e.mem, c: c,
-		Age: strconv.FormatInt(int64(e.fresh.age(now)/time.Second), 10)}
+	hdr, age := e.meta.Header, e.fresh.age(now)
+	if g != nil && e.view != nil {
+		hdr, age = e.view, viewAge(g, age, now)
+	}
+	h := Hit{Header: hdr, ContentLength: e.contentLength, Size: e.meta.Size, Body: e.mem, c: c,
+		Age: strconv.FormatInt(int64(age/time.Second), 10)}
 	c.mu.Unlock()
 	if h.Body == nil && get {
 		var err error

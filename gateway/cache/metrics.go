@@ -21,6 +21,8 @@ type metrics struct {
 	fillsInFlight  prometheus.Gauge
 	fillFailures   prometheus.Counter
 	fillsAbandoned prometheus.Counter
+
+	generationSwitches prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,20 +49,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "fill_failures_total", Help: "Fills that failed (upstream error, truncated body, digest mismatch, disk error) and were not stored."})
 	abandoned := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 		Name: "fills_abandoned_total", Help: "Upstream fetches cancelled because every client waiting for them went away; nothing of them is stored."})
+	switches := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "generation_switches_total", Help: "Times the Concelier export generation the unversioned files are answered from changed (an index with a new X-Stella-Export-Id)."})
 	m := &metrics{
-		requests:       map[Status]prometheus.Counter{},
-		servedCache:    served.WithLabelValues("cache"),
-		servedUpstream: served.WithLabelValues("upstream"),
-		upstream:       upstream,
-		storedBytes:    storedBytes,
-		storedObjects:  storedObjects,
-		memoryBytes:    memoryBytes,
-		memoryObjects:  memoryObjects,
-		evictDisk:      evictions.WithLabelValues("disk"),
-		evictMemory:    evictions.WithLabelValues("memory"),
-		fillsInFlight:  fills,
-		fillFailures:   failures,
-		fillsAbandoned: abandoned,
+		generationSwitches: switches,
+		requests:           map[Status]prometheus.Counter{},
+		servedCache:        served.WithLabelValues("cache"),
+		servedUpstream:     served.WithLabelValues("upstream"),
+		upstream:           upstream,
+		storedBytes:        storedBytes,
+		storedObjects:      storedObjects,
+		memoryBytes:        memoryBytes,
+		memoryObjects:      memoryObjects,
+		evictDisk:          evictions.WithLabelValues("disk"),
+		evictMemory:        evictions.WithLabelValues("memory"),
+		fillsInFlight:      fills,
+		fillFailures:       failures,
+		fillsAbandoned:     abandoned,
 	}
 	for _, s := range Statuses {
 		m.requests[s] = requests.WithLabelValues(string(s))
@@ -68,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		var errs []error
 		for _, c := range []prometheus.Collector{requests, served, upstream, storedBytes, storedObjects,
-			memoryBytes, memoryObjects, evictions, fills, failures, abandoned} {
+			memoryBytes, memoryObjects, evictions, fills, failures, abandoned, switches} {
 			errs = append(errs, reg.Register(c))
 		}
 		if err := errors.Join(errs...); err != nil {

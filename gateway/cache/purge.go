@@ -9,10 +9,20 @@ import (
 // Purge removes the stored objects of path: the key equal to path and every
 // key of path with a query. Fills in progress (for any key) are not stored,
 // and requests after the purge do not join those for path: they fetch
-// anew. It returns the number of objects removed.
+// anew. For an unversioned Concelier file it removes the object the path is
+// answered from: the current generation's pinned one. It returns the
+// number of objects removed.
 func (c *Cache) Purge(path string) int {
+	pinned := ""
+	if unversionedFile(path) {
+		c.mu.Lock()
+		if c.gen != nil {
+			pinned = pinnedKey(c.gen.id, path)
+		}
+		c.mu.Unlock()
+	}
 	return c.purge(func(key string) bool {
-		return key == path || strings.HasPrefix(key, path+"?")
+		return key == path || strings.HasPrefix(key, path+"?") || (pinned != "" && key == pinned)
 	})
 }
 

@@ -18,8 +18,9 @@ import (
 type opener func(off, end int64) (io.ReadCloser, error)
 
 // serveEntry answers req from a stored entry; mem is its memory-tier body
-// (nil: read the file).
-func (c *Cache) serveEntry(req *http.Request, e *entry, mem []byte, status Status, now time.Time) (*http.Response, error) {
+// (nil: read the file). g is the generation of an unversioned request
+// answered from a pinned entry (nil: the entry's own path).
+func (c *Cache) serveEntry(req *http.Request, e *entry, mem []byte, status Status, now time.Time, g *generation) (*http.Response, error) {
 	open := func(off, end int64) (io.ReadCloser, error) {
 		if mem != nil {
 			return io.NopCloser(bytes.NewReader(mem[off:end])), nil
@@ -49,7 +50,11 @@ func (c *Cache) serveEntry(req *http.Request, e *entry, mem []byte, status Statu
 		}
 		return &fileBody{Reader: io.LimitReader(fh, end-off), f: fh}, nil
 	}
-	return c.respond(req, e.meta.Header, e.meta.Size, e.fresh.age(now), status, open, c.m.servedCache)
+	hdr, age := e.meta.Header, e.fresh.age(now)
+	if g != nil && e.view != nil {
+		hdr, age = e.view, viewAge(g, age, now)
+	}
+	return c.respond(req, hdr, e.meta.Size, age, status, open, c.m.servedCache)
 }
 
 // gone turns a vanished body into errGone, dropping the entry if it is
@@ -78,7 +83,7 @@ func (b *fileBody) Close() error { return b.f.Close() }
 // waiters, which the body's Close gives up. joined says whether the bytes
 // count as served from the cache (a joiner) or from upstream (the request
 // that caused the fill).
-func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined bool) (*http.Response, error) {
+func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined bool, g *generation) (*http.Response, error) {
 	f := fl.fill
 	counter := c.m.servedUpstream
 	if joined {
@@ -92,8 +97,12 @@ func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined b
 			fl.unhold()
 		}), nil
 	}
-	age := initialAge(f.header, f.reqAt, f.respAt) + max(0, c.now().Sub(f.respAt))
-	resp, err := c.respond(req, f.header, f.size, age, status, open, counter)
+	now := c.now()
+	hdr, age := f.header, initialAge(f.header, f.reqAt, f.respAt)+max(0, now.Sub(f.respAt))
+	if g != nil {
+		hdr, age = c.unversionedHeader(f.header, g.id), viewAge(g, age, now)
+	}
+	resp, err := c.respond(req, hdr, f.size, age, status, open, counter)
 	if !opened { // HEAD, 304, 416: answered without the body
 		c.leave(fl, false)
 		fl.unhold()

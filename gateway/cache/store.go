@@ -58,6 +58,9 @@ type entry struct {
 	// contentLength is the Content-Length header value of the whole body
 	// (the fast hit path sends it without formatting it per request).
 	contentLength []string
+	// view is the header an unversioned request answered from this entry
+	// gets (an export-pinned Concelier file; see coherence.go), else nil.
+	view http.Header
 
 	elem    *list.Element // in Cache.lru; nil once removed
 	mem     []byte        // body in the memory tier, guarded by Cache.mu
@@ -184,6 +187,9 @@ func (c *Cache) insertLocked(e *entry) (victims []*entry) {
 	}
 	c.entries[e.meta.Key] = e
 	e.elem = c.lru.PushFront(e)
+	if id, ok := pinnedFileID(e.meta.Key); ok && e.view == nil {
+		e.view = c.unversionedHeader(e.meta.Header, id)
+	}
 	c.size += e.meta.Size
 	if keepMem != nil {
 		c.memPutLocked(e, keepMem)
