@@ -387,10 +387,16 @@ func TestComposeTwoNodes(t *testing.T) {
 		}
 	}
 	window := lastBad.Sub(firstBad)
+	inWindow := 0
+	for _, r := range res {
+		if r.kind == "unversioned" && r.fetchErr == nil && !r.start.Before(firstBad) && !r.end.After(lastBad) {
+			inWindow++
+		}
+	}
 	t.Logf("pinned sets: %d, mismatches %d, sets that retried a 404 %d (%d retries), unavailable %d",
 		pinned, pinnedBad, retried, retries, unavailable)
-	t.Logf("unversioned sets: %d, mismatches %d, window %.1fs (%.1fs–%.1fs after node1's sync started; node2 synced at %.1fs–%.1fs)",
-		unv, unvBad, window.Seconds(), rel(firstBad), rel(lastBad), rel(sync2Start), rel(sync2End))
+	t.Logf("unversioned sets: %d, mismatches %d (of %d sets inside the window), window %.1fs (%.1fs–%.1fs after node1's sync started; node2 synced at %.1fs–%.1fs)",
+		unv, unvBad, inWindow, window.Seconds(), rel(firstBad), rel(lastBad), rel(sync2Start), rel(sync2End))
 	t.Logf("loop ran %.0fs; test %.0fs", time.Since(sync1Start).Seconds(), time.Since(testStart).Seconds())
 
 	if pinnedBad != 0 {
