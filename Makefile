@@ -17,7 +17,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all deps build run test test-short bench dos fuzz lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short e2e-twonode bench dos fuzz lint fmt clean image dev-certs
 
 all: build
 
@@ -48,6 +48,10 @@ test: deps lint build
 ## test-short: the same without the race detector, for quick iteration
 test-short: build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
+
+## e2e-twonode: only the two-node compose test (two edge nodes behind a round-robin nginx, ~3 min, needs Docker); also part of `make test`
+e2e-twonode: build
+	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -run '^TestComposeTwoNodes$$' -v ./test/e2e/
 
 ## bench: origin and gateway vs nginx on the same files; table + bench/out/results.json
 bench: build
