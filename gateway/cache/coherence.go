@@ -257,11 +257,18 @@ func (c *Cache) warnNoPinned(why string) {
 // currentGeneration returns the generation for an unversioned request,
 // learning it first from the index when none is known (a cold cache): nil
 // when the origin gives none.
+//
+// A known generation holds only while the stored index that named it is
+// fresh: once the index has expired, it is revalidated first (one shared
+// fill, usually a 304), so that a gateway whose clients ask only for files
+// follows the origin's switches too, within the index's max-age, instead
+// of serving the old export's files until someone asks for the index.
 func (c *Cache) currentGeneration(req *http.Request) *generation {
 	c.mu.Lock()
 	g, none := c.gen, c.noExportID
+	fresh := g != nil && c.indexFreshLocked(c.now())
 	c.mu.Unlock()
-	if g != nil || none {
+	if fresh || none {
 		return g
 	}
 	ireq := withPath(req, concelierIndex)
@@ -282,6 +289,13 @@ func (c *Cache) currentGeneration(req *http.Request) *generation {
 	g = c.gen
 	c.mu.Unlock()
 	return g
+}
+
+// indexFreshLocked reports whether the stored Concelier index, the one the
+// current generation comes from, is fresh at now. c.mu must be held.
+func (c *Cache) indexFreshLocked(now time.Time) bool {
+	e := c.entries[concelierIndex]
+	return e != nil && e.fresh.fresh(now)
 }
 
 // withPath is a shallow copy of req for another path.

@@ -638,7 +638,12 @@ func TestCoherenceFallbackKeepsGeneration(t *testing.T) {
 	cl := client(t)
 	fetchSet(t, cl, base)
 	c.bg.Wait()
-	clk.Advance(301 * time.Second)
+	// The index is revalidated at 250 s (still A), so that at 301 s the
+	// manifest has expired while the index naming A is fresh.
+	clk.Advance(250 * time.Second)
+	mustGet(t, cl, base+pathIndex)
+	c.bg.Wait()
+	clk.Advance(51 * time.Second)
 	o.switchTo(b.id)
 	r := mustGet(t, cl, base+pathManifest)
 	if !bytes.Equal(r.body, a.manifest) {
@@ -648,6 +653,7 @@ func TestCoherenceFallbackKeepsGeneration(t *testing.T) {
 		t.Errorf("X-Cache-Status %s, want STALE", r.cache)
 	}
 	c.bg.Wait()
+	clk.Advance(10 * time.Second) // the index (revalidated at 250 s) expires
 	s := fetchSet(t, cl, base)
 	if id, err := verifyChain(s); err != nil || id != b.id {
 		t.Fatalf("after the index: export %s, %v", id, err)
@@ -688,5 +694,39 @@ func TestCoherenceQueryStrings(t *testing.T) {
 		if got := r.header.Get(ExportIDHeader); got != b.id {
 			t.Errorf("file of export %q with a query string after the switch, want %q", got, b.id)
 		}
+	}
+}
+
+// TestCoherenceFilesOnlyAfterSwitch: a gateway whose clients ask only for
+// files (another node, a CDN or a client that took the index elsewhere)
+// must not serve the old export for ever: once the stored index is no
+// longer fresh, an unversioned file request revalidates it first, and
+// the files follow the export it names. Before, the generation advanced
+// only when someone asked for the index, and a files-only gateway served
+// the old export's files as HITs indefinitely.
+func TestCoherenceFilesOnlyAfterSwitch(t *testing.T) {
+	clk := newClock()
+	a, b := newExportFiles("20261130T100000Z", 1), newExportFiles("20261130T110000Z", 2)
+	o := newExportOrigin(t, clk, a, b)
+	c, base := coherentCache(t, o, nil)
+	cl := client(t)
+	if id, err := verifyChain(fetchSet(t, cl, base)); err != nil || id != a.id {
+		t.Fatalf("first set: export %s, %v", id, err)
+	}
+	c.bg.Wait()
+	o.switchTo(b.id)
+	// Within the index's max-age the files stay the index's export (A).
+	clk.Advance(30 * time.Second)
+	if r := get(t, cl, http.MethodGet, base+pathManifest); r.header.Get(ExportIDHeader) != a.id || r.cache != "HIT" {
+		t.Fatalf("manifest within the index's max-age: export %q, %s; want %s, HIT", r.header.Get(ExportIDHeader), r.cache, a.id)
+	}
+	clk.Advance(32 * time.Second)
+	for _, p := range []string{pathManifest, pathBundle, pathJWS} {
+		if r := get(t, cl, http.MethodGet, base+p); r.status != 200 || r.header.Get(ExportIDHeader) != b.id {
+			t.Errorf("%s after the index expired, no index asked: status %d, export %q, want %s", p, r.status, r.header.Get(ExportIDHeader), b.id)
+		}
+	}
+	if id, err := verifyChain(fetchSet(t, cl, base)); err != nil || id != b.id {
+		t.Fatalf("set after the switch: export %s, %v", id, err)
 	}
 }

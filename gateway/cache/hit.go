@@ -86,8 +86,12 @@ func (c *Cache) LookupHit(key string, get bool, has func(name string) bool) (Hit
 	g := c.gen
 	if g != nil && len(key) > len(concelierMirror) && key[:len(concelierMirror)] == concelierMirror {
 		// An unversioned Concelier file: the current generation's pinned
-		// entry, when this path has been mapped to it (coherence.go).
-		e = c.aliasedLocked(key)
+		// entry, when this path has been mapped to it and the index that
+		// names the generation is still fresh (coherence.go; else the full
+		// path revalidates the index first).
+		if c.indexFreshLocked(now) {
+			e = c.aliasedLocked(key)
+		}
 	} else {
 		e, g = c.entries[key], nil
 	}
