@@ -232,7 +232,7 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			t.Fatal(err)
 		}
 	}
-	httpsPort, httpPort := freePort(t), freePort(t)
+	httpsPort, httpPort := freeFixedPort(t), freeFixedPort(t)
 	b := randomHex(t, 2)
 	subnetA, _ := strconv.ParseUint(b[:2], 16, 8)
 	subnetB, _ := strconv.ParseUint(b[2:], 16, 8)

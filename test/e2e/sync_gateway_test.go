@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +116,26 @@ func TestSyncThroughGateway(t *testing.T) {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
+// freeFixedPort returns a free loopback port below the kernel's ephemeral
+// range (32768–60999 on Linux), for a port a container publishes some
+// seconds after it was chosen: a port from ":0" is an ephemeral one, which
+// any outgoing loopback connection of a parallel test can take in the
+// meantime (CI saw Docker fail with "bind: address already in use").
+func freeFixedPort(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		port := 20000 + mathrand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
+	}
+	t.Fatal("no free loopback port found in 20000-31999")
+	return 0
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -174,13 +174,13 @@ func TestComposeTwoNodes(t *testing.T) {
 	netA, _ := strconv.ParseUint(b[:2], 16, 8)
 	netB, _ := strconv.ParseUint(b[2:], 16, 8)
 	for i, n := range nodes {
-		n.port = freePort(t)
+		n.port = freeFixedPort(t)
 		subnet := fmt.Sprintf("10.%d.%d", 200+netA%50, (netB+uint64(i))%256)
 		n.stack = &stack{t: t, tool: tools[0], root: root, project: "sm2n" + strconv.Itoa(i+1) + randomHex(t, 3), env: []string{
 			"MIRROR_IMAGE=" + image,
 			"MIRROR_BIND_ADDRESS=127.0.0.1",
 			"MIRROR_HTTPS_PORT=" + strconv.Itoa(n.port),
-			"MIRROR_HTTP_PORT=" + strconv.Itoa(freePort(t)),
+			"MIRROR_HTTP_PORT=" + strconv.Itoa(freeFixedPort(t)),
 			"MIRROR_EXPORT_ROOT=" + n.root,
 			"MIRROR_TLS_DIR=" + tlsDir,
 			"MIRROR_SECRETS_DIR=" + secretsDir,
