@@ -214,11 +214,12 @@ func Start(o Options, endpoints ...Endpoint) (*Group, error) {
 	private := connguard.New(connguard.Limits{WriteProgressTimeout: lim.WriteProgressTimeout}, o.Logger, m)
 	g := &Group{logger: o.Logger, guard: guard, errc: make(chan error, len(endpoints))}
 	for _, ep := range endpoints {
-		gl := guard.Listen(ep.Listener, ep.Name)
+		epGuard := guard
 		if ep.Private {
-			gl = private.Listen(ep.Listener, ep.Name)
+			epGuard = private
 		}
-		srv, serveFn := build(ep, lim, o.Logger, m)
+		gl := epGuard.Listen(ep.Listener, ep.Name)
+		srv, serveFn := build(ep, lim, o.Logger, epGuard)
 		g.names = append(g.names, ep.Name)
 		g.servers = append(g.servers, srv)
 		o.Logger.Info("listening", "endpoint", ep.Name, "addr", ep.Listener.Addr().String(), "engine", engineOf(ep, lim))
@@ -246,8 +247,8 @@ func engineOf(ep Endpoint, lim Limits) string {
 }
 
 // build returns ep's server and the call that serves it on a listener.
-func build(ep Endpoint, lim Limits, logger *slog.Logger, m *connguard.Metrics) (Server, func(net.Listener) error) {
-	hs := newHTTPServer(ep.Handler, logger, lim, m)
+func build(ep Endpoint, lim Limits, logger *slog.Logger, guard *connguard.Guard) (Server, func(net.Listener) error) {
+	hs := newHTTPServer(ep.Handler, logger, lim, guard)
 	if engineOf(ep, lim) == EngineFast {
 		fs := fastserve.New(fastserve.Config{
 			Handler:              ep.Handler,
@@ -271,9 +272,10 @@ func build(ep Endpoint, lim Limits, logger *slog.Logger, m *connguard.Metrics) (
 
 // newHTTPServer is the http.Server both engines use for HTTP/2 (and the
 // std engine for everything): the package's timeouts, lim's, and each
-// HTTP/2 stream under connguard.StreamDeadline.
-func newHTTPServer(h http.Handler, logger *slog.Logger, lim Limits, m *connguard.Metrics) *http.Server {
-	hs := NewServer(connguard.StreamDeadline(h, lim.WriteProgressTimeout, m), logger)
+// HTTP/2 stream under connguard.StreamDeadline and taking a place under
+// guard's caps while it runs (Guard.Streams).
+func newHTTPServer(h http.Handler, logger *slog.Logger, lim Limits, guard *connguard.Guard) *http.Server {
+	hs := NewServer(guard.Streams(connguard.StreamDeadline(h, lim.WriteProgressTimeout, guard.Metrics())), logger)
 	hs.ReadHeaderTimeout = lim.ReadHeaderTimeout
 	hs.IdleTimeout = lim.IdleTimeout
 	hs.HTTP2 = &http.HTTP2Config{
