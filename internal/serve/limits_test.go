@@ -196,7 +196,10 @@ func TestSlowReaderThatProgresses(t *testing.T) {
 // TestConnectionCaps: beyond MaxConnsPerIP, connections from that address
 // are closed at once while another address (127.0.0.2) still connects;
 // beyond MaxConns, every address is refused until one closes. Both are
-// counted.
+// counted. The per-address cap is at most half the total, so that with
+// MaxConns set and the default per-address cap (256) one address still
+// cannot take every place (make dos idle-fd: MaxConns 200, one attacking
+// address held all 200 and the legitimate client was refused).
 func TestConnectionCaps(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	for _, engine := range engines {
@@ -209,6 +212,10 @@ func TestConnectionCaps(t *testing.T) {
 			}{
 				{"per address", Limits{MaxConnsPerIP: 3, MaxConns: -1}, true, "max_conns_per_ip"},
 				{"total", Limits{MaxConns: 3, MaxConnsPerIP: -1}, false, "max_conns"},
+				// One address gets at most half the total: the default
+				// per-address cap (256) and a larger one are lowered to it.
+				{"per address by default: half the total", Limits{MaxConns: 6}, true, "max_conns_per_ip"},
+				{"per address above half the total", Limits{MaxConns: 7, MaxConnsPerIP: 100}, true, "max_conns_per_ip"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					tc.lim.Engine = engine

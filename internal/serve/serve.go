@@ -79,8 +79,9 @@ type Limits struct {
 	// MaxConns caps the connections open at once over all endpoints.
 	// Default: DefaultMaxConns(); negative: no cap.
 	MaxConns int
-	// MaxConnsPerIP caps them per client address. Default: 256; negative:
-	// no cap.
+	// MaxConnsPerIP caps them per client address, at most half of
+	// MaxConns (a larger value is lowered to that). Default: 256;
+	// negative: no cap.
 	MaxConnsPerIP int
 	// MaxConcurrentStreams caps the concurrent streams of an HTTP/2
 	// connection. Default: 128.
@@ -125,6 +126,13 @@ func (l Limits) withDefaults() Limits {
 		l.MaxConnsPerIP = DefaultMaxConnsPerIP
 	case l.MaxConnsPerIP < 0:
 		l.MaxConnsPerIP = 0
+	}
+	// One address never takes more than half the places: a per-address
+	// cap at or above the total would let a single client lock every
+	// other one out (with 256 descriptors the total is 96, under the
+	// default per-address cap of 256).
+	if l.MaxConns > 0 && l.MaxConnsPerIP > l.MaxConns/2 {
+		l.MaxConnsPerIP = max(1, l.MaxConns/2)
 	}
 	if l.MaxConcurrentStreams <= 0 {
 		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
