@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -201,3 +202,86 @@ func get(ctx context.Context, client *http.Client, url, auth string) error {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// userHZ is the unit of /proc/PID/stat's CPU times (USER_HZ, 100 on every
+// Linux architecture Go supports).
+const userHZ = 100
+
+// cpuSeconds returns the user + system CPU time pid has used so far.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading stat of pid %d: %w", pid, err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU returns utime + stime of a /proc/PID/stat line in seconds.
+// The command name (field 2) may hold spaces and parentheses: the fields
+// are counted from the last ')'.
+func parseStatCPU(stat string) (float64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat line without a command name: %q", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat line with %d fields after the command name", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat line: cpu time %q: %w", s, err)
+		}
+		ticks += n
+	}
+	return float64(ticks) / userHZ, nil
+}
+
+// selfCPUSeconds returns the CPU time (user + system) this process —
+// the attackers and the legitimate client — has used so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// machineBusySeconds returns the CPU time all processes of the machine
+// have used so far (/proc/stat's first line: every field but idle and
+// iowait), summed over the CPUs.
+func machineBusySeconds() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading /proc/stat: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseProcStatBusy(line)
+}
+
+// parseProcStatBusy parses /proc/stat's "cpu  user nice system idle iowait
+// irq softirq steal …" line into busy seconds.
+func parseProcStatBusy(line string) (float64, error) {
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy int64
+	for i, s := range f[1:] {
+		if i >= 8 { // guest times are already in user and nice
+			break
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", s, err)
+		}
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		busy += n
+	}
+	return float64(busy) / userHZ, nil
+}

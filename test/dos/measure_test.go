@@ -132,3 +132,39 @@ func TestGatewayConfigIsLoopbackSite(t *testing.T) {
 		t.Errorf("config without a cache dir has a cache:\n%s", got)
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	tests := []struct {
+		name, stat string
+		want       float64
+		wantErr    bool
+	}{
+		{"plain", "4242 (stella-mirror) S 1 4242 4242 0 -1 4194560 1200 0 0 0 250 75 0 0 20 0 9 0 100 0 0", 3.25, false},
+		{"name with spaces and parens", "7 (a b) c)) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 1 0 0", 0.03, false},
+		{"no name", "7 R 1 7", 0, true},
+		{"short", "7 (x) R 1 7 7", 0, true},
+		{"not a number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 x 2 0", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := parseStatCPU(tc.stat)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("%s: got %v, %v; want %v (error %v)", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+	if s, err := cpuSeconds(os.Getpid()); err != nil || s < 0 {
+		t.Errorf("cpuSeconds of this process: %v, %v", s, err)
+	}
+}
+
+func TestParseProcStatBusy(t *testing.T) {
+	got, err := parseProcStatBusy("cpu  100 20 30 5000 70 1 2 3 40 50")
+	if err != nil || got != 1.56 { // 100+20+30+1+2+3, not idle, iowait or the guest times
+		t.Errorf("got %v, %v; want 1.56", got, err)
+	}
+	if _, err := parseProcStatBusy("intr 1 2 3"); err == nil {
+		t.Error("a line that is not the cpu line: no error")
+	}
+	if s, err := machineBusySeconds(); err != nil || s <= 0 {
+		t.Errorf("machineBusySeconds: %v, %v", s, err)
+	}
+}

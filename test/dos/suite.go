@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -174,6 +175,16 @@ type Result struct {
 	// LoadAvg is /proc/loadavg's 1-minute figure when the attack ended: a
 	// machine busy with other work inflates the latencies.
 	LoadAvg string `json:"loadAvg"`
+	// CPU seconds used during the attack phase by the gateway, the origin,
+	// the suite itself (attackers and legitimate client: they share the
+	// gateway's cores) and every other process of the machine
+	// (OtherCPUSec, e.g. compilers); AttackSec wall seconds × the CPUs is
+	// what there was.
+	GatewayCPUSec float64 `json:"gatewayCpuSec"`
+	OriginCPUSec  float64 `json:"originCpuSec"`
+	SuiteCPUSec   float64 `json:"suiteCpuSec"`
+	OtherCPUSec   float64 `json:"otherCpuSec"`
+	CPUs          int     `json:"cpus"`
 }
 
 // AttackReport is a snapshot of Stats.
@@ -355,6 +366,7 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	defer cancel()
 	probed := make(chan probeResult, 1)
 	go func() { probed <- probe(attackCtx, legit, base+indexPath, t.Auth, probeInterval) }()
+	cpu0 := cpuNow(gw.proc.Pid(), origin.proc.Pid())
 	start := time.Now()
 	attackDone := make(chan struct{})
 	go func() { s.attack(attackCtx, t, h, st); close(attackDone) }()
@@ -369,6 +381,12 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	cancel()
 	pr := <-probed
 	r.LoadAvg = loadavg()
+	cpu1 := cpuNow(gw.proc.Pid(), origin.proc.Pid())
+	r.GatewayCPUSec = round(cpu1.gw-cpu0.gw, 2)
+	r.OriginCPUSec = round(cpu1.origin-cpu0.origin, 2)
+	r.SuiteCPUSec = round(cpu1.self-cpu0.self, 2)
+	r.OtherCPUSec = round(max(0, (cpu1.machine-cpu0.machine)-(cpu1.gw-cpu0.gw)-(cpu1.origin-cpu0.origin)-(cpu1.self-cpu0.self)), 2)
+	r.CPUs = runtime.NumCPU()
 	r.Attack = st.report(time.Since(start), h.count())
 
 	// Recovery: the attackers keep their connections open and do nothing;
@@ -490,6 +508,20 @@ func stop(s *server, err *error) {
 	if stopErr := s.proc.Stop(5 * time.Second); stopErr != nil {
 		*err = errors.Join(*err, stopErr)
 	}
+}
+
+// cpuTimes are CPU seconds used so far (cpuNow).
+type cpuTimes struct{ gw, origin, self, machine float64 }
+
+// cpuNow reads the CPU seconds of the gateway, the origin, this process
+// and the machine (0 for what cannot be read).
+func cpuNow(gwPid, originPid int) cpuTimes {
+	var t cpuTimes
+	t.gw, _ = cpuSeconds(gwPid)
+	t.origin, _ = cpuSeconds(originPid)
+	t.self = selfCPUSeconds()
+	t.machine, _ = machineBusySeconds()
+	return t
 }
 
 // loadavg returns the 1-minute load average ("" if unknown).
