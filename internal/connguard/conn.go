@@ -21,7 +21,8 @@ import (
 // peer accepted no byte for the whole timeout, however long the transfer:
 // a slow download that progresses is never cut, a client that stopped
 // reading loses its connection. It sits below TLS, whose connection is
-// unusable after a failed write: the timeout only ever fires once.
+// unusable after a failed write: the timeout only ever fires once, and
+// after it every write fails at once (stalled).
 //
 // Reads and writes are rawsock's; ReadFrom and SendFile keep sendfile(2),
 // with the same deadline rule.
@@ -33,6 +34,7 @@ type Conn struct {
 	timeout  time.Duration
 	slack    int64        // nanoseconds: the deadline is moved only when it is nearer than timeout - slack
 	armed    atomic.Int64 // the write deadline in force, unix nanoseconds (0: none)
+	stall    atomic.Bool  // a write timed out without progress: every later write fails at once
 	once     sync.Once
 }
 
@@ -63,6 +65,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.timeout <= 0 {
 		return c.Conn.Write(p)
 	}
+	if c.stall.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
 	total := 0
 	for {
 		c.arm()
@@ -82,7 +87,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 }
 
+// stalled marks c as stalled: the peer accepted nothing for the whole
+// timeout, so every later write fails at once instead of waiting another
+// timeout — notably the TLS close_notify alert that closing the
+// connection sends (crypto/tls gives it a deadline of 5 s of its own),
+// which kept each stalled connection's descriptor for one more timeout.
 func (c *Conn) stalled() {
+	c.stall.Store(true)
 	if c.l != nil && c.l.metrics != nil {
 		c.l.metrics.WriteTimeout("connection")
 	}
@@ -145,6 +156,9 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 func (c *Conn) SendFile(f *os.File, lr *io.LimitedReader) (written int64, err error, handled bool) {
 	if c.tcp == nil {
 		return 0, nil, false
+	}
+	if c.timeout > 0 && c.stall.Load() {
+		return 0, os.ErrDeadlineExceeded, true
 	}
 	for {
 		if c.timeout > 0 {
