@@ -121,7 +121,9 @@ type ServerSettings struct {
 	Engine string
 	// WriteProgressTimeout: a connection, or an HTTP/2 stream, whose
 	// client accepts no byte of the response for this long is closed
-	// (reset). Slow downloads that progress are not affected. Key:
+	// (reset); an HTTP/1.1 connection must take at least 64 KiB
+	// (connguard.MinProgress) per period. Slow downloads that progress
+	// are not affected. Key:
 	// GATEWAY__SERVER__WRITEPROGRESSTIMEOUT. Default: 30s.
 	WriteProgressTimeout time.Duration
 	// MaxConns caps the client connections open at once (all listeners),

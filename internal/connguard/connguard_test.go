@@ -171,3 +171,54 @@ func TestStalledConnFailsLaterWritesAtOnce(t *testing.T) {
 		t.Errorf("write_timeouts_total{scope=connection} = %v, want 1", n)
 	}
 }
+
+// tricklingConn accepts per bytes of each write and then times out, as a
+// peer that reads nothing but whose kernel frees some receive buffer now
+// and then; after max writes it accepts everything.
+type tricklingConn struct {
+	stuckConn
+	per, max int
+}
+
+func (c *tricklingConn) Write(p []byte) (int, error) {
+	if c.writes.Add(1) > int64(c.max) {
+		return len(p), nil
+	}
+	n := min(c.per, len(p))
+	if n == len(p) {
+		return n, nil
+	}
+	return n, os.ErrDeadlineExceeded
+}
+
+// TestWriteProgressNeedsMinProgress: a write that times out goes on only
+// when the peer accepted at least MinProgress bytes within the timeout: a
+// trickle of a few KiB per timeout (a client that reads nothing, its
+// kernel collapsing its receive queue) ends the write at the first
+// timeout, a peer that takes MinProgress per timeout is still served to
+// the end. Before, any byte counted, and the trickle kept the connection
+// for as many timeouts as it lasted.
+func TestWriteProgressNeedsMinProgress(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		per        int
+		wantErr    bool
+		wantWrites int64
+	}{
+		{"trickle", 16 << 10, true, 1},
+		{"progress", MinProgress, false, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := New(Limits{WriteProgressTimeout: time.Hour}, nil, nil)
+			tc0 := &tricklingConn{per: tc.per, max: 4}
+			c, _ := g.admit(tc0, "test")
+			n, err := c.Write(make([]byte, 1<<20))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("wrote %d: %v, want error %v", n, err, tc.wantErr)
+			}
+			if got := tc0.writes.Load(); got != tc.wantWrites {
+				t.Errorf("the socket saw %d writes, want %d", got, tc.wantWrites)
+			}
+		})
+	}
+}

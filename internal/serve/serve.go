@@ -74,7 +74,9 @@ type Limits struct {
 	// IdleTimeout closes idle keep-alive connections. Default: IdleTimeout.
 	IdleTimeout time.Duration
 	// WriteProgressTimeout: a connection (or HTTP/2 stream) whose client
-	// accepts no byte for this long is closed (reset). Default: 30s.
+	// accepts no byte for this long is closed (reset); an HTTP/1.x
+	// connection must take connguard.MinProgress bytes per period.
+	// Default: 30s.
 	WriteProgressTimeout time.Duration
 	// MaxConns caps the connections open at once over all endpoints.
 	// Default: DefaultMaxConns(); negative: no cap.
