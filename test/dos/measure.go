@@ -5,6 +5,7 @@ package dos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -284,4 +285,108 @@ func parseProcStatBusy(line string) (float64, error) {
 		busy += n
 	}
 	return float64(busy) / userHZ, nil
+}
+
+// metricsPrefix selects the gateway's own series in /metrics.
+const metricsPrefix = "stella_mirror_gateway_"
+
+// scrapeCounters returns the gateway's counters (series named …_total)
+// from its admin listener's /metrics.
+func scrapeCounters(ctx context.Context, admin string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scraping metrics: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scraping metrics: status %s", res.Status)
+	}
+	return parseCounters(bufio.NewScanner(res.Body))
+}
+
+// parseCounters reads Prometheus text lines and keeps the series of
+// metricsPrefix whose name ends in _total.
+func parseCounters(sc *bufio.Scanner) (map[string]float64, error) {
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	out := map[string]float64{}
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, metricsPrefix) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		series, value := line[:i], line[i+1:]
+		name, _, _ := strings.Cut(series, "{")
+		if !strings.HasSuffix(name, "_total") {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		out[series] = v
+	}
+	return out, sc.Err()
+}
+
+// counterIncreases returns the series that grew from before to after, by
+// how much.
+func counterIncreases(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// logMessages counts the WARN and ERROR lines of a JSON log file from
+// byte offset from on, by message.
+func logMessages(path string, from int64) map[string]int {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, 0); err != nil {
+		return nil
+	}
+	return countLogMessages(bufio.NewScanner(f))
+}
+
+// countLogMessages counts the WARN and ERROR lines of JSON log lines by msg.
+func countLogMessages(sc *bufio.Scanner) map[string]int {
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	out := map[string]int{}
+	for sc.Scan() {
+		var l struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || (l.Level != "WARN" && l.Level != "ERROR") {
+			continue
+		}
+		out[l.Level+" "+l.Msg]++
+	}
+	return out
+}
+
+// fileSize is the size of path (0 if unknown).
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }

@@ -168,3 +168,39 @@ func TestParseProcStatBusy(t *testing.T) {
 		t.Errorf("machineBusySeconds: %v, %v", s, err)
 	}
 }
+
+func TestParseCountersAndIncreases(t *testing.T) {
+	const text = `# HELP stella_mirror_gateway_connections_rejected_total x
+# TYPE stella_mirror_gateway_connections_rejected_total counter
+stella_mirror_gateway_connections_rejected_total{reason="max_conns"} 0
+stella_mirror_gateway_connections_rejected_total{reason="max_conns_per_ip"} 12
+stella_mirror_gateway_connections_open 5
+stella_mirror_gateway_request_duration_seconds_count{site="a"} 9
+go_gc_duration_seconds_total 3
+stella_mirror_gateway_write_timeouts_total{scope="connection"} 2
+`
+	got, err := parseCounters(bufio.NewScanner(strings.NewReader(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[`stella_mirror_gateway_connections_rejected_total{reason="max_conns_per_ip"}`] != 12 {
+		t.Fatalf("got %v", got)
+	}
+	inc := counterIncreases(map[string]float64{`stella_mirror_gateway_write_timeouts_total{scope="connection"}`: 2}, got)
+	if len(inc) != 1 || inc[`stella_mirror_gateway_connections_rejected_total{reason="max_conns_per_ip"}`] != 12 {
+		t.Fatalf("increases %v", inc)
+	}
+}
+
+func TestCountLogMessages(t *testing.T) {
+	const log = `{"level":"INFO","msg":"listening"}
+{"level":"WARN","msg":"login failed","user":"x"}
+{"level":"WARN","msg":"login failed"}
+not json
+{"level":"ERROR","msg":"accept failed; retrying"}
+`
+	got := countLogMessages(bufio.NewScanner(strings.NewReader(log)))
+	if len(got) != 2 || got["WARN login failed"] != 2 || got["ERROR accept failed; retrying"] != 1 {
+		t.Fatalf("got %v", got)
+	}
+}

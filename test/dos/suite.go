@@ -188,6 +188,12 @@ type Result struct {
 	SuiteCPUSec   float64 `json:"suiteCpuSec"`
 	OtherCPUSec   float64 `json:"otherCpuSec"`
 	CPUs          int     `json:"cpus"`
+	// Metrics are the gateway's counters (…_total) that grew from the
+	// baseline to the end of the recovery wait, by how much; LogLines the
+	// WARN and ERROR lines it wrote meanwhile, by message: what an
+	// operator sees.
+	Metrics  map[string]float64 `json:"metrics,omitempty"`
+	LogLines map[string]int     `json:"logLines,omitempty"`
 }
 
 // AttackReport is a snapshot of Stats.
@@ -355,6 +361,8 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 		return r, err
 	}
 	r.OriginFDBaseline, _ = settledFDs(ctx, origin.proc.Pid())
+	countersBefore, _ := scrapeCounters(ctx, gw.admin)
+	logFrom := fileSize(gw.log)
 
 	// The attack phase, the legitimate client and the descriptor samplers.
 	sampleCtx, stopSampling := context.WithCancel(ctx)
@@ -429,6 +437,12 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	if !r.OriginUp {
 		r.OriginExit = why
 	}
+	if r.GatewayUp && countersBefore != nil {
+		if after, err := scrapeCounters(ctx, gw.admin); err == nil {
+			r.Metrics = counterIncreases(countersBefore, after)
+		}
+	}
+	r.LogLines = logMessages(gw.log, logFrom)
 	gwKiB, originKiB := gwFDs.hwm(), originFDs.hwm()
 	if kb, err := statusKiB(gw.proc.Pid(), "VmHWM"); err == nil {
 		gwKiB = max(gwKiB, kb)
