@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -377,10 +378,15 @@ func countLogMessages(sc *bufio.Scanner) map[string]int {
 		if json.Unmarshal(sc.Bytes(), &l) != nil || (l.Level != "WARN" && l.Level != "ERROR") {
 			continue
 		}
-		out[l.Level+" "+l.Msg]++
+		out[l.Level+" "+peerAddr.ReplaceAllString(l.Msg, "ADDR")]++
 	}
 	return out
 }
+
+// peerAddr matches the client addresses net/http's server puts in its
+// messages ("TLS handshake error from 127.0.0.1:40122: …"), so that they
+// are counted as one message.
+var peerAddr = regexp.MustCompile(`\[?[0-9a-fA-F:.]+\]?:[0-9]+`)
 
 // fileSize is the size of path (0 if unknown).
 func fileSize(path string) int64 {

@@ -198,9 +198,14 @@ func TestCountLogMessages(t *testing.T) {
 {"level":"WARN","msg":"login failed"}
 not json
 {"level":"ERROR","msg":"accept failed; retrying"}
+{"level":"WARN","msg":"http2: server connection error from 127.0.0.1:33759: connection error: ENHANCE_YOUR_CALM"}
+{"level":"WARN","msg":"http: TLS handshake error from [::1]:4711: raw-read tcp 127.0.0.1:38425->127.0.0.1:33447: i/o timeout"}
+{"level":"WARN","msg":"http2: server connection error from 127.0.0.1:40000: connection error: ENHANCE_YOUR_CALM"}
 `
 	got := countLogMessages(bufio.NewScanner(strings.NewReader(log)))
-	if len(got) != 2 || got["WARN login failed"] != 2 || got["ERROR accept failed; retrying"] != 1 {
+	if len(got) != 4 || got["WARN login failed"] != 2 || got["ERROR accept failed; retrying"] != 1 ||
+		got["WARN http2: server connection error from ADDR: connection error: ENHANCE_YOUR_CALM"] != 2 ||
+		got["WARN http: TLS handshake error from ADDR: raw-read tcp ADDR->ADDR: i/o timeout"] != 1 {
 		t.Fatalf("got %v", got)
 	}
 }
