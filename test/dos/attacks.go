@@ -553,6 +553,7 @@ func authTiming(rounds int) attackFunc {
 		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		url := "https://" + t.Addr + indexPath
 		var known, unknown []time.Duration
+		not401 := 0
 		for i := 0; i < 2*rounds && ctx.Err() == nil; i++ {
 			u := legacyUser
 			if i%2 == 1 {
@@ -572,6 +573,10 @@ func authTiming(rounds int) attackFunc {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			st.status(strconv.Itoa(resp.StatusCode))
+			if resp.StatusCode != http.StatusUnauthorized {
+				not401++
+				continue // not a password check (e.g. 429 from the throttle)
+			}
 			if i < 2 {
 				continue // the connection's first requests pay the handshake
 			}
@@ -584,6 +589,9 @@ func authTiming(rounds int) attackFunc {
 		mk, mu := median(known), median(unknown)
 		st.note("wrong password: known apr1 user median %.2f ms, unknown user median %.2f ms (%d/%d samples)",
 			ms(mk), ms(mu), len(known), len(unknown))
+		if not401 > 0 {
+			st.fail("%d of %d answers were not 401: the timing does not measure the password check", not401, 2*rounds)
+		}
 		if len(known) == 0 || len(unknown) == 0 {
 			st.fail("no timing samples")
 			return

@@ -107,7 +107,10 @@ func Scenarios() []Scenario {
 		{Name: "auth-flood", What: "64 keep-alive connections from 127.0.0.1 send wrong passwords (F5)",
 			attack: authFlood(64)},
 		{Name: "auth-timing", What: "known apr1 user vs unknown user, wrong passwords: timing must match (F6)",
-			Legacy: true, Env: []string{"GATEWAY__ALLOWLEGACYHASHES=true"}, attack: authTiming(40)},
+			// The login throttle off: every wrong password must reach the
+			// password check, whose cost is what is compared (with the
+			// throttle, 70 of the 80 requests were 429s before any hash).
+			Legacy: true, Env: []string{"GATEWAY__ALLOWLEGACYHASHES=true", "GATEWAY__AUTHTHROTTLE__MAXFAILURES=0"}, attack: authTiming(40)},
 	}
 }
 
