@@ -129,16 +129,21 @@ type ServerSettings struct {
 	Engine string
 	// WriteProgressTimeout: a connection, or an HTTP/2 stream, whose
 	// client accepts no byte of the response for this long is closed
-	// (reset). Slow downloads that progress are not affected. Key:
+	// (reset); an HTTP/1.1 connection must take at least 64 KiB
+	// (connguard.MinProgress) per period. Slow downloads that progress
+	// are not affected. Key:
 	// GATEWAY__SERVER__WRITEPROGRESSTIMEOUT. Default: 30s.
 	WriteProgressTimeout time.Duration
-	// MaxConns caps the client connections open at once (all listeners);
-	// more are closed as soon as accepted. 0: derived from the open-file
+	// MaxConns caps the client connections open at once (all listeners),
+	// an HTTP/2 stream in flight counting as one; more are closed as soon
+	// as accepted (a stream: 503). 0: derived from the open-file
 	// limit (half of RLIMIT_NOFILE minus 64); -1: no cap. Key:
 	// GATEWAY__SERVER__MAXCONNS. Default: 0.
 	MaxConns int
-	// MaxConnsPerIP caps the connections from one client address. -1: no
-	// cap. Key: GATEWAY__SERVER__MAXCONNSPERIP. Default: 256.
+	// MaxConnsPerIP caps the connections (and HTTP/2 streams in flight)
+	// from one client address, at most half of the total cap (a larger
+	// value is lowered to that). -1: no cap. Key:
+	// GATEWAY__SERVER__MAXCONNSPERIP. Default: 256.
 	MaxConnsPerIP int
 	// MaxConcurrentStreams caps the concurrent streams of one HTTP/2
 	// connection. Key: GATEWAY__SERVER__MAXCONCURRENTSTREAMS. Default: 128.

@@ -14,14 +14,25 @@ import (
 	"github.com/stella-ops/stella-mirror/internal/rawsock"
 )
 
+// MinProgress is how many bytes the peer must accept within one
+// write-progress timeout for a write to count as progressing: a client
+// that stopped reading still lets through a few KiB now and then, each
+// time its kernel collapses its receive queue (make dos h1-slow-read:
+// 1.7 to 16 KiB, once or twice per connection), which with "any byte"
+// held every stalled connection for two or three timeouts. 64 KiB per
+// timeout is 2.2 KB/s at the default 30 s.
+const MinProgress = 64 << 10
+
 // Conn is an accepted connection with a write-progress deadline: before
 // each write the deadline is moved to now + WriteProgressTimeout, and a
-// write that times out after the peer accepted part of it goes on with a
-// fresh deadline. A write fails (os.ErrDeadlineExceeded) only when the
-// peer accepted no byte for the whole timeout, however long the transfer:
-// a slow download that progresses is never cut, a client that stopped
-// reading loses its connection. It sits below TLS, whose connection is
-// unusable after a failed write: the timeout only ever fires once.
+// write that times out after the peer accepted at least MinProgress bytes
+// since the deadline was set goes on with a fresh deadline. A write fails
+// (os.ErrDeadlineExceeded) only when the peer accepted less than that in
+// a whole timeout, however long the transfer: a slow download that
+// progresses is never cut, a client that stopped reading loses its
+// connection. It sits below TLS, whose connection is
+// unusable after a failed write: the timeout only ever fires once, and
+// after it every write fails at once (stalled).
 //
 // Reads and writes are rawsock's; ReadFrom and SendFile keep sendfile(2),
 // with the same deadline rule.
@@ -33,6 +44,8 @@ type Conn struct {
 	timeout  time.Duration
 	slack    int64        // nanoseconds: the deadline is moved only when it is nearer than timeout - slack
 	armed    atomic.Int64 // the write deadline in force, unix nanoseconds (0: none)
+	stall    atomic.Bool  // a write timed out without progress: every later write fails at once
+	moved    atomic.Int64 // bytes the peer accepted since the deadline was last moved
 	once     sync.Once
 }
 
@@ -53,6 +66,7 @@ func (c *Conn) arm() {
 		return
 	}
 	c.armed.Store(want)
+	c.moved.Store(0)
 	c.Conn.SetWriteDeadline(now.Add(c.timeout))
 
 }
@@ -62,6 +76,9 @@ func (c *Conn) arm() {
 func (c *Conn) Write(p []byte) (int, error) {
 	if c.timeout <= 0 {
 		return c.Conn.Write(p)
+	}
+	if c.stall.Load() {
+		return 0, os.ErrDeadlineExceeded
 	}
 	total := 0
 	for {
@@ -74,7 +91,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if !isTimeout(err) {
 			return total, err
 		}
-		if n == 0 {
+		if c.moved.Add(int64(n)) < MinProgress {
 			c.stalled()
 			return total, err
 		}
@@ -82,7 +99,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 }
 
+// stalled marks c as stalled: the peer accepted nothing for the whole
+// timeout, so every later write fails at once instead of waiting another
+// timeout — notably the TLS close_notify alert that closing the
+// connection sends (crypto/tls gives it a deadline of 5 s of its own),
+// which kept each stalled connection's descriptor for one more timeout.
 func (c *Conn) stalled() {
+	c.stall.Store(true)
 	if c.l != nil && c.l.metrics != nil {
 		c.l.metrics.WriteTimeout("connection")
 	}
@@ -146,6 +169,9 @@ func (c *Conn) SendFile(f *os.File, lr *io.LimitedReader) (written int64, err er
 	if c.tcp == nil {
 		return 0, nil, false
 	}
+	if c.timeout > 0 && c.stall.Load() {
+		return 0, os.ErrDeadlineExceeded, true
+	}
 	for {
 		if c.timeout > 0 {
 			c.arm()
@@ -158,7 +184,7 @@ func (c *Conn) SendFile(f *os.File, lr *io.LimitedReader) (written int64, err er
 		if err == nil || c.timeout <= 0 || !isTimeout(err) {
 			return written, err, true
 		}
-		if n == 0 {
+		if c.moved.Add(n) < MinProgress {
 			c.stalled()
 			return written, err, true
 		}

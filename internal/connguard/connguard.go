@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,9 @@ type Metrics struct {
 	Rejected      *prometheus.CounterVec // label reason: max_conns, max_conns_per_ip
 	WriteTimeouts *prometheus.CounterVec // label scope: connection, stream
 	Open          prometheus.Gauge
+	// StreamsRefused counts HTTP/2 streams answered 503 at once because
+	// the caps were reached (Guard.Streams); label reason as Rejected.
+	StreamsRefused *prometheus.CounterVec
 }
 
 // NewMetrics registers the connection metrics under namespace_subsystem_
@@ -55,15 +59,18 @@ func NewMetrics(reg prometheus.Registerer, namespace, subsystem string) (*Metric
 			Help: "Connections (scope connection) and HTTP/2 streams (scope stream) ended because the client accepted no byte within the write-progress timeout."}, []string{"scope"}),
 		Open: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "connections_open",
 			Help: "Client connections open (accepted and not yet closed)."}),
+		StreamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "streams_refused_total",
+			Help: "HTTP/2 requests answered 503 without a body because the connection caps were reached: a stream in flight takes a place under them like a connection (reason max_conns or max_conns_per_ip)."}, []string{"reason"}),
 	}
 	for _, r := range []string{"max_conns", "max_conns_per_ip"} {
 		m.Rejected.WithLabelValues(r)
+		m.StreamsRefused.WithLabelValues(r)
 	}
 	for _, p := range []string{"connection", "stream"} {
 		m.WriteTimeouts.WithLabelValues(p)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.AcceptErrors, m.Rejected, m.WriteTimeouts, m.Open} {
+		for _, c := range []prometheus.Collector{m.AcceptErrors, m.Rejected, m.WriteTimeouts, m.Open, m.StreamsRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -101,7 +108,7 @@ type Guard struct {
 	mu    sync.Mutex
 	perIP map[netip.Addr]int
 
-	lastAcceptLog, lastRejectLog atomic.Int64 // unix nanoseconds
+	lastAcceptLog, lastRejectLog, lastStreamLog atomic.Int64 // unix nanoseconds
 }
 
 // New returns a Guard with limits; logger and metrics may be nil.
@@ -118,8 +125,9 @@ func (g *Guard) Metrics() *Metrics { return g.metrics }
 // Limits is g's limits.
 func (g *Guard) Limits() Limits { return g.limits }
 
-// Open is the number of connections accepted through g's listeners and
-// not yet closed.
+// Open is the number of places taken under g's caps: connections accepted
+// through g's listeners and not yet closed, and HTTP/2 streams in flight
+// (Streams).
 func (g *Guard) Open() int { return int(g.open.Load()) }
 
 // Listen returns ln guarded by g; name labels its log lines.
@@ -194,20 +202,7 @@ func (l *Guard) admit(c net.Conn, name string) (*Conn, bool) {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ip = ta.AddrPort().Addr().Unmap()
 	}
-	reason := ""
-	if n := l.open.Add(1); l.limits.MaxConns > 0 && n > int64(l.limits.MaxConns) {
-		reason = "max_conns"
-	} else if l.limits.MaxConnsPerIP > 0 {
-		l.mu.Lock()
-		if l.perIP[ip] >= l.limits.MaxConnsPerIP {
-			reason = "max_conns_per_ip"
-		} else {
-			l.perIP[ip]++
-		}
-		l.mu.Unlock()
-	}
-	if reason != "" {
-		l.open.Add(-1)
+	if reason := l.take(ip); reason != "" {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetLinger(0) // nothing to say: a reset frees the socket at once
 		}
@@ -228,12 +223,29 @@ func (l *Guard) admit(c net.Conn, name string) (*Conn, bool) {
 	return newConn(c, l, ip), true
 }
 
-// release gives back c's slots.
-func (l *Guard) release(ip netip.Addr) {
-	l.open.Add(-1)
-	if l.metrics != nil {
-		l.metrics.Open.Dec()
+// take takes a place for ip under the caps, or returns the cap that is
+// reached (max_conns, max_conns_per_ip) and takes nothing.
+func (l *Guard) take(ip netip.Addr) (reason string) {
+	if n := l.open.Add(1); l.limits.MaxConns > 0 && n > int64(l.limits.MaxConns) {
+		reason = "max_conns"
+	} else if l.limits.MaxConnsPerIP > 0 {
+		l.mu.Lock()
+		if l.perIP[ip] >= l.limits.MaxConnsPerIP {
+			reason = "max_conns_per_ip"
+		} else {
+			l.perIP[ip]++
+		}
+		l.mu.Unlock()
 	}
+	if reason != "" {
+		l.open.Add(-1)
+	}
+	return reason
+}
+
+// give gives back a place take took.
+func (l *Guard) give(ip netip.Addr) {
+	l.open.Add(-1)
 	if l.limits.MaxConnsPerIP > 0 {
 		l.mu.Lock()
 		if n := l.perIP[ip] - 1; n > 0 {
@@ -243,6 +255,57 @@ func (l *Guard) release(ip netip.Addr) {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// release gives back c's place.
+func (l *Guard) release(ip netip.Addr) {
+	if l.metrics != nil {
+		l.metrics.Open.Dec()
+	}
+	l.give(ip)
+}
+
+// Streams wraps h so that every HTTP/2 request in flight takes a place
+// under g's caps (MaxConns, MaxConnsPerIP) as a connection does, for as
+// long as its handler runs. An HTTP/1.1 connection carries one request at
+// a time, so its place covers what the request holds (an upstream
+// connection, an open cache file); an HTTP/2 connection carries up to
+// MaxConcurrentStreams at once, and without this one connection per
+// address could hold 128 such descriptors, and the per-address cap
+// 256 × 128 — far past RLIMIT_NOFILE. A stream beyond the caps is answered
+// 503 with Retry-After and no body (a HEADERS frame, which no
+// flow-control window holds back), counted in streams_refused_total and
+// logged at most every 10 s. HTTP/1.x requests pass through unchanged.
+func (g *Guard) Streams(h http.Handler) http.Handler {
+	if g.limits.MaxConns <= 0 && g.limits.MaxConnsPerIP <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			ip = ap.Addr().Unmap()
+		}
+		if reason := g.take(ip); reason != "" {
+			if g.metrics != nil {
+				g.metrics.StreamsRefused.WithLabelValues(reason).Inc()
+			}
+			if due(&g.lastStreamLog) {
+				g.logger.Warn("HTTP/2 stream refused: limit reached (further refusals counted in streams_refused_total, logged every 10s)",
+					"reason", reason, "client", ip.String(),
+					"max_conns", g.limits.MaxConns, "max_conns_per_ip", g.limits.MaxConnsPerIP)
+			}
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		defer g.give(ip)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // due reports whether a rate-limited log line may be written now.

@@ -196,7 +196,10 @@ func TestSlowReaderThatProgresses(t *testing.T) {
 // TestConnectionCaps: beyond MaxConnsPerIP, connections from that address
 // are closed at once while another address (127.0.0.2) still connects;
 // beyond MaxConns, every address is refused until one closes. Both are
-// counted.
+// counted. The per-address cap is at most half the total, so that with
+// MaxConns set and the default per-address cap (256) one address still
+// cannot take every place (make dos idle-fd: MaxConns 200, one attacking
+// address held all 200 and the legitimate client was refused).
 func TestConnectionCaps(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	for _, engine := range engines {
@@ -209,6 +212,10 @@ func TestConnectionCaps(t *testing.T) {
 			}{
 				{"per address", Limits{MaxConnsPerIP: 3, MaxConns: -1}, true, "max_conns_per_ip"},
 				{"total", Limits{MaxConns: 3, MaxConnsPerIP: -1}, false, "max_conns"},
+				// One address gets at most half the total: the default
+				// per-address cap (256) and a larger one are lowered to it.
+				{"per address by default: half the total", Limits{MaxConns: 6}, true, "max_conns_per_ip"},
+				{"per address above half the total", Limits{MaxConns: 7, MaxConnsPerIP: 100}, true, "max_conns_per_ip"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					tc.lim.Engine = engine
@@ -321,6 +328,94 @@ func TestHTTP2StreamCap(t *testing.T) {
 			if announced != 3 {
 				t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS = %d, want 3", announced)
 			}
+		})
+	}
+}
+
+// TestHTTP2StreamsTakePlacesUnderCaps (F3 at the descriptor limit): an
+// HTTP/2 stream in flight takes a place under MaxConnsPerIP like a
+// connection, so that one connection cannot hold a descriptor per stream
+// beyond the caps: with a cap of 3 per address, a connection (one place)
+// gets two streams served and the others answered 503 with Retry-After
+// at once (HEADERS with END_STREAM, which no flow-control window holds
+// back), counted in streams_refused_total; the places come back when the
+// handlers return. Before, all four streams were served.
+func TestHTTP2StreamsTakePlacesUnderCaps(t *testing.T) {
+	hold := make(chan struct{})
+	var returned atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer returned.Add(1)
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		<-hold
+	})
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			hold = make(chan struct{})
+			returned.Store(0)
+			s := startTLS(t, Limits{Engine: engine, MaxConnsPerIP: 3, MaxConns: -1, MaxConcurrentStreams: 10}, h)
+			c, err := tls.Dial("tcp", s.addr, &tls.Config{RootCAs: s.pool, ServerName: "localhost", NextProtos: []string{"h2"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, http2.ClientPreface)
+			fr := http2.NewFramer(c, c)
+			fr.WriteSettings()
+			var hb bytes.Buffer
+			enc := hpack.NewEncoder(&hb)
+			for i := range 4 {
+				hb.Reset()
+				for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/"}} {
+					enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+				}
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+			}
+			statuses := map[string]int{}
+			retryAfter := 0
+			dec := hpack.NewDecoder(4096, nil)
+			for n := 0; n < 4; {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("after %v: %v", statuses, err)
+				}
+				switch f := f.(type) {
+				case *http2.SettingsFrame:
+					if !f.IsAck() {
+						fr.WriteSettingsAck()
+					}
+				case *http2.HeadersFrame:
+					fields, err := dec.DecodeFull(f.HeaderBlockFragment())
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, hf := range fields {
+						switch hf.Name {
+						case ":status":
+							statuses[hf.Value]++
+						case "retry-after":
+							retryAfter++
+						}
+					}
+					n++
+				case *http2.RSTStreamFrame:
+					t.Fatalf("stream %d reset (%v), want an answer", f.StreamID, f.ErrCode)
+				}
+			}
+			if statuses["200"] != 2 || statuses["503"] != 2 || retryAfter != 2 {
+				t.Fatalf("statuses %v, %d with Retry-After; want 2×200 and 2×503 with Retry-After (the connection takes 1 of 3 places)", statuses, retryAfter)
+			}
+			if n := s.counter(t, "streams_refused_total", "reason", "max_conns_per_ip"); n != 2 {
+				t.Errorf("streams_refused_total{reason=max_conns_per_ip} = %v, want 2", n)
+			}
+			if n := s.g.Guard().Open(); n != 3 {
+				t.Errorf("places taken: %d, want 3 (the connection and 2 streams)", n)
+			}
+			close(hold)
+			waitFor(t, "the streams' places given back when their handlers return", func() bool {
+				return returned.Load() == 2 && s.g.Guard().Open() == 1
+			})
 		})
 	}
 }

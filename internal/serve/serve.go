@@ -74,13 +74,16 @@ type Limits struct {
 	// IdleTimeout closes idle keep-alive connections. Default: IdleTimeout.
 	IdleTimeout time.Duration
 	// WriteProgressTimeout: a connection (or HTTP/2 stream) whose client
-	// accepts no byte for this long is closed (reset). Default: 30s.
+	// accepts no byte for this long is closed (reset); an HTTP/1.x
+	// connection must take connguard.MinProgress bytes per period.
+	// Default: 30s.
 	WriteProgressTimeout time.Duration
 	// MaxConns caps the connections open at once over all endpoints.
 	// Default: DefaultMaxConns(); negative: no cap.
 	MaxConns int
-	// MaxConnsPerIP caps them per client address. Default: 256; negative:
-	// no cap.
+	// MaxConnsPerIP caps them per client address, at most half of
+	// MaxConns (a larger value is lowered to that). Default: 256;
+	// negative: no cap.
 	MaxConnsPerIP int
 	// MaxConcurrentStreams caps the concurrent streams of an HTTP/2
 	// connection. Default: 128.
@@ -125,6 +128,13 @@ func (l Limits) withDefaults() Limits {
 		l.MaxConnsPerIP = DefaultMaxConnsPerIP
 	case l.MaxConnsPerIP < 0:
 		l.MaxConnsPerIP = 0
+	}
+	// One address never takes more than half the places: a per-address
+	// cap at or above the total would let a single client lock every
+	// other one out (with 256 descriptors the total is 96, under the
+	// default per-address cap of 256).
+	if l.MaxConns > 0 && l.MaxConnsPerIP > l.MaxConns/2 {
+		l.MaxConnsPerIP = max(1, l.MaxConns/2)
 	}
 	if l.MaxConcurrentStreams <= 0 {
 		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
@@ -214,11 +224,12 @@ func Start(o Options, endpoints ...Endpoint) (*Group, error) {
 	private := connguard.New(connguard.Limits{WriteProgressTimeout: lim.WriteProgressTimeout}, o.Logger, m)
 	g := &Group{logger: o.Logger, guard: guard, errc: make(chan error, len(endpoints))}
 	for _, ep := range endpoints {
-		gl := guard.Listen(ep.Listener, ep.Name)
+		epGuard := guard
 		if ep.Private {
-			gl = private.Listen(ep.Listener, ep.Name)
+			epGuard = private
 		}
-		srv, serveFn := build(ep, lim, o.Logger, m)
+		gl := epGuard.Listen(ep.Listener, ep.Name)
+		srv, serveFn := build(ep, lim, o.Logger, epGuard)
 		g.names = append(g.names, ep.Name)
 		g.servers = append(g.servers, srv)
 		o.Logger.Info("listening", "endpoint", ep.Name, "addr", ep.Listener.Addr().String(), "engine", engineOf(ep, lim))
@@ -246,8 +257,8 @@ func engineOf(ep Endpoint, lim Limits) string {
 }
 
 // build returns ep's server and the call that serves it on a listener.
-func build(ep Endpoint, lim Limits, logger *slog.Logger, m *connguard.Metrics) (Server, func(net.Listener) error) {
-	hs := newHTTPServer(ep.Handler, logger, lim, m)
+func build(ep Endpoint, lim Limits, logger *slog.Logger, guard *connguard.Guard) (Server, func(net.Listener) error) {
+	hs := newHTTPServer(ep.Handler, logger, lim, guard)
 	if engineOf(ep, lim) == EngineFast {
 		fs := fastserve.New(fastserve.Config{
 			Handler:              ep.Handler,
@@ -271,9 +282,10 @@ func build(ep Endpoint, lim Limits, logger *slog.Logger, m *connguard.Metrics) (
 
 // newHTTPServer is the http.Server both engines use for HTTP/2 (and the
 // std engine for everything): the package's timeouts, lim's, and each
-// HTTP/2 stream under connguard.StreamDeadline.
-func newHTTPServer(h http.Handler, logger *slog.Logger, lim Limits, m *connguard.Metrics) *http.Server {
-	hs := NewServer(connguard.StreamDeadline(h, lim.WriteProgressTimeout, m), logger)
+// HTTP/2 stream under connguard.StreamDeadline and taking a place under
+// guard's caps while it runs (Guard.Streams).
+func newHTTPServer(h http.Handler, logger *slog.Logger, lim Limits, guard *connguard.Guard) *http.Server {
+	hs := NewServer(guard.Streams(connguard.StreamDeadline(h, lim.WriteProgressTimeout, guard.Metrics())), logger)
 	hs.ReadHeaderTimeout = lim.ReadHeaderTimeout
 	hs.IdleTimeout = lim.IdleTimeout
 	hs.HTTP2 = &http.HTTP2Config{

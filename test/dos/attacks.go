@@ -427,6 +427,12 @@ func h2HeaderBomb(conns, perWorker int) attackFunc {
 		bomb[i] = bombField
 	}
 	return func(ctx context.Context, t *Target, h *held, st *Stats) {
+		// Encoded once: the attacker's cost is writing the bytes, the
+		// gateway's is reading and decoding them.
+		blocks := [2][]byte{
+			encodeOnce(append(requestFields(indexPath, t.Auth), literal...)),
+			encodeOnce(append(requestFields(indexPath, t.Auth), bomb...)),
+		}
 		workers(conns, func(w int) {
 			for i := 0; i < perWorker && ctx.Err() == nil; i++ {
 				c, err := t.dialH2(ctx, 0)
@@ -437,13 +443,9 @@ func h2HeaderBomb(conns, perWorker int) attackFunc {
 				st.Conns.Add(1)
 				h.add(c)
 				h.reader(c, st)
-				extra := literal
-				if (w+i)%2 == 1 {
-					extra = bomb
-				}
-				fields := append(requestFields(indexPath, t.Auth), extra...)
+				block := blocks[(w+i)%2]
 				for j := 0; j < 50 && ctx.Err() == nil; j++ {
-					if _, err := c.sendHeaders(deadlineOf(ctx), fields, true); err != nil {
+					if _, err := c.sendBlock(deadlineOf(ctx), block, true); err != nil {
 						if !isTimeout(err) {
 							st.Cut.Add(1)
 						}
@@ -551,6 +553,7 @@ func authTiming(rounds int) attackFunc {
 		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		url := "https://" + t.Addr + indexPath
 		var known, unknown []time.Duration
+		not401 := 0
 		for i := 0; i < 2*rounds && ctx.Err() == nil; i++ {
 			u := legacyUser
 			if i%2 == 1 {
@@ -570,6 +573,10 @@ func authTiming(rounds int) attackFunc {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			st.status(strconv.Itoa(resp.StatusCode))
+			if resp.StatusCode != http.StatusUnauthorized {
+				not401++
+				continue // not a password check (e.g. 429 from the throttle)
+			}
 			if i < 2 {
 				continue // the connection's first requests pay the handshake
 			}
@@ -582,6 +589,9 @@ func authTiming(rounds int) attackFunc {
 		mk, mu := median(known), median(unknown)
 		st.note("wrong password: known apr1 user median %.2f ms, unknown user median %.2f ms (%d/%d samples)",
 			ms(mk), ms(mu), len(known), len(unknown))
+		if not401 > 0 {
+			st.fail("%d of %d answers were not 401: the timing does not measure the password check", not401, 2*rounds)
+		}
 		if len(known) == 0 || len(unknown) == 0 {
 			st.fail("no timing samples")
 			return

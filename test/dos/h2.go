@@ -112,6 +112,22 @@ func (h *h2Conn) block(fields []hpack.HeaderField) []byte {
 	return bytes.Clone(h.hbuf.Bytes())
 }
 
+// encodeOnce encodes fields as the first header block of a connection
+// (a fresh encoder). Such a block refers to no dynamic-table entry it did
+// not insert itself, so it decodes the same whatever the decoder's table
+// holds, and an attacker can send it again and again without encoding it
+// each time: encoding a 64 MB HPACK bomb or 800 KiB of literals per
+// request cost the suite more CPU than the gateway spent refusing them,
+// on the same two cores.
+func encodeOnce(fields []hpack.HeaderField) []byte {
+	var b bytes.Buffer
+	enc := hpack.NewEncoder(&b)
+	for _, f := range fields {
+		_ = enc.WriteField(f)
+	}
+	return b.Bytes()
+}
+
 // requestFields are the pseudo-headers (and Authorization, when auth is
 // set) of a GET of path.
 func requestFields(path, auth string) []hpack.HeaderField {
@@ -134,9 +150,23 @@ func (h *h2Conn) sendHeaders(deadline time.Time, fields []hpack.HeaderField, end
 	h.wmu.Lock()
 	defer h.wmu.Unlock()
 	_ = h.c.SetWriteDeadline(deadline)
+	return h.sendBlockLocked(h.block(fields), endStream)
+}
+
+// sendBlock opens the next stream with a header block encoded beforehand
+// (see encodeOnce), split as sendHeaders splits it. The connection's own
+// encoder does not see the block: a connection that uses sendBlock must
+// not use sendHeaders afterwards.
+func (h *h2Conn) sendBlock(deadline time.Time, b []byte, endStream bool) (uint32, error) {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	_ = h.c.SetWriteDeadline(deadline)
+	return h.sendBlockLocked(b, endStream)
+}
+
+func (h *h2Conn) sendBlockLocked(b []byte, endStream bool) (uint32, error) {
 	id := h.nextID
 	h.nextID += 2
-	b := h.block(fields)
 	first := b
 	if len(first) > maxFrame {
 		first = b[:maxFrame]

@@ -5,13 +5,16 @@ package dos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -201,3 +204,195 @@ func get(ctx context.Context, client *http.Client, url, auth string) error {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// userHZ is the unit of /proc/PID/stat's CPU times (USER_HZ, 100 on every
+// Linux architecture Go supports).
+const userHZ = 100
+
+// cpuSeconds returns the user + system CPU time pid has used so far.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading stat of pid %d: %w", pid, err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU returns utime + stime of a /proc/PID/stat line in seconds.
+// The command name (field 2) may hold spaces and parentheses: the fields
+// are counted from the last ')'.
+func parseStatCPU(stat string) (float64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat line without a command name: %q", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat line with %d fields after the command name", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat line: cpu time %q: %w", s, err)
+		}
+		ticks += n
+	}
+	return float64(ticks) / userHZ, nil
+}
+
+// selfCPUSeconds returns the CPU time (user + system) this process —
+// the attackers and the legitimate client — has used so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// machineBusySeconds returns the CPU time all processes of the machine
+// have used so far (/proc/stat's first line: every field but idle and
+// iowait), summed over the CPUs.
+func machineBusySeconds() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading /proc/stat: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseProcStatBusy(line)
+}
+
+// parseProcStatBusy parses /proc/stat's "cpu  user nice system idle iowait
+// irq softirq steal …" line into busy seconds.
+func parseProcStatBusy(line string) (float64, error) {
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy int64
+	for i, s := range f[1:] {
+		if i >= 8 { // guest times are already in user and nice
+			break
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", s, err)
+		}
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		busy += n
+	}
+	return float64(busy) / userHZ, nil
+}
+
+// metricsPrefix selects the gateway's own series in /metrics.
+const metricsPrefix = "stella_mirror_gateway_"
+
+// scrapeCounters returns the gateway's counters (series named …_total)
+// from its admin listener's /metrics.
+func scrapeCounters(ctx context.Context, admin string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scraping metrics: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scraping metrics: status %s", res.Status)
+	}
+	return parseCounters(bufio.NewScanner(res.Body))
+}
+
+// parseCounters reads Prometheus text lines and keeps the series of
+// metricsPrefix whose name ends in _total.
+func parseCounters(sc *bufio.Scanner) (map[string]float64, error) {
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	out := map[string]float64{}
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, metricsPrefix) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		series, value := line[:i], line[i+1:]
+		name, _, _ := strings.Cut(series, "{")
+		if !strings.HasSuffix(name, "_total") {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		out[series] = v
+	}
+	return out, sc.Err()
+}
+
+// counterIncreases returns the series that grew from before to after, by
+// how much.
+func counterIncreases(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// logMessages counts the WARN and ERROR lines of a JSON log file from
+// byte offset from on, by message.
+func logMessages(path string, from int64) map[string]int {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, 0); err != nil {
+		return nil
+	}
+	return countLogMessages(bufio.NewScanner(f))
+}
+
+// countLogMessages counts the WARN and ERROR lines of JSON log lines by msg.
+func countLogMessages(sc *bufio.Scanner) map[string]int {
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	out := map[string]int{}
+	for sc.Scan() {
+		var l struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || (l.Level != "WARN" && l.Level != "ERROR") {
+			continue
+		}
+		out[l.Level+" "+peerAddr.ReplaceAllString(l.Msg, "ADDR")]++
+	}
+	return out
+}
+
+// peerAddr matches the client addresses net/http's server puts in its
+// messages ("TLS handshake error from 127.0.0.1:40122: …"), so that they
+// are counted as one message.
+var peerAddr = regexp.MustCompile(`\[?[0-9a-fA-F:.]+\]?:[0-9]+`)
+
+// fileSize is the size of path (0 if unknown).
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

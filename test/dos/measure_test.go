@@ -132,3 +132,80 @@ func TestGatewayConfigIsLoopbackSite(t *testing.T) {
 		t.Errorf("config without a cache dir has a cache:\n%s", got)
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	tests := []struct {
+		name, stat string
+		want       float64
+		wantErr    bool
+	}{
+		{"plain", "4242 (stella-mirror) S 1 4242 4242 0 -1 4194560 1200 0 0 0 250 75 0 0 20 0 9 0 100 0 0", 3.25, false},
+		{"name with spaces and parens", "7 (a b) c)) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 1 0 0", 0.03, false},
+		{"no name", "7 R 1 7", 0, true},
+		{"short", "7 (x) R 1 7 7", 0, true},
+		{"not a number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 x 2 0", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := parseStatCPU(tc.stat)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("%s: got %v, %v; want %v (error %v)", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+	if s, err := cpuSeconds(os.Getpid()); err != nil || s < 0 {
+		t.Errorf("cpuSeconds of this process: %v, %v", s, err)
+	}
+}
+
+func TestParseProcStatBusy(t *testing.T) {
+	got, err := parseProcStatBusy("cpu  100 20 30 5000 70 1 2 3 40 50")
+	if err != nil || got != 1.56 { // 100+20+30+1+2+3, not idle, iowait or the guest times
+		t.Errorf("got %v, %v; want 1.56", got, err)
+	}
+	if _, err := parseProcStatBusy("intr 1 2 3"); err == nil {
+		t.Error("a line that is not the cpu line: no error")
+	}
+	if s, err := machineBusySeconds(); err != nil || s <= 0 {
+		t.Errorf("machineBusySeconds: %v, %v", s, err)
+	}
+}
+
+func TestParseCountersAndIncreases(t *testing.T) {
+	const text = `# HELP stella_mirror_gateway_connections_rejected_total x
+# TYPE stella_mirror_gateway_connections_rejected_total counter
+stella_mirror_gateway_connections_rejected_total{reason="max_conns"} 0
+stella_mirror_gateway_connections_rejected_total{reason="max_conns_per_ip"} 12
+stella_mirror_gateway_connections_open 5
+stella_mirror_gateway_request_duration_seconds_count{site="a"} 9
+go_gc_duration_seconds_total 3
+stella_mirror_gateway_write_timeouts_total{scope="connection"} 2
+`
+	got, err := parseCounters(bufio.NewScanner(strings.NewReader(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[`stella_mirror_gateway_connections_rejected_total{reason="max_conns_per_ip"}`] != 12 {
+		t.Fatalf("got %v", got)
+	}
+	inc := counterIncreases(map[string]float64{`stella_mirror_gateway_write_timeouts_total{scope="connection"}`: 2}, got)
+	if len(inc) != 1 || inc[`stella_mirror_gateway_connections_rejected_total{reason="max_conns_per_ip"}`] != 12 {
+		t.Fatalf("increases %v", inc)
+	}
+}
+
+func TestCountLogMessages(t *testing.T) {
+	const log = `{"level":"INFO","msg":"listening"}
+{"level":"WARN","msg":"login failed","user":"x"}
+{"level":"WARN","msg":"login failed"}
+not json
+{"level":"ERROR","msg":"accept failed; retrying"}
+{"level":"WARN","msg":"http2: server connection error from 127.0.0.1:33759: connection error: ENHANCE_YOUR_CALM"}
+{"level":"WARN","msg":"http: TLS handshake error from [::1]:4711: raw-read tcp 127.0.0.1:38425->127.0.0.1:33447: i/o timeout"}
+{"level":"WARN","msg":"http2: server connection error from 127.0.0.1:40000: connection error: ENHANCE_YOUR_CALM"}
+`
+	got := countLogMessages(bufio.NewScanner(strings.NewReader(log)))
+	if len(got) != 4 || got["WARN login failed"] != 2 || got["ERROR accept failed; retrying"] != 1 ||
+		got["WARN http2: server connection error from ADDR: connection error: ENHANCE_YOUR_CALM"] != 2 ||
+		got["WARN http: TLS handshake error from ADDR: raw-read tcp ADDR->ADDR: i/o timeout"] != 1 {
+		t.Fatalf("got %v", got)
+	}
+}

@@ -20,7 +20,7 @@ const ResultsFile = "results.json"
 // printTable writes one row per result and the failures below.
 func printTable(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tengine\tgateway\torigin\tpeak RSS MiB\tfds base/peak/after\tfds back (s)\tlegit median ms\tlegit p95 ms\tlegit errors\tload\tresult")
+	fmt.Fprintln(tw, "scenario\tengine\tgateway\torigin\tpeak RSS MiB\tfds base/peak/after\tfds back (s)\tlegit median ms\tlegit p95 ms\tlegit errors\tload\tcpu s gw/origin/suite/other\tresult")
 	for _, r := range results {
 		back := "no"
 		if r.FDRecoveredSec >= 0 {
@@ -30,9 +30,10 @@ func printTable(w io.Writer, results []Result) {
 		if !r.Pass {
 			res = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%d/%d/%d\t%s\t%.1f\t%.1f\t%d/%d\t%s\t%s\n", r.Scenario, r.Engine,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%d/%d/%d\t%s\t%.1f\t%.1f\t%d/%d\t%s\t%.1f/%.1f/%.1f/%.1f\t%s\n", r.Scenario, r.Engine,
 			upText(r.GatewayUp), upText(r.OriginUp), r.PeakRSSMiB, r.FDBaseline, r.FDPeak, r.FDAfter, back,
-			r.LegitMedianMs, r.LegitP95Ms, r.LegitErrors, r.LegitSamples, r.LoadAvg, res)
+			r.LegitMedianMs, r.LegitP95Ms, r.LegitErrors, r.LegitSamples, r.LoadAvg,
+			r.GatewayCPUSec, r.OriginCPUSec, r.SuiteCPUSec, r.OtherCPUSec, res)
 	}
 	tw.Flush()
 	for _, r := range results {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -31,8 +32,11 @@ const (
 	// header timeouts) the suite configures on the gateway.
 	ProgressDeadline = 5 * time.Second
 	// RecoveryMargin is added to ProgressDeadline to give the wait for the
-	// descriptors to return to baseline once the attack stopped.
-	RecoveryMargin = 10 * time.Second
+	// descriptors to return to baseline once the attack stopped: the
+	// issue's condition is "within the progress deadline"; the margin is
+	// for timers and the 100 ms sampling on a loaded two-core machine
+	// (it was 10 s, which hid HTTP/1.1 slow readers held for 2-3 deadlines).
+	RecoveryMargin = 2 * time.Second
 	// probeInterval is the legitimate client's request rate.
 	probeInterval = 100 * time.Millisecond
 	// probeTimeout is the latency recorded for a failed legitimate request.
@@ -103,7 +107,10 @@ func Scenarios() []Scenario {
 		{Name: "auth-flood", What: "64 keep-alive connections from 127.0.0.1 send wrong passwords (F5)",
 			attack: authFlood(64)},
 		{Name: "auth-timing", What: "known apr1 user vs unknown user, wrong passwords: timing must match (F6)",
-			Legacy: true, Env: []string{"GATEWAY__ALLOWLEGACYHASHES=true"}, attack: authTiming(40)},
+			// The login throttle off: every wrong password must reach the
+			// password check, whose cost is what is compared (with the
+			// throttle, 70 of the 80 requests were 429s before any hash).
+			Legacy: true, Env: []string{"GATEWAY__ALLOWLEGACYHASHES=true", "GATEWAY__AUTHTHROTTLE__MAXFAILURES=0"}, attack: authTiming(40)},
 	}
 }
 
@@ -174,6 +181,22 @@ type Result struct {
 	// LoadAvg is /proc/loadavg's 1-minute figure when the attack ended: a
 	// machine busy with other work inflates the latencies.
 	LoadAvg string `json:"loadAvg"`
+	// CPU seconds used during the attack phase by the gateway, the origin,
+	// the suite itself (attackers and legitimate client: they share the
+	// gateway's cores) and every other process of the machine
+	// (OtherCPUSec, e.g. compilers); AttackSec wall seconds × the CPUs is
+	// what there was.
+	GatewayCPUSec float64 `json:"gatewayCpuSec"`
+	OriginCPUSec  float64 `json:"originCpuSec"`
+	SuiteCPUSec   float64 `json:"suiteCpuSec"`
+	OtherCPUSec   float64 `json:"otherCpuSec"`
+	CPUs          int     `json:"cpus"`
+	// Metrics are the gateway's counters (…_total) that grew from the
+	// baseline to the end of the recovery wait, by how much; LogLines the
+	// WARN and ERROR lines it wrote meanwhile, by message: what an
+	// operator sees.
+	Metrics  map[string]float64 `json:"metrics,omitempty"`
+	LogLines map[string]int     `json:"logLines,omitempty"`
 }
 
 // AttackReport is a snapshot of Stats.
@@ -341,6 +364,8 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 		return r, err
 	}
 	r.OriginFDBaseline, _ = settledFDs(ctx, origin.proc.Pid())
+	countersBefore, _ := scrapeCounters(ctx, gw.admin)
+	logFrom := fileSize(gw.log)
 
 	// The attack phase, the legitimate client and the descriptor samplers.
 	sampleCtx, stopSampling := context.WithCancel(ctx)
@@ -355,6 +380,7 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	defer cancel()
 	probed := make(chan probeResult, 1)
 	go func() { probed <- probe(attackCtx, legit, base+indexPath, t.Auth, probeInterval) }()
+	cpu0 := cpuNow(gw.proc.Pid(), origin.proc.Pid())
 	start := time.Now()
 	attackDone := make(chan struct{})
 	go func() { s.attack(attackCtx, t, h, st); close(attackDone) }()
@@ -369,6 +395,12 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	cancel()
 	pr := <-probed
 	r.LoadAvg = loadavg()
+	cpu1 := cpuNow(gw.proc.Pid(), origin.proc.Pid())
+	r.GatewayCPUSec = round(cpu1.gw-cpu0.gw, 2)
+	r.OriginCPUSec = round(cpu1.origin-cpu0.origin, 2)
+	r.SuiteCPUSec = round(cpu1.self-cpu0.self, 2)
+	r.OtherCPUSec = round(max(0, (cpu1.machine-cpu0.machine)-(cpu1.gw-cpu0.gw)-(cpu1.origin-cpu0.origin)-(cpu1.self-cpu0.self)), 2)
+	r.CPUs = runtime.NumCPU()
 	r.Attack = st.report(time.Since(start), h.count())
 
 	// Recovery: the attackers keep their connections open and do nothing;
@@ -408,6 +440,12 @@ func runScenario(ctx context.Context, o Options, f *Fixture, s Scenario, engine,
 	if !r.OriginUp {
 		r.OriginExit = why
 	}
+	if r.GatewayUp && countersBefore != nil {
+		if after, err := scrapeCounters(ctx, gw.admin); err == nil {
+			r.Metrics = counterIncreases(countersBefore, after)
+		}
+	}
+	r.LogLines = logMessages(gw.log, logFrom)
 	gwKiB, originKiB := gwFDs.hwm(), originFDs.hwm()
 	if kb, err := statusKiB(gw.proc.Pid(), "VmHWM"); err == nil {
 		gwKiB = max(gwKiB, kb)
@@ -490,6 +528,20 @@ func stop(s *server, err *error) {
 	if stopErr := s.proc.Stop(5 * time.Second); stopErr != nil {
 		*err = errors.Join(*err, stopErr)
 	}
+}
+
+// cpuTimes are CPU seconds used so far (cpuNow).
+type cpuTimes struct{ gw, origin, self, machine float64 }
+
+// cpuNow reads the CPU seconds of the gateway, the origin, this process
+// and the machine (0 for what cannot be read).
+func cpuNow(gwPid, originPid int) cpuTimes {
+	var t cpuTimes
+	t.gw, _ = cpuSeconds(gwPid)
+	t.origin, _ = cpuSeconds(originPid)
+	t.self = selfCPUSeconds()
+	t.machine, _ = machineBusySeconds()
+	return t
 }
 
 // loadavg returns the 1-minute load average ("" if unknown).
