@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -112,6 +113,9 @@ Example (gateway.yaml):
 	logger, err := logging.New(stderr, cfg.Gateway.LogFormat, cfg.Gateway.LogLevel)
 	if err != nil {
 		return err
+	}
+	if cfg.Gateway.CacheEnabled() {
+		memoryLimitFor(int64(cfg.Gateway.Cache.MemoryMaxSize), os.Getenv)
 	}
 	// Access lines are batched (64 KiB, flushed every second and on exit).
 	access := accesslog.New(stdout, accesslog.Options{FlushInterval: time.Second})

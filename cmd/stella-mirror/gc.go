@@ -39,3 +39,16 @@ func tuneGC(getenv func(string) string) bool {
 	}
 	return true
 }
+
+// memoryLimitFor raises the soft limit tuneGC set by what the process is
+// configured to keep live on purpose (the gateway cache's memory tier,
+// GATEWAY__CACHE__MEMORYMAXSIZE): with a memory tier larger than the
+// limit the live heap alone would pass it and the collector would run
+// back to back. It does nothing when tuneGC set no limit (GOGC or
+// GOMEMLIMIT set by the operator) or for a non-positive extra.
+func memoryLimitFor(extra int64, getenv func(string) string) {
+	if extra <= 0 || getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(serverMemoryLimit + extra)
+}

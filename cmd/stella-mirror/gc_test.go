@@ -50,3 +50,30 @@ func TestTuneGC(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryLimitFor: the gateway's memory tier raises the soft limit
+// tuneGC set (a 1 GiB tier under a 192 MiB limit would keep the collector
+// running back to back), unless the operator chose GOGC or GOMEMLIMIT.
+func TestMemoryLimitFor(t *testing.T) {
+	prevLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prevLimit) })
+	for _, tt := range []struct {
+		name      string
+		env       map[string]string
+		extra     int64
+		wantLimit int64
+	}{
+		{"memory tier", nil, 1 << 30, serverMemoryLimit + 1<<30},
+		{"no memory tier", nil, 0, serverMemoryLimit},
+		{"GOMEMLIMIT set by the operator", map[string]string{"GOMEMLIMIT": "1GiB"}, 1 << 30, serverMemoryLimit},
+		{"GOGC set by the operator", map[string]string{"GOGC": "100"}, 1 << 30, serverMemoryLimit},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			debug.SetMemoryLimit(serverMemoryLimit)
+			memoryLimitFor(tt.extra, func(k string) string { return tt.env[k] })
+			if got := debug.SetMemoryLimit(-1); got != tt.wantLimit {
+				t.Fatalf("memory limit %d, want %d", got, tt.wantLimit)
+			}
+		})
+	}
+}
