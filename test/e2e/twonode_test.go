@@ -618,6 +618,11 @@ type twoNodeObs struct {
 
 // refreshed reports whether an index answer says the gateway fetched or
 // revalidated it at its origin.
+//
+// A HIT whose Age is at most 2 s counts too: the gateway revalidates an
+// expired index for an unversioned file request as well (docs/cache.md),
+// and the index answer that follows such a revalidation is a HIT with a
+// fresh Age (the observers poll every twoNodeObserve = 2 s).
 func refreshed(path string, h http.Header) bool {
 	if path != export.IndexURL {
 		return false
@@ -625,6 +630,9 @@ func refreshed(path string, h http.Header) bool {
 	switch h.Get("X-Cache-Status") {
 	case "MISS", "EXPIRED", "REVALIDATED":
 		return true
+	case "HIT":
+		age, err := strconv.Atoi(h.Get("Age"))
+		return err == nil && age <= 2
 	}
 	return false
 }
