@@ -57,3 +57,22 @@ func UnversionedFile(path string) bool {
 	domain, name, ok := strings.Cut(rest, "/")
 	return ok && domain != "" && (name == ManifestName || name == BundleName || name == BundleSignatureName)
 }
+
+// UnpinURL is PinURL's inverse: for an export-pinned Concelier path
+// (`/concelier/exports/{exportId}/index.json` or
+// `/concelier/exports/{exportId}/mirror/…`) with a valid export id it
+// returns the unversioned twin and the id; for any other path, false.
+func UnpinURL(path string) (unversioned, exportID string, ok bool) {
+	rest, ok := strings.CutPrefix(path, ConcelierURLPrefix)
+	if !ok {
+		return "", "", false
+	}
+	id, tail, ok := strings.Cut(rest, "/")
+	if !ok || !ValidExportID(id) {
+		return "", "", false
+	}
+	if tail == "index.json" || strings.HasPrefix(tail, "mirror/") {
+		return ConcelierURLPrefix + tail, id, true
+	}
+	return "", "", false
+}

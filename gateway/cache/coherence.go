@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -96,24 +95,7 @@ func (c *Cache) aliasedLocked(key string) *entry {
 
 // unversionedFile reports whether key is an unversioned Concelier export
 // file: /concelier/exports/mirror/{domain}/{manifest.json|bundle.json|bundle.json.jws}.
-func unversionedFile(key string) bool {
-	rest, ok := strings.CutPrefix(key, concelierMirror)
-	if !ok {
-		return false
-	}
-	domain, file, ok := strings.Cut(rest, "/")
-	return ok && domain != "" && exportFile(file)
-}
-
-func exportFile(name string) bool {
-	return name == "manifest.json" || name == "bundle.json" || name == "bundle.json.jws"
-}
-
-// validGenerationID reports whether id can name a generation: a valid
-// export id that is no reserved path segment.
-func validGenerationID(id string) bool {
-	return export.ValidExportID(id) && id != "mirror" && id != "index.json"
-}
+func unversionedFile(key string) bool { return export.UnversionedFile(key) }
 
 // pinnedKey is the export-pinned twin of an unversioned file key.
 func pinnedKey(id, key string) string {
@@ -123,15 +105,8 @@ func pinnedKey(id, key string) string {
 // pinnedFileID returns the export id of a pinned Concelier file key
 // (/concelier/exports/{id}/mirror/{domain}/{file}).
 func pinnedFileID(key string) (string, bool) {
-	rest, ok := strings.CutPrefix(key, concelierExports)
-	if !ok {
-		return "", false
-	}
-	id, rest, ok := strings.Cut(rest, "/")
-	if !ok || !validGenerationID(id) {
-		return "", false
-	}
-	return id, unversionedFile(concelierExports + rest)
+	unversioned, id, ok := export.UnpinURL(key)
+	return id, ok && export.UnversionedFile(unversioned)
 }
 
 // unversionedHeader is the header block an unversioned request gets for a
@@ -173,7 +148,7 @@ func (c *Cache) observeIndex(resp *http.Response, stale *entry, reqAt, respAt ti
 // time), in one step under c.mu. keep is an index entry being revalidated
 // by the answer that named id: it stays when the id does not change.
 func (c *Cache) setGeneration(id string, confirmed time.Time, keep *entry) {
-	if id != "" && !validGenerationID(id) {
+	if id != "" && !export.ValidExportID(id) {
 		c.log.Warn("cache: the origin's index names an invalid export id; unversioned files are cached by path", "export_id", id)
 		id = ""
 	}

@@ -125,16 +125,8 @@ func startCountingUpstream(origin string) (*countingUpstream, error) {
 // unversioned one, and the counts and the throttle must see both as the
 // same object.
 func unpinned(path string) string {
-	rest, ok := strings.CutPrefix(path, export.ConcelierURLPrefix)
-	if !ok {
-		return path
-	}
-	id, tail, ok := strings.Cut(rest, "/")
-	if !ok || id == "mirror" || !export.ValidExportID(id) {
-		return path
-	}
-	if tail == "index.json" || strings.HasPrefix(tail, "mirror/") {
-		return export.ConcelierURLPrefix + tail
+	if unversioned, _, ok := export.UnpinURL(path); ok {
+		return unversioned
 	}
 	return path
 }
