@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/gateway/basicauth"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
+	"github.com/stella-ops/stella-mirror/internal/syncbuf"
 )
 
 // bcryptSpy counts the gateway's bcrypt comparisons and the most that ran
@@ -45,22 +45,7 @@ func (s *bcryptSpy) compare(hash, pw []byte) error {
 }
 
 // syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // clientFrom is an HTTPS client of the gateway whose connections come from
 // the local address ip (127.0.0.2 is loopback on Linux too).

@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stella-ops/stella-mirror/export/fixture"
+	"github.com/stella-ops/stella-mirror/internal/syncbuf"
 )
 
 func TestOriginHelpListsKeys(t *testing.T) {
@@ -75,22 +75,7 @@ func TestOriginCheckConfig(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // TestOriginServes starts the subcommand on ephemeral ports, fetches the
 // index and checks the access log on stdout; cancelling stops it cleanly.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/syncbuf"
 )
 
 // exportFiles are the Concelier files of one export, domain "primary".
@@ -563,22 +564,7 @@ func TestCoherenceConcurrentSwitches(t *testing.T) {
 }
 
 // lockedLog is a log sink for concurrent writers.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedLog = syncbuf.Buffer
 
 // TestLookupHitUnversionedAllocs: the generation costs the fast hit path
 // no allocation.
