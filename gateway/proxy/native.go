@@ -97,8 +97,8 @@ func (p *Proxy) ServeFast(fc *fasthttp.RequestCtx, in FastRequest, done func(Fas
 	resp := &fc.Response
 	resp.SetStatusCode(res.Status)
 	copyFastHeaders(&resp.Header, rh)
-	if p.cdn != "" && len(resp.Header.Peek("CDN-Cache-Control")) == 0 {
-		if id := string(rh.Peek(export.ExportIDHeader)); p.cdnGuidance(in.Path, id) {
+	if p.cdnPath(in.Path) && len(resp.Header.Peek("CDN-Cache-Control")) == 0 {
+		if id := string(rh.Peek(export.ExportIDHeader)); export.ValidExportID(id) {
 			resp.Header.Set("CDN-Cache-Control", p.cdn)
 			resp.Header.Set("Cache-Tag", id)
 			resp.Header.Set("Surrogate-Key", id)
