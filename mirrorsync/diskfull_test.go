@@ -5,40 +5,36 @@ package mirrorsync_test
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/stella-ops/stella-mirror/export/fixture"
+	"github.com/stella-ops/stella-mirror/internal/smallfs"
+	"github.com/stella-ops/stella-mirror/internal/syncbuf"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
+	"github.com/stella-ops/stella-mirror/mirrorsync/localsrc"
 	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 )
 
-// TestDiskFullOnTmpfs fills a real, small tmpfs: the second export does
-// not fit, the run fails with ENOSPC, and the first export is still
-// published, complete and served. Skipped where tmpfs cannot be mounted
-// (not root, or no CAP_SYS_ADMIN in the container); the injected-writer
-// variant (TestDiskFullKeepsPublishedExport) runs everywhere.
+// TestDiskFullOnTmpfs fills a real, small file system: the second export
+// does not fit, the run fails with ENOSPC before downloading anything, and
+// the first export is still published, complete and served.
 func TestDiskFullOnTmpfs(t *testing.T) {
-	src, dst := t.TempDir(), t.TempDir()
-	if err := syscall.Mount("tmpfs", dst, "tmpfs", 0, "size=4m,mode=0755"); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v); the injected disk-full test covers the logic", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dst, 0) })
+	src, mnt := t.TempDir(), smallfs.Mount(t, 8<<20)
+	dst := filepath.Join(mnt, "root")
 	old := writeSource(t, src, 1)
+	before := smallfs.Used(t, mnt)
 	mustRun(t, baseOptions(dst, newLocal(t, src)))
-	// Shrink the file system to what one export uses plus half of it:
-	// a second export (nothing in common with the first) cannot fit.
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dst, &st); err != nil {
-		t.Fatal(err)
-	}
-	used := (st.Blocks - st.Bfree) * uint64(st.Bsize)
-	if err := syscall.Mount("tmpfs", dst, "tmpfs", syscall.MS_REMOUNT, fmt.Sprintf("size=%d", used+used/2)); err != nil {
-		t.Fatalf("shrinking the tmpfs: %v", err)
-	}
+	// Leave half of what one export uses: a second export (nothing in
+	// common with the first) cannot fit.
+	used := smallfs.Used(t, mnt) - before
+	smallfs.Ballast(t, filepath.Join(mnt, "ballast"), used/2)
 	srv := newTestOrigin(t, dst)
 
 	writeSource(t, src, 2)
@@ -57,4 +53,200 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// bigSource writes an export whose bundles dominate its size, so block
+// rounding and metadata are small beside it.
+func bigSource(t testing.TB, root string, seed uint64) *fixture.Result {
+	t.Helper()
+	res, err := fixture.Write(root, fixture.Options{
+		Domains: []string{"primary", "community"}, BundleSize: 384 << 10, VEXSize: 8 << 10, Seed: seed,
+		Key: testKey, SetLatest: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// smallDisk is an export root on a small file system whose free space the
+// test controls, with the run's log captured.
+type smallDisk struct {
+	src, mnt, dst string
+	perExport     int64 // bytes one published export uses
+	log           *syncbuf.Buffer
+}
+
+// newSmallDisk publishes n exports (seeds 1..n) into a fresh root on a
+// small file system with the given keep, then shrinks the free space to
+// leave×perExport.
+func newSmallDisk(t *testing.T, n, keep int, leave float64) *smallDisk {
+	t.Helper()
+	fd := &smallDisk{src: t.TempDir(), mnt: smallfs.Mount(t, 24<<20), log: &syncbuf.Buffer{}}
+	fd.dst = filepath.Join(fd.mnt, "root")
+	for i := 1; i <= n; i++ {
+		before := smallfs.Used(t, fd.mnt)
+		bigSource(t, fd.src, uint64(i))
+		mustRun(t, fd.options(keep))
+		if i == 1 {
+			fd.perExport = smallfs.Used(t, fd.mnt) - before
+		}
+	}
+	smallfs.Ballast(t, filepath.Join(fd.mnt, "ballast"), int64(leave*float64(fd.perExport)))
+	return fd
+}
+
+func (fd *smallDisk) options(keep int) mirrorsync.Options {
+	s, err := localsrc.New(fd.src)
+	if err != nil {
+		panic(err)
+	}
+	o := baseOptions(fd.dst, s)
+	o.Keep = keep
+	o.Logger = slog.New(slog.NewTextHandler(fd.log, nil))
+	return o
+}
+
+// published lists the export directories of root.
+func published(t testing.TB, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids
+}
+
+// TestFullDiskRecoversByPruningBeyondKeep is the issue's case: keep=3 on a
+// file system that holds three exports and a half. Every run after the
+// third publish used to fail with ENOSPC forever, since retention ran only
+// after a publish. Now the export that retention would remove after the
+// publish anyway is pruned before the download, the run says so, and every
+// later run recovers by itself.
+func TestFullDiskRecoversByPruningBeyondKeep(t *testing.T) {
+	fd := newSmallDisk(t, 3, 3, 0.5)
+	ids := published(t, fd.dst) // oldest first: fixture ids sort by time
+	if len(ids) != 3 {
+		t.Fatalf("exports %v, want 3", ids)
+	}
+	for seed := uint64(4); seed <= 6; seed++ {
+		fx := bigSource(t, fd.src, seed)
+		res, err := mirrorsync.Run(context.Background(), fd.options(3))
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", seed, err, fd.log.String())
+		}
+		if !res.Published {
+			t.Fatalf("run %d published nothing: %+v", seed, res)
+		}
+		sourcetest.CheckPublished(t, fd.dst, fx)
+		gone := ids[0]
+		if !slices.Contains(res.Pruned, gone) {
+			t.Fatalf("run %d pruned %v, want %s (beyond keep once %s is published)", seed, res.Pruned, gone, fx.ExportID)
+		}
+		ids = append(ids[1:], fx.ExportID)
+		if got := published(t, fd.dst); !equalSets(got, ids) {
+			t.Fatalf("run %d: exports %v, want %v", seed, got, ids)
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`level=WARN msg="not enough free space; pruning an export before downloading" export_id=\S+ reason="beyond keep=3 once \S+ is published"`),
+		regexp.MustCompile(`need="[0-9.]+ [KMG]iB" free="[0-9.]+ [KMG]iB"`),
+	} {
+		if !want.MatchString(fd.log.String()) {
+			t.Errorf("log lacks %s:\n%s", want, fd.log.String())
+		}
+	}
+}
+
+// TestFullDiskPrunesOldestKept: keep=4 on a file system that holds three
+// exports and a half. Nothing is beyond keep, so the oldest kept export
+// that is neither the active nor the previous one goes.
+func TestFullDiskPrunesOldestKept(t *testing.T) {
+	fd := newSmallDisk(t, 3, 4, 0.5)
+	ids := published(t, fd.dst)
+	fx := bigSource(t, fd.src, 4)
+	res, err := mirrorsync.Run(context.Background(), fd.options(4))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, fd.log.String())
+	}
+	sourcetest.CheckPublished(t, fd.dst, fx)
+	if len(res.Pruned) != 1 || res.Pruned[0] != ids[0] {
+		t.Fatalf("pruned %v, want [%s]", res.Pruned, ids[0])
+	}
+	if got, want := published(t, fd.dst), []string{ids[1], ids[2], fx.ExportID}; !equalSets(got, want) {
+		t.Fatalf("exports %v, want %v", got, want)
+	}
+	if !strings.Contains(fd.log.String(), `reason="oldest kept export other than the active and the previous one"`) {
+		t.Errorf("log lacks the reason:\n%s", fd.log.String())
+	}
+}
+
+// TestFullDiskNeverPrunesActiveOrPrevious: keep=3 on a file system that
+// holds two exports and a half. Only the active and the previous export
+// exist, so nothing may go: the run fails before downloading, with the
+// bytes needed and free in human units, and both exports stay.
+func TestFullDiskNeverPrunesActiveOrPrevious(t *testing.T) {
+	fd := newSmallDisk(t, 2, 3, 0.5)
+	ids := published(t, fd.dst)
+	active := latestOf(fd.dst)
+	free := smallfs.Free(t, fd.mnt)
+	bigSource(t, fd.src, 3)
+	res, err := mirrorsync.Run(context.Background(), fd.options(3))
+	var se *mirrorsync.SpaceError
+	if !errors.As(err, &se) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("want a *SpaceError, got %v", err)
+	}
+	if se.Need <= se.Free || se.Free > uint64(free) {
+		t.Errorf("need %d free %d (statfs said %d)", se.Need, se.Free, free)
+	}
+	for _, want := range []string{se.Root, "needs ", " MiB", "free", "keep=3"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if len(res.Pruned) != 0 || res.BytesDownloaded != 0 {
+		t.Errorf("pruned %v, downloaded %d bytes", res.Pruned, res.BytesDownloaded)
+	}
+	if got := published(t, fd.dst); !equalSets(got, ids) || latestOf(fd.dst) != active {
+		t.Fatalf("exports %v latest %s, want %v latest %s", got, latestOf(fd.dst), ids, active)
+	}
+}
+
+// TestNothingNewOnFullDisk: a run that finds nothing new succeeds on a
+// file system without a free block (it used to fail rewriting
+// .sync-state.json).
+func TestNothingNewOnFullDisk(t *testing.T) {
+	fd := newSmallDisk(t, 1, 3, 0)
+	if free := smallfs.Free(t, fd.mnt); free > 4096 {
+		t.Fatalf("%d bytes still free", free)
+	}
+	res, err := mirrorsync.Run(context.Background(), fd.options(3))
+	if err != nil || !res.Skipped {
+		t.Fatalf("nothing-new run on a full disk: %+v, %v\n%s", res, err, fd.log.String())
+	}
+}
+
+func equalSets(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]int{}
+	for _, x := range a {
+		m[x]++
+	}
+	for _, x := range b {
+		m[x]--
+	}
+	for _, v := range m {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -62,10 +62,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Started, when set, is called once the run holds the lock, before
+	// any work, with the Result so far (PreviousRunKilled is known).
+	// Default: nil.
+	Started func(*Result)
 
 	// wrapWriter, when set, wraps every file write (tests inject disk
 	// full through it).
 	wrapWriter func(io.Writer) io.Writer
+	// statfs, when set, replaces the free-space query (tests).
+	statfs func(dir string) (avail, block uint64, err error)
 }
 
 // Result describes a finished run.
@@ -91,6 +97,14 @@ type Result struct {
 	FilesDownloaded, FilesReused, FilesResumed int
 	// Removed lists the exports retention removed.
 	Removed []string
+	// Pruned lists the exports removed before downloading because the
+	// file system lacked space (see SpaceError).
+	Pruned []string
+	// PreviousRunKilled is set when the run before this one took the lock
+	// and never finished (SIGKILL, crash, power loss); PreviousRunStarted
+	// is when it started.
+	PreviousRunKilled  bool
+	PreviousRunStarted time.Time
 	// Started and Duration time the run.
 	Started  time.Time
 	Duration time.Duration
@@ -164,6 +178,7 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	defer release()
+	defer r.markRunning()()
 	r.emptyTrash()
 
 	id, err := o.Source.Resolve(ctx)
@@ -188,7 +203,13 @@ func (r *run) run(ctx context.Context) error {
 		r.res.Skipped = true
 		r.log.Info("nothing new", "export_id", id, "fingerprint", p.fingerprint)
 		prev.LastSuccess = o.Now()
-		return writeState(root, prev)
+		if err := writeState(root, prev); isNoSpace(err) {
+			// Nothing changed: a full disk must not fail the run.
+			r.log.Warn("cannot record the last success in the sync state; the metrics textfile still has it", "err", err)
+		} else if err != nil {
+			return err
+		}
+		return nil
 	}
 
 	if err := r.checkExcititorKeys(p); err != nil {
@@ -198,6 +219,9 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	r.indexPublished(id)
+	if err := r.ensureSpace(p); err != nil {
+		return err
+	}
 	if m, ok := o.Source.(Mirrorer); ok {
 		if err := r.bulk(ctx, m, id); err != nil {
 			return err

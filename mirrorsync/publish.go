@@ -142,9 +142,30 @@ func (r *run) emptyTrash() {
 	}
 }
 
-// retain removes exports beyond the newest Keep (by the mtime of their
-// completeness marker, ties by name). The active export is always kept.
+// retain removes exports beyond the newest Keep (exportsNewestFirst).
+// The active export is always kept.
 func (r *run) retain(active string) {
+	kept := 1 // the active export
+	for _, id := range r.exportsNewestFirst() {
+		if id == active {
+			continue
+		}
+		if kept < r.opts.Keep {
+			kept++
+			continue
+		}
+		if _, err := r.toTrash(id); err != nil {
+			r.log.Warn("retention", "export_id", id, "err", err)
+			continue
+		}
+		r.res.Removed = append(r.res.Removed, id)
+		r.log.Info("removed old export", "export_id", id)
+	}
+}
+
+// exportsNewestFirst lists the published exports, newest first by the
+// mtime of their completeness marker (index.json), ties by name.
+func (r *run) exportsNewestFirst() []string {
 	type exp struct {
 		id  string
 		mod time.Time
@@ -168,22 +189,11 @@ func (r *run) retain(active string) {
 		}
 		return 1
 	})
-	kept := 1 // the active export
-	for _, e := range all {
-		if e.id == active {
-			continue
-		}
-		if kept < r.opts.Keep {
-			kept++
-			continue
-		}
-		if _, err := r.toTrash(e.id); err != nil {
-			r.log.Warn("retention", "export_id", e.id, "err", err)
-			continue
-		}
-		r.res.Removed = append(r.res.Removed, e.id)
-		r.log.Info("removed old export", "export_id", e.id)
+	ids := make([]string, len(all))
+	for i, e := range all {
+		ids[i] = e.id
 	}
+	return ids
 }
 
 // syncTree fsyncs every file and directory under dir.
