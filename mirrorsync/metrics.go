@@ -15,8 +15,14 @@ const (
 	ResultPublished = "published"
 	ResultUnchanged = "unchanged"
 	ResultVerify    = "verify_failed"
+	ResultNoSpace   = "no_space"
 	ResultFailed    = "failed"
+	ResultLocked    = "locked"
+	ResultKilled    = "killed"
 )
+
+// results lists every value of the result label.
+var results = []string{ResultPublished, ResultUnchanged, ResultVerify, ResultNoSpace, ResultFailed, ResultLocked, ResultKilled}
 
 // ResultOf classifies a run's outcome.
 func ResultOf(res *Result, err error) string {
@@ -24,6 +30,12 @@ func ResultOf(res *Result, err error) string {
 	switch {
 	case errors.As(err, &ve):
 		return ResultVerify
+	case errors.Is(err, ErrLocked):
+		return ResultLocked
+	case errors.Is(err, ErrKilled):
+		return ResultKilled
+	case isNoSpace(err):
+		return ResultNoSpace
 	case err != nil:
 		return ResultFailed
 	case res.Skipped || !res.Published:
@@ -34,8 +46,14 @@ func ResultOf(res *Result, err error) string {
 
 // WriteMetrics writes the run's Prometheus textfile to path atomically,
 // for node_exporter's textfile collector. st is the state after the run
-// (its LastSuccess survives failed runs).
+// (its LastSuccess survives failed runs); a successful run counts as the
+// last success even when the state could not be rewritten (full disk).
+// ErrKilled as err records a killed previous run (res.Started is when it
+// started). The file is about 3 KiB.
 func WriteMetrics(path string, res *Result, err error, st State) error {
+	if end := res.Started.Add(res.Duration); err == nil && end.After(st.LastSuccess) {
+		st.LastSuccess = end
+	}
 	reg := prometheus.NewRegistry()
 	gauge := func(name, help string, v float64) {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "stella_mirror", Subsystem: "sync", Name: name, Help: help})
@@ -58,12 +76,18 @@ func WriteMetrics(path string, res *Result, err error, st State) error {
 	gauge("last_files_downloaded", "Files the last run fetched from the source.", float64(res.FilesDownloaded))
 	gauge("last_files_reused", "Files the last run hard-linked from a published export.", float64(res.FilesReused))
 	gauge("last_files_resumed", "Files the last run found intact in staging from an interrupted run.", float64(res.FilesResumed))
+	gauge("last_pruned_exports", "Exports the last run removed before downloading because the file system lacked space.", float64(len(res.Pruned)))
+	killed := 0.0
+	if res.PreviousRunKilled {
+		killed = 1
+	}
+	gauge("previous_run_killed", "1 when the last run found that the run before it was killed before it finished.", killed)
 	result := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "stella_mirror", Subsystem: "sync", Name: "last_result",
 		Help: "Outcome of the last sync run: 1 for the result that happened, 0 for the others.",
 	}, []string{"result"})
 	got := ResultOf(res, err)
-	for _, r := range []string{ResultPublished, ResultUnchanged, ResultVerify, ResultFailed} {
+	for _, r := range results {
 		v := 0.0
 		if r == got {
 			v = 1

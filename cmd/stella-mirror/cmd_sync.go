@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -19,11 +21,21 @@ import (
 	"github.com/stella-ops/stella-mirror/mirrorsync/upstream"
 )
 
-// exitLocked is the exit status of a sync run that found another run
-// holding the lock (EX_TEMPFAIL): nothing was changed, try later.
-const exitLocked = 75
+// Sync's exit statuses: exactly these, whatever fails (see
+// docs/operations.md, "Sync exit codes").
+const (
+	// exitFailed: the run failed; nothing new was published.
+	exitFailed = 1
+	// exitConfig: the command line or configuration is invalid.
+	exitConfig = 2
+	// exitLocked: another run holds the lock (EX_TEMPFAIL); nothing was
+	// changed, try later.
+	exitLocked = 75
+)
 
-// exitError carries a specific exit status to run().
+// exitError carries a specific exit status to run(). It is the only error
+// whose status run() honours: an error of a library or a child process
+// that happens to have an ExitCode method (*exec.ExitError) is status 1.
 type exitError struct {
 	code int
 	err  error
@@ -33,7 +45,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 func (e *exitError) ExitCode() int { return e.code }
 
-func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("sync", "--source URL --dest ROOT [--public-key PEM]... [flags]",
 		`Pull the newest export from a source, verify every digest and detached
 JWS, and publish it atomically into the export root the origin serves:
@@ -61,9 +73,18 @@ Settings also come from a YAML file (--config) and the environment (keys
 below), environment over file, flags over both. The runbook's connector
 names (CONCELIER__SOURCES__STELLAOPSMIRROR__…) are read unchanged.
 
-Exit status: 0 published or nothing new; 1 failure (verification failures
-name the file and the reason; nothing is published); 2 usage; 75 another
-run holds the lock.
+Before downloading, a run checks the export root's free space against what
+the new export still needs; when short it prunes exports beyond --keep,
+then the oldest kept ones (never the active or the previous export), and
+logs each; when still short it fails naming the bytes needed and free.
+Plan for keep+1 exports of space.
+
+Exit status (nothing else): 0 published or nothing new; 1 failure
+(verification failures name the file and the reason; nothing is published);
+2 usage or invalid configuration; 75 another run holds the lock. The
+metrics textfile records every outcome (published, unchanged,
+verify_failed, no_space, failed, locked, and killed for a run killed
+before it finished, seen by the next run).
 
 Keys ({n} is a list index: 0, 1, ...):
   `+strings.Join(mirrorsync.ConfigKeys(), "\n  ")+`
@@ -100,6 +121,12 @@ Examples:
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	defer func() {
+		// A bug must not leak Go's panic status (2, which means usage).
+		if p := recover(); p != nil {
+			err = &exitError{code: exitFailed, err: fmt.Errorf("internal error: %v\n%s", p, debug.Stack())}
+		}
+	}()
 
 	var flagErr error
 	cfg, err := loadConfig(fs, *configPath, mirrorsync.LoadConfig, map[string]func(*mirrorsync.Config){
@@ -131,18 +158,26 @@ Examples:
 		"rsync":               func(c *mirrorsync.Config) { c.Sync.RsyncPath = *rsyncPath },
 	})
 	if err != nil {
-		return err
+		return configError(err)
 	}
 	if flagErr != nil {
-		return flagErr
+		return configError(flagErr)
 	}
 	// Secret file paths may name systemd's credentials directory
 	// (LoadCredential=), which only exists at run time.
 	for _, p := range []*string{&cfg.Sync.BasicAuthFile, &cfg.Sync.BearerTokenFile, &cfg.Sync.CAFile, &cfg.Sync.S3.CredentialsFile} {
 		*p = expandCredentialsDir(*p)
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
+	if err := validateSync(&cfg); err != nil {
+		if p := cfg.Sync.MetricsTextfile; p != "" {
+			// Best effort: monitoring sees a broken configuration too.
+			var st mirrorsync.State
+			if cfg.Sync.Dest != "" {
+				st, _ = mirrorsync.ReadState(cfg.Sync.Dest)
+			}
+			mirrorsync.WriteMetrics(p, &mirrorsync.Result{Started: time.Now()}, err, st)
+		}
+		return configError(err)
 	}
 	if *checkConfig {
 		printConfigOK(stdout, nil)
@@ -150,25 +185,31 @@ Examples:
 	}
 	logger, err := logging.New(stderr, *logFormat, *logLevel)
 	if err != nil {
-		return err
+		return configError(err)
 	}
 	started := time.Now()
-	writeMetrics := func(res *mirrorsync.Result, runErr error) error {
+	// writeMetrics records every outcome in the textfile. A textfile that
+	// cannot be written (a full disk) is logged and changes neither the
+	// run's error nor its exit status.
+	writeMetrics := func(res *mirrorsync.Result, runErr error) {
 		if cfg.Sync.MetricsTextfile == "" {
-			return runErr
+			return
 		}
 		st, _ := mirrorsync.ReadState(cfg.Sync.Dest)
 		if err := mirrorsync.WriteMetrics(cfg.Sync.MetricsTextfile, res, runErr, st); err != nil {
 			logger.Error("writing metrics textfile", "file", cfg.Sync.MetricsTextfile, "err", err)
-			if runErr == nil {
-				return err
-			}
 		}
-		return runErr
+	}
+	fail := func(err error) error {
+		writeMetrics(&mirrorsync.Result{Started: started, Duration: time.Since(started)}, err)
+		return err
 	}
 	src, err := newSyncSource(ctx, &cfg, logger)
+	if errors.Is(err, errUnknownScheme) {
+		return configError(err)
+	}
 	if err != nil {
-		return writeMetrics(&mirrorsync.Result{Started: started, Duration: time.Since(started)}, err)
+		return fail(err)
 	}
 	conn := cfg.Concelier.Sources.StellaOpsMirror
 	opts := mirrorsync.Options{
@@ -181,23 +222,55 @@ Examples:
 		Keep:           cfg.Sync.Keep,
 		Force:          *force,
 		Logger:         logger,
+		Started: func(res *mirrorsync.Result) {
+			// Before the big work: a killed run is visible at once.
+			if res.PreviousRunKilled {
+				writeMetrics(&mirrorsync.Result{Started: res.PreviousRunStarted, PreviousRunKilled: true}, mirrorsync.ErrKilled)
+			}
+		},
 	}
 	if cfg.SignaturesEnabled() {
 		client, err := jwksClient(cfg.Sync.CAFile, cfg.EffectiveTimeout())
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		if opts.Keys, err = mirrorsync.KeySource(cfg.PublicKeyPaths(), cfg.Sync.JWKSURL, client, conn.Signature.KeyID, logger); err != nil {
-			return err
+			return fail(err)
 		}
 	}
 	res, runErr := mirrorsync.Run(ctx, opts)
+	writeMetrics(res, runErr)
 	if errors.Is(runErr, mirrorsync.ErrLocked) {
 		return &exitError{code: exitLocked, err: runErr}
 	}
 	logResult(logger, res, runErr)
-	return writeMetrics(res, runErr)
+	return runErr
 }
+
+// configError marks err as an invalid command line or configuration
+// (exit status 2; the message is printed, unlike errUsage's).
+func configError(err error) error {
+	if errors.Is(err, errUsage) {
+		return err
+	}
+	return &exitError{code: exitConfig, err: err}
+}
+
+// validateSync is cfg.Validate plus what only the command checks: the
+// metrics textfile's directory exists (a typo there would otherwise show
+// only as a logged error on every run).
+func validateSync(cfg *mirrorsync.Config) error {
+	err := cfg.Validate()
+	if p := cfg.Sync.MetricsTextfile; p != "" {
+		if fi, serr := os.Stat(filepath.Dir(p)); serr != nil || !fi.IsDir() {
+			err = errors.Join(err, fmt.Errorf("SYNC__METRICSTEXTFILE (--metrics-textfile): %q: its directory %s does not exist", p, filepath.Dir(p)))
+		}
+	}
+	return err
+}
+
+// errUnknownScheme is a source URL of no supported kind.
+var errUnknownScheme = errors.New("unknown scheme (want s3://, rsync://, https:// or a directory)")
 
 func logResult(logger *slog.Logger, res *mirrorsync.Result, err error) {
 	attrs := []any{"result", mirrorsync.ResultOf(res, err), "export_id", res.ExportID,
@@ -230,16 +303,16 @@ func newSyncSource(ctx context.Context, cfg *mirrorsync.Config, logger *slog.Log
 	case strings.HasPrefix(s, "rsync://"), isRemoteShellPath(s):
 		return newRsyncSource(cfg, logger)
 	case strings.Contains(s, "://"):
-		return nil, fmt.Errorf("source %q: unknown scheme (want s3://, rsync://, https:// or a directory)", s)
+		return nil, fmt.Errorf("source %q: %w", s, errUnknownScheme)
 	}
 	return localsrc.New(s)
 }
 
 // isRemoteShellPath reports whether s is rsync's host:path form: a colon
-// before the first slash, and not a local path.
+// before the first slash, not a URL (scheme://), and not a local path.
 func isRemoteShellPath(s string) bool {
 	i := strings.IndexByte(s, ':')
-	return i > 0 && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, ".") && !strings.Contains(s[:i], "/")
+	return i > 0 && !strings.HasPrefix(s[i:], "://") && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, ".") && !strings.Contains(s[:i], "/")
 }
 
 // jwksClient is the HTTP client for the key registry.

@@ -39,8 +39,8 @@ func TestSyncUsageErrors(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var out, errb bytes.Buffer
-			if code := run(tc.args, &out, &errb); code != 1 {
-				t.Errorf("exit %d, want 1", code)
+			if code := run(tc.args, &out, &errb); code != 2 {
+				t.Errorf("exit %d, want 2", code)
 			}
 			if !strings.Contains(errb.String(), tc.want) {
 				t.Errorf("stderr %q lacks %q", errb.String(), tc.want)
@@ -84,6 +84,7 @@ func TestSyncHelp(t *testing.T) {
 func TestIsRemoteShellPath(t *testing.T) {
 	for s, want := range map[string]bool{
 		"host:/srv/exports": true, "user@host:exports": true, "/srv/exports": false, "./a:b": false, "dir/a:b": false,
+		"ftp://host/x": false, "host:/a://b": true,
 	} {
 		if got := isRemoteShellPath(s); got != want {
 			t.Errorf("%q: %v, want %v", s, got, want)
@@ -202,7 +203,7 @@ concelier:
 		t.Fatalf("good file: exit %d: %s", code, errb.String())
 	}
 	errb.Reset()
-	if code := run([]string{"sync", "--config", bad, "--check-config"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "SYNC__KEPP: unknown key") {
+	if code := run([]string{"sync", "--config", bad, "--check-config"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "SYNC__KEPP: unknown key") {
 		t.Fatalf("bad file: exit %d: %s", code, errb.String())
 	}
 }

@@ -79,11 +79,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
-		case errors.As(err, new(interface{ ExitCode() int })):
-			var ec interface{ ExitCode() int }
-			errors.As(err, &ec)
+		case errors.As(err, new(*exitError)):
+			// Only the project's own type: *exec.ExitError also has an
+			// ExitCode method, and a child's status must not leak.
+			var ee *exitError
+			errors.As(err, &ee)
 			fmt.Fprintf(stderr, "stella-mirror %s: %v\n", c.name, err)
-			return ec.ExitCode()
+			return ee.ExitCode()
 		default:
 			fmt.Fprintf(stderr, "stella-mirror %s: %v\n", c.name, err)
 			return 1
