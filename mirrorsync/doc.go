@@ -14,7 +14,11 @@
 //     export that lists an Excititor exportKey of a kept export with another
 //     digest is refused ([export.KeyReuseError]: a key's bytes never change
 //     across exports, its URL is pinned by the key alone);
-//  3. builds ROOT/.staging/<exportId>: a file already there from an
+//  3. checks the free space of the root's file system against what the
+//     export still needs and, when short, prunes exports beyond Keep, then
+//     the oldest kept ones, never the active or the previous export
+//     ([SpaceError] when that is not enough; nothing is downloaded);
+//     then builds ROOT/.staging/<exportId>: a file already there from an
 //     interrupted run is kept when its digest is right, a file of a
 //     published export with the same declared digest is hard-linked (its
 //     bytes are hashed first: digests, never sizes), everything else is
@@ -32,7 +36,8 @@
 //     previous export stays, so its export-pinned URLs keep answering).
 //
 // A SIGKILL at any point leaves the published export untouched; the next
-// run resumes from the staging directory.
+// run resumes from the staging directory and reports the kill
+// (ROOT/.sync.running, Result.PreviousRunKilled).
 //
 // What it is not: it does not serve exports (package origin does), sign
 // them (export/jws), or schedule itself (systemd/ holds a timer).

@@ -31,9 +31,9 @@ type SpaceError struct {
 func (e *SpaceError) Error() string {
 	pruned := "nothing could be pruned (the active and the previous export are never pruned)"
 	if len(e.Pruned) > 0 {
-		pruned = fmt.Sprintf("after pruning %v", e.Pruned)
+		pruned = fmt.Sprintf("pruned %v, nothing else may go (never the active or the previous export)", e.Pruned)
 	}
-	return fmt.Sprintf("no space left in %s for export %s: it needs %s, %s free %s; keep=%d needs room for %d exports (docs/operations.md, \"Space needs\")",
+	return fmt.Sprintf("no space left in %s for export %s: it needs %s, %s free; %s; keep=%d needs room for %d exports (docs/operations.md, \"Space needs\")",
 		e.Root, e.ExportID, HumanBytes(e.Need), HumanBytes(e.Free), pruned, e.Keep, e.Keep+1)
 }
 
