@@ -16,6 +16,9 @@ const (
 	ResultUnchanged = "unchanged"
 	ResultVerify    = "verify_failed"
 	ResultFailed    = "failed"
+	// ResultLocked: another run held the root's lock (ErrLocked); this
+	// run changed nothing. Several in a row mean a run holds it too long.
+	ResultLocked = "locked"
 )
 
 // ResultOf classifies a run's outcome.
@@ -24,6 +27,8 @@ func ResultOf(res *Result, err error) string {
 	switch {
 	case errors.As(err, &ve):
 		return ResultVerify
+	case errors.Is(err, ErrLocked):
+		return ResultLocked
 	case err != nil:
 		return ResultFailed
 	case res.Skipped || !res.Published:
@@ -63,7 +68,7 @@ func WriteMetrics(path string, res *Result, err error, st State) error {
 		Help: "Outcome of the last sync run: 1 for the result that happened, 0 for the others.",
 	}, []string{"result"})
 	got := ResultOf(res, err)
-	for _, r := range []string{ResultPublished, ResultUnchanged, ResultVerify, ResultFailed} {
+	for _, r := range []string{ResultPublished, ResultUnchanged, ResultVerify, ResultFailed, ResultLocked} {
 		v := 0.0
 		if r == got {
 			v = 1
