@@ -77,6 +77,7 @@ func (m *metrics) initSite(mon *monitor, name string) {
 	for _, r := range authFailureReasons {
 		m.authFailures.WithLabelValues(name, r)
 	}
+	m.throttled.WithLabelValues(name)
 	for _, b := range budgetNames {
 		m.budget.WithLabelValues(name, b)
 	}
