@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -40,10 +41,14 @@ func ReadSyncTextfile(path string) (*Sync, error) {
 	s := &Sync{Textfile: path}
 	stamp := func(name string) time.Time {
 		mf := mfs[name]
-		if mf == nil || len(mf.Metric) == 0 || mf.Metric[0].Gauge == nil {
+		if mf == nil || len(mf.Metric) == 0 {
 			return time.Time{}
 		}
-		sec, frac := math.Modf(mf.Metric[0].Gauge.GetValue())
+		v, ok := gaugeValue(mf.Metric[0])
+		if !ok || v <= 0 {
+			return time.Time{}
+		}
+		sec, frac := math.Modf(v)
 		return time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	}
 	s.LastAttempt = stamp("stella_mirror_sync_last_attempt_timestamp_seconds")
@@ -52,7 +57,7 @@ func ReadSyncTextfile(path string) (*Sync, error) {
 	s.UpstreamGeneratedAt = stamp("stella_mirror_sync_export_generated_timestamp_seconds")
 	if mf := mfs["stella_mirror_sync_last_result"]; mf != nil {
 		for _, m := range mf.Metric {
-			if m.Gauge == nil || m.Gauge.GetValue() != 1 {
+			if v, ok := gaugeValue(m); !ok || v != 1 {
 				continue
 			}
 			for _, l := range m.Label {
@@ -66,4 +71,16 @@ func ReadSyncTextfile(path string) (*Sync, error) {
 		return nil, fmt.Errorf("sync textfile %s: no stella_mirror_sync_ metrics in it", path)
 	}
 	return s, nil
+}
+
+// gaugeValue is the value of a gauge, or of an untyped sample (a textfile
+// without # TYPE lines).
+func gaugeValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.GetValue(), true
+	case m.Untyped != nil:
+		return m.Untyped.GetValue(), true
+	}
+	return 0, false
 }
