@@ -199,6 +199,7 @@ func Run(ctx context.Context, opts Options) error {
 	gy.Gateway.LogFormat = "text"
 	gy.Gateway.Cache.Dir = filepath.Join(dir, "cache")
 	gy.Gateway.AdminTokenFile = adminToken
+	gy.Gateway.OriginStatusURL = "http://" + admin.Addr().String() + "/status.json"
 	for _, st := range sites {
 		gy.Gateway.Sites = append(gy.Gateway.Sites, gatewaySiteY{Hosts: []string{st.host}, Domains: []string{st.domain},
 			CertFile: st.certFile, KeyFile: st.keyFile, HtpasswdFile: st.user.Htpasswd})
@@ -378,6 +379,7 @@ func printBanner(w io.Writer, dir string, st State) {
 		fmt.Fprintf(&b, "  site %-9s %s  (user %s, password %s)\n", dom, st.Sites[dom], st.Users[dom].User, st.Users[dom].Password)
 	}
 	fmt.Fprintf(&b, "  gateway admin  %s/metrics  %s/health/ready\n", st.GatewayAdmin, st.GatewayAdmin)
+	fmt.Fprintf(&b, "  status page    %s/status  (origin's: %s/status; JSON: …/status.json)\n", st.GatewayAdmin, st.OriginAdmin)
 	fmt.Fprintf(&b, "  demo CA        %s\n", st.CA)
 	fmt.Fprintf(&b, "  origin         %s  (admin %s)\n", st.Origin, st.OriginAdmin)
 	fmt.Fprintf(&b, "  export         %s (root %s)\n", st.ExportID, st.ExportRoots["concelier"])

@@ -153,8 +153,9 @@ type gatewayYAML struct {
 		Cache       struct {
 			Dir string `yaml:"dir"`
 		} `yaml:"cache"`
-		AdminTokenFile string         `yaml:"adminTokenFile"`
-		Sites          []gatewaySiteY `yaml:"sites"`
+		AdminTokenFile  string         `yaml:"adminTokenFile"`
+		OriginStatusURL string         `yaml:"originStatusURL"`
+		Sites           []gatewaySiteY `yaml:"sites"`
 	} `yaml:"gateway"`
 }
 

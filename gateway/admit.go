@@ -87,6 +87,7 @@ func (g *Gateway) admit(in inbound) (*site, string, *refusal) {
 		}
 		if ok, wait := lim.Allow(key); !ok {
 			g.metrics.budget.WithLabelValues(st.name, budget).Inc()
+			g.mon.rejections.Add(st.name, g.mon.now())
 			return st, user, &refusal{status: http.StatusTooManyRequests, code: "too_many_requests", msg: "request budget exhausted; retry later",
 				header: []string{"Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(wait))}, hsts: true}
 		}

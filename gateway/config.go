@@ -107,6 +107,11 @@ type Settings struct {
 	// index that names them. Between 1s and 1h. Key: GATEWAY__CDNMAXAGE.
 	// Default: 60s.
 	CDNMaxAge time.Duration
+	// OriginStatusURL is the origin's admin /status.json (e.g.
+	// http://127.0.0.1:9090/status.json); when set, the gateway's /status
+	// page shows the active exports and the last sync run from it. Key:
+	// GATEWAY__ORIGINSTATUSURL. Default: none.
+	OriginStatusURL string
 	// AdminTokenFile holds the bearer token (at least 16 characters,
 	// trailing newline trimmed; re-read on SIGHUP) that the admin
 	// listener's POST /admin/cache/purge requires. Without it the purge
@@ -341,6 +346,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkURL("GATEWAY__ORIGIN", g.Origin)
+	if g.OriginStatusURL != "" {
+		checkURL("GATEWAY__ORIGINSTATUSURL", g.OriginStatusURL)
+	}
 	for i, p := range g.TrustedProxies {
 		key := fmt.Sprintf("GATEWAY__TRUSTEDPROXIES__%d", i)
 		switch {

@@ -2,8 +2,8 @@
 // hostname with its own certificate (PEM files reloaded on change, or ACME)
 // and htpasswd file, Basic Auth before anything else touches a request, the
 // host → domain policy, per-client budgets, and a reverse proxy to the
-// origin. Operations: /health/live, /health/ready and /metrics on a
-// separate admin listener, JSON access logs, reload on SIGHUP, graceful
+// origin. Operations: /health/live, /health/ready, /metrics and the status
+// page (/status, /status.json: monitoring.go) on a separate admin listener, JSON access logs, reload on SIGHUP, graceful
 // shutdown.
 //
 // With GATEWAY__CACHE__DIR set, the shared cache (gateway/cache) is the

@@ -27,7 +27,9 @@ import (
 	"github.com/stella-ops/stella-mirror/gateway/tlsconf"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/httprec"
+	"github.com/stella-ops/stella-mirror/internal/logging"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
+	"github.com/stella-ops/stella-mirror/internal/statuspage"
 )
 
 // Options are what New takes besides Config. Zero values mean the defaults
@@ -118,6 +120,8 @@ type Gateway struct {
 	throttle *ratelimit.Limiter
 	gate     *basicauth.Gate
 	authLog  *logLimiter
+	// mon: the status page and monitoring metrics (monitoring.go).
+	mon *monitor
 }
 
 // New validates cfg, loads every certificate file and htpasswd file (any
@@ -147,6 +151,9 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		MaxKeys: throttleMaxKeys, Now: o.Now})
 	g.gate = basicauth.NewGate(s.AuthThrottle.MaxConcurrentChecks)
 	g.authLog = newLogLimiter(o.Now)
+	if g.mon, err = newMonitor(g, o.Registerer, o.Now); err != nil {
+		return nil, fmt.Errorf("registering gateway metrics: %w", err)
+	}
 	if gt, ok := o.Registerer.(prometheus.Gatherer); ok {
 		g.gatherer = gt
 	}
@@ -237,6 +244,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		g.acme, err = tlsconf.NewACME(acmeNames, tlsconf.ACMEOptions{
 			DirectoryURL: s.ACME.DirectoryURL, Email: s.ACME.Email, StorageDir: s.ACME.Storage,
 			CARootFile: s.ACME.CARootFile, HTTPPort: s.ACME.HTTPPort,
+			Logger: logging.Zap(o.Logger.With("component", "certmagic")), OnResult: g.acmeResult,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("GATEWAY__ACME: %w", err)
@@ -247,6 +255,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	for i, sc := range s.Sites {
 		st := &site{cfg: sc, name: sc.siteName(), policy: policy.New(sc.Domains)}
 		st.metrics = m.forSite(st.name)
+		m.initSite(g.mon, st.name)
 		realm := sc.Realm
 		if realm == "" {
 			realm = st.name
@@ -579,6 +588,9 @@ func (g *Gateway) AdminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ready"}`+"\n")
 	})
+	status := statuspage.Handler(g.Status)
+	mux.Handle("GET /status", status)
+	mux.Handle("GET /status.json", status)
 	if g.cache != nil && g.admin != nil {
 		mux.Handle("/admin/cache/purge", g.admin.requireAdmin(g.cache.PurgeHandler()))
 	}

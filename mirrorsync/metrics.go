@@ -17,8 +17,10 @@ const (
 	ResultVerify    = "verify_failed"
 	ResultNoSpace   = "no_space"
 	ResultFailed    = "failed"
-	ResultLocked    = "locked"
-	ResultKilled    = "killed"
+	// ResultLocked: another run held the root's lock (ErrLocked); this
+	// run changed nothing. Several in a row mean a run holds it too long.
+	ResultLocked = "locked"
+	ResultKilled = "killed"
 )
 
 // results lists every value of the result label.

@@ -195,6 +195,11 @@ type ServerConfig struct {
 	// LogLevel is "debug", "info", "warn" or "error". Key:
 	// ORIGIN__LOGLEVEL. Default: info.
 	LogLevel string
+	// SyncMetricsTextfile is the Prometheus textfile the sync writes
+	// (SYNC__METRICSTEXTFILE); when set, the admin listener's /status page
+	// shows the last sync run from it. Key: ORIGIN__SYNCMETRICSTEXTFILE.
+	// Default: none.
+	SyncMetricsTextfile string
 }
 
 // Configuration keys the origin names in messages.

@@ -3,7 +3,8 @@
 // manifest.json, bundle.json and bundle.json.jws) and the Excititor mirror
 // endpoints (/excititor/mirror/{domain}/index, …/export/{exportKey} and its
 // signature), with /health/live and /health/ready on both listeners and
-// /metrics on the admin listener only. Every route is listed once, in one
+// /metrics and the status page (/status, /status.json: status.go) on the
+// admin listener only. Every route is listed once, in one
 // gorilla/mux route table (handler.go), and both listeners are net/http's
 // own server (internal/serve): the origin is minimal and sits behind the
 // gateway and its cache.

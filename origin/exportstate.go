@@ -60,9 +60,10 @@ type concelierDomain struct {
 // excititorDomain holds one Excititor domain: its index, or why it cannot
 // be served.
 type excititorDomain struct {
-	err     error
-	index   *fileData
-	exports map[string]*excititorExport
+	err         error
+	index       *fileData
+	generatedAt time.Time // the domain index's generatedAt
+	exports     map[string]*excititorExport
 }
 
 // excititorExport holds one VEX export and its signature.
@@ -290,6 +291,7 @@ func loadExcititor(st *exportState) error {
 			continue
 		}
 		d.index = newFileData(data, fi, sha256Of(data))
+		d.generatedAt = ix.GeneratedAt
 		if ix.GeneratedAt.After(st.generatedAt) {
 			st.generatedAt = ix.GeneratedAt
 		}

@@ -177,7 +177,10 @@ var exportAgeDesc = prometheus.NewDesc("stella_mirror_origin_active_export_age_s
 // exportAge reports the active export's age at scrape time.
 type exportAge struct{ products *[2]*product }
 
-func (e *exportAge) Describe(ch chan<- *prometheus.Desc) { ch <- exportAgeDesc }
+func (e *exportAge) Describe(ch chan<- *prometheus.Desc) {
+	ch <- exportAgeDesc
+	ch <- exportGeneratedDesc
+}
 
 func (e *exportAge) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range e.products {
@@ -186,6 +189,14 @@ func (e *exportAge) Collect(ch chan<- prometheus.Metric) {
 		}
 		if st := p.shown.Load(); st != nil && !st.generatedAt.IsZero() {
 			ch <- prometheus.MustNewConstMetric(exportAgeDesc, prometheus.GaugeValue, p.now().Sub(st.generatedAt).Seconds(), p.name)
+		}
+		if st := p.shown.Load(); st != nil && st.tryAcquire() {
+			for _, d := range st.domainTimes(p) {
+				if !d.generatedAt.IsZero() {
+					ch <- prometheus.MustNewConstMetric(exportGeneratedDesc, prometheus.GaugeValue, float64(d.generatedAt.UnixNano())/1e9, p.name, d.id)
+				}
+			}
+			st.release()
 		}
 	}
 }

@@ -30,6 +30,11 @@ type Origin struct {
 	products [2]*product
 
 	public, admin http.Handler
+
+	// Status page (status.go).
+	clock        func() time.Time
+	started      time.Time
+	syncTextfile string
 }
 
 // options are knobs for tests; the zero value means production behaviour.
@@ -78,7 +83,8 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 	if err != nil {
 		return nil, fmt.Errorf("registering origin metrics: %w", err)
 	}
-	o := &Origin{logger: logger, access: cfg.AccessLog, auth: cfg.Authorizer, metrics: m}
+	o := &Origin{logger: logger, access: cfg.AccessLog, auth: cfg.Authorizer, metrics: m,
+		clock: opts.now, started: opts.now(), syncTextfile: cfg.Origin.SyncMetricsTextfile}
 	if o.auth == nil {
 		if opts.access.now == nil {
 			opts.access.now = opts.now
@@ -121,6 +127,7 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 		return nil, fmt.Errorf("registering origin metrics: %w", err)
 	}
 	o.public, o.admin = o.routes()
+	o.admin = o.withStatus(o.admin)
 
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", "warning", w)

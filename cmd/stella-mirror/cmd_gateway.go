@@ -31,8 +31,9 @@ between auth/policy/budgets and the origin, answers with X-Cache-Status
 stored objects while the origin is down (staleIfErrorGrace, default 24h).
 
 The access log (one JSON line per request, with cache_status) goes to
-stdout; everything else to stderr. /health/live, /health/ready and /metrics
-are served on the admin listener only, and with the cache on and
+stdout; everything else to stderr. /health/live, /health/ready, /metrics and
+the status page (/status, /status.json; GATEWAY__ORIGINSTATUSURL adds the
+exports and the sync run) are served on the admin listener only, and with the cache on and
 adminTokenFile set, POST /admin/cache/purge?path=/... (or ?all=true) with
 "Authorization: Bearer <token>".
 

@@ -19,8 +19,9 @@ the environment overriding the file and flags overriding both. Unknown keys
 and malformed values stop start-up with an error naming the key.
 
 The access log (one JSON line per request, with the client identity, never
-a token) goes to stdout; everything else to stderr. /metrics is served on
-the admin listener only.
+a token) goes to stdout; everything else to stderr. /metrics and the status
+page (/status, /status.json; ORIGIN__SYNCMETRICSTEXTFILE adds the last sync
+run) are served on the admin listener only.
 
 Access control per product: REQUIREAUTHENTICATION (global, per-domain
 override) is met by an OAuth2 bearer token from Authority with the scope

@@ -32,6 +32,11 @@ type ACMEOptions struct {
 	HTTPPort int
 	// Logger receives certmagic's logs. Default: none.
 	Logger *zap.Logger
+	// OnResult, if set, is called after every attempt to obtain (renewal
+	// false) or renew (renewal true) the certificate for name, with the
+	// error of a failed attempt (nil on success). It runs synchronously in
+	// certmagic's maintenance goroutine: keep it quick. Default: none.
+	OnResult func(name string, renewal bool, err error)
 }
 
 // ACME obtains and renews certificates for a set of names through
@@ -77,10 +82,19 @@ func NewACME(names []string, o ACMEOptions) (*ACME, error) {
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return a.cfg, nil },
 		Logger:           o.Logger,
 	})
-	a.cfg = certmagic.New(a.cache, certmagic.Config{
+	cmc := certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: o.StorageDir},
 		Logger:  o.Logger,
-	})
+	}
+	if o.OnResult != nil {
+		cmc.OnEvent = func(_ context.Context, event string, data map[string]any) error {
+			onResult(o.OnResult, event, data)
+			return nil
+		}
+		// Only the two events OnResult reports: handshakes emit nothing.
+		cmc.ShouldEmitFunc = func(event string) bool { return event == "cert_obtained" || event == "cert_failed" }
+	}
+	a.cfg = certmagic.New(a.cache, cmc)
 	a.issuer = certmagic.NewACMEIssuer(a.cfg, certmagic.ACMEIssuer{
 		CA:                      o.DirectoryURL,
 		Email:                   o.Email,
@@ -103,6 +117,33 @@ func (a *ACME) Manage(ctx context.Context) error {
 	}
 	if err := a.cfg.ManageSync(ctx, names); err != nil {
 		return fmt.Errorf("ACME: obtaining certificates for %s: %w", strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
+// onResult turns certmagic's cert_obtained and cert_failed events into a
+// call of f; other events are ignored.
+func onResult(f func(string, bool, error), event string, data map[string]any) {
+	if event != "cert_obtained" && event != "cert_failed" {
+		return
+	}
+	name, _ := data["identifier"].(string)
+	renewal, _ := data["renewal"].(bool)
+	var err error
+	if event == "cert_failed" {
+		err, _ = data["error"].(error)
+		if err == nil {
+			err = errors.New("certmagic reported a failure without an error")
+		}
+	}
+	f(name, renewal, err)
+}
+
+// Renew renews the certificate for name now, even if it is not due (an
+// operator's forced renewal; the tests use it to exercise renewal).
+func (a *ACME) Renew(ctx context.Context, name string) error {
+	if err := a.cfg.RenewCertSync(ctx, strings.ToLower(name), true); err != nil {
+		return fmt.Errorf("ACME: renewing %s: %w", name, err)
 	}
 	return nil
 }

@@ -1,0 +1,86 @@
+package statuspage
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// maxTextfile bounds what ReadSyncTextfile reads: a sync textfile is a few
+// kilobytes.
+const maxTextfile = 1 << 20
+
+// ReadSyncTextfile reads the Prometheus textfile a sync run wrote
+// (stella-mirror sync --metrics-textfile) and returns its last result and
+// times. Errors name the file.
+func ReadSyncTextfile(path string) (*Sync, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sync textfile: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxTextfile+1)); err != nil {
+		return nil, fmt.Errorf("sync textfile %s: %w", path, err)
+	}
+	if buf.Len() > maxTextfile {
+		return nil, fmt.Errorf("sync textfile %s: larger than %d bytes", path, maxTextfile)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(&buf)
+	if err != nil {
+		return nil, fmt.Errorf("sync textfile %s: %w", path, err)
+	}
+	s := &Sync{Textfile: path}
+	stamp := func(name string) time.Time {
+		mf := mfs[name]
+		if mf == nil || len(mf.Metric) == 0 {
+			return time.Time{}
+		}
+		v, ok := gaugeValue(mf.Metric[0])
+		if !ok || v <= 0 {
+			return time.Time{}
+		}
+		sec, frac := math.Modf(v)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC()
+	}
+	s.LastAttempt = stamp("stella_mirror_sync_last_attempt_timestamp_seconds")
+	s.LastSuccess = stamp("stella_mirror_sync_last_success_timestamp_seconds")
+	s.LastPublish = stamp("stella_mirror_sync_last_publish_timestamp_seconds")
+	s.UpstreamGeneratedAt = stamp("stella_mirror_sync_export_generated_timestamp_seconds")
+	if mf := mfs["stella_mirror_sync_last_result"]; mf != nil {
+		for _, m := range mf.Metric {
+			if v, ok := gaugeValue(m); !ok || v != 1 {
+				continue
+			}
+			for _, l := range m.Label {
+				if l.GetName() == "result" {
+					s.LastResult = l.GetValue()
+				}
+			}
+		}
+	}
+	if s.LastAttempt.IsZero() && s.LastResult == "" {
+		return nil, fmt.Errorf("sync textfile %s: no stella_mirror_sync_ metrics in it", path)
+	}
+	return s, nil
+}
+
+// gaugeValue is the value of a gauge, or of an untyped sample (a textfile
+// without # TYPE lines).
+func gaugeValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.GetValue(), true
+	case m.Untyped != nil:
+		return m.Untyped.GetValue(), true
+	}
+	return 0, false
+}
