@@ -168,7 +168,7 @@ Examples:
 	}
 	src, err := newSyncSource(ctx, &cfg, logger)
 	if err != nil {
-		return writeMetrics(&mirrorsync.Result{Started: started, Duration: time.Since(started)}, err)
+		return syncFailure(writeMetrics(&mirrorsync.Result{Started: started, Duration: time.Since(started)}, err))
 	}
 	conn := cfg.Concelier.Sources.StellaOpsMirror
 	opts := mirrorsync.Options{
@@ -196,7 +196,7 @@ Examples:
 		return &exitError{code: exitLocked, err: runErr}
 	}
 	logResult(logger, res, runErr)
-	return writeMetrics(res, runErr)
+	return syncFailure(writeMetrics(res, runErr))
 }
 
 func logResult(logger *slog.Logger, res *mirrorsync.Result, err error) {
