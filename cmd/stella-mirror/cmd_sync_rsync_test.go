@@ -106,9 +106,9 @@ func TestSyncRsyncExitStatus(t *testing.T) {
 // the published export stays.
 func TestSyncRsyncNewerExportBroken(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(file string) error
-		want  []string
+		want   []string
 	}{
 		{"missing", os.Remove, []string{"missing at the source"}},
 		{"oversized", func(file string) error { return os.Truncate(file, 2<<30) }, []string{"2147483648 bytes at rsync://", "not transferred"}},

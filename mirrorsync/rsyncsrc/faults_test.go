@@ -145,10 +145,10 @@ func TestOversizedFileRefusedBeforeTransfer(t *testing.T) {
 // copy.
 func TestMissingAndSymlinkedFilesRefused(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, file string)
-		want  []string
-		is    error
+		want   []string
+		is     error
 	}{
 		{"missing", func(t *testing.T, file string) { os.Remove(file) }, []string{"missing at the source"}, fs.ErrNotExist},
 		{"symlink", func(t *testing.T, file string) {
@@ -356,4 +356,3 @@ func waitTransferring(t *testing.T, root string, done <-chan error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
