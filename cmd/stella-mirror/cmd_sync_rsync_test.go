@@ -49,7 +49,6 @@ func TestSyncRsyncExitStatus(t *testing.T) {
 	const password = "daemon-pw-4711"
 	src := t.TempDir()
 	_, pub := rsyncExport(t, src, 1, 8<<10)
-	open := rsynctest.Start(t, src, rsynctest.Options{})
 	auth := rsynctest.Start(t, src, rsynctest.Options{User: "mirror", Password: password})
 	dangling := t.TempDir()
 	os.Symlink("20300101T000000Z", filepath.Join(dangling, export.LatestLink))
@@ -66,7 +65,7 @@ func TestSyncRsyncExitStatus(t *testing.T) {
 		exit                      int
 		want                      []string
 	}{
-		{"socket error", strings.Replace(open.URL, fmt.Sprint(open.Port), "1", 1), "", "", 1,
+		{"socket error", fmt.Sprintf("rsync://127.0.0.1:%d/exports", rsynctest.FreePort(t)), "", "", 1,
 			[]string{"rsync exit status 10 (error in socket I/O)", "Connection refused"}},
 		{"auth failed", auth.URL, "", "wrong-" + password, 1,
 			[]string{"rsync exit status 5 (error starting client-server protocol)", "@ERROR: auth failed on module exports"}},
@@ -144,6 +143,7 @@ func TestSyncRsyncNewerExportBroken(t *testing.T) {
 			if len(failed) == 0 || !strings.Contains(failed[0], "level=ERROR") {
 				t.Fatalf("no error log line: %s", errb.String())
 			}
+			t.Log(failed[0])
 			for _, w := range append(tc.want, "export_id="+fx2.ExportID, rel) {
 				if !strings.Contains(failed[0], w) {
 					t.Errorf("error line lacks %q: %s", w, failed[0])

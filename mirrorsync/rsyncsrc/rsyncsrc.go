@@ -420,7 +420,7 @@ func (s *Source) Mirror(ctx context.Context, id, dst string, files []mirrorsync.
 	for _, f := range files {
 		e, ok := listing[f.Path]
 		if !ok {
-			problems = append(problems, fmt.Errorf("export %s: %s: missing at the source (%s): %w", id, f.Path, s.url(id, f.Path), fs.ErrNotExist))
+			problems = append(problems, fmt.Errorf("%s: missing at the source (%s): %w", f.Path, s.url(id, f.Path), fs.ErrNotExist))
 		} else if err := s.check(id, f, e); err != nil {
 			problems = append(problems, err)
 		}

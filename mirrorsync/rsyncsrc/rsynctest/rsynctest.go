@@ -43,17 +43,24 @@ func Binary(t testing.TB) string {
 	return bin
 }
 
+// FreePort returns a TCP port on 127.0.0.1 that nothing listened on a
+// moment ago (the kernel picked it for a listener the function closed).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // Start runs an rsync daemon exporting dir as module "exports" until the
 // test ends, and waits until it answers.
 func Start(t testing.TB, dir string, opts Options) *Daemon {
 	t.Helper()
 	bin := Binary(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := FreePort(t)
 	cfgDir := t.TempDir()
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "use chroot = no\nreverse lookup = no\nuid = %d\ngid = %d\npid file = %s\n[exports]\npath = %s\nread only = yes\n",
