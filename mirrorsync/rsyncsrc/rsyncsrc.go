@@ -37,6 +37,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -416,11 +417,20 @@ func (s *Source) Mirror(ctx context.Context, id, dst string, files []mirrorsync.
 	}
 	listing := parseListing(out)
 	var problems []error
+	linkedDirs := map[string]bool{}
 	maxSize := int64(0)
 	for _, f := range files {
 		e, ok := listing[f.Path]
 		if !ok {
-			problems = append(problems, fmt.Errorf("%s: missing at the source (%s): %w", f.Path, s.url(id, f.Path), fs.ErrNotExist))
+			err := s.missing(id, f.Path, listing)
+			var se *SymlinkError
+			if errors.As(err, &se) {
+				if linkedDirs[se.URL] {
+					continue // named once
+				}
+				linkedDirs[se.URL] = true
+			}
+			problems = append(problems, err)
 		} else if err := s.check(id, f, e); err != nil {
 			problems = append(problems, err)
 		}
@@ -453,6 +463,18 @@ func (s *Source) Mirror(ctx context.Context, id, dst string, files []mirrorsync.
 		n, _ = strconv.ParseInt(strings.NewReplacer(",", "", ".", "").Replace(string(m[1])), 10, 64)
 	}
 	return n, nil
+}
+
+// missing describes a wanted file the listing lacks: under a directory
+// that is a symbolic link (refused like a linked file), or not there.
+func (s *Source) missing(id, rel string, listing map[string]entry) error {
+	for dir := path.Dir(rel); dir != "."; dir = path.Dir(dir) {
+		if e, ok := listing[dir]; ok && e.mode == 'l' {
+			se := &SymlinkError{URL: s.url(id, dir), Target: e.target}
+			return &mirrorsync.VerifyError{Path: rel, Reason: se.Error(), Err: se}
+		}
+	}
+	return fmt.Errorf("%s: missing at the source (%s): %w", rel, s.url(id, rel), fs.ErrNotExist)
 }
 
 // filterRules returns rsync filter rules that include exactly files (and
