@@ -18,7 +18,8 @@ type Error struct {
 	Op string
 	// Code is rsync's exit status; -1 when rsync was killed by a signal.
 	Code int
-	// Signal names the signal that killed rsync, if one did.
+	// Signal names the signal that killed rsync, if one did
+	// ("9 (killed)").
 	Signal string
 	// Stderr is the end of rsync's standard error (at most stderrTail
 	// bytes, the last stderrLines lines), with RSYNC_PASSWORD removed.
@@ -30,7 +31,7 @@ type Error struct {
 // Meaning returns what rsync's documentation says Code means.
 func (e *Error) Meaning() string {
 	if e.Code < 0 {
-		return "killed by " + e.Signal
+		return "killed by signal " + e.Signal
 	}
 	if m, ok := exitMeanings[e.Code]; ok {
 		return m
@@ -41,7 +42,7 @@ func (e *Error) Meaning() string {
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Code < 0 {
-		fmt.Fprintf(&b, "%s: rsync was killed by %s", e.Op, e.Signal)
+		fmt.Fprintf(&b, "%s: rsync was killed by signal %s", e.Op, e.Signal)
 	} else {
 		fmt.Fprintf(&b, "%s: rsync exit status %d (%s)", e.Op, e.Code, e.Meaning())
 	}
@@ -75,6 +76,10 @@ var exitMeanings = map[int]string{
 	25: "the --max-delete limit stopped deletions",
 	30: "timeout in data send/receive",
 	35: "timeout waiting for daemon connection",
+	// From the shell that runs rsync (see proc.go), not from rsync.
+	126: "the rsync binary cannot be executed",
+	127: "the rsync binary was not found",
+	255: "unexplained error (for host:path sources often ssh's own failure)",
 }
 
 // stderrTail and stderrLines bound the stderr an Error keeps.
@@ -93,15 +98,17 @@ func newError(op string, ps *os.ProcessState, runErr error, stderr string) error
 	}
 	e := &Error{Op: op, Code: ps.ExitCode(), Stderr: tidyStderr(stderr)}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		e.Code, e.Signal = -1, ws.Signal().String()
+		e.Code, e.Signal = -1, signalName(ws.Signal())
 	} else if e.Code > 128 && e.Code < 128+65 {
 		// The reaper shell reports rsync killed by signal N as 128+N.
-		e.Signal = syscall.Signal(e.Code - 128).String()
+		e.Signal = signalName(syscall.Signal(e.Code - 128))
 		e.Code = -1
 	}
 	e.notExist = e.Code == 23 && strings.Contains(stderr, "No such file or directory")
 	return e
 }
+
+func signalName(s syscall.Signal) string { return fmt.Sprintf("%d (%s)", int(s), s) }
 
 // tidyStderr keeps the last stderrLines non-empty lines, joined with "; ",
 // without the daemon password.
