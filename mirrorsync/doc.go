@@ -23,7 +23,9 @@
 //     published export with the same declared digest is hard-linked (its
 //     bytes are hashed first: digests, never sizes), everything else is
 //     downloaded to a temporary name, hashed while written, fsynced and
-//     renamed;
+//     renamed; a source that copies many files itself ([Mirrorer]: rsync)
+//     is given only the files still missing after that, with their
+//     declared sizes as bounds;
 //  4. verifies every digest and every detached JWS (bundles and Excititor
 //     exports) against the trusted keys and the signature metadata the
 //     index declares; any failure publishes nothing and names the file;

@@ -129,6 +129,9 @@ type run struct {
 	preexisting map[string]bool
 	// sigVia records how each signature was staged.
 	sigVia map[string]int
+	// checked holds the staged files bulk verified (or linked after
+	// verifying) before the Mirrorer ran, so staging does not hash them again.
+	checked map[string]os.FileInfo
 }
 
 // Run performs one sync; see the package documentation. The returned
@@ -223,7 +226,7 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	if m, ok := o.Source.(Mirrorer); ok {
-		if err := r.bulk(ctx, m, id); err != nil {
+		if err := r.bulk(ctx, m, p); err != nil {
 			return err
 		}
 	}
@@ -455,17 +458,12 @@ func sigKey(payload, digest string, ref export.SignatureRef) string {
 	return strings.Join([]string{payload, digest, ref.Path, ref.Algorithm, ref.KeyID, ref.SignedAt.UTC().Format(time.RFC3339Nano)}, "\x00")
 }
 
-// bulk lets a Mirrorer copy the export into staging first.
-func (r *run) bulk(ctx context.Context, m Mirrorer, id string) error {
-	var linkDest []string
-	if target, err := os.Readlink(filepath.Join(r.opts.Root, export.LatestLink)); err == nil && export.ValidExportID(target) {
-		linkDest = append(linkDest, filepath.Join(r.opts.Root, target))
-	}
-	for _, x := range r.publishedExports() {
-		if p := filepath.Join(r.opts.Root, x); len(linkDest) == 0 || p != linkDest[0] {
-			linkDest = append(linkDest, p)
-		}
-	}
+// bulk lets a Mirrorer copy into staging the files of p that are not
+// there yet. First every file a published export holds with the same
+// digest is hard-linked (its bytes hashed first), whatever its mtime, and
+// the verified files an interrupted run left are kept; the Mirrorer copies
+// only the rest, bounded by their declared sizes.
+func (r *run) bulk(ctx context.Context, m Mirrorer, p *plan) error {
 	r.preexisting = map[string]bool{}
 	filepath.WalkDir(r.staging, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
@@ -473,11 +471,50 @@ func (r *run) bulk(ctx context.Context, m Mirrorer, id string) error {
 		}
 		return nil
 	})
-	n, err := m.Mirror(ctx, id, r.staging, linkDest)
-	r.bytes.Add(n)
 	r.bulkUsed = true
+	want, err := r.prelink(p)
+	if err != nil || len(want) == 0 {
+		return err
+	}
+	n, err := m.Mirror(ctx, p.id, r.staging, want)
+	r.bytes.Add(n)
 	if err != nil {
-		return fmt.Errorf("source %s: copying export %s: %w", r.opts.Source, id, err)
+		return fmt.Errorf("source %s: copying export %s: %w", r.opts.Source, p.id, err)
 	}
 	return nil
+}
+
+// prelink stages, for a Mirrorer, every file of p that staging already
+// holds or a published export holds with the same digest, and returns the
+// others with their size bounds. The files it checked are recorded, so
+// staging does not hash them again.
+func (r *run) prelink(p *plan) ([]MirrorFile, error) {
+	r.checked = map[string]os.FileInfo{}
+	var want []MirrorFile
+	for i := range p.files {
+		f := &p.files[i]
+		if f.data != nil {
+			continue // the indexes: already fetched, written by stage
+		}
+		dst := filepath.Join(r.staging, filepath.FromSlash(f.rel))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return nil, fmt.Errorf("staging %s: %w", f.rel, err)
+		}
+		ok, err := r.staged(dst, f)
+		if err != nil {
+			return nil, err
+		}
+		if ok || r.link(dst, f) {
+			if fi, err := os.Lstat(dst); err == nil {
+				r.checked[dst] = fi
+			}
+			continue
+		}
+		mf := MirrorFile{Path: f.rel, Size: f.size, Max: f.size}
+		if f.sig != nil || f.size < 0 {
+			mf.Size, mf.Max = -1, jws.MaxSignatureSize
+		}
+		want = append(want, mf)
+	}
+	return want, nil
 }

@@ -28,12 +28,30 @@ type Source interface {
 	ExcititorDomains(ctx context.Context, id string) ([]string, error)
 }
 
-// Mirrorer is implemented by sources that copy a whole export directory
-// more efficiently themselves (rsync). Mirror copies export id into dst,
-// which may already hold files from an interrupted run; linkDest lists
-// published export directories whose identical files may be hard-linked.
-// The engine verifies dst afterwards and fetches whatever is still missing
-// or wrong through Open. Mirror returns how many bytes it transferred.
+// Mirrorer is implemented by sources that copy many files of an export
+// more efficiently themselves (rsync). Mirror copies the listed files of
+// export id into dst, which holds none of them (the engine has already
+// hard-linked into dst, by digest, every file a published export holds and
+// kept the verified files an interrupted run left there); it must not
+// touch other files of dst. Before copying anything it MUST refuse a listed
+// file that is missing at the source (an error wrapping fs.ErrNotExist), is
+// not a regular file, or whose size differs from MirrorFile.Size (or
+// exceeds MirrorFile.Max), naming the file; and it must not transfer a file
+// larger than the largest bound. The engine verifies dst afterwards and
+// fetches whatever is still missing or wrong through Open. Mirror returns
+// how many bytes it transferred.
 type Mirrorer interface {
-	Mirror(ctx context.Context, id, dst string, linkDest []string) (int64, error)
+	Mirror(ctx context.Context, id, dst string, files []MirrorFile) (int64, error)
+}
+
+// MirrorFile is one file a Mirrorer copies.
+type MirrorFile struct {
+	// Path is relative to the export directory (export.ValidateRelPath).
+	Path string
+	// Size is the size the indexes declare; -1 when they declare none
+	// (detached signatures).
+	Size int64
+	// Max bounds the file's size: Size when declared, else the format's
+	// limit (jws.MaxSignatureSize).
+	Max int64
 }

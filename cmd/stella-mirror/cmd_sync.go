@@ -61,7 +61,11 @@ Sources:
   s3://bucket/prefix        S3 or any S3-compatible store (--s3-endpoint or
                             AWS_ENDPOINT_URL; credentials from the AWS chain
                             or --s3-credentials-file)
-  rsync://host/module/path  an rsync daemon; host:path over ssh (the rsync binary)
+  rsync://host/module/path  an rsync daemon; host:path over ssh (the rsync binary;
+                            RSYNC_PASSWORD or ssh keys). Files are size-checked
+                            against the index before copying; symlinks are
+                            refused; rsync's exit status is reported, never
+                            passed on; no rsync outlives sync
   https://mirror.example    an upstream Stella Ops mirror (http:// for loopback):
                             the index names the export; its files are fetched
                             by their pinned URLs /concelier/exports/{exportId}/…
@@ -209,7 +213,7 @@ Examples:
 		return configError(err)
 	}
 	if err != nil {
-		return fail(err)
+		return syncFailure(fail(err))
 	}
 	conn := cfg.Concelier.Sources.StellaOpsMirror
 	opts := mirrorsync.Options{
@@ -244,7 +248,7 @@ Examples:
 		return &exitError{code: exitLocked, err: runErr}
 	}
 	logResult(logger, res, runErr)
-	return runErr
+	return syncFailure(runErr)
 }
 
 // configError marks err as an invalid command line or configuration

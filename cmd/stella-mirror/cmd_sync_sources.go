@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/stella-ops/stella-mirror/mirrorsync"
@@ -19,4 +20,16 @@ func newS3Source(ctx context.Context, cfg *mirrorsync.Config, _ *slog.Logger) (m
 
 func newRsyncSource(cfg *mirrorsync.Config, _ *slog.Logger) (mirrorsync.Source, error) {
 	return rsyncsrc.New(cfg.EffectiveSource(), cfg.Sync.RsyncPath)
+}
+
+// syncFailure gives a failed run sync's documented status 1, whatever the
+// error wraps: a tool's own exit status (rsync's *exec.ExitError has an
+// ExitCode method, which run() would otherwise pass on) is never sync's.
+// Only sync's own statuses (exitError: 75 when locked) pass through.
+func syncFailure(err error) error {
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: 1, err: err}
 }

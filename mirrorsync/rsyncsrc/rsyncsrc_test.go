@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/rsyncsrc"
+	"github.com/stella-ops/stella-mirror/mirrorsync/rsyncsrc/rsynctest"
 	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
 )
 
@@ -30,39 +28,7 @@ func keys(context.Context) ([]jws.PublicKey, error) {
 // module "exports" and returns its rsync:// URL.
 func startDaemon(t *testing.T, dir string) string {
 	t.Helper()
-	bin, err := exec.LookPath("rsync")
-	if err != nil {
-		t.Skip("rsync is not installed (apt-get install rsync)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfgDir := t.TempDir()
-	conf := filepath.Join(cfgDir, "rsyncd.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("use chroot = no\nreverse lookup = no\nuid = %d\ngid = %d\npid file = %s\n[exports]\npath = %s\nread only = yes\n",
-		os.Getuid(), os.Getgid(), filepath.Join(cfgDir, "pid"), dir)), 0o644)
-	cmd := exec.Command(bin, "--daemon", "--no-detach", "--config="+conf, fmt.Sprintf("--port=%d", port), "--address=127.0.0.1",
-		"--log-file="+filepath.Join(cfgDir, "log"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	url := fmt.Sprintf("rsync://127.0.0.1:%d/exports", port)
-	// Readiness: poll the daemon (an external process) with a deadline.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if exec.Command(bin, "--list-only", url+"/").Run() == nil {
-			return url
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(cfgDir, "log"))
-			t.Fatalf("rsync daemon not ready: %s", log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return rsynctest.Start(t, dir, rsynctest.Options{}).URL
 }
 
 func writeSource(t *testing.T, root string, seed uint64, latest bool) *fixture.Result {
