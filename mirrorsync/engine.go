@@ -89,6 +89,10 @@ type Result struct {
 	// FilesDownloaded, FilesReused (hard-linked from a published export)
 	// and FilesResumed (found intact in the staging directory).
 	FilesDownloaded, FilesReused, FilesResumed int
+	// BytesResumed counts the bytes of partial downloads left by an
+	// interrupted transfer that were kept, not fetched again (they are
+	// not in BytesDownloaded).
+	BytesResumed int64
 	// Removed lists the exports retention removed.
 	Removed []string
 	// Started and Duration time the run.
@@ -115,6 +119,8 @@ type run struct {
 	preexisting map[string]bool
 	// sigVia records how each signature was staged.
 	sigVia map[string]int
+	// bytesResumed counts partial-download bytes kept (Result.BytesResumed).
+	bytesResumed atomic.Int64
 }
 
 // Run performs one sync; see the package documentation. The returned
@@ -135,6 +141,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	err := r.run(ctx)
 	r.res.BytesDownloaded = r.bytes.Load()
 	r.res.IndexBytes = r.ixBytes.Load()
+	r.res.BytesResumed = r.bytesResumed.Load()
 	r.res.Duration = opts.Now().Sub(r.res.Started)
 	return r.res, err
 }
