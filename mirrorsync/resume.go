@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/stella-ops/stella-mirror/export/jws"
 )
@@ -21,7 +23,8 @@ import (
 // while the rest is appended) and asks the source for the remainder only.
 // The whole file's digest is checked as for any download; when it fails
 // after a resume, the partial file is discarded and the file downloaded
-// once in full.
+// once in full. A verification failure, a full disk (ENOSPC, EDQUOT) and
+// a source without RangeOpener remove the partial file at once.
 
 // partPath is the temporary file a download of dst is written to.
 func partPath(dst string) string {
@@ -180,8 +183,10 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) (re
 		r.bytesResumed.Add(start)
 	}
 	if err != nil {
-		// A transfer error: keep what arrived for the next attempt.
-		keep = canResume
+		// A transfer error: keep what arrived for the next attempt, unless
+		// the disk is full (the partial file would hold the space the
+		// rest of the run, or retention, needs).
+		keep = canResume && !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT)
 		if keep {
 			out.Close()
 		}
