@@ -5,7 +5,10 @@
 // It offers the export <dir>/latest points to, else the newest complete
 // one (the origin's rule). Files are opened through an os.Root on the
 // export directory, so no symlink or ".." in the source can reach files
-// outside it.
+// outside it. Readers report the file's size, so a file larger than its
+// index declares is refused unread; an interrupted copy resumes by a seek
+// (mirrorsync.RangeOpener) unless the file's size or modification time
+// changed since.
 package localsrc
 
 import (

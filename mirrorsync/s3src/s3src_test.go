@@ -4,20 +4,26 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/internal/syncbuf"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/s3src"
 	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
@@ -109,7 +115,9 @@ func TestS3SDKUpload(t *testing.T) {
 		t.Fatalf("no-op: %+v %v", res, err)
 	}
 
-	// A newer export whose upload is incomplete (no bundles yet) is skipped.
+	// A newer export whose upload is incomplete (no bundles yet) and
+	// younger than the upload grace is an upload in progress: said at
+	// info level, and the previous export is offered.
 	fx2 := writeSource(t, src, 2)
 	c := s3Client(t, endpoint)
 	for _, f := range fx2.Files {
@@ -119,10 +127,32 @@ func TestS3SDKUpload(t *testing.T) {
 			c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("exports"), Key: &key, Body: bytes.NewReader(data)})
 		}
 	}
-	opts.Source = newSource(t, endpoint, "s3://exports/stella")
+	var logs syncbuf.Buffer
+	s, err := s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Source = s
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Skipped {
 		t.Fatalf("incomplete upload: %+v %v", res, err)
 	}
+	if l := logs.String(); !strings.Contains(l, "upload in progress") || !strings.Contains(l, "export_id="+fx2.ExportID) ||
+		!strings.Contains(l, "missing=mirror/") {
+		t.Errorf("no info line about the upload in progress:\n%s", l)
+	}
+	// The same export past the grace is a stopped upload: a failure.
+	s, err = s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
+		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Source = s
+	var ve *mirrorsync.VerifyError
+	if _, err = mirrorsync.Run(context.Background(), opts); !errors.As(err, &ve) || !strings.Contains(err.Error(), fx2.ExportID+" is incomplete") {
+		t.Fatalf("stopped upload: %v", err)
+	}
+	opts.Source = newSource(t, endpoint, "s3://exports/stella")
 	sourcetest.CheckPublished(t, dst, fx)
 	putTree(t, endpoint, "exports", "stella/", src)
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Published {
@@ -166,4 +196,51 @@ func TestConformance(t *testing.T) {
 		putTree(t, endpoint, "conf", "x/", root)
 		return newSource(t, endpoint, "s3://conf/x")
 	})
+}
+
+// TestS3ResumeRangedGET: a run stopped half-way through a bundle leaves a
+// .part; the next run asks the S3 server for the rest only (ranged GET).
+func TestS3ResumeRangedGET(t *testing.T) {
+	served := &sourcetest.ServedBytes{Next: gofakes3.New(s3mem.New()).Server()}
+	srv := httptest.NewServer(served)
+	t.Cleanup(srv.Close)
+	newS3(t) // credentials and region in the environment
+	src, dst := t.TempDir(), t.TempDir()
+	fx, err := fixture.Write(src, fixture.Options{Domains: []string{"primary"}, BundleSize: 4 << 20, VEXSize: 4 << 10,
+		Seed: 1, Key: testKey, SetLatest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putTree(t, srv.URL, "exports", "stella/", src)
+	bundle := export.BundlePath("primary")
+	var size int64
+	for _, f := range fx.Files {
+		if f.Path == bundle {
+			size = f.SizeBytes
+		}
+	}
+	cut := size/2 + 7
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = mirrorsync.Run(ctx, mirrorsync.Options{Root: dst, Keys: keys,
+		Source: sourcetest.Interrupt(newSource(t, srv.URL, "s3://exports/stella"), bundle, cut, cancel)})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	served.Reset()
+	res, err := mirrorsync.Run(context.Background(), mirrorsync.Options{Root: dst, Keys: keys,
+		Source: newSource(t, srv.URL, "s3://exports/stella")})
+	if err != nil || !res.Published {
+		t.Fatalf("resumed run: %+v %v", res, err)
+	}
+	sourcetest.CheckPublished(t, dst, fx)
+	got := served.Bytes("/" + bundle)
+	t.Logf("bundle %d bytes, interrupted at %d: the second run fetched %d bytes of it", size, cut, got)
+	if got != size-cut || res.BytesResumed != cut {
+		t.Errorf("second run: %d bundle bytes served, %d resumed; want %d and %d", got, res.BytesResumed, size-cut, cut)
+	}
+	if r := served.Ranges("/" + bundle); len(r) != 1 || r[0] != fmt.Sprintf("bytes=%d-", cut) {
+		t.Errorf("bundle requests' Range headers: %q", r)
+	}
 }

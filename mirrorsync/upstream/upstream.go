@@ -27,6 +27,13 @@
 // per-request timeout for the response headers and for any stall of the
 // body; a large bundle may take as long as it needs while bytes flow.
 //
+// An interrupted download resumes (mirrorsync.RangeOpener) with a Range
+// request guarded by If-Range with the first response's ETag: a 206 must
+// start where asked (Content-Range is checked), a 200 (a server ignoring
+// Range, or a file changed since) restarts from 0. Readers report the
+// file's size (Content-Length, Content-Range), so a file larger than the
+// index declares is refused before its body is read.
+//
 // Credentials (Basic from a user:password file, or a bearer token from a
 // file) are sent on every request and never logged. http:// is accepted
 // only for loopback addresses (labs and tests).
