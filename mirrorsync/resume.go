@@ -179,9 +179,6 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) (re
 		w = r.opts.wrapWriter(w)
 	}
 	n, err := io.Copy(io.MultiWriter(w, h), src)
-	if resumed {
-		r.bytesResumed.Add(start)
-	}
 	if err != nil {
 		// A transfer error: keep what arrived for the next attempt, unless
 		// the disk is full (the partial file would hold the space the
@@ -196,7 +193,11 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) (re
 		return resumed, err
 	}
 	os.Remove(infoPath)
-	return resumed, commitPart(out, tmp, dst, f)
+	if err := commitPart(out, tmp, dst, f); err != nil {
+		return resumed, err
+	}
+	r.bytesResumed.Add(start)
+	return resumed, nil
 }
 
 // finishPart renames a complete partial download into place when its
@@ -213,8 +214,11 @@ func (r *run) finishPart(dst string, f *planFile, n int64, h hash.Hash) error {
 		return fmt.Errorf("staging %s: %w", f.rel, err)
 	}
 	os.Remove(partInfoPath(dst))
+	if err := commitPart(out, tmp, dst, f); err != nil {
+		return err
+	}
 	r.bytesResumed.Add(n)
-	return commitPart(out, tmp, dst, f)
+	return nil
 }
 
 // writePartInfo records which file a new partial download belongs to.

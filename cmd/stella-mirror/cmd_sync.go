@@ -39,8 +39,11 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 JWS, and publish it atomically into the export root the origin serves:
 ROOT/.staging/<exportId> → ROOT/<exportId>, then ROOT/latest is swapped with
 one rename. Unchanged files are hard-linked from published exports; an
-interrupted run resumes; a second concurrent run exits with status 75.
-Nothing new upstream (same fingerprint) means no work: exit 0. At least 2
+interrupted run resumes, a half-downloaded file from where it stopped (HTTP
+Range, S3 ranged GET); a second concurrent run exits with status 75.
+Nothing new upstream (same fingerprint) means no work: exit 0. A newer
+export that is incomplete or fails verification exits 1 (an S3 export
+missing objects counts as an upload in progress for 10 minutes). At least 2
 exports are kept (--keep), so the previous one's pinned URLs keep answering
 after a switch. An export that lists an Excititor exportKey of a kept export
 with other bytes is refused (a key's bytes never change across exports).
