@@ -11,7 +11,8 @@
 //     the run (*mirrorsync.VerifyError naming the export, the file, the
 //     listed and the declared size): S3 writes an object whole, so a wrong
 //     size is never an upload in progress;
-//   - a referenced object that is missing, when the index is younger than
+//   - a referenced object (of mirror/index.json, or of an Excititor index
+//     in the listing) that is missing, when the index is younger than
 //     Options.UploadGrace (default 10 minutes), is an upload in progress:
 //     one info line ("upload in progress") names the export and the file,
 //     and the next older candidate is checked by the same rules;
@@ -260,6 +261,32 @@ func (s *Source) missing(ctx context.Context, id string) (string, error) {
 			refs = append(refs, ref{d.Bundle.Signature.Path, -1})
 		}
 	}
+	// Each Excititor index in the listing references its exports too.
+	for _, d := range s.excititorDomains(id) {
+		rel := export.ExcititorIndexPath(d)
+		rc, err := s.Open(ctx, id, rel)
+		if err != nil {
+			return "", err
+		}
+		data, err := io.ReadAll(io.LimitReader(rc, 32<<20))
+		rc.Close()
+		if err != nil {
+			return "", fmt.Errorf("s3://%s/%s%s/%s: %w", s.bucket, s.prefix, id, rel, err)
+		}
+		xi, err := export.ParseExcititorIndex(data)
+		if err != nil {
+			continue // the engine reports it
+		}
+		for _, e := range xi.Exports {
+			if !export.ValidExportKey(e.ExportKey) {
+				continue
+			}
+			refs = append(refs, ref{export.ExcititorExportPath(d, e.ExportKey), e.SizeBytes})
+			if e.Signature != nil {
+				refs = append(refs, ref{e.Signature.Path, -1})
+			}
+		}
+	}
 	first := ""
 	for _, f := range refs {
 		n, ok := s.listing[id+"/"+f.rel]
@@ -356,6 +383,10 @@ func (o *object) Validator() string { return o.etag }
 
 // ExcititorDomains lists the domains with an excititor index in the listing.
 func (s *Source) ExcititorDomains(ctx context.Context, id string) ([]string, error) {
+	return s.excititorDomains(id), nil
+}
+
+func (s *Source) excititorDomains(id string) []string {
 	var ds []string
 	for k := range s.listing {
 		rest, ok := strings.CutPrefix(k, id+"/excititor/")
@@ -367,5 +398,5 @@ func (s *Source) ExcititorDomains(ctx context.Context, id string) ([]string, err
 		}
 	}
 	slices.Sort(ds)
-	return ds, nil
+	return ds
 }

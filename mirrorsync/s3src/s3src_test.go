@@ -244,3 +244,81 @@ func TestS3ResumeRangedGET(t *testing.T) {
 		t.Errorf("bundle requests' Range headers: %q", r)
 	}
 }
+
+// TestS3CandidateRule checks Resolve's choice when the newest export's
+// listing disagrees with its indexes (see the package documentation).
+func TestS3CandidateRule(t *testing.T) {
+	src := t.TempDir()
+	fx1 := writeSource(t, src, 1)
+	fx2 := writeSource(t, src, 2)
+	bundle := export.BundlePath("primary")
+	var vex string
+	for _, f := range fx2.Files {
+		if strings.HasPrefix(f.Path, "excititor/primary/exports/") && !strings.HasSuffix(f.Path, export.SignatureSuffix) {
+			vex = f.Path
+		}
+	}
+	if vex == "" {
+		t.Fatal("no Excititor export in the fixture")
+	}
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	for _, tc := range []struct {
+		name   string
+		change map[string][]byte // rel path of export 2 → new bytes; nil removes
+		now    func() time.Time
+		want   string // the export offered, or
+		err    string // the error
+		logged string
+	}{
+		{name: "complete", want: fx2.ExportID},
+		{name: "bundle missing, young index", change: map[string][]byte{bundle: nil}, want: fx1.ExportID,
+			logged: "missing=" + bundle},
+		{name: "bundle missing, old index", change: map[string][]byte{bundle: nil}, now: later,
+			err: fx2.ExportID + " is incomplete: s3://exports/stella/" + fx2.ExportID + "/" + bundle + " is missing"},
+		{name: "excititor export missing, old index", change: map[string][]byte{vex: nil}, now: later,
+			err: fx2.ExportID + "/" + vex + " is missing"},
+		{name: "excititor export missing, young index", change: map[string][]byte{vex: nil}, want: fx1.ExportID,
+			logged: "missing=" + vex},
+		{name: "bundle oversized", change: map[string][]byte{bundle: make([]byte, 1<<20)},
+			err: "has 1048576 bytes, the index declares"},
+		{name: "index unparseable", change: map[string][]byte{export.IndexPath: []byte("{")}, want: fx2.ExportID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			endpoint := newS3(t)
+			putTree(t, endpoint, "exports", "stella/", src)
+			c := s3Client(t, endpoint)
+			for rel, data := range tc.change {
+				key := "stella/" + fx2.ExportID + "/" + rel
+				var err error
+				if data == nil {
+					_, err = c.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String("exports"), Key: &key})
+				} else {
+					_, err = c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("exports"), Key: &key, Body: bytes.NewReader(data)})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs syncbuf.Buffer
+			s, err := s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: tc.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := s.Resolve(context.Background())
+			if tc.err != "" {
+				var ve *mirrorsync.VerifyError
+				if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Resolve: %q, %v; want a VerifyError containing %q", id, err, tc.err)
+				}
+				return
+			}
+			if err != nil || id != tc.want {
+				t.Fatalf("Resolve: %q, %v; want %s", id, err, tc.want)
+			}
+			if tc.logged != "" && (!strings.Contains(logs.String(), "upload in progress") || !strings.Contains(logs.String(), tc.logged)) {
+				t.Errorf("log lacks the upload-in-progress line with %q:\n%s", tc.logged, logs.String())
+			}
+		})
+	}
+}
