@@ -156,6 +156,9 @@ func TestOpenFrom(t *testing.T) {
 		{name: "no validator gives the rest", handler: o, validator: func(string) string { return "" }, offset: off, wantStart: off},
 		{name: "changed ETag gives the whole file", handler: o, validator: func(string) string { return `"0000"` }, offset: off, wantStart: 0},
 		{name: "offset past the end gives the whole file", handler: o, validator: func(e string) string { return e }, offset: size + 10, wantStart: 0},
+		{name: "no ETag: Last-Modified guards", handler: noETag(o), validator: func(v string) string { return v }, offset: off, wantStart: off},
+		{name: "no ETag: another Last-Modified gives the whole file", handler: noETag(o),
+			validator: func(string) string { return "Mon, 02 Jan 2006 15:04:05 GMT" }, offset: off, wantStart: 0},
 		{name: "server ignoring Range", handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			r.Header.Del("Range")
 			o.ServeHTTP(w, r)
@@ -216,4 +219,23 @@ func TestOpenFrom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// noETag strips the ETag from next's answers, as some servers send none.
+func noETag(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&etagStripper{ResponseWriter: w}, r)
+	})
+}
+
+type etagStripper struct{ http.ResponseWriter }
+
+func (w *etagStripper) WriteHeader(code int) {
+	w.Header().Del("Etag")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *etagStripper) Write(p []byte) (int, error) {
+	w.Header().Del("Etag")
+	return w.ResponseWriter.Write(p)
 }

@@ -28,9 +28,10 @@
 // body; a large bundle may take as long as it needs while bytes flow.
 //
 // An interrupted download resumes (mirrorsync.RangeOpener) with a Range
-// request guarded by If-Range with the first response's ETag: a 206 must
-// start where asked (Content-Range is checked), a 200 (a server ignoring
-// Range, or a file changed since) restarts from 0. Readers report the
+// request guarded by If-Range with the first response's strong ETag (else
+// its Last-Modified): a 206 must start where asked (Content-Range is
+// checked), a 200 (a server ignoring Range, or a file changed since)
+// restarts from 0. Readers report the
 // file's size (Content-Length, Content-Range), so a file larger than the
 // index declares is refused before its body is read.
 //
@@ -393,7 +394,8 @@ func (s *Source) Open(ctx context.Context, id, rel string) (io.ReadCloser, error
 }
 
 // OpenFrom fetches file rel of export id from offset on with a Range
-// request. validator, the ETag of the first transfer, goes in If-Range: a
+// request. validator, the strong ETag or Last-Modified of the first
+// transfer, goes in If-Range: a
 // file changed since then comes whole (200), as from a server that
 // ignores Range; start is then 0. A 206 whose Content-Range does not
 // start at offset is an error. A 416 (the file is shorter than offset
@@ -408,7 +410,7 @@ func (s *Source) OpenFrom(ctx context.Context, id, rel string, offset int64, val
 		return nil, 0, err
 	}
 	h := http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}
-	if isStrongETag(validator) {
+	if _, err := http.ParseTime(validator); err == nil || isStrongETag(validator) {
 		h.Set("If-Range", validator)
 	}
 	resp, err := s.do(ctx, p, h)
@@ -571,7 +573,10 @@ func (s *Source) do(ctx context.Context, p string, hdr http.Header) (*response, 
 	if resp.StatusCode == http.StatusOK && resp.Uncompressed {
 		body.size = -1
 	}
-	body.etag = resp.Header.Get("ETag")
+	// The validator If-Range takes: a strong ETag, else Last-Modified.
+	if body.etag = resp.Header.Get("ETag"); !isStrongETag(body.etag) {
+		body.etag = resp.Header.Get("Last-Modified")
+	}
 	return &response{Body: body, status: resp.StatusCode, exportID: resp.Header.Get(ExportIDHeader),
 		contentRange: resp.Header.Get("Content-Range")}, nil
 }
@@ -592,7 +597,8 @@ type stallReader struct {
 // (mirrorsync.Sizer).
 func (r *stallReader) Size() int64 { return r.size }
 
-// Validator returns the response's ETag (mirrorsync.Validator).
+// Validator returns the response's strong ETag, else its Last-Modified
+// (mirrorsync.Validator); "" when it had neither.
 func (r *stallReader) Validator() string { return r.etag }
 
 func newStallReader(body io.ReadCloser, timeout time.Duration, cancel context.CancelFunc) *stallReader {
