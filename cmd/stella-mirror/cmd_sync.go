@@ -199,8 +199,18 @@ Examples:
 		return &exitError{code: exitLocked, err: runErr}
 	}
 	logResult(logger, res, runErr)
-	return writeMetrics(res, runErr)
+	if err := writeMetrics(res, runErr); runErr == nil {
+		return err
+	}
+	return loggedError{runErr}
 }
+
+// loggedError is an error its command already logged (sync's one "sync
+// failed" line): run() exits non-zero without printing it again.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
 
 func logResult(logger *slog.Logger, res *mirrorsync.Result, err error) {
 	attrs := []any{"result", mirrorsync.ResultOf(res, err), "export_id", res.ExportID,

@@ -178,13 +178,15 @@ func TestSyncNewerExportBrokenFailsLoudly(t *testing.T) {
 				t.Fatalf("exit %d, want 1\n%s", code, errb.String())
 			}
 			var errorLines []string
-			for _, line := range strings.Split(errb.String(), "\n") {
+			for _, line := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
 				var rec struct{ Level string }
-				if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" {
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Errorf("stderr line is not a JSON log record: %q", line)
+				}
+				if rec.Level == "ERROR" {
 					errorLines = append(errorLines, line)
 				}
 			}
-			t.Logf("%s", errorLines)
 			if len(errorLines) != 1 {
 				t.Fatalf("%d error-level log lines, want 1:\n%s", len(errorLines), errb.String())
 			}

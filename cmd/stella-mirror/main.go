@@ -79,6 +79,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		case errors.As(err, new(loggedError)):
+			// Already logged as one structured line; not printed twice.
+			var ec interface{ ExitCode() int }
+			if errors.As(err, &ec) {
+				return ec.ExitCode()
+			}
+			return 1
 		case errors.As(err, new(interface{ ExitCode() int })):
 			var ec interface{ ExitCode() int }
 			errors.As(err, &ec)
