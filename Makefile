@@ -71,6 +71,7 @@ FUZZ_TARGETS := \
 	./gateway/policy:FuzzCheck \
 	./internal/config:FuzzLoad \
 	./export:FuzzParseIndex \
+	./internal/httprange:FuzzParseContentRange \
 	./export:FuzzParseManifest \
 	./export:FuzzParseExcititorIndex \
 	./export:FuzzReadBundle \

@@ -95,6 +95,10 @@ type Result struct {
 	// FilesDownloaded, FilesReused (hard-linked from a published export)
 	// and FilesResumed (found intact in the staging directory).
 	FilesDownloaded, FilesReused, FilesResumed int
+	// BytesResumed counts the bytes of partial downloads left by an
+	// interrupted transfer that were kept, not fetched again (they are
+	// not in BytesDownloaded).
+	BytesResumed int64
 	// Removed lists the exports retention removed.
 	Removed []string
 	// Pruned lists the exports removed before downloading because the
@@ -132,6 +136,8 @@ type run struct {
 	// checked holds the staged files bulk verified (or linked after
 	// verifying) before the Mirrorer ran, so staging does not hash them again.
 	checked map[string]os.FileInfo
+	// bytesResumed counts partial-download bytes kept (Result.BytesResumed).
+	bytesResumed atomic.Int64
 }
 
 // Run performs one sync; see the package documentation. The returned
@@ -152,6 +158,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	err := r.run(ctx)
 	r.res.BytesDownloaded = r.bytes.Load()
 	r.res.IndexBytes = r.ixBytes.Load()
+	r.res.BytesResumed = r.bytesResumed.Load()
 	r.res.Duration = opts.Now().Sub(r.res.Started)
 	return r.res, err
 }

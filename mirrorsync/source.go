@@ -55,3 +55,37 @@ type MirrorFile struct {
 	// limit (jws.MaxSignatureSize).
 	Max int64
 }
+
+// RangeOpener is implemented by sources that can continue an interrupted
+// download (HTTP Range, S3 ranged GET, a seek). The engine keeps the
+// partial file of a failed or killed transfer and asks for the rest.
+// Sources without it (rsync keeps its own partial files) always start over.
+//
+// OpenFrom returns the bytes of file rel of export id from offset on, and
+// the offset it actually starts at: offset, or 0 when the source sends the
+// whole file instead (an HTTP server that ignores Range, or a file that
+// changed since validator). validator is what the reader of the first
+// transfer reported through Validator ("" when it reported none); a source
+// that can tell that the file changed since then MUST return the whole
+// file from 0 rather than splice two versions. A served range that does
+// not start at offset MUST be an error.
+type RangeOpener interface {
+	OpenFrom(ctx context.Context, id, rel string, offset int64, validator string) (rc io.ReadCloser, start int64, err error)
+}
+
+// Sizer is implemented by readers from Source.Open and RangeOpener.OpenFrom
+// that know the whole file's size at the source before sending it
+// (Content-Length or Content-Range, an object's or a file's size). Size
+// returns -1 when it is unknown. The engine refuses a file whose size
+// differs from the declared one without reading it.
+type Sizer interface {
+	Size() int64
+}
+
+// Validator is implemented by readers that can name the version of the
+// file they deliver (an HTTP or S3 ETag, a file's size and modification
+// time). The engine stores it beside a partial file and passes it to
+// RangeOpener.OpenFrom when it resumes.
+type Validator interface {
+	Validator() string
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -180,10 +181,21 @@ func (r *run) link(dst string, f *planFile) bool {
 }
 
 // download fetches f from the source into dst, retrying transfer errors.
+// A transfer error keeps the partial file when the source can resume it
+// (RangeOpener); the next attempt, or the next run, continues it. A
+// resumed file that fails verification is fetched once more in full.
 func (r *run) download(ctx context.Context, id string, f *planFile, dst string) error {
+	retriedFull := false
 	for attempt := 1; ; attempt++ {
-		err := r.fetch(ctx, id, f, dst)
+		resumed, err := r.fetch(ctx, id, f, dst)
 		var ve *VerifyError
+		if resumed && errors.As(err, &ve) && !retriedFull && ctx.Err() == nil {
+			retriedFull = true
+			r.log.Warn("resumed download failed verification; downloading the whole file again",
+				"export_id", id, "path", f.rel, "err", err)
+			attempt--
+			continue
+		}
 		if err == nil || attempt == maxAttempts || ctx.Err() != nil || errors.As(err, &ve) || errors.Is(err, fs.ErrNotExist) {
 			if err != nil && !errors.As(err, &ve) {
 				err = fmt.Errorf("source %s: fetching %s of export %s: %w", r.opts.Source, f.rel, id, err)
@@ -194,28 +206,10 @@ func (r *run) download(ctx context.Context, id string, f *planFile, dst string) 
 	}
 }
 
-func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) error {
-	rc, err := r.opts.Source.Open(ctx, id, f.rel)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	var src io.Reader = &countingReader{r: rc, n: &r.bytes}
-	switch {
-	case f.sig != nil:
-		src = io.LimitReader(src, jws.MaxSignatureSize+1)
-	case f.size >= 0:
-		// One byte more than declared is enough to reject the file; a
-		// source streaming without end cannot fill the disk.
-		src = io.LimitReader(src, f.size+1)
-	}
-	return r.writeFile(dst, src, f)
-}
-
 // writeFile writes src to dst through a temporary file that is hashed,
 // checked against f, fsynced and renamed into place.
 func (r *run) writeFile(dst string, src io.Reader, f *planFile) (err error) {
-	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".part")
+	tmp := partPath(dst)
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("staging %s: %w", f.rel, err)
@@ -235,8 +229,18 @@ func (r *run) writeFile(dst string, src io.Reader, f *planFile) (err error) {
 	if err != nil {
 		return fmt.Errorf("staging %s: %w", f.rel, err)
 	}
+	if err := checkWritten(f, n, h); err != nil {
+		return err
+	}
+	return commitPart(out, tmp, dst, f)
+}
+
+// checkWritten compares n bytes hashed by h with what f declares.
+func checkWritten(f *planFile, n int64, h hash.Hash) error {
 	got := export.DigestPrefix + hex.EncodeToString(h.Sum(nil))
 	switch {
+	case f.size >= 0 && n > f.size:
+		return &VerifyError{Path: f.rel, Reason: fmt.Sprintf("more than the %d bytes the index declares (stopped reading at %d)", f.size, n)}
 	case f.size >= 0 && n != f.size:
 		return &VerifyError{Path: f.rel, Reason: fmt.Sprintf("%d bytes, the index declares %d", n, f.size)}
 	case f.digest != "" && got != f.digest:
@@ -244,7 +248,14 @@ func (r *run) writeFile(dst string, src io.Reader, f *planFile) (err error) {
 	case f.sig != nil && n > jws.MaxSignatureSize:
 		return &VerifyError{Path: f.rel, Reason: fmt.Sprintf("larger than %d bytes", jws.MaxSignatureSize)}
 	}
+	return nil
+}
+
+// commitPart fsyncs and closes out, the temporary file tmp, and renames it
+// to dst.
+func commitPart(out *os.File, tmp, dst string, f *planFile) error {
 	if err := out.Sync(); err != nil {
+		out.Close()
 		return fmt.Errorf("staging %s: %w", f.rel, err)
 	}
 	if err := out.Close(); err != nil {

@@ -51,8 +51,11 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 JWS, and publish it atomically into the export root the origin serves:
 ROOT/.staging/<exportId> → ROOT/<exportId>, then ROOT/latest is swapped with
 one rename. Unchanged files are hard-linked from published exports; an
-interrupted run resumes; a second concurrent run exits with status 75.
-Nothing new upstream (same fingerprint) means no work: exit 0. At least 2
+interrupted run resumes, a half-downloaded file from where it stopped (HTTP
+Range, S3 ranged GET); a second concurrent run exits with status 75.
+Nothing new upstream (same fingerprint) means no work: exit 0. A newer
+export that is incomplete or fails verification exits 1 (an S3 export
+missing objects counts as an upload in progress for 10 minutes). At least 2
 exports are kept (--keep), so the previous one's pinned URLs keep answering
 after a switch. An export that lists an Excititor exportKey of a kept export
 with other bytes is refused (a key's bytes never change across exports).
@@ -248,7 +251,10 @@ Examples:
 		return &exitError{code: exitLocked, err: runErr}
 	}
 	logResult(logger, res, runErr)
-	return syncFailure(runErr)
+	if runErr == nil {
+		return nil
+	}
+	return syncFailure(loggedError{runErr})
 }
 
 // configError marks err as an invalid command line or configuration
@@ -275,6 +281,13 @@ func validateSync(cfg *mirrorsync.Config) error {
 
 // errUnknownScheme is a source URL of no supported kind.
 var errUnknownScheme = errors.New("unknown scheme (want s3://, rsync://, https:// or a directory)")
+
+// loggedError is an error its command already logged (sync's one "sync
+// failed" line): run() exits non-zero without printing it again.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
 
 func logResult(logger *slog.Logger, res *mirrorsync.Result, err error) {
 	attrs := []any{"result", mirrorsync.ResultOf(res, err), "export_id", res.ExportID,

@@ -10,11 +10,12 @@ import (
 	"github.com/stella-ops/stella-mirror/mirrorsync/s3src"
 )
 
-func newS3Source(ctx context.Context, cfg *mirrorsync.Config, _ *slog.Logger) (mirrorsync.Source, error) {
+func newS3Source(ctx context.Context, cfg *mirrorsync.Config, logger *slog.Logger) (mirrorsync.Source, error) {
 	s3 := cfg.Sync.S3
 	return s3src.New(ctx, s3src.Options{
 		URL: cfg.EffectiveSource(), Endpoint: s3.Endpoint, Region: s3.Region, PathStyle: s3.PathStyle,
 		Profile: s3.Profile, CredentialsFile: s3.CredentialsFile, Timeout: cfg.EffectiveTimeout(),
+		Logger: logger,
 	})
 }
 

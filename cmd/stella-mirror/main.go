@@ -79,6 +79,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		case errors.As(err, new(loggedError)):
+			// Already logged as one structured line; not printed twice.
+			var ee *exitError
+			if errors.As(err, &ee) {
+				return ee.ExitCode()
+			}
+			return 1
 		case errors.As(err, new(*exitError)):
 			// Only the project's own type: *exec.ExitError also has an
 			// ExitCode method, and a child's status must not leak.

@@ -5,7 +5,10 @@
 // It offers the export <dir>/latest points to, else the newest complete
 // one (the origin's rule). Files are opened through an os.Root on the
 // export directory, so no symlink or ".." in the source can reach files
-// outside it.
+// outside it. Readers report the file's size, so a file larger than its
+// index declares is refused unread; an interrupted copy resumes by a seek
+// (mirrorsync.RangeOpener) unless the file's size or modification time
+// changed since.
 package localsrc
 
 import (
@@ -22,7 +25,10 @@ import (
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
-var _ mirrorsync.Source = (*Dir)(nil)
+var (
+	_ mirrorsync.Source      = (*Dir)(nil)
+	_ mirrorsync.RangeOpener = (*Dir)(nil)
+)
 
 // Dir is a local export root used as a sync source.
 type Dir struct {
@@ -79,7 +85,8 @@ func (d *Dir) Resolve(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-// Open opens file rel of export id.
+// Open opens file rel of export id. The reader reports the file's size
+// (mirrorsync.Sizer) and a validator of its size and modification time.
 func (d *Dir) Open(ctx context.Context, id, rel string) (io.ReadCloser, error) {
 	if !export.ValidExportID(id) {
 		return nil, fmt.Errorf("export id %q: invalid", id)
@@ -104,7 +111,42 @@ func (d *Dir) Open(ctx context.Context, id, rel string) (io.ReadCloser, error) {
 		f.Close()
 		return nil, err
 	}
-	return f, nil
+	return &file{File: f, size: fi.Size(), validator: validatorOf(fi)}, nil
+}
+
+// OpenFrom opens file rel of export id and seeks to offset; a file whose
+// size or modification time differs from validator is read from 0.
+func (d *Dir) OpenFrom(ctx context.Context, id, rel string, offset int64, validator string) (io.ReadCloser, int64, error) {
+	rc, err := d.Open(ctx, id, rel)
+	if err != nil {
+		return nil, 0, err
+	}
+	f := rc.(*file)
+	if validator != "" && validator != f.validator || offset < 0 {
+		return f, 0, nil
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, offset, nil
+}
+
+// file is an open source file with what was known when it was opened.
+type file struct {
+	*os.File
+	size      int64
+	validator string
+}
+
+// Size returns the file's size.
+func (f *file) Size() int64 { return f.size }
+
+// Validator names this version of the file.
+func (f *file) Validator() string { return f.validator }
+
+func validatorOf(fi fs.FileInfo) string {
+	return fmt.Sprintf("%d-%d", fi.Size(), fi.ModTime().UnixNano())
 }
 
 // ExcititorDomains lists <dir>/<id>/excititor/*.

@@ -2,12 +2,32 @@
 // export directories as the origin reads them (<prefix>/<exportId>/…), on
 // AWS or any S3-compatible store (MinIO, Ceph RGW, Garage, SeaweedFS, …).
 //
-// It offers the newest complete export: among the prefix's export
-// directories whose mirror/index.json exists, newest by that object's
-// LastModified (ties by name), the first whose every file the index
-// references is present with the declared size (an upload in progress is
-// skipped). A `latest` prefix (what `aws s3 sync` makes of a symlink) is
+// Which export it offers (Resolve): the candidates are the prefix's export
+// directories whose mirror/index.json exists, newest first by that
+// object's LastModified (ties by name). The newest is THE candidate, and
+// its listing is checked against its index:
+//
+//   - an object listed with another size than the index declares fails
+//     the run (*mirrorsync.VerifyError naming the export, the file, the
+//     listed and the declared size): S3 writes an object whole, so a wrong
+//     size is never an upload in progress;
+//   - a referenced object (of mirror/index.json, or of an Excititor index
+//     in the listing) that is missing, when the index is younger than
+//     Options.UploadGrace (default 10 minutes), is an upload in progress:
+//     one info line ("upload in progress") names the export and the file,
+//     and the next older candidate is checked by the same rules;
+//   - a missing object in an export whose index is older than that fails
+//     the run (*mirrorsync.VerifyError naming the export and the file):
+//     the upload stopped, and an operator must know;
+//   - an index that does not parse is offered as it is, and the engine's
+//     check of it fails the run.
+//
+// Publishers should upload the index last; then an export is never seen
+// incomplete. A `latest` prefix (what `aws s3 sync` makes of a symlink) is
 // ignored.
+//
+// Interrupted downloads resume (mirrorsync.RangeOpener) with a ranged GET,
+// "Range: bytes=N-", guarded by If-Match with the object's ETag.
 //
 // It uses aws-sdk-go-v2 with request checksums and response checksum
 // validation set to "when required": the SDK's default CRC32 checksums
@@ -22,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -36,10 +57,15 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/internal/httprange"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
-var _ mirrorsync.Source = (*Source)(nil)
+var (
+	_ mirrorsync.Source      = (*Source)(nil)
+	_ mirrorsync.RangeOpener = (*Source)(nil)
+)
 
 // Options configure a Source. The zero value of every field means the
 // default written beside it.
@@ -63,13 +89,27 @@ type Options struct {
 	// Timeout bounds connecting and waiting for response headers.
 	// Default: 30s.
 	Timeout time.Duration
+	// UploadGrace is how long after its index was written an export with
+	// missing objects counts as an upload in progress (the previous export
+	// is offered) rather than a failure. Default: DefaultUploadGrace.
+	UploadGrace time.Duration
+	// Logger receives the "upload in progress" line; nil discards it.
+	Logger *slog.Logger
+	// Now is the clock UploadGrace is measured with. Default: time.Now.
+	Now func() time.Time
 }
+
+// DefaultUploadGrace is the default of Options.UploadGrace.
+const DefaultUploadGrace = 10 * time.Minute
 
 // Source is an S3 prefix of export directories.
 type Source struct {
 	bucket, prefix string // prefix is "" or ends in "/"
 	url            string
 	client         *s3.Client
+	grace          time.Duration
+	log            *slog.Logger
+	now            func() time.Time
 
 	listing map[string]int64 // keys under the prefix → size, from Resolve
 }
@@ -125,13 +165,25 @@ func New(ctx context.Context, opts Options) (*Source, error) {
 		}
 		o.UsePathStyle = pathStyle
 	})
-	return &Source{bucket: bucket, prefix: prefix, url: "s3://" + bucket + "/" + prefix, client: client}, nil
+	src := &Source{bucket: bucket, prefix: prefix, url: "s3://" + bucket + "/" + prefix, client: client,
+		grace: opts.UploadGrace, log: opts.Logger, now: opts.Now}
+	if src.grace <= 0 {
+		src.grace = DefaultUploadGrace
+	}
+	if src.log == nil {
+		src.log = slog.New(slog.DiscardHandler)
+	}
+	if src.now == nil {
+		src.now = time.Now
+	}
+	return src, nil
 }
 
 // String returns s3://bucket/prefix/.
 func (s *Source) String() string { return s.url }
 
-// Resolve lists the prefix and returns the newest complete export.
+// Resolve lists the prefix and returns the export to sync, by the rule in
+// the package documentation.
 func (s *Source) Resolve(ctx context.Context) (string, error) {
 	type obj struct {
 		size int64
@@ -158,70 +210,183 @@ func (s *Source) Resolve(ctx context.Context) (string, error) {
 	}
 	for len(cands) > 0 {
 		id := mirrorsync.Newest(cands)
-		complete, err := s.complete(ctx, id)
+		written := objs[id+"/"+export.IndexPath].mod
+		missing, err := s.missing(ctx, id)
 		if err != nil {
 			return "", err
 		}
-		if complete {
+		if missing == "" {
 			return id, nil
 		}
+		age := s.now().Sub(written)
+		if age >= s.grace {
+			return "", &mirrorsync.VerifyError{Path: missing, Reason: fmt.Sprintf(
+				"export %s is incomplete: %s%s/%s is missing, and its index was written %s ago (an upload in progress gets %s; upload the index last)",
+				id, s.url, id, missing, age.Round(time.Second), s.grace)}
+		}
+		s.log.Info("upload in progress: the newest export is incomplete; offering the previous one",
+			"source", s.url, "export_id", id, "missing", missing, "index_age", age.Round(time.Second).String(), "grace", s.grace.String())
 		cands = slices.DeleteFunc(cands, func(c mirrorsync.Candidate) bool { return c.ID == id })
 	}
 	return "", fmt.Errorf("no complete export under %s: %w", s.url, fs.ErrNotExist)
 }
 
-// complete reports whether every file export id's index references is
-// listed with its declared size.
-func (s *Source) complete(ctx context.Context, id string) (bool, error) {
+// missing checks the listing of export id against its index: it returns
+// the first referenced file that is not listed ("" when none is), and a
+// *mirrorsync.VerifyError for a file listed with another size than the
+// index declares. An index that does not parse counts as complete: the
+// engine reports it.
+func (s *Source) missing(ctx context.Context, id string) (string, error) {
 	rc, err := s.Open(ctx, id, export.IndexPath)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	data, err := io.ReadAll(io.LimitReader(rc, 32<<20))
 	rc.Close()
 	if err != nil {
-		return false, err
+		return "", fmt.Errorf("s3://%s/%s%s/%s: %w", s.bucket, s.prefix, id, export.IndexPath, err)
 	}
 	ix, err := export.ParseIndex(data)
 	if err != nil {
-		return false, nil // the engine reports a malformed index of the chosen export
+		return "", nil
 	}
-	has := func(rel string, size int64) bool {
-		n, ok := s.listing[id+"/"+rel]
-		return ok && (size < 0 || n == size)
+	type ref struct {
+		rel  string
+		size int64
 	}
+	var refs []ref
 	for _, d := range ix.Domains {
-		if !has(d.Manifest.Path, d.Manifest.SizeBytes) || !has(d.Bundle.Path, d.Bundle.SizeBytes) ||
-			d.Bundle.Signature != nil && !has(d.Bundle.Signature.Path, -1) {
-			return false, nil
+		refs = append(refs, ref{d.Manifest.Path, d.Manifest.SizeBytes}, ref{d.Bundle.Path, d.Bundle.SizeBytes})
+		if d.Bundle.Signature != nil {
+			refs = append(refs, ref{d.Bundle.Signature.Path, -1})
 		}
 	}
-	return true, nil
+	// Each Excititor index in the listing references its exports too.
+	for _, d := range s.excititorDomains(id) {
+		rel := export.ExcititorIndexPath(d)
+		rc, err := s.Open(ctx, id, rel)
+		if err != nil {
+			return "", err
+		}
+		data, err := io.ReadAll(io.LimitReader(rc, 32<<20))
+		rc.Close()
+		if err != nil {
+			return "", fmt.Errorf("s3://%s/%s%s/%s: %w", s.bucket, s.prefix, id, rel, err)
+		}
+		xi, err := export.ParseExcititorIndex(data)
+		if err != nil {
+			continue // the engine reports it
+		}
+		for _, e := range xi.Exports {
+			if !export.ValidExportKey(e.ExportKey) {
+				continue
+			}
+			refs = append(refs, ref{export.ExcititorExportPath(d, e.ExportKey), e.SizeBytes})
+			if e.Signature != nil {
+				refs = append(refs, ref{e.Signature.Path, -1})
+			}
+		}
+	}
+	first := ""
+	for _, f := range refs {
+		n, ok := s.listing[id+"/"+f.rel]
+		switch {
+		case !ok && first == "":
+			first = f.rel
+		case ok && f.size >= 0 && n != f.size:
+			return "", &mirrorsync.VerifyError{Path: f.rel, Reason: fmt.Sprintf(
+				"export %s: %s%s/%s has %d bytes, the index declares %d", id, s.url, id, f.rel, n, f.size)}
+		case ok && f.size < 0 && n > jws.MaxSignatureSize:
+			return "", &mirrorsync.VerifyError{Path: f.rel, Reason: fmt.Sprintf(
+				"export %s: %s%s/%s has %d bytes, more than the %d a signature may have", id, s.url, id, f.rel, n, jws.MaxSignatureSize)}
+		}
+	}
+	return first, nil
 }
 
-// Open streams object <prefix><id>/<rel>.
+// Open streams object <prefix><id>/<rel>. The reader reports the
+// object's size (mirrorsync.Sizer) and ETag (mirrorsync.Validator).
 func (s *Source) Open(ctx context.Context, id, rel string) (io.ReadCloser, error) {
+	rc, _, err := s.get(ctx, id, rel, 0, "")
+	return rc, err
+}
+
+// OpenFrom streams object <prefix><id>/<rel> from offset on (a ranged
+// GET, "Range: bytes=offset-", with If-Match: validator when one is
+// given). An object that changed since (412) or no longer reaches offset
+// (416) is streamed whole; start is then 0.
+func (s *Source) OpenFrom(ctx context.Context, id, rel string, offset int64, validator string) (io.ReadCloser, int64, error) {
+	rc, start, err := s.get(ctx, id, rel, offset, validator)
+	var api smithy.APIError
+	if offset > 0 && errors.As(err, &api) && (api.ErrorCode() == "PreconditionFailed" || api.ErrorCode() == "InvalidRange") {
+		return s.get(ctx, id, rel, 0, "")
+	}
+	return rc, start, err
+}
+
+func (s *Source) get(ctx context.Context, id, rel string, offset int64, validator string) (io.ReadCloser, int64, error) {
 	if !export.ValidExportID(id) {
-		return nil, fmt.Errorf("export id %q: invalid", id)
+		return nil, 0, fmt.Errorf("export id %q: invalid", id)
 	}
 	if err := export.ValidateRelPath(rel); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	key := s.prefix + id + "/" + rel
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	if offset > 0 {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+		if validator != "" {
+			in.IfMatch = aws.String(validator)
+		}
+	}
+	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
 		var nsk *types.NoSuchKey
 		var api smithy.APIError
 		if errors.As(err, &nsk) || errors.As(err, &api) && (api.ErrorCode() == "NotFound" || api.ErrorCode() == "NoSuchKey") {
-			return nil, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, fs.ErrNotExist)
+			return nil, 0, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, fs.ErrNotExist)
 		}
-		return nil, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, err)
+		return nil, 0, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, err)
 	}
-	return out.Body, nil
+	obj := &object{ReadCloser: out.Body, size: -1, etag: aws.ToString(out.ETag)}
+	if out.ContentLength != nil {
+		obj.size = *out.ContentLength
+	}
+	if offset == 0 || out.ContentRange == nil {
+		// A store that ignores Range sends the whole object.
+		return obj, 0, nil
+	}
+	cr, err := httprange.Parse(*out.ContentRange)
+	if err == nil && cr.First != offset {
+		err = fmt.Errorf("asked for the bytes from %d on, got Content-Range %q", offset, *out.ContentRange)
+	}
+	if err != nil {
+		out.Body.Close()
+		return nil, 0, fmt.Errorf("s3://%s/%s: ranged GET: %w", s.bucket, key, err)
+	}
+	obj.size = cr.Complete
+	return obj, cr.First, nil
 }
+
+// object is a GetObject body with what its response said of the object.
+type object struct {
+	io.ReadCloser
+	size int64
+	etag string
+}
+
+// Size returns the object's size; -1 when unknown.
+func (o *object) Size() int64 { return o.size }
+
+// Validator returns the object's ETag.
+func (o *object) Validator() string { return o.etag }
 
 // ExcititorDomains lists the domains with an excititor index in the listing.
 func (s *Source) ExcititorDomains(ctx context.Context, id string) ([]string, error) {
+	return s.excititorDomains(id), nil
+}
+
+func (s *Source) excititorDomains(id string) []string {
 	var ds []string
 	for k := range s.listing {
 		rest, ok := strings.CutPrefix(k, id+"/excititor/")
@@ -233,5 +398,5 @@ func (s *Source) ExcititorDomains(ctx context.Context, id string) ([]string, err
 		}
 	}
 	slices.Sort(ds)
-	return ds, nil
+	return ds
 }

@@ -4,20 +4,26 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/internal/syncbuf"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/s3src"
 	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
@@ -109,7 +115,9 @@ func TestS3SDKUpload(t *testing.T) {
 		t.Fatalf("no-op: %+v %v", res, err)
 	}
 
-	// A newer export whose upload is incomplete (no bundles yet) is skipped.
+	// A newer export whose upload is incomplete (no bundles yet) and
+	// younger than the upload grace is an upload in progress: said at
+	// info level, and the previous export is offered.
 	fx2 := writeSource(t, src, 2)
 	c := s3Client(t, endpoint)
 	for _, f := range fx2.Files {
@@ -119,10 +127,32 @@ func TestS3SDKUpload(t *testing.T) {
 			c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("exports"), Key: &key, Body: bytes.NewReader(data)})
 		}
 	}
-	opts.Source = newSource(t, endpoint, "s3://exports/stella")
+	var logs syncbuf.Buffer
+	s, err := s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Source = s
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Skipped {
 		t.Fatalf("incomplete upload: %+v %v", res, err)
 	}
+	if l := logs.String(); !strings.Contains(l, "upload in progress") || !strings.Contains(l, "export_id="+fx2.ExportID) ||
+		!strings.Contains(l, "missing=mirror/") {
+		t.Errorf("no info line about the upload in progress:\n%s", l)
+	}
+	// The same export past the grace is a stopped upload: a failure.
+	s, err = s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
+		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Source = s
+	var ve *mirrorsync.VerifyError
+	if _, err = mirrorsync.Run(context.Background(), opts); !errors.As(err, &ve) || !strings.Contains(err.Error(), fx2.ExportID+" is incomplete") {
+		t.Fatalf("stopped upload: %v", err)
+	}
+	opts.Source = newSource(t, endpoint, "s3://exports/stella")
 	sourcetest.CheckPublished(t, dst, fx)
 	putTree(t, endpoint, "exports", "stella/", src)
 	if res, err = mirrorsync.Run(context.Background(), opts); err != nil || !res.Published {
@@ -166,4 +196,129 @@ func TestConformance(t *testing.T) {
 		putTree(t, endpoint, "conf", "x/", root)
 		return newSource(t, endpoint, "s3://conf/x")
 	})
+}
+
+// TestS3ResumeRangedGET: a run stopped half-way through a bundle leaves a
+// .part; the next run asks the S3 server for the rest only (ranged GET).
+func TestS3ResumeRangedGET(t *testing.T) {
+	served := &sourcetest.ServedBytes{Next: gofakes3.New(s3mem.New()).Server()}
+	srv := httptest.NewServer(served)
+	t.Cleanup(srv.Close)
+	newS3(t) // credentials and region in the environment
+	src, dst := t.TempDir(), t.TempDir()
+	fx, err := fixture.Write(src, fixture.Options{Domains: []string{"primary"}, BundleSize: 4 << 20, VEXSize: 4 << 10,
+		Seed: 1, Key: testKey, SetLatest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putTree(t, srv.URL, "exports", "stella/", src)
+	bundle := export.BundlePath("primary")
+	var size int64
+	for _, f := range fx.Files {
+		if f.Path == bundle {
+			size = f.SizeBytes
+		}
+	}
+	cut := size/2 + 7
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = mirrorsync.Run(ctx, mirrorsync.Options{Root: dst, Keys: keys,
+		Source: sourcetest.Interrupt(newSource(t, srv.URL, "s3://exports/stella"), bundle, cut, cancel)})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	served.Reset()
+	res, err := mirrorsync.Run(context.Background(), mirrorsync.Options{Root: dst, Keys: keys,
+		Source: newSource(t, srv.URL, "s3://exports/stella")})
+	if err != nil || !res.Published {
+		t.Fatalf("resumed run: %+v %v", res, err)
+	}
+	sourcetest.CheckPublished(t, dst, fx)
+	got := served.Bytes("/" + bundle)
+	t.Logf("bundle %d bytes, interrupted at %d: the second run fetched %d bytes of it", size, cut, got)
+	if got != size-cut || res.BytesResumed != cut {
+		t.Errorf("second run: %d bundle bytes served, %d resumed; want %d and %d", got, res.BytesResumed, size-cut, cut)
+	}
+	if r := served.Ranges("/" + bundle); len(r) != 1 || r[0] != fmt.Sprintf("bytes=%d-", cut) {
+		t.Errorf("bundle requests' Range headers: %q", r)
+	}
+}
+
+// TestS3CandidateRule checks Resolve's choice when the newest export's
+// listing disagrees with its indexes (see the package documentation).
+func TestS3CandidateRule(t *testing.T) {
+	src := t.TempDir()
+	fx1 := writeSource(t, src, 1)
+	fx2 := writeSource(t, src, 2)
+	bundle := export.BundlePath("primary")
+	var vex string
+	for _, f := range fx2.Files {
+		if strings.HasPrefix(f.Path, "excititor/primary/exports/") && !strings.HasSuffix(f.Path, export.SignatureSuffix) {
+			vex = f.Path
+		}
+	}
+	if vex == "" {
+		t.Fatal("no Excititor export in the fixture")
+	}
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	for _, tc := range []struct {
+		name   string
+		change map[string][]byte // rel path of export 2 → new bytes; nil removes
+		now    func() time.Time
+		want   string // the export offered, or
+		err    string // the error
+		logged string
+	}{
+		{name: "complete", want: fx2.ExportID},
+		{name: "bundle missing, young index", change: map[string][]byte{bundle: nil}, want: fx1.ExportID,
+			logged: "missing=" + bundle},
+		{name: "bundle missing, old index", change: map[string][]byte{bundle: nil}, now: later,
+			err: fx2.ExportID + " is incomplete: s3://exports/stella/" + fx2.ExportID + "/" + bundle + " is missing"},
+		{name: "excititor export missing, old index", change: map[string][]byte{vex: nil}, now: later,
+			err: fx2.ExportID + "/" + vex + " is missing"},
+		{name: "excititor export missing, young index", change: map[string][]byte{vex: nil}, want: fx1.ExportID,
+			logged: "missing=" + vex},
+		{name: "bundle oversized", change: map[string][]byte{bundle: make([]byte, 1<<20)},
+			err: "has 1048576 bytes, the index declares"},
+		{name: "index unparseable", change: map[string][]byte{export.IndexPath: []byte("{")}, want: fx2.ExportID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			endpoint := newS3(t)
+			putTree(t, endpoint, "exports", "stella/", src)
+			c := s3Client(t, endpoint)
+			for rel, data := range tc.change {
+				key := "stella/" + fx2.ExportID + "/" + rel
+				var err error
+				if data == nil {
+					_, err = c.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String("exports"), Key: &key})
+				} else {
+					_, err = c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("exports"), Key: &key, Body: bytes.NewReader(data)})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs syncbuf.Buffer
+			s, err := s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: tc.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := s.Resolve(context.Background())
+			if tc.err != "" {
+				var ve *mirrorsync.VerifyError
+				if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Resolve: %q, %v; want a VerifyError containing %q", id, err, tc.err)
+				}
+				return
+			}
+			if err != nil || id != tc.want {
+				t.Fatalf("Resolve: %q, %v; want %s", id, err, tc.want)
+			}
+			if tc.logged != "" && (!strings.Contains(logs.String(), "upload in progress") || !strings.Contains(logs.String(), tc.logged)) {
+				t.Errorf("log lacks the upload-in-progress line with %q:\n%s", tc.logged, logs.String())
+			}
+		})
+	}
 }

@@ -24,7 +24,9 @@ import (
 // Run writes two exports into a fresh root (the newer one named by
 // latest), calls expose to get a Source over that root, and checks:
 // Resolve names the newest export; Open returns the exact bytes of every
-// file; a missing file is fs.ErrNotExist; paths that leave the export are
+// file; a missing file is fs.ErrNotExist; a RangeOpener returns the rest
+// of a file from an offset (and readers that report a size report the
+// whole file's); paths that leave the export are
 // refused; ExcititorDomains lists every domain with an Excititor index.
 func Run(t *testing.T, expose func(t *testing.T, root string) mirrorsync.Source) {
 	t.Helper()
@@ -87,6 +89,45 @@ func Run(t *testing.T, expose func(t *testing.T, root string) mirrorsync.Source)
 				rc.Close()
 				t.Errorf("Open %q succeeded", rel)
 			}
+		}
+	})
+	t.Run("OpenFrom", func(t *testing.T) {
+		ro, ok := src.(mirrorsync.RangeOpener)
+		if !ok {
+			t.Skip("not a RangeOpener")
+		}
+		rel := export.BundlePath("primary")
+		want, err := os.ReadFile(filepath.Join(root, newest, filepath.FromSlash(rel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := src.Open(ctx, newest, rel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validator := ""
+		if v, ok := first.(mirrorsync.Validator); ok {
+			validator = v.Validator()
+		}
+		if s, ok := first.(mirrorsync.Sizer); ok && s.Size() != int64(len(want)) {
+			t.Errorf("Size() = %d, want %d", s.Size(), len(want))
+		}
+		first.Close()
+		off := int64(len(want) / 3)
+		rc, start, err := ro.OpenFrom(ctx, newest, rel, off, validator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || start != off || !bytes.Equal(got, want[off:]) {
+			t.Errorf("OpenFrom(%d): start %d, %d bytes (%v); want %d and the %d bytes from there", off, start, len(got), err, off, len(want)-int(off))
+		}
+		if s, ok := rc.(mirrorsync.Sizer); ok && s.Size() != int64(len(want)) {
+			t.Errorf("Size() after OpenFrom = %d, want the whole file's %d", s.Size(), len(want))
+		}
+		if _, _, err := ro.OpenFrom(ctx, newest, export.BundlePath("nosuchdomain"), 10, ""); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("OpenFrom of a missing bundle: %v, want fs.ErrNotExist", err)
 		}
 	})
 	t.Run("ExcititorDomains", func(t *testing.T) {

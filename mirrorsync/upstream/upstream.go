@@ -27,6 +27,14 @@
 // per-request timeout for the response headers and for any stall of the
 // body; a large bundle may take as long as it needs while bytes flow.
 //
+// An interrupted download resumes (mirrorsync.RangeOpener) with a Range
+// request guarded by If-Range with the first response's strong ETag (else
+// its Last-Modified): a 206 must start where asked (Content-Range is
+// checked), a 200 (a server ignoring Range, or a file changed since)
+// restarts from 0. Readers report the
+// file's size (Content-Length, Content-Range), so a file larger than the
+// index declares is refused before its body is read.
+//
 // Credentials (Basic from a user:password file, or a bearer token from a
 // file) are sent on every request and never logged. http:// is accepted
 // only for loopback addresses (labs and tests).
@@ -58,10 +66,14 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/httprange"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
-var _ mirrorsync.Source = (*Source)(nil)
+var (
+	_ mirrorsync.Source      = (*Source)(nil)
+	_ mirrorsync.RangeOpener = (*Source)(nil)
+)
 
 // Defaults of Options.
 const (
@@ -366,28 +378,100 @@ func (s *Source) Open(ctx context.Context, id, rel string) (io.ReadCloser, error
 		}
 		return nil, fmt.Errorf("the upstream serves export %q, not %q", ixID, id)
 	}
+	p, err := s.filePath(id, rel)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.do(ctx, p, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExportID(p, resp, id); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// OpenFrom fetches file rel of export id from offset on with a Range
+// request. validator, the strong ETag or Last-Modified of the first
+// transfer, goes in If-Range: a
+// file changed since then comes whole (200), as from a server that
+// ignores Range; start is then 0. A 206 whose Content-Range does not
+// start at offset is an error. A 416 (the file is shorter than offset
+// now) is answered by fetching the whole file.
+func (s *Source) OpenFrom(ctx context.Context, id, rel string, offset int64, validator string) (io.ReadCloser, int64, error) {
+	if rel == export.IndexPath || offset <= 0 {
+		rc, err := s.Open(ctx, id, rel)
+		return rc, 0, err
+	}
+	p, err := s.filePath(id, rel)
+	if err != nil {
+		return nil, 0, err
+	}
+	h := http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}
+	if _, err := http.ParseTime(validator); err == nil || isStrongETag(validator) {
+		h.Set("If-Range", validator)
+	}
+	resp, err := s.do(ctx, p, h)
+	var rs *statusError
+	if errors.As(err, &rs) && rs.code == http.StatusRequestedRangeNotSatisfiable {
+		rc, err := s.Open(ctx, id, rel)
+		return rc, 0, err
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := checkExportID(p, resp, id); err != nil {
+		resp.Body.Close()
+		return nil, 0, err
+	}
+	if resp.status == http.StatusOK {
+		return resp.Body, 0, nil
+	}
+	cr, err := httprange.Parse(resp.contentRange)
+	if err == nil && cr.First != offset {
+		err = fmt.Errorf("asked for the bytes from %d on, got Content-Range %q", offset, resp.contentRange)
+	}
+	if err != nil {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("GET %s: 206: %w", p, err)
+	}
+	resp.Body.size = cr.Complete
+	return resp.Body, cr.First, nil
+}
+
+// filePath is the URL path of file rel of export id: pinned when the
+// upstream serves pinned URLs for the resolved export.
+func (s *Source) filePath(id, rel string) (string, error) {
 	s.mu.Lock()
 	pinned := s.pinned && s.indexID == id
 	s.mu.Unlock()
 	p, err := urlPath(rel)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	if pinned && strings.HasPrefix(p, concelierPrefix) {
 		if !export.ValidExportID(id) {
-			return nil, fmt.Errorf("export %q: not a valid export id", id)
+			return "", fmt.Errorf("export %q: not a valid export id", id)
 		}
 		p = concelierPrefix + id + "/" + rel
 	}
-	body, hdrID, err := s.open(ctx, p)
-	if err != nil {
-		return nil, err
+	return p, nil
+}
+
+// checkExportID refuses a response from another export than id.
+func checkExportID(p string, resp *response, id string) error {
+	if resp.exportID != "" && resp.exportID != id {
+		return fmt.Errorf("%s: the upstream switched to export %q during the run (syncing %q); the next run picks it up", p, resp.exportID, id)
 	}
-	if hdrID != "" && hdrID != id {
-		body.Close()
-		return nil, fmt.Errorf("%s: the upstream switched to export %q during the run (syncing %q); the next run picks it up", p, hdrID, id)
-	}
-	return body, nil
+	return nil
+}
+
+// isStrongETag reports whether v is a strong entity tag, the only kind
+// If-Range accepts.
+func isStrongETag(v string) bool {
+	return len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"'
 }
 
 // ExcititorDomains returns the domains of the upstream's index; a domain
@@ -425,13 +509,44 @@ func urlPath(rel string) (string, error) {
 // open issues a GET for p and returns its body, guarded by the stall
 // timeout, and the response's export id header.
 func (s *Source) open(ctx context.Context, p string) (io.ReadCloser, string, error) {
+	resp, err := s.do(ctx, p, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	return resp.Body, resp.exportID, nil
+}
+
+// response is what do returns of a successful GET.
+type response struct {
+	Body         *stallReader
+	status       int
+	exportID     string
+	contentRange string
+}
+
+// statusError is the error of a request answered with a status do does
+// not accept.
+type statusError struct {
+	url  string
+	code int
+	text string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("GET %s: %s", e.url, e.text) }
+
+// do issues a GET for p with the extra headers hdr. 200 is accepted, and
+// 206 when hdr asks for a range; 404 is fs.ErrNotExist.
+func (s *Source) do(ctx context.Context, p string, hdr http.Header) (*response, error) {
 	u := *s.base
 	u.Path = s.base.Path + p
 	ctx, cancel := context.WithCancel(ctx)
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		cancel()
-		return nil, "", err
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if s.auth != "" {
 		req.Header.Set("Authorization", s.auth)
@@ -439,20 +554,31 @@ func (s *Source) open(ctx context.Context, p string) (io.ReadCloser, string, err
 	resp, err := s.client.Do(req)
 	if err != nil {
 		cancel()
-		return nil, "", fmt.Errorf("GET %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusPartialContent && hdr.Get("Range") != "":
 	case resp.StatusCode == http.StatusNotFound:
 		resp.Body.Close()
 		cancel()
-		return nil, "", fmt.Errorf("GET %s: 404: %w", u.Redacted(), fs.ErrNotExist)
+		return nil, fmt.Errorf("GET %s: 404: %w", u.Redacted(), fs.ErrNotExist)
 	default:
 		resp.Body.Close()
 		cancel()
-		return nil, "", fmt.Errorf("GET %s: %s", u.Redacted(), resp.Status)
+		return nil, &statusError{url: u.Redacted(), code: resp.StatusCode, text: resp.Status}
 	}
-	return newStallReader(resp.Body, s.timeout, cancel), resp.Header.Get(ExportIDHeader), nil
+	body := newStallReader(resp.Body, s.timeout, cancel)
+	body.size = resp.ContentLength
+	if resp.StatusCode == http.StatusOK && resp.Uncompressed {
+		body.size = -1
+	}
+	// The validator If-Range takes: a strong ETag, else Last-Modified.
+	if body.etag = resp.Header.Get("ETag"); !isStrongETag(body.etag) {
+		body.etag = resp.Header.Get("Last-Modified")
+	}
+	return &response{Body: body, status: resp.StatusCode, exportID: resp.Header.Get(ExportIDHeader),
+		contentRange: resp.Header.Get("Content-Range")}, nil
 }
 
 // stallReader cancels its request when no byte arrives for timeout.
@@ -461,7 +587,19 @@ type stallReader struct {
 	timeout time.Duration
 	timer   *time.Timer
 	cancel  context.CancelFunc
+	// size is the whole file's size (Content-Length of a 200, the
+	// complete length of a 206's Content-Range); -1 when unknown.
+	size int64
+	etag string
 }
+
+// Size returns the file's size at the upstream, -1 when unknown
+// (mirrorsync.Sizer).
+func (r *stallReader) Size() int64 { return r.size }
+
+// Validator returns the response's strong ETag, else its Last-Modified
+// (mirrorsync.Validator); "" when it had neither.
+func (r *stallReader) Validator() string { return r.etag }
 
 func newStallReader(body io.ReadCloser, timeout time.Duration, cancel context.CancelFunc) *stallReader {
 	return &stallReader{body: body, timeout: timeout, cancel: cancel, timer: time.AfterFunc(timeout, cancel)}
