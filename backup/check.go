@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -130,4 +131,36 @@ func certExpiry(name string) (time.Time, error) {
 			return c.NotAfter, nil
 		}
 	}
+}
+
+// References loads the configurations an archive restored under root (each
+// read from root + its original path) with the components' loaders and
+// returns every path they reference on this host: the archive's --map
+// rewrites applied, each export root as a folder (its sync state and, with
+// --include-exports, its active export). It is the References function
+// of RestoreOptions.
+func References(_ context.Context, m *Manifest, root string) ([]Reference, error) {
+	var paths []string
+	for _, c := range m.Configs {
+		paths = append(paths, filepath.Join(root, c.Path))
+	}
+	p, err := LoadProfile(paths)
+	if err != nil {
+		return nil, err
+	}
+	maps, err := sortMaps(m.PathMap)
+	if err != nil {
+		return nil, err
+	}
+	var out []Reference
+	for _, r := range p.Refs {
+		if unresolvable(r.Path) != "" {
+			continue
+		}
+		out = append(out, Reference{Path: filepath.Clean(mapPath(maps, r.Path)), Key: r.Key, Dir: r.Dir, Secret: r.Secret})
+		if r.ExportRoot != "" && unresolvable(r.ExportRoot) == "" {
+			out = append(out, Reference{Path: filepath.Clean(mapPath(maps, r.ExportRoot)), Key: r.Key, Dir: true})
+		}
+	}
+	return out, nil
 }

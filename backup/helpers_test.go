@@ -2,6 +2,8 @@ package backup
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -178,4 +180,33 @@ func emptyDir(t *testing.T, dir string) {
 	if len(ents) > 0 {
 		t.Fatalf("%s is not empty: %d entries, first %s", dir, len(ents), ents[0].Name())
 	}
+}
+
+// testSigningKey signs the archives of the tests; testVerifyKey checks them.
+var testSigningKey, testVerifyKey = func() (ed25519.PrivateKey, ed25519.PublicKey) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		panic(err)
+	}
+	return priv, pub
+}()
+
+// testBackup is Backup with the test signing key unless o has one.
+func testBackup(o Options) (*Result, error) {
+	if o.SigningKey == nil {
+		o.SigningKey = testSigningKey
+	}
+	return Backup(context.Background(), o)
+}
+
+// testRestore is Restore with the package's References and the test
+// verification key unless o says otherwise.
+func testRestore(o RestoreOptions) (*RestoreResult, error) {
+	if o.References == nil {
+		o.References = References
+	}
+	if o.VerifyKeys == nil && !o.AllowUnsigned {
+		o.VerifyKeys = []ed25519.PublicKey{testVerifyKey}
+	}
+	return Restore(context.Background(), o)
 }

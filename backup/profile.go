@@ -227,8 +227,9 @@ func (cf *ConfigFile) refs() []Ref {
 			ExportRoot: *root, ActiveExportID: active, field: root})
 	}
 	if o := cf.Origin; o != nil {
-		add("CONCELIER__AUTHORITY__SIGNINGKEYFILE", &o.Concelier.Authority.SigningKeyFile, "key", false)
-		add("EXCITITOR__AUTHORITY__SIGNINGKEYFILE", &o.Excititor.Authority.SigningKeyFile, "key", false)
+		// Private signing keys are secrets (0600 in the archive and on restore).
+		add("CONCELIER__AUTHORITY__SIGNINGKEYFILE", &o.Concelier.Authority.SigningKeyFile, "key", true)
+		add("EXCITITOR__AUTHORITY__SIGNINGKEYFILE", &o.Excititor.Authority.SigningKeyFile, "key", true)
 		if o.Concelier.Mirror.Enabled {
 			state(origin.KeyConcelierRoot, &o.Concelier.Mirror.ExportRoot, o.Concelier.Mirror.ActiveExportID)
 		}

@@ -24,12 +24,12 @@ import (
 func TestRestoredProfileServes(t *testing.T) {
 	p := newProfile(t)
 	id, idFile := identity(t)
-	res, err := Backup(Options{Configs: p.configs, IncludeExports: true, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
+	res, err := testBackup(Options{Configs: p.configs, IncludeExports: true, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,12 +166,12 @@ func TestRestoredProfileServes(t *testing.T) {
 // that says to sync.
 func TestRestoredWithoutExportsValidates(t *testing.T) {
 	p := newProfile(t)
-	res, err := Backup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Root: root})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ GATEWAY__SITES__0__KEYFILE=/etc/stella-mirror/tls/primary.key
 GATEWAY__SITES__0__HTPASSWDFILE=/run/secrets/primary.htpasswd
 `), 0o640)
 	maps := []PathMapping{{From: "/run/secrets", To: host}, {From: "/etc/stella-mirror/tls", To: tlsDir}}
-	res, err := Backup(Options{Configs: []string{env}, PathMap: maps, OutDir: t.TempDir()})
+	res, err := testBackup(Options{Configs: []string{env}, PathMap: maps, OutDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ GATEWAY__SITES__0__HTPASSWDFILE=/run/secrets/primary.htpasswd
 		}
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Root: root})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
