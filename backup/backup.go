@@ -489,4 +489,3 @@ func activeExport(root, pinned string) (string, error) {
 	}
 	return best, nil
 }
-

@@ -3,8 +3,8 @@ package backup
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/ed25519"
 	"compress/gzip"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"os"
