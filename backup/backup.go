@@ -207,6 +207,10 @@ func Backup(ctx context.Context, o Options) (*Result, error) {
 		m.Entries = append(m.Entries, e)
 	}
 	sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].Path < m.Entries[j].Path })
+	// What restore would refuse fails the backup now, not the restore.
+	if err := m.validate(); err != nil {
+		return res, fmt.Errorf("backup: %w", err)
+	}
 	mb, err := encodeManifest(m)
 	if err != nil {
 		return res, err
@@ -335,8 +339,9 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 				if err != nil {
 					return err
 				}
-				if filepath.IsAbs(target) || strings.HasPrefix(filepath.Clean(target), "..") {
-					warnings = append(warnings, fmt.Sprintf("%s: symlink to %s outside its folder skipped", path, target))
+				if !plainRelative(target) {
+					// Restore accepts relative targets of plain names only.
+					warnings = append(warnings, fmt.Sprintf("%s: symlink to %s skipped (only relative targets without . or .. are saved)", path, target))
 					return nil
 				}
 			} else if !d.IsDir() && !d.Type().IsRegular() {

@@ -220,9 +220,10 @@ func TestCorruptedArchiveWritesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, at := range []int{len(data) / 3, len(data) / 2, len(data) - 20} {
-				bad := bytes.Clone(data)
-				bad[at] ^= 0x40
+			for i, bad := range corruptions(t, data, tc.encrypt) {
+				if bytes.Equal(bad, data) {
+					t.Fatalf("corruption %d changed nothing", i)
+				}
 				name := filepath.Join(t.TempDir(), filepath.Base(res.Archive))
 				if err := os.WriteFile(name, bad, 0o600); err != nil {
 					t.Fatal(err)
@@ -230,14 +231,89 @@ func TestCorruptedArchiveWritesNothing(t *testing.T) {
 				root := t.TempDir()
 				_, err := testRestore(RestoreOptions{Archive: name, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
 				if !errors.Is(err, ErrCorrupt) {
-					t.Errorf("flipped byte at %d of %d: err = %v, want ErrCorrupt", at, len(data), err)
+					t.Errorf("corruption %d: err = %v, want ErrCorrupt", i, err)
 				} else {
-					t.Logf("flipped byte at %d: %v", at, err)
+					t.Logf("corruption %d: %v", i, err)
 				}
 				emptyDir(t, root)
 			}
 		})
 	}
+}
+
+// corruptions returns damaged copies of an archive, each damage certain to
+// matter: for an age file, a byte flipped in the first, a middle and the
+// last payload chunk (age authenticates every chunk); for a plain tar.gz,
+// a byte flipped inside the data of the first, a middle and the last file
+// member, recompressed (so the gzip stream is valid and only a checksum
+// can tell).
+func corruptions(t *testing.T, data []byte, encrypted bool) [][]byte {
+	t.Helper()
+	var out [][]byte
+	if encrypted {
+		hdr, err := age.ExtractHeader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := len(hdr) + 16 // header, then the 16-byte nonce
+		for _, at := range []int{payload + 1, payload + (len(data)-payload)/2, len(data) - 1} {
+			bad := bytes.Clone(data)
+			bad[at] ^= 0x40
+			out = append(out, bad)
+		}
+		return out
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Offsets of the file members' data in the tar stream.
+	var offsets []int64
+	cr := &countingReader{r: bytes.NewReader(raw)}
+	tr := tar.NewReader(cr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(h.Name, "/"+filesDir+"/") && h.Size > 0 {
+			offsets = append(offsets, cr.n+h.Size/2)
+		}
+	}
+	if len(offsets) < 3 {
+		t.Fatalf("only %d file members", len(offsets))
+	}
+	for _, off := range []int64{offsets[0], offsets[len(offsets)/2], offsets[len(offsets)-1]} {
+		bad := bytes.Clone(raw)
+		bad[off] ^= 0x40
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		w.Write(bad)
+		w.Close()
+		out = append(out, buf.Bytes())
+	}
+	return out
+}
+
+// countingReader counts the bytes read through it; archive/tar reads a
+// member's header and stops at its data, so after Next the count is the
+// data's offset (reads go through without buffering).
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func TestRestoreErrors(t *testing.T) {

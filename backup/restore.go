@@ -239,7 +239,7 @@ func applyRules(tx *restoreTx, m *Manifest, refs []Reference, signed bool) error
 		if !signed && len(m.Includes) > 0 {
 			why = "; entries under --include paths are restored only from a signed archive (--verify-key)"
 		}
-		return fmt.Errorf("%w: %d entr(y/ies) at paths no restored configuration references%s: %s", ErrRefused, len(refused), why, listSome(refused))
+		return fmt.Errorf("%w: %d path(s) no restored configuration references%s: %s", ErrRefused, len(refused), why, listSome(refused))
 	}
 	return nil
 }
