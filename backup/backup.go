@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/stella-ops/stella-mirror/backup/inventory"
 )
 
 // Options configure Backup.
@@ -22,6 +24,10 @@ type Options struct {
 	// Configs are the profile's configuration files (YAML or env). At
 	// least one of Configs and Includes is required.
 	Configs []string
+	// Load loads Configs with the components' loaders and returns what
+	// they reference (package backup/profile: profile.LoadInventory).
+	// Required when Configs are given.
+	Load func(configs []string) (*inventory.Inventory, error)
 	// PathMap rewrites path prefixes of every path the configurations
 	// reference before it is read (compose: /run/secrets is mounted from a
 	// host folder). Entries are saved under the host path. Default: none.
@@ -103,11 +109,18 @@ func Backup(ctx context.Context, o Options) (*Result, error) {
 	now := o.Now().UTC().Truncate(time.Second)
 	m := &Manifest{Format: FormatVersion, Name: ArchiveName(now), Created: now, Version: o.Version}
 	m.Host, _ = os.Hostname()
-	p, err := LoadProfile(o.Configs)
-	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+	p := &inventory.Inventory{}
+	if len(o.Configs) > 0 {
+		if o.Load == nil {
+			return nil, errors.New("backup: no configuration loader (Options.Load)")
+		}
+		var err error
+		if p, err = o.Load(o.Configs); err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
 	}
-	if o.PathMap, err = sortMaps(o.PathMap); err != nil {
+	var err error
+	if o.PathMap, err = inventory.SortPathMaps(o.PathMap); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	m.PathMap = o.PathMap
@@ -302,7 +315,7 @@ func pruneWith(dir string, r Retention, extra Archive) ([]string, error) {
 }
 
 // plan lists every path to save, de-duplicated, in a stable order.
-func plan(p *Profile, o Options) ([]source, []string, error) {
+func plan(p *inventory.Inventory, o Options) ([]source, []string, error) {
 	var out []source
 	var errs []error
 	warnings := append([]string(nil), p.Warnings...)
@@ -365,11 +378,11 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 	}
 	for _, r := range p.Refs {
 		what := fmt.Sprintf("%s=%s (%s)", r.Key, r.Path, r.Config)
-		if why := unresolvable(r.Path); why != "" {
+		if why := inventory.Unresolvable(r.Path); why != "" {
 			warnings = append(warnings, what+" "+why)
 			continue
 		}
-		if mapped := mapPath(o.PathMap, r.Path); mapped != r.Path {
+		if mapped := inventory.MapPath(o.PathMap, r.Path); mapped != r.Path {
 			what = fmt.Sprintf("%s=%s → %s (%s)", r.Key, r.Path, mapped, r.Config)
 			r.Path = mapped
 		}
@@ -416,10 +429,10 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 		roots := map[string]string{}
 		var order []string
 		for _, r := range p.Refs {
-			if r.ExportRoot == "" || unresolvable(r.ExportRoot) != "" {
+			if r.ExportRoot == "" || inventory.Unresolvable(r.ExportRoot) != "" {
 				continue
 			}
-			root := filepath.Clean(mapPath(o.PathMap, r.ExportRoot))
+			root := filepath.Clean(inventory.MapPath(o.PathMap, r.ExportRoot))
 			if _, ok := roots[root]; !ok {
 				order = append(order, root)
 				roots[root] = r.ActiveExportID
@@ -428,7 +441,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 			}
 		}
 		for _, root := range order {
-			id, err := activeExport(root, roots[root])
+			id, err := inventory.ActiveExport(root, roots[root])
 			if err != nil {
 				errs = append(errs, fmt.Errorf("--include-exports: %w", err))
 				continue
@@ -453,44 +466,4 @@ func unwrapPath(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
-}
-
-// activeExport returns the export a root serves: pinned, else latest,
-// else the newest non-hidden folder.
-func activeExport(root, pinned string) (string, error) {
-	if pinned != "" {
-		if fi, err := os.Stat(filepath.Join(root, pinned)); err != nil || !fi.IsDir() {
-			return "", fmt.Errorf("%s: pinned export %s not found", root, pinned)
-		}
-		return pinned, nil
-	}
-	if t, err := os.Readlink(filepath.Join(root, "latest")); err == nil {
-		t = filepath.Clean(t)
-		if !filepath.IsAbs(t) && !strings.Contains(t, string(filepath.Separator)) && t != ".." {
-			return t, nil
-		}
-		return "", fmt.Errorf("%s: latest points outside the root (%s)", root, t)
-	}
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return "", err
-	}
-	var best string
-	var bestT time.Time
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		if best == "" || fi.ModTime().After(bestT) {
-			best, bestT = e.Name(), fi.ModTime()
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("%s: no export to include", root)
-	}
-	return best, nil
 }

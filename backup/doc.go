@@ -58,11 +58,19 @@
 // relative plain names that pass through no other symlink. Then every
 // entry must be a path the restored configurations reference
 // (RestoreOptions.References), secrets are forced to 0640 or stricter and
-// RestoreOptions.Validate runs (the command runs ValidateRestored, the
-// profile validator of package deploy/validate, and for a drill
-// ProbeGateways); if any of these fails, everything the restore wrote is
-// removed and replaced files are put back. Checklist lists what an
-// operator verifies once the services run.
+// RestoreOptions.Validate runs (the command runs
+// profile.ValidateRestored, the profile validator of package
+// deploy/validate, and for a drill profile.ProbeGateways); if any of these
+// fails, everything the restore wrote is removed and replaced files are
+// put back.
+//
+// # Dependencies
+//
+// This package knows no component: the configurations are loaded by
+// package backup/profile with the origin's, gateway's and sync's loaders,
+// and reach Backup and Restore as plain data (package backup/inventory)
+// through the functions the command injects (Options.Load,
+// RestoreOptions.References, RestoreOptions.Validate).
 //
 // # What it is not
 //

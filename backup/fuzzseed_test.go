@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,9 +29,8 @@ func writeFuzzSeeds(t *testing.T) {
 		}
 	}
 	for i, signed := range []bool{true, false} {
-		o := Options{Configs: p.configs, OutDir: t.TempDir()}
+		o := Options{Configs: p.configs, OutDir: t.TempDir(), Load: bprofile.LoadInventory}
 		if !signed {
-			o.SigningKey = nil
 			res, err := Backup(t.Context(), o)
 			if err != nil {
 				t.Fatal(err)

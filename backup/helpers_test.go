@@ -14,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
@@ -196,6 +197,9 @@ func testBackup(o Options) (*Result, error) {
 	if o.SigningKey == nil {
 		o.SigningKey = testSigningKey
 	}
+	if o.Load == nil {
+		o.Load = bprofile.LoadInventory
+	}
 	return Backup(context.Background(), o)
 }
 
@@ -203,10 +207,29 @@ func testBackup(o Options) (*Result, error) {
 // verification key unless o says otherwise.
 func testRestore(o RestoreOptions) (*RestoreResult, error) {
 	if o.References == nil {
-		o.References = References
+		o.References = bprofile.References
 	}
 	if o.VerifyKeys == nil && !o.AllowUnsigned {
 		o.VerifyKeys = []ed25519.PublicKey{testVerifyKey}
 	}
 	return Restore(context.Background(), o)
+}
+
+// restored loads the profile an archive restored under root describes and
+// what the checks of package backup/profile need to know of it.
+func restored(t *testing.T, m *Manifest, root string) (*bprofile.Profile, bprofile.Restored) {
+	t.Helper()
+	r := bprofile.Restored{Root: root, PathMap: m.PathMap}
+	for _, c := range m.Configs {
+		r.Configs = append(r.Configs, c.Path)
+	}
+	for _, e := range m.Entries {
+		r.Paths = append(r.Paths, e.Path)
+		r.HasExports = r.HasExports || e.Kind == "export"
+	}
+	p, err := bprofile.LoadRestored(root, r.Configs, m.PathMap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, r
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/backup/inventory"
 )
 
 // FormatVersion is the archive format this package writes and reads.
@@ -61,6 +63,9 @@ type Manifest struct {
 	// Entries are every saved path, sorted by Path.
 	Entries []Entry `json:"entries"`
 }
+
+// PathMapping rewrites a path prefix (see inventory.PathMapping).
+type PathMapping = inventory.PathMapping
 
 // ConfigRef names one configuration file of the profile.
 type ConfigRef struct {

@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"filippo.io/age"
+
+	"github.com/stella-ops/stella-mirror/backup/inventory"
 )
 
 // RestoreOptions configure Restore.
@@ -47,32 +49,23 @@ type RestoreOptions struct {
 	// Chown restores numeric owners (only root can). Default: false; the
 	// command sets it when it runs as root.
 	Chown bool
-	// References loads the restored configurations (each read from Root +
-	// its path) and returns every path they reference. Every entry of the
+	// References loads the restored configurations (configs are their
+	// original paths, each read from root + its path, maps the archive's
+	// --map rewrites) and returns every path they reference on this host
+	// (package backup/profile: profile.References). Every entry of the
 	// archive must be one of them (or inside a referenced folder), a
 	// configuration file, or an include of a signed archive. Required
 	// unless DryRun.
-	References func(ctx context.Context, m *Manifest, root string) ([]Reference, error)
+	References func(ctx context.Context, root string, configs []string, maps []PathMapping) ([]Reference, error)
 	// Validate checks the restored files (stella-mirror validate, the
 	// drill) before the restore is committed; an error undoes the
 	// restore. Default (nil): no check.
 	Validate func(ctx context.Context, m *Manifest, root string) error
 }
 
-// Reference is a path a restored configuration references.
-type Reference struct {
-	// Path is the absolute path on this host (the archive's --map
-	// rewrites applied).
-	Path string
-	// Key is the configuration key that names it, for messages.
-	Key string
-	// Dir is set for folders restored with their content (ACME storage,
-	// an export root).
-	Dir bool
-	// Secret files (keys, htpasswd files, tokens) are written 0600 or
-	// 0640, whatever the archive says.
-	Secret bool
-}
+// Reference is a path a restored configuration references (see
+// inventory.Reference).
+type Reference = inventory.Reference
 
 // RestoreResult is what Restore did.
 type RestoreResult struct {
@@ -164,7 +157,11 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	if res.Encrypted, err = extract(o, tx, v); err != nil {
 		return fail(err)
 	}
-	refs, err := o.References(ctx, m, root)
+	var configs []string
+	for _, c := range m.Configs {
+		configs = append(configs, c.Path)
+	}
+	refs, err := o.References(ctx, root, configs, m.PathMap)
 	if err != nil {
 		return fail(fmt.Errorf("%w: loading the restored configurations: %v", ErrRefused, err))
 	}

@@ -14,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 	"github.com/stella-ops/stella-mirror/gateway"
 	"github.com/stella-ops/stella-mirror/origin"
 )
@@ -33,11 +34,8 @@ func TestRestoredProfileServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp, err := RestoredProfile(rr.Manifest, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	rp, rs := restored(t, rr.Manifest, root)
+	rep, err := bprofile.ValidateRestored(context.Background(), rs, rp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +51,7 @@ func TestRestoredProfileServes(t *testing.T) {
 	// validate looks at the restored files, not the originals: without the
 	// restored htpasswd file the profile fails.
 	os.Rename(filepath.Join(root, p.htpasswd), filepath.Join(root, p.htpasswd)+".away")
-	if bad, err := ValidateRestored(context.Background(), rr.Manifest, root, rp); err != nil || bad.OK() {
+	if bad, err := bprofile.ValidateRestored(context.Background(), rs, rp); err != nil || bad.OK() {
 		t.Errorf("validate passed without the restored htpasswd file (%v)", err)
 	} else {
 		t.Logf("without htpasswd: %v", bad.Errors())
@@ -81,7 +79,7 @@ func TestRestoredProfileServes(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lines, err := ProbeGateways(ctx, rp)
+	lines, err := bprofile.ProbeGateways(ctx, rp)
 	if err != nil || len(lines) != 1 {
 		t.Fatalf("probe: %v %v", lines, err)
 	}
@@ -147,7 +145,7 @@ func TestRestoredProfileServes(t *testing.T) {
 
 	// The checklist names what the restored files hold.
 	var text strings.Builder
-	for _, it := range Checklist(rp, time.Now()) {
+	for _, it := range bprofile.Checklist(rp, time.Now()) {
 		if it.Warn {
 			t.Errorf("checklist warns: %s %s", it.Topic, it.Text)
 		}
@@ -175,11 +173,8 @@ func TestRestoredWithoutExportsValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp, err := RestoredProfile(rr.Manifest, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	rp, rs := restored(t, rr.Manifest, root)
+	rep, err := bprofile.ValidateRestored(context.Background(), rs, rp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,15 +228,12 @@ GATEWAY__SITES__0__HTPASSWDFILE=/run/secrets/primary.htpasswd
 	if len(rr.Manifest.PathMap) != 2 {
 		t.Errorf("manifest path map %v", rr.Manifest.PathMap)
 	}
-	rp, err := RestoredProfile(rr.Manifest, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	rp, rs := restored(t, rr.Manifest, root)
+	rep, err := bprofile.ValidateRestored(context.Background(), rs, rp)
 	if err != nil || !rep.OK() {
 		t.Fatalf("validate: %v %v", err, rep.Findings)
 	}
-	lines, err := ProbeGateways(context.Background(), rp)
+	lines, err := bprofile.ProbeGateways(context.Background(), rp)
 	if err != nil || len(lines) != 1 {
 		t.Fatalf("probe: %v %v", lines, err)
 	}

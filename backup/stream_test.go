@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -71,7 +72,7 @@ func TestBackupCancelledRemovesPartial(t *testing.T) {
 	out := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	var partial string
-	_, err := Backup(ctx, Options{Configs: p.configs, OutDir: out, Started: func(name string) {
+	_, err := Backup(ctx, Options{Configs: p.configs, Load: bprofile.LoadInventory, OutDir: out, Started: func(name string) {
 		partial = name
 		cancel()
 	}})

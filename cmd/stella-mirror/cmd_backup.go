@@ -11,6 +11,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/stella-ops/stella-mirror/backup"
+	"github.com/stella-ops/stella-mirror/backup/profile"
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
 )
@@ -110,7 +111,7 @@ Examples:
 		pathMap = append(pathMap, backup.PathMapping{From: from, To: to})
 	}
 	res, err := backup.Backup(ctx, backup.Options{
-		Configs: configs, Includes: includes, PathMap: pathMap, IncludeExports: *includeExports, OutDir: *out,
+		Configs: configs, Load: profile.LoadInventory, Includes: includes, PathMap: pathMap, IncludeExports: *includeExports, OutDir: *out,
 		Recipients: rs, SigningKey: key, Retention: &backup.Retention{KeepDaily: *keepDaily, KeepMonthly: *keepMonthly},
 		DryRun: *dryRun, Version: buildinfo.Version(),
 		Started: func(partial string) { fmt.Fprintf(stderr, "writing %s\n", partial) },

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/backup"
+	"github.com/stella-ops/stella-mirror/backup/profile"
 )
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -98,16 +99,20 @@ Examples:
 		}
 		fmt.Fprintf(stdout, "drill: restoring %s into %s\n", *from, root)
 	}
-	var p *backup.Profile
+	var p *profile.Profile
 	validateRestored := func(ctx context.Context, m *backup.Manifest, root string) error {
 		fmt.Fprintf(stdout, "archive %s (taken %s on %s by stella-mirror %s): %d entries, every checksum verified, every path referenced\n",
 			m.Name, m.Created.Format(time.RFC3339), m.Host, m.Version, len(m.Entries))
 		var err error
-		if p, err = backup.RestoredProfile(m, root); err != nil {
+		configs := make([]string, 0, len(m.Configs))
+		for _, c := range m.Configs {
+			configs = append(configs, c.Path)
+		}
+		if p, err = profile.LoadRestored(root, configs, m.PathMap); err != nil {
 			return fmt.Errorf("restored profile: %w", err)
 		}
 		// stella-mirror validate, on the restored files.
-		rep, err := backup.ValidateRestored(ctx, m, root, p)
+		rep, err := profile.ValidateRestored(ctx, restoredOf(m, root), p)
 		if err != nil {
 			return fmt.Errorf("validating the restored profile: %w", err)
 		}
@@ -122,7 +127,7 @@ Examples:
 		}
 		fmt.Fprintf(stdout, "restored profile validates (stella-mirror validate: %d error(s), %d warning(s))\n", len(rep.Errors()), len(rep.Warnings()))
 		if *drill {
-			lines, err := backup.ProbeGateways(ctx, p)
+			lines, err := profile.ProbeGateways(ctx, p)
 			for _, l := range lines {
 				fmt.Fprintf(stdout, "drill: %s\n", l)
 			}
@@ -135,7 +140,7 @@ Examples:
 	res, err := backup.Restore(ctx, backup.RestoreOptions{
 		Archive: *from, Identities: ids, IdentityFile: *identity, VerifyKeys: keys, AllowUnsigned: *allowUnsigned,
 		Root: root, Force: *force, DryRun: *dryRun, Chown: os.Geteuid() == 0,
-		References: backup.References, Validate: validateRestored,
+		References: profile.References, Validate: validateRestored,
 	})
 	if err != nil {
 		return err
@@ -165,7 +170,7 @@ Examples:
 	}
 	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, "\nVerification checklist (once the services run from the restored files):")
-	for _, it := range backup.Checklist(p, time.Now()) {
+	for _, it := range profile.Checklist(p, time.Now()) {
 		mark := "[ ]"
 		if it.Warn {
 			mark = "[!]"
@@ -176,4 +181,18 @@ Examples:
 		fmt.Fprintf(stdout, "\ndrill passed in %s\n", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// restoredOf describes an archive restored under root for the checks of
+// package backup/profile.
+func restoredOf(m *backup.Manifest, root string) profile.Restored {
+	r := profile.Restored{Root: root, PathMap: m.PathMap}
+	for _, c := range m.Configs {
+		r.Configs = append(r.Configs, c.Path)
+	}
+	for _, e := range m.Entries {
+		r.Paths = append(r.Paths, e.Path)
+		r.HasExports = r.HasExports || e.Kind == "export"
+	}
+	return r
 }
