@@ -29,7 +29,9 @@ const (
 	maxManifestBytes = 64 << 20
 	// maxMembers bounds the members of an archive (their digests are held
 	// until the manifest, at the end, is read).
-	maxMembers = 1 << 20
+	maxMembers = 1 << 18
+	// maxNameBytes bounds the total length of the member names held.
+	maxNameBytes = 64 << 20
 )
 
 // ErrWrongIdentity is returned (wrapped) when no identity given to restore
@@ -188,6 +190,7 @@ func readArchive(name string, tr *tar.Reader, o verifyOptions) (*verified, error
 	var top string
 	var sb, mb, sigb []byte
 	members := make(map[string]memberSum)
+	nameBytes := 0
 	for n := 0; ; n++ {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -196,8 +199,8 @@ func readArchive(name string, tr *tar.Reader, o verifyOptions) (*verified, error
 		if err != nil {
 			return nil, corrupt(name, err)
 		}
-		if n >= maxMembers {
-			return nil, bad("more than %d members", maxMembers)
+		if nameBytes += len(h.Name); n >= maxMembers || nameBytes > maxNameBytes {
+			return nil, bad("more than %d members or %d MiB of member names", maxMembers, maxNameBytes>>20)
 		}
 		t, rest, ok := strings.Cut(h.Name, "/")
 		if n == 0 {

@@ -212,6 +212,7 @@ func applyRules(tx *restoreTx, m *Manifest, refs []Reference, signed bool) error
 		}
 	}
 	var refused []string
+	secret := make(map[string]bool)
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		ref, ok := files[e.Path]
@@ -224,12 +225,7 @@ func applyRules(tx *restoreTx, m *Manifest, refs []Reference, signed bool) error
 			refused = append(refused, e.Path)
 			continue
 		}
-		if e.Type == TypeFile && (ref.Secret || e.Secret) {
-			perm, _ := e.Perm()
-			if err := tx.r.Chmod(strings.TrimPrefix(e.Path, "/"), secretPerm(perm)); err != nil {
-				return err
-			}
-		}
+		secret[e.Path] = ref.Secret
 	}
 	if len(refused) > 0 {
 		why := ""
@@ -238,6 +234,21 @@ func applyRules(tx *restoreTx, m *Manifest, refs []Reference, signed bool) error
 		}
 		return fmt.Errorf("%w: %d path(s) no restored configuration references%s: %s", ErrRefused, len(refused), why, listSome(refused))
 	}
+	// Every file was written 0600; now its mode, a secret's (by the
+	// manifest or by a configuration that references it) at most 0640.
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Type != TypeFile {
+			continue
+		}
+		perm := filePerm(e)
+		if secret[e.Path] {
+			perm = secretPerm(perm)
+		}
+		if err := tx.r.Chmod(rel(e.Path), perm); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -245,7 +256,7 @@ func applyRules(tx *restoreTx, m *Manifest, refs []Reference, signed bool) error
 // read): whatever the manifest says, a secret is never world-readable.
 func secretPerm(perm fs.FileMode) fs.FileMode { return perm & 0o640 }
 
-// filePerm is the mode a file is written with: no set-id or sticky bits
+// filePerm is the mode a restored file gets: no set-id or sticky bits
 // from an archive, secrets at most 0640.
 func filePerm(e *Entry) fs.FileMode {
 	perm, _ := e.Perm()
@@ -514,9 +525,8 @@ func writeFile(tx *restoreTx, name string, body io.Reader, e *Entry, chown bool)
 			return err
 		}
 	}
-	if err = f.Chmod(filePerm(e)); err != nil {
-		return err
-	}
+	// The file stays 0600 (OpenFile) until applyRules has checked every
+	// entry and knows which files are secrets.
 	if err = f.Sync(); err != nil {
 		return err
 	}
