@@ -57,30 +57,38 @@ func newKillProfile(t *testing.T) killProfile {
 }
 
 // startBackup runs the real command (this test binary as stella-mirror)
-// and returns once it has created its partial archive, with that path.
-func (p killProfile) startBackup(t *testing.T) (*exec.Cmd, string, *bytes.Buffer) {
+// and returns once it has created its partial archive, with that path and
+// a function that returns its stderr once it has exited.
+func (p killProfile) startBackup(t *testing.T) (*exec.Cmd, string, func() string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "backup", "--config", p.config, "--include", p.big, "--out", p.out, "--age-recipient", p.recipient)
 	cmd.Env = append(os.Environ(), "STELLA_MIRROR_TEST_RUN_MAIN=1")
-	stderr, err := cmd.StderrPipe()
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout = io.Discard
+	defer w.Close() // the child holds its own copy: EOF when it exits
+	t.Cleanup(func() { r.Close() })
+	cmd.Stderr, cmd.Stdout = w, io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() }) // no-op once it exited
+	w.Close()
 	var log bytes.Buffer
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if partial, ok := strings.CutPrefix(sc.Text(), "writing "); ok {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		log.WriteString(line)
+		if partial, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "writing "); ok {
 			// Keep draining stderr so the command never blocks on it.
 			rest := make(chan struct{})
-			go func() { io.Copy(&log, stderr); close(rest) }()
+			go func() { io.Copy(&log, br); close(rest) }()
 			t.Cleanup(func() { <-rest })
-			return cmd, partial, &log
+			return cmd, partial, func() string { <-rest; return log.String() }
+		}
+		if err != nil {
+			break
 		}
 	}
 	cmd.Wait()
@@ -151,7 +159,7 @@ func noSecretIn(t *testing.T, dir, secret string) []string {
 // archive and says so.
 func TestBackupKilledLeavesNoPlaintext(t *testing.T) {
 	p := newKillProfile(t)
-	cmd, partial, log := p.startBackup(t)
+	cmd, partial, logs := p.startBackup(t)
 	if _, err := os.Stat(partial); err != nil {
 		t.Fatalf("the partial archive named on stderr: %v", err)
 	}
@@ -163,7 +171,7 @@ func TestBackupKilledLeavesNoPlaintext(t *testing.T) {
 	}
 	st := wait(t, cmd)
 	if ws, ok := st.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("backup was not killed mid-run: %v\n%s", st, log)
+		t.Fatalf("backup was not killed mid-run: %v\n%s", st, logs())
 	}
 	names := noSecretIn(t, p.out, p.secret)
 	t.Logf("left behind: %v", names)
@@ -194,7 +202,7 @@ func TestBackupSIGTERMStops(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			p := newKillProfile(t)
-			cmd, partial, log := p.startBackup(t)
+			cmd, partial, logs := p.startBackup(t)
 			start := time.Now()
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
@@ -204,7 +212,7 @@ func TestBackupSIGTERMStops(t *testing.T) {
 			if st.Success() || st.ExitCode() != 1 {
 				t.Errorf("exit %v, want status 1", st)
 			}
-			if !strings.Contains(log.String(), "interrupted") || !strings.Contains(log.String(), "was removed") {
+			if log := logs(); !strings.Contains(log, "interrupted") || !strings.Contains(log, "was removed") {
 				t.Errorf("stderr does not say the run was interrupted:\n%s", log)
 			}
 			ents, err := os.ReadDir(p.out)
