@@ -104,7 +104,9 @@ func openArchive(name string, ids []age.Identity, identityFile string) (*openedA
 			f.Close()
 			return nil, fmt.Errorf("%s: %w: the identity in %s does not match any of the archive's %d recipient stanza(s) (%s): it was encrypted for other recipients (or a recipient stanza is damaged)",
 				name, ErrWrongIdentity, identityFile, len(nomatch.StanzaTypes), strings.Join(nomatch.StanzaTypes, ", "))
-		case err != nil && strings.HasPrefix(err.Error(), "failed to read header"):
+		case err != nil && (strings.HasPrefix(err.Error(), "failed to read header") || err.Error() == "bad header MAC"):
+			// A header that does not parse, or whose MAC (keyed by the file
+			// key the identity did unwrap) does not match: damaged.
 			f.Close()
 			return nil, fmt.Errorf("%s: %w: %v", name, ErrAgeHeader, err)
 		case err != nil:

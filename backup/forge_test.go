@@ -233,6 +233,23 @@ func TestForgedArchivesRefused(t *testing.T) {
 			os.WriteFile(name, b, 0o600)
 			return name
 		}, RestoreOptions{Identities: []age.Identity{id}, IdentityFile: idFile}, ErrAgeHeader, "not an age file / damaged age header"},
+		{"damaged age header MAC", func(fg *forged) string {
+			plain, _ := os.ReadFile(fg.write(t, testSigningKey, nil))
+			var buf bytes.Buffer
+			w, _ := age.Encrypt(&buf, id.Recipient())
+			w.Write(plain)
+			w.Close()
+			b := buf.Bytes()
+			mac := bytes.Index(b, []byte("\n--- ")) + 5 // the MAC's first base64 character
+			if b[mac] == 'A' {
+				b[mac] = 'B'
+			} else {
+				b[mac] = 'A'
+			}
+			name := filepath.Join(t.TempDir(), fg.m.Name+".tar.gz.age")
+			os.WriteFile(name, b, 0o600)
+			return name
+		}, RestoreOptions{Identities: []age.Identity{id}, IdentityFile: idFile}, ErrAgeHeader, "bad header MAC"},
 		{"a partial archive", func(fg *forged) string {
 			name := fg.write(t, testSigningKey, nil)
 			partial := filepath.Join(filepath.Dir(name), PartialPrefix+filepath.Base(name)+"-123")
