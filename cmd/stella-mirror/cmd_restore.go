@@ -56,9 +56,9 @@ a missing file, existing files.
 Examples:
   stella-mirror restore --from /var/backups/stella-mirror/2026-11-30T020000Z.tar.gz.age \
     --identity /root/stella-mirror-backup.key \
-    --verify-key /etc/stella-mirror/backup-signing.pub.pem --to /     # disaster recovery
-  stella-mirror restore --from ARCHIVE --identity KEY --to / --dry-run  # what would be written
-  stella-mirror restore --drill --from ARCHIVE --identity KEY            # quarterly drill`, stderr)
+    --verify-key /root/backup-signing.pub.pem --to /                  # disaster recovery
+  stella-mirror restore --from ARCHIVE --identity KEY --verify-key PUB --to / --dry-run  # what would be written
+  stella-mirror restore --drill --from ARCHIVE --identity KEY --verify-key PUB            # quarterly drill`, stderr)
 	from := fs.String("from", "", "archive `file` (.tar.gz or .tar.gz.age)")
 	identity := fs.String("identity", "", "age identity `file` for an encrypted archive")
 	var verifyKeys stringList
