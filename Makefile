@@ -80,7 +80,10 @@ FUZZ_TARGETS := \
 	./export/jws:FuzzSignVerify \
 	./gateway/basicauth:FuzzParseBasic \
 	./gateway/basicauth:FuzzParseHtpasswd \
-	./internal/htpasswdfile:FuzzSetIsAcceptedByTheGateway
+	./internal/htpasswdfile:FuzzSetIsAcceptedByTheGateway \
+	./backup:FuzzReadArchive \
+	./backup:FuzzParseManifest \
+	./backup:FuzzParseSums
 
 ## fuzz: run every fuzz target for FUZZTIME each (seed corpora alone run in `make test`); a crasher lands in the package's testdata/fuzz
 fuzz:

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,7 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
+	"path/filepath"
 	"strings"
 
 	"filippo.io/age"
@@ -26,6 +27,11 @@ const ageMagic = "age-encryption.org/v1\n"
 const (
 	maxSumsBytes     = 16 << 20
 	maxManifestBytes = 64 << 20
+	// maxMembers bounds the members of an archive (their digests are held
+	// until the manifest, at the end, is read).
+	maxMembers = 1 << 18
+	// maxNameBytes bounds the total length of the member names held.
+	maxNameBytes = 64 << 20
 )
 
 // ErrWrongIdentity is returned (wrapped) when no identity given to restore
@@ -36,17 +42,46 @@ var ErrWrongIdentity = errors.New("wrong identity")
 // decompression, its checksums or its manifest.
 var ErrCorrupt = errors.New("archive is corrupted")
 
+// ErrAgeHeader is returned (wrapped) when an age-encrypted archive's header
+// cannot be parsed: the file is not an age file, or its header is damaged.
+var ErrAgeHeader = errors.New("not an age file / damaged age header")
+
 // openedArchive is a decrypted, decompressed archive stream.
 type openedArchive struct {
 	f         *os.File
+	gz        *gzip.Reader
 	tr        *tar.Reader
 	encrypted bool
 }
 
 func (a *openedArchive) Close() error { return a.f.Close() }
 
+// finish reads the stream to its end after the tar's end-of-archive
+// marker: only zero padding may follow, and reading to EOF makes gzip
+// check its trailer (CRC-32 and size) and age authenticate its last chunk.
+func (a *openedArchive) finish(name string) error {
+	var buf [32 << 10]byte
+	for {
+		n, err := a.gz.Read(buf[:])
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return fmt.Errorf("%s: %w: data after the end of the tar archive", name, ErrCorrupt)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return corrupt(name, err)
+		}
+	}
+}
+
 // openArchive opens name, decrypting it with ids when it is age-encrypted.
 func openArchive(name string, ids []age.Identity, identityFile string) (*openedArchive, error) {
+	if IsPartial(filepath.Base(name)) {
+		return nil, fmt.Errorf("%s is the unfinished output of a backup run (partial archive), not an archive", name)
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
@@ -67,10 +102,16 @@ func openArchive(name string, ids []age.Identity, identityFile string) (*openedA
 		switch {
 		case errors.As(err, &nomatch):
 			f.Close()
-			return nil, fmt.Errorf("%s: %w: the identity in %s does not match any recipient the archive was encrypted to", name, ErrWrongIdentity, identityFile)
+			return nil, fmt.Errorf("%s: %w: the identity in %s does not match any of the archive's %d recipient stanza(s) (%s): it was encrypted for other recipients (or a recipient stanza is damaged)",
+				name, ErrWrongIdentity, identityFile, len(nomatch.StanzaTypes), strings.Join(nomatch.StanzaTypes, ", "))
+		case err != nil && (strings.HasPrefix(err.Error(), "failed to read header") || err.Error() == "bad header MAC"):
+			// A header that does not parse, or whose MAC (keyed by the file
+			// key the identity did unwrap) does not match: damaged.
+			f.Close()
+			return nil, fmt.Errorf("%s: %w: %v", name, ErrAgeHeader, err)
 		case err != nil:
 			f.Close()
-			return nil, fmt.Errorf("%s: %w (age header: %v)", name, ErrCorrupt, err)
+			return nil, fmt.Errorf("%s: %w (age: %v)", name, ErrCorrupt, err)
 		}
 	case strings.HasPrefix(string(head), "-----BEGIN AGE"):
 		f.Close()
@@ -80,12 +121,12 @@ func openArchive(name string, ids []age.Identity, identityFile string) (*openedA
 		f.Close()
 		return nil, fmt.Errorf("%s is not a stella-mirror backup (neither age-encrypted nor gzip)", name)
 	}
-	gz, err := gzip.NewReader(r)
+	a.gz, err = gzip.NewReader(r)
 	if err != nil {
 		f.Close()
 		return nil, corrupt(name, err)
 	}
-	a.tr = tar.NewReader(gz)
+	a.tr = tar.NewReader(a.gz)
 	return a, nil
 }
 
@@ -97,139 +138,202 @@ func corrupt(name string, err error) error {
 	return fmt.Errorf("%s: %w: %v", name, ErrCorrupt, err)
 }
 
-// verified is an archive whose every checksum was checked.
+// verified is an archive whose every checksum (and signature) was checked.
 type verified struct {
 	manifest *Manifest
 	sums     map[string]string
 	files    map[string]*Entry // member → entry
+	// keyID names the key that verified the signature ("" when unsigned
+	// or not checked).
+	keyID string
+	// signed tells whether the archive carries a signature.
+	signed bool
+}
+
+// verifyOptions say how verifyArchive checks the signature.
+type verifyOptions struct {
+	identities    []age.Identity
+	identityFile  string
+	verifyKeys    []ed25519.PublicKey
+	allowUnsigned bool
 }
 
 // verifyArchive reads the whole archive once and checks SHA256SUMS, the
-// manifest and every member against them, writing nothing.
-func verifyArchive(name string, ids []age.Identity, identityFile string) (*verified, error) {
-	a, err := openArchive(name, ids, identityFile)
+// manifest, every member against them and the signature, writing nothing.
+func verifyArchive(name string, o verifyOptions) (*verified, error) {
+	a, err := openArchive(name, o.identities, o.identityFile)
 	if err != nil {
 		return nil, err
 	}
 	defer a.Close()
+	v, err := readArchive(name, a.tr, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.finish(name); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// member digests as read.
+type memberSum struct {
+	size   int64
+	sha256 string
+}
+
+// readArchive checks a decompressed archive stream (see verifyArchive).
+// The members may come in any order (format 1 wrote the metadata first,
+// the streaming writer writes it last).
+func readArchive(name string, tr *tar.Reader, o verifyOptions) (*verified, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: %s", name, ErrCorrupt, fmt.Sprintf(format, args...))
 	}
-	next := func() (*tar.Header, error) {
-		h, err := a.tr.Next()
-		if err != nil && err != io.EOF {
-			return nil, corrupt(name, err)
+	var top string
+	var sb, mb, sigb []byte
+	members := make(map[string]memberSum)
+	nameBytes := 0
+	for n := 0; ; n++ {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
 		}
-		return h, err
-	}
-	readSmall := func(h *tar.Header, limit int64) ([]byte, error) {
-		if h.Size > limit {
-			return nil, bad("%s is %d bytes (limit %d)", h.Name, h.Size, limit)
-		}
-		b, err := io.ReadAll(a.tr)
 		if err != nil {
 			return nil, corrupt(name, err)
 		}
-		return b, nil
-	}
-	// SHA256SUMS, then MANIFEST.json, then the files.
-	h, err := next()
-	if err != nil {
-		if err == io.EOF {
-			return nil, bad("empty")
+		if nameBytes += len(h.Name); n >= maxMembers || nameBytes > maxNameBytes {
+			return nil, bad("more than %d members or %d MiB of member names", maxMembers, maxNameBytes>>20)
 		}
-		return nil, err
+		t, rest, ok := strings.Cut(h.Name, "/")
+		if n == 0 {
+			top = t
+		}
+		switch {
+		case !ok || t != top || t == "" || rest == "":
+			return nil, bad("member %s is not under the archive's folder %s/", h.Name, top)
+		case h.Typeflag != tar.TypeReg:
+			return nil, bad("%s is not a regular file", h.Name)
+		}
+		readSmall := func(dst *[]byte, limit int64) error {
+			if *dst != nil {
+				return bad("%s appears twice", h.Name)
+			}
+			if h.Size > limit {
+				return bad("%s is %d bytes (limit %d)", h.Name, h.Size, limit)
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return corrupt(name, err)
+			}
+			*dst = b // never nil: io.ReadAll allocates
+			return nil
+		}
+		switch rest {
+		case SumsName:
+			err = readSmall(&sb, maxSumsBytes)
+		case ManifestName:
+			err = readSmall(&mb, maxManifestBytes)
+		case SignatureName:
+			err = readSmall(&sigb, maxSignatureBytes)
+		default:
+			if !strings.HasPrefix(rest, filesDir+"/") {
+				return nil, bad("unexpected member %s", h.Name)
+			}
+			if _, dup := members[rest]; dup {
+				return nil, bad("%s appears twice", h.Name)
+			}
+			hs := sha256.New()
+			n, err := io.Copy(hs, tr)
+			if err != nil {
+				return nil, corrupt(name, err)
+			}
+			members[rest] = memberSum{size: n, sha256: hex.EncodeToString(hs.Sum(nil))}
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	top, base := path.Split(h.Name)
-	if base != SumsName || strings.Count(top, "/") != 1 {
-		return nil, bad("first member is %s, want NAME/%s", h.Name, SumsName)
-	}
-	top = strings.TrimSuffix(top, "/")
-	sb, err := readSmall(h, maxSumsBytes)
-	if err != nil {
-		return nil, err
+	switch {
+	case top == "":
+		return nil, bad("empty")
+	case sb == nil:
+		return nil, bad("no %s", SumsName)
+	case mb == nil:
+		return nil, bad("no %s", ManifestName)
 	}
 	sums, err := parseSums(sb)
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	if h, err = next(); err != nil {
-		if err == io.EOF {
-			return nil, bad("no %s", ManifestName)
-		}
-		return nil, err
-	}
-	if h.Name != top+"/"+ManifestName {
-		return nil, bad("second member is %s, want %s/%s", h.Name, top, ManifestName)
-	}
-	mb, err := readSmall(h, maxManifestBytes)
-	if err != nil {
-		return nil, err
-	}
 	if got := sha256.Sum256(mb); hex.EncodeToString(got[:]) != sums[ManifestName] {
 		return nil, bad("%s does not match its checksum", ManifestName)
 	}
-	m := &Manifest{}
-	dec := json.NewDecoder(bytes.NewReader(mb))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(m); err != nil {
-		return nil, bad("%s: %v", ManifestName, err)
-	}
-	if err := m.validate(); err != nil {
+	m, err := parseManifest(mb)
+	if err != nil {
 		return nil, bad("%v", err)
 	}
 	if m.Name != top {
 		return nil, bad("manifest names %s, the archive's folder is %s", m.Name, top)
 	}
-	v := &verified{manifest: m, sums: sums, files: make(map[string]*Entry)}
+	v := &verified{manifest: m, sums: sums, files: make(map[string]*Entry), signed: sigb != nil}
+	// The signature, before anything the manifest says is trusted further.
+	switch {
+	case sigb != nil && len(o.verifyKeys) > 0:
+		s, err := parseSignature(sigb)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: %v", name, ErrSignature, err)
+		}
+		if v.keyID, err = verifySignature(s, mb, sb, o.verifyKeys); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	case sigb != nil && !o.allowUnsigned:
+		return nil, fmt.Errorf("%s: %w: the archive is signed; give the backup verification key with --verify-key (or --allow-unsigned to restore without checking it)", name, ErrSignature)
+	case sigb == nil && !o.allowUnsigned:
+		return nil, fmt.Errorf("%s: %w: the archive is not signed; restore it only if you trust where it came from, with --allow-unsigned", name, ErrSignature)
+	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Type != TypeFile {
 			continue
 		}
 		mem := member(e.Path)
-		if sums[mem] != e.SHA256 {
+		got, ok := members[mem]
+		switch {
+		case sums[mem] != e.SHA256:
 			return nil, bad("%s: SHA256SUMS and the manifest disagree", mem)
+		case !ok:
+			return nil, bad("%s is listed in %s but missing from the archive", mem, SumsName)
+		case got.size != e.Size:
+			return nil, bad("%s is %d bytes, the manifest says %d", mem, got.size, e.Size)
+		case got.sha256 != e.SHA256:
+			return nil, bad("%s has sha256 %s, %s says %s", mem, got.sha256, SumsName, e.SHA256)
 		}
 		v.files[mem] = e
 	}
 	if len(v.files)+1 != len(sums) {
 		return nil, bad("%s lists %d files, the manifest %d", SumsName, len(sums)-1, len(v.files))
 	}
-	seen := make(map[string]bool)
-	for {
-		h, err := next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		mem, ok := strings.CutPrefix(h.Name, top+"/")
-		e := v.files[mem]
-		switch {
-		case !ok || e == nil:
-			return nil, bad("unexpected member %s", h.Name)
-		case seen[mem]:
-			return nil, bad("%s appears twice", h.Name)
-		case h.Typeflag != tar.TypeReg:
-			return nil, bad("%s is not a regular file", h.Name)
-		case h.Size != e.Size:
-			return nil, bad("%s is %d bytes, the manifest says %d", mem, h.Size, e.Size)
-		}
-		seen[mem] = true
-		hs := sha256.New()
-		if _, err := io.Copy(hs, a.tr); err != nil {
-			return nil, corrupt(name, err)
-		}
-		if got := hex.EncodeToString(hs.Sum(nil)); got != e.SHA256 {
-			return nil, bad("%s has sha256 %s, %s says %s", mem, got, SumsName, e.SHA256)
-		}
-	}
-	for mem := range v.files {
-		if !seen[mem] {
-			return nil, bad("%s is listed in %s but missing from the archive", mem, SumsName)
+	for mem := range members {
+		if v.files[mem] == nil {
+			return nil, bad("unexpected member %s/%s", top, mem)
 		}
 	}
 	return v, nil
+}
+
+// parseManifest decodes and validates a manifest strictly.
+func parseManifest(mb []byte) (*Manifest, error) {
+	m := &Manifest{}
+	dec := json.NewDecoder(bytes.NewReader(mb))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(m); err != nil {
+		return nil, fmt.Errorf("%s: %v", ManifestName, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s: data after the JSON object", ManifestName)
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

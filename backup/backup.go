@@ -1,13 +1,12 @@
 package backup
 
 import (
-	"archive/tar"
-	"compress/gzip"
+	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/stella-ops/stella-mirror/backup/inventory"
 )
 
 // Options configure Backup.
@@ -23,6 +24,10 @@ type Options struct {
 	// Configs are the profile's configuration files (YAML or env). At
 	// least one of Configs and Includes is required.
 	Configs []string
+	// Load loads Configs with the components' loaders and returns what
+	// they reference (package backup/profile: profile.LoadInventory).
+	// Required when Configs are given.
+	Load func(configs []string) (*inventory.Inventory, error)
 	// PathMap rewrites path prefixes of every path the configurations
 	// reference before it is read (compose: /run/secrets is mounted from a
 	// host folder). Entries are saved under the host path. Default: none.
@@ -30,13 +35,16 @@ type Options struct {
 	// Includes are further files or folders (saved recursively).
 	Includes []string
 	// IncludeExports adds the active export of every export root the
-	// configurations name, hard-linked into the staging folder where the
-	// file system allows (copied otherwise). Default: false.
+	// configurations name. Default: false.
 	IncludeExports bool
 	// OutDir receives the archive; it is created (0700) if missing. Required.
 	OutDir string
 	// Recipients encrypt the archive with age; none writes a plain tar.gz.
 	Recipients []age.Recipient
+	// SigningKey signs the manifest and checksums (MANIFEST.sig), so
+	// restore --verify-key can tell the archive was made here. Default
+	// (nil): the archive is unsigned and restore needs --allow-unsigned.
+	SigningKey ed25519.PrivateKey
 	// Retention prunes OutDir after a successful backup. Default (nil):
 	// nothing is pruned.
 	Retention *Retention
@@ -46,6 +54,9 @@ type Options struct {
 	Now func() time.Time
 	// Version is recorded in the manifest.
 	Version string
+	// Started is called once the partial archive (DIR/.partial-…) is
+	// created, before any file is read; the command logs it. Default: nil.
+	Started func(partial string)
 }
 
 // Result is what Backup did.
@@ -56,8 +67,12 @@ type Result struct {
 	Manifest *Manifest
 	// Bytes is the archive's size; ContentBytes the files' total size.
 	Bytes, ContentBytes int64
-	// Linked counts export files hard-linked rather than copied.
-	Linked int
+	// KeyID is the signing key's id (empty when unsigned).
+	KeyID string
+	// Stale are the unfinished outputs of interrupted runs (partial
+	// archives, plaintext staging folders of earlier versions) found in
+	// OutDir and removed before this run.
+	Stale []string
 	// Removed are the archives retention removed (or would remove).
 	Removed []string
 	// Warnings are references skipped (see Profile.Warnings).
@@ -70,14 +85,18 @@ type source struct {
 	kind   string
 	secret bool
 	keys   []string
-	link   bool // try a hard link (exports)
 	walked bool // found in a folder walk: symlinks are saved as links
 }
 
 // Backup takes a hot backup of the profile into OutDir, then applies the
-// retention policy. The archive appears under its final name only when it
-// is complete; the unencrypted staging folder is removed on every return.
-func Backup(o Options) (*Result, error) {
+// retention policy. The archive is streamed (tar → gzip → age) into a
+// private temporary file in OutDir and appears under its final name only
+// when complete: nothing is written in plaintext but the bytes of an
+// unencrypted archive. The unfinished output of interrupted runs is
+// removed first and listed in Result.Stale. When ctx is cancelled
+// (SIGTERM) the run stops within one buffer of a file, removes its partial
+// output and returns ctx's error.
+func Backup(ctx context.Context, o Options) (*Result, error) {
 	if len(o.Configs) == 0 && len(o.Includes) == 0 {
 		return nil, errors.New("backup: nothing to back up: give --config and/or --include")
 	}
@@ -90,11 +109,18 @@ func Backup(o Options) (*Result, error) {
 	now := o.Now().UTC().Truncate(time.Second)
 	m := &Manifest{Format: FormatVersion, Name: ArchiveName(now), Created: now, Version: o.Version}
 	m.Host, _ = os.Hostname()
-	p, err := LoadProfile(o.Configs)
-	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+	p := &inventory.Inventory{}
+	if len(o.Configs) > 0 {
+		if o.Load == nil {
+			return nil, errors.New("backup: no configuration loader (Options.Load)")
+		}
+		var err error
+		if p, err = o.Load(o.Configs); err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
 	}
-	if o.PathMap, err = sortMaps(o.PathMap); err != nil {
+	var err error
+	if o.PathMap, err = inventory.SortPathMaps(o.PathMap); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	m.PathMap = o.PathMap
@@ -104,6 +130,11 @@ func Backup(o Options) (*Result, error) {
 	}
 	for _, c := range p.Configs {
 		m.Configs = append(m.Configs, ConfigRef{Path: c.Path, Format: c.Format})
+	}
+	for _, inc := range o.Includes {
+		if abs, err := filepath.Abs(inc); err == nil {
+			m.Includes = append(m.Includes, abs)
+		}
 	}
 	res := &Result{Manifest: m, Warnings: warnings}
 	ext := ".tar.gz"
@@ -146,24 +177,41 @@ func Backup(o Options) (*Result, error) {
 	if err := os.MkdirAll(o.OutDir, 0o700); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	if _, err := os.Lstat(final); err == nil {
-		return nil, fmt.Errorf("backup: %s already exists (two backups in one second?)", final)
-	}
-	staging, err := os.MkdirTemp(o.OutDir, ".staging-"+m.Name+"-")
+	unlock, err := lockDir(o.OutDir)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	defer os.RemoveAll(staging)
-	top := filepath.Join(staging, m.Name)
+	defer unlock()
+	res.Stale, err = removeStale(o.OutDir)
+	if err != nil {
+		return res, fmt.Errorf("backup: %w", err)
+	}
+	if _, err := os.Lstat(final); err == nil {
+		return res, fmt.Errorf("backup: %s already exists (two backups in one second?)", final)
+	}
+	w, err := newArchiveWriter(final, m.Name, o.Recipients)
+	if err != nil {
+		return res, fmt.Errorf("backup: %w", err)
+	}
+	defer w.Cancel()
+	if o.Started != nil {
+		o.Started(w.Name())
+	}
+	interrupted := func() error {
+		return fmt.Errorf("backup: interrupted (%w); the partial archive %s was removed", context.Cause(ctx), w.Name())
+	}
 
 	sums := make(map[string]string)
 	for _, s := range srcs {
-		e, linked, err := stage(s, top)
-		if err != nil {
-			return nil, fmt.Errorf("backup: %w", err)
+		if ctx.Err() != nil {
+			return res, interrupted()
 		}
-		if linked {
-			res.Linked++
+		e, err := w.save(ctx, s)
+		if err != nil {
+			if ctx.Err() != nil {
+				return res, interrupted()
+			}
+			return res, fmt.Errorf("backup: %w", err)
 		}
 		if e.Type == TypeFile {
 			sums[member(e.Path)] = e.SHA256
@@ -172,31 +220,81 @@ func Backup(o Options) (*Result, error) {
 		m.Entries = append(m.Entries, e)
 	}
 	sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].Path < m.Entries[j].Path })
+	// What restore would refuse fails the backup now, not the restore.
+	if err := m.validate(); err != nil {
+		return res, fmt.Errorf("backup: %w", err)
+	}
 	mb, err := encodeManifest(m)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	ms := sha256.Sum256(mb)
 	sums[ManifestName] = hex.EncodeToString(ms[:])
 	var sb strings.Builder
 	if err := writeSums(&sb, sums); err != nil {
-		return nil, err
+		return res, err
 	}
-
-	n, err := writeArchive(final, top, m, mb, []byte(sb.String()), o.Recipients)
+	// The metadata goes last: the digests are known once the files are
+	// streamed. Restore reads the members in any order.
+	if err := w.addBytes(SumsName, 0o600, m.Created, []byte(sb.String())); err != nil {
+		return res, fmt.Errorf("backup: %w", err)
+	}
+	if err := w.addBytes(ManifestName, 0o600, m.Created, mb); err != nil {
+		return res, fmt.Errorf("backup: %w", err)
+	}
+	if o.SigningKey != nil {
+		sig, err := signArchive(o.SigningKey, mb, []byte(sb.String()))
+		if err != nil {
+			return res, fmt.Errorf("backup: signing: %w", err)
+		}
+		if err := w.addBytes(SignatureName, 0o600, m.Created, sig); err != nil {
+			return res, fmt.Errorf("backup: %w", err)
+		}
+		res.KeyID = KeyID(o.SigningKey.Public().(ed25519.PublicKey))
+	}
+	if ctx.Err() != nil {
+		return res, interrupted()
+	}
+	n, err := w.Commit(final)
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return res, fmt.Errorf("backup: %w", err)
 	}
 	res.Archive, res.Bytes = final, n
-	if err := os.RemoveAll(staging); err != nil {
-		return res, fmt.Errorf("backup: removing the staging folder %s: %w", staging, err)
-	}
 	if o.Retention != nil {
 		if res.Removed, err = Prune(o.OutDir, *o.Retention, false); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// save adds one source to the archive and returns its manifest entry.
+// Folders and symlinks are manifest entries only; a referenced symlink (a
+// Kubernetes secret) is saved as its content.
+func (w *archiveWriter) save(ctx context.Context, s source) (Entry, error) {
+	e := Entry{Path: s.path, Kind: s.kind, Secret: s.secret, Keys: s.keys}
+	stat := os.Stat
+	if s.walked {
+		stat = os.Lstat
+	}
+	fi, err := stat(s.path)
+	if err != nil {
+		return e, err
+	}
+	e.UID, e.GID = owner(fi)
+	e.Mode = modeString(fi.Mode())
+	switch {
+	case fi.IsDir():
+		e.Type = TypeDir
+		return e, nil
+	case fi.Mode()&fs.ModeSymlink != 0:
+		e.Type = TypeSymlink
+		e.ModTime = fi.ModTime().UTC()
+		e.Target, err = os.Readlink(s.path)
+		return e, err
+	}
+	e.Type = TypeFile
+	return e, w.addFile(ctx, s.path, &e)
 }
 
 // pruneWith is a dry-run Prune that counts extra as already present.
@@ -217,7 +315,7 @@ func pruneWith(dir string, r Retention, extra Archive) ([]string, error) {
 }
 
 // plan lists every path to save, de-duplicated, in a stable order.
-func plan(p *Profile, o Options) ([]source, []string, error) {
+func plan(p *inventory.Inventory, o Options) ([]source, []string, error) {
 	var out []source
 	var errs []error
 	warnings := append([]string(nil), p.Warnings...)
@@ -237,7 +335,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 		out = append(out, s)
 	}
 	outAbs, _ := filepath.Abs(o.OutDir)
-	walk := func(root, kind string, secret, link bool, keys []string) {
+	walk := func(root, kind string, secret bool, keys []string) {
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -254,15 +352,16 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 				if err != nil {
 					return err
 				}
-				if filepath.IsAbs(target) || strings.HasPrefix(filepath.Clean(target), "..") {
-					warnings = append(warnings, fmt.Sprintf("%s: symlink to %s outside its folder skipped", path, target))
+				if !plainRelative(target) {
+					// Restore accepts relative targets of plain names only.
+					warnings = append(warnings, fmt.Sprintf("%s: symlink to %s skipped (only relative targets without . or .. are saved)", path, target))
 					return nil
 				}
 			} else if !d.IsDir() && !d.Type().IsRegular() {
 				warnings = append(warnings, fmt.Sprintf("%s: %s skipped (not a file, folder or symlink)", path, d.Type()))
 				return nil
 			}
-			add(source{path: path, kind: kind, secret: secret, link: link, keys: keys, walked: true})
+			add(source{path: path, kind: kind, secret: secret, keys: keys, walked: true})
 			return nil
 		})
 		if err != nil {
@@ -279,11 +378,11 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 	}
 	for _, r := range p.Refs {
 		what := fmt.Sprintf("%s=%s (%s)", r.Key, r.Path, r.Config)
-		if why := unresolvable(r.Path); why != "" {
+		if why := inventory.Unresolvable(r.Path); why != "" {
 			warnings = append(warnings, what+" "+why)
 			continue
 		}
-		if mapped := mapPath(o.PathMap, r.Path); mapped != r.Path {
+		if mapped := inventory.MapPath(o.PathMap, r.Path); mapped != r.Path {
 			what = fmt.Sprintf("%s=%s → %s (%s)", r.Key, r.Path, mapped, r.Config)
 			r.Path = mapped
 		}
@@ -304,7 +403,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 		}
 		abs := filepath.Clean(r.Path)
 		if r.Dir {
-			walk(abs, r.Kind, r.Secret, false, []string{r.Key})
+			walk(abs, r.Kind, r.Secret, []string{r.Key})
 		} else {
 			add(source{path: abs, kind: r.Kind, secret: r.Secret, keys: []string{r.Key}})
 		}
@@ -321,7 +420,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 			continue
 		}
 		if fi.IsDir() {
-			walk(abs, "include", fi.Mode().Perm()&0o077 == 0, false, nil)
+			walk(abs, "include", fi.Mode().Perm()&0o077 == 0, nil)
 		} else {
 			add(source{path: abs, kind: "include", secret: fi.Mode().Perm()&0o077 == 0})
 		}
@@ -330,10 +429,10 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 		roots := map[string]string{}
 		var order []string
 		for _, r := range p.Refs {
-			if r.ExportRoot == "" || unresolvable(r.ExportRoot) != "" {
+			if r.ExportRoot == "" || inventory.Unresolvable(r.ExportRoot) != "" {
 				continue
 			}
-			root := filepath.Clean(mapPath(o.PathMap, r.ExportRoot))
+			root := filepath.Clean(inventory.MapPath(o.PathMap, r.ExportRoot))
 			if _, ok := roots[root]; !ok {
 				order = append(order, root)
 				roots[root] = r.ActiveExportID
@@ -342,7 +441,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 			}
 		}
 		for _, root := range order {
-			id, err := activeExport(root, roots[root])
+			id, err := inventory.ActiveExport(root, roots[root])
 			if err != nil {
 				errs = append(errs, fmt.Errorf("--include-exports: %w", err))
 				continue
@@ -351,7 +450,7 @@ func plan(p *Profile, o Options) ([]source, []string, error) {
 			if fi, err := os.Lstat(filepath.Join(root, "latest")); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 				add(source{path: filepath.Join(root, "latest"), kind: "export", walked: true})
 			}
-			walk(filepath.Join(root, id), "export", false, true, nil)
+			walk(filepath.Join(root, id), "export", false, nil)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -367,208 +466,4 @@ func unwrapPath(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
-}
-
-// activeExport returns the export a root serves: pinned, else latest,
-// else the newest non-hidden folder.
-func activeExport(root, pinned string) (string, error) {
-	if pinned != "" {
-		if fi, err := os.Stat(filepath.Join(root, pinned)); err != nil || !fi.IsDir() {
-			return "", fmt.Errorf("%s: pinned export %s not found", root, pinned)
-		}
-		return pinned, nil
-	}
-	if t, err := os.Readlink(filepath.Join(root, "latest")); err == nil {
-		t = filepath.Clean(t)
-		if !filepath.IsAbs(t) && !strings.Contains(t, string(filepath.Separator)) && t != ".." {
-			return t, nil
-		}
-		return "", fmt.Errorf("%s: latest points outside the root (%s)", root, t)
-	}
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return "", err
-	}
-	var best string
-	var bestT time.Time
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		if best == "" || fi.ModTime().After(bestT) {
-			best, bestT = e.Name(), fi.ModTime()
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("%s: no export to include", root)
-	}
-	return best, nil
-}
-
-// stage saves one source under top/files and returns its manifest entry.
-func stage(s source, top string) (Entry, bool, error) {
-	e := Entry{Path: s.path, Kind: s.kind, Secret: s.secret, Keys: s.keys}
-	stat := os.Stat // a referenced symlink (a Kubernetes secret) is saved as its content
-	if s.walked {
-		stat = os.Lstat
-	}
-	fi, err := stat(s.path)
-	if err != nil {
-		return e, false, err
-	}
-	e.UID, e.GID = owner(fi)
-	e.Mode = modeString(fi.Mode())
-	e.ModTime = fi.ModTime().UTC()
-	dst := filepath.Join(top, filepath.FromSlash(member(s.path)))
-	switch {
-	case fi.IsDir():
-		e.Type, e.ModTime = TypeDir, time.Time{}
-		return e, false, nil
-	case fi.Mode()&fs.ModeSymlink != 0:
-		e.Type = TypeSymlink
-		e.Target, err = os.Readlink(s.path)
-		return e, false, err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return e, false, err
-	}
-	e.Type = TypeFile
-	if s.link && fi.Mode().IsRegular() {
-		// Published exports are immutable: a hard link is a consistent
-		// copy that costs no space.
-		if err := os.Link(s.path, dst); err == nil {
-			sum, n, err := hashFile(dst)
-			if err != nil {
-				return e, false, err
-			}
-			e.SHA256, e.Size = sum, n
-			return e, true, nil
-		}
-	}
-	c, err := copyStable(s.path, dst)
-	if err != nil {
-		return e, false, err
-	}
-	e.SHA256, e.Size, e.Mode, e.ModTime = c.sha256, c.size, modeString(c.mode), c.modTime.UTC()
-	e.UID, e.GID = c.uid, c.gid
-	return e, false, nil
-}
-
-// writeArchive writes the tar.gz (age-encrypted when recipients are given)
-// to final through a temporary file in the same folder, re-hashing every
-// staged file as it goes.
-func writeArchive(final, top string, m *Manifest, manifest, sums []byte, recipients []age.Recipient) (n int64, err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(final), "."+filepath.Base(final)+".tmp-*")
-	if err != nil {
-		return 0, err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	var w io.Writer = tmp
-	var enc io.WriteCloser
-	if len(recipients) > 0 {
-		if enc, err = age.Encrypt(tmp, recipients...); err != nil {
-			return 0, fmt.Errorf("age: %w", err)
-		}
-		w = enc
-	}
-	gz := gzip.NewWriter(w)
-	tw := tar.NewWriter(gz)
-	hdr := func(name string, mode int64, size int64, mt time.Time) *tar.Header {
-		return &tar.Header{Typeflag: tar.TypeReg, Name: m.Name + "/" + name, Mode: mode, Size: size,
-			ModTime: mt, Format: tar.FormatPAX}
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{SumsName, sums}, {ManifestName, manifest}} {
-		if err := tw.WriteHeader(hdr(f.name, 0o600, int64(len(f.data)), m.Created)); err != nil {
-			return 0, err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return 0, err
-		}
-	}
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		if e.Type != TypeFile {
-			continue
-		}
-		perm, _ := e.Perm()
-		mode := int64(perm)
-		if e.Secret {
-			mode = 0o600
-		}
-		if err := tw.WriteHeader(hdr(member(e.Path), mode, e.Size, e.ModTime)); err != nil {
-			return 0, err
-		}
-		if err := copyVerified(tw, filepath.Join(top, filepath.FromSlash(member(e.Path))), e); err != nil {
-			return 0, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return 0, err
-	}
-	if err := gz.Close(); err != nil {
-		return 0, err
-	}
-	if enc != nil {
-		if err := enc.Close(); err != nil {
-			return 0, err
-		}
-	}
-	if err := tmp.Sync(); err != nil {
-		return 0, err
-	}
-	fi, err := tmp.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if err := tmp.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return 0, err
-	}
-	return fi.Size(), syncDir(filepath.Dir(final))
-}
-
-// copyVerified copies a staged file into the archive, checking that it
-// still has the size and digest the manifest records.
-func copyVerified(w io.Writer, name string, e *Entry) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(f, e.Size))
-	if err != nil {
-		return err
-	}
-	if n != e.Size || hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
-		return fmt.Errorf("%s changed in the staging folder", e.Path)
-	}
-	return nil
-}
-
-// syncDir fsyncs a folder so a rename in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"os"
@@ -60,32 +61,32 @@ func TestRoundTripWhileHtpasswdIsReplaced(t *testing.T) {
 	stop, first, done := make(chan struct{}), make(chan struct{}), make(chan int, 1)
 	go replaceLoop(t, p, stop, first, done)
 	<-first
-	res, err := Backup(Options{Configs: p.configs, IncludeExports: true, OutDir: out,
+	res, err := testBackup(Options{Configs: p.configs, IncludeExports: true, OutDir: out,
 		Recipients: []age.Recipient{id.Recipient()}, Retention: &Retention{KeepDaily: 30, KeepMonthly: 12}})
 	close(stop)
 	replaced := <-done
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("htpasswd replaced %d times during the backup; archive %d bytes, %d entries, %d export files linked",
-		replaced, res.Bytes, len(res.Manifest.Entries), res.Linked)
+	t.Logf("htpasswd replaced %d times during the backup; archive %d bytes, %d entries",
+		replaced, res.Bytes, len(res.Manifest.Entries))
 	if !strings.HasSuffix(res.Archive, ".tar.gz.age") || filepath.Base(res.Archive) != ArchiveName(res.Manifest.Created)+".tar.gz.age" {
 		t.Errorf("archive name %s", res.Archive)
 	}
-	if res.Linked == 0 {
-		t.Error("no export file was hard-linked")
+	if res.KeyID != KeyID(testSigningKey.Public().(ed25519.PublicKey)) {
+		t.Errorf("signed by %q", res.KeyID)
 	}
-	// The staging folder is gone: only the archive is in out.
+	// Only the archive is in out (it was streamed, never staged).
 	ents, _ := os.ReadDir(out)
 	if len(ents) != 1 {
 		t.Errorf("out holds %d entries, want only the archive", len(ents))
 	}
 
-	// Inside: secrets are 0600 in the tar headers, SHA256SUMS first.
+	// Inside: secrets are 0600 in the tar headers, the metadata last.
 	checkTarModes(t, res.Archive, id)
 
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,14 +138,14 @@ func TestRoundTripWhileHtpasswdIsReplaced(t *testing.T) {
 	// Restoring again refuses to overwrite, names the files, writes nothing.
 	before, _ := os.ReadFile(filepath.Join(root, p.configs[0]))
 	os.WriteFile(filepath.Join(root, p.configs[0]), []byte("edited"), 0o644)
-	_, err = Restore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, Root: root})
+	_, err = testRestore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, Root: root})
 	if err == nil || !strings.Contains(err.Error(), "--force") || !strings.Contains(err.Error(), "gateway.yaml") {
 		t.Fatalf("second restore: %v, want a refusal naming the files", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, p.configs[0])); string(b) != "edited" {
 		t.Error("refused restore wrote a file")
 	}
-	if _, err := Restore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, Root: root, Force: true}); err != nil {
+	if _, err := testRestore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, Root: root, Force: true}); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, p.configs[0])); !bytes.Equal(b, before) {
@@ -169,7 +170,7 @@ func checkTarModes(t *testing.T, archive string, id age.Identity) {
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(gz)
-	i := 0
+	var names []string
 	secrets := 0
 	for {
 		h, err := tr.Next()
@@ -179,10 +180,7 @@ func checkTarModes(t *testing.T, archive string, id age.Identity) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 && !strings.HasSuffix(h.Name, "/"+SumsName) || i == 1 && !strings.HasSuffix(h.Name, "/"+ManifestName) {
-			t.Errorf("member %d is %s", i, h.Name)
-		}
-		i++
+		names = append(names, h.Name)
 		for _, s := range []string{".key", ".htpasswd", "upstream-token"} {
 			if strings.HasSuffix(h.Name, s) {
 				secrets++
@@ -194,6 +192,11 @@ func checkTarModes(t *testing.T, archive string, id age.Identity) {
 	}
 	if secrets != 3 {
 		t.Errorf("found %d secrets in the archive, want 3", secrets)
+	}
+	// The metadata comes last (the digests are known once the files are
+	// streamed): SHA256SUMS, MANIFEST.json, MANIFEST.sig.
+	if n := len(names); n < 3 || !strings.HasSuffix(names[n-3], "/"+SumsName) || !strings.HasSuffix(names[n-2], "/"+ManifestName) || !strings.HasSuffix(names[n-1], "/"+SignatureName) {
+		t.Errorf("members %v, want the files then %s, %s, %s", names, SumsName, ManifestName, SignatureName)
 	}
 }
 
@@ -209,7 +212,7 @@ func TestCorruptedArchiveWritesNothing(t *testing.T) {
 			if tc.encrypt {
 				o.Recipients = []age.Recipient{id.Recipient()}
 			}
-			res, err := Backup(o)
+			res, err := testBackup(o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,19 +220,20 @@ func TestCorruptedArchiveWritesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, at := range []int{len(data) / 3, len(data) / 2, len(data) - 20} {
-				bad := bytes.Clone(data)
-				bad[at] ^= 0x40
+			for i, bad := range corruptions(t, data, tc.encrypt) {
+				if bytes.Equal(bad, data) {
+					t.Fatalf("corruption %d changed nothing", i)
+				}
 				name := filepath.Join(t.TempDir(), filepath.Base(res.Archive))
 				if err := os.WriteFile(name, bad, 0o600); err != nil {
 					t.Fatal(err)
 				}
 				root := t.TempDir()
-				_, err := Restore(RestoreOptions{Archive: name, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
+				_, err := testRestore(RestoreOptions{Archive: name, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
 				if !errors.Is(err, ErrCorrupt) {
-					t.Errorf("flipped byte at %d of %d: err = %v, want ErrCorrupt", at, len(data), err)
+					t.Errorf("corruption %d: err = %v, want ErrCorrupt", i, err)
 				} else {
-					t.Logf("flipped byte at %d: %v", at, err)
+					t.Logf("corruption %d: %v", i, err)
 				}
 				emptyDir(t, root)
 			}
@@ -237,10 +241,85 @@ func TestCorruptedArchiveWritesNothing(t *testing.T) {
 	}
 }
 
+// corruptions returns damaged copies of an archive, each damage certain to
+// matter: for an age file, a byte flipped in the first, a middle and the
+// last payload chunk (age authenticates every chunk); for a plain tar.gz,
+// a byte flipped inside the data of the first, a middle and the last file
+// member, recompressed (so the gzip stream is valid and only a checksum
+// can tell).
+func corruptions(t *testing.T, data []byte, encrypted bool) [][]byte {
+	t.Helper()
+	var out [][]byte
+	if encrypted {
+		hdr, err := age.ExtractHeader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := len(hdr) + 16 // header, then the 16-byte nonce
+		for _, at := range []int{payload + 1, payload + (len(data)-payload)/2, len(data) - 1} {
+			bad := bytes.Clone(data)
+			bad[at] ^= 0x40
+			out = append(out, bad)
+		}
+		return out
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Offsets of the file members' data in the tar stream.
+	var offsets []int64
+	cr := &countingReader{r: bytes.NewReader(raw)}
+	tr := tar.NewReader(cr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(h.Name, "/"+filesDir+"/") && h.Size > 0 {
+			offsets = append(offsets, cr.n+h.Size/2)
+		}
+	}
+	if len(offsets) < 3 {
+		t.Fatalf("only %d file members", len(offsets))
+	}
+	for _, off := range []int64{offsets[0], offsets[len(offsets)/2], offsets[len(offsets)-1]} {
+		bad := bytes.Clone(raw)
+		bad[off] ^= 0x40
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		w.Write(bad)
+		w.Close()
+		out = append(out, buf.Bytes())
+	}
+	return out
+}
+
+// countingReader counts the bytes read through it; archive/tar reads a
+// member's header and stops at its data, so after Next the count is the
+// data's offset (reads go through without buffering).
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
 func TestRestoreErrors(t *testing.T) {
 	p := newProfile(t)
 	id, _ := identity(t)
-	res, err := Backup(Options{Configs: p.configs, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +344,7 @@ func TestRestoreErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			tc.o.Root = root
-			_, err := Restore(tc.o)
+			_, err := testRestore(tc.o)
 			if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.message) {
 				t.Fatalf("err = %v, want %v mentioning %q", err, tc.is, tc.message)
 			}
@@ -298,7 +377,7 @@ func TestBackupErrors(t *testing.T) {
 			if tc.name != "nothing" {
 				tc.o.OutDir = out
 			}
-			_, err := Backup(tc.o)
+			_, err := testBackup(tc.o)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -317,10 +396,10 @@ func TestIncludeFolderSkipsTheOutputFolder(t *testing.T) {
 	inc := filepath.Join(p.dir, "extra")
 	putFile(t, filepath.Join(inc, "a.txt"), []byte("a"), 0o644)
 	out := filepath.Join(inc, "backups")
-	if _, err := Backup(Options{Configs: p.configs, Includes: []string{inc}, OutDir: out}); err != nil {
+	if _, err := testBackup(Options{Configs: p.configs, Includes: []string{inc}, OutDir: out}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Backup(Options{Configs: p.configs, Includes: []string{inc}, OutDir: out, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	res, err := testBackup(Options{Configs: p.configs, Includes: []string{inc}, OutDir: out, Now: func() time.Time { return time.Now().Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +417,7 @@ func TestIncludeFolderSkipsTheOutputFolder(t *testing.T) {
 func TestDryRuns(t *testing.T) {
 	p := newProfile(t)
 	out := filepath.Join(t.TempDir(), "out")
-	res, err := Backup(Options{Configs: p.configs, OutDir: out, DryRun: true})
+	res, err := testBackup(Options{Configs: p.configs, OutDir: out, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,12 +425,12 @@ func TestDryRuns(t *testing.T) {
 		t.Errorf("dry run lists %d entries, want %d", len(res.Manifest.Entries), len(p.files))
 	}
 	emptyDir(t, out)
-	res, err = Backup(Options{Configs: p.configs, OutDir: out})
+	res, err = testBackup(Options{Configs: p.configs, OutDir: out})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Root: root, DryRun: true})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Root: root, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +447,7 @@ func TestAgeCLIOpensArchive(t *testing.T) {
 	ageBin := needTool(t, "age", "age")
 	p := newProfile(t)
 	id, idFile := identity(t)
-	res, err := Backup(Options{Configs: p.configs, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package backup
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,8 +17,16 @@ import (
 // copy is copied again before the backup gives up on it.
 const maxCopyAttempts = 5
 
-// copied is what copyStable saved.
+// maxBufferedFile is the largest file copied into memory (and re-copied
+// when rewritten in place) before it goes into the archive. Configuration
+// files, keys, secrets and state are far smaller; larger files (export
+// bundles, which are never rewritten in place) are streamed into the
+// archive from one descriptor and the backup fails if they change.
+const maxBufferedFile = 32 << 20
+
+// copied is what copyStable read.
 type copied struct {
+	data    []byte
 	size    int64
 	sha256  string
 	mode    os.FileMode
@@ -25,21 +35,22 @@ type copied struct {
 	modTime time.Time
 }
 
-// copyStable copies src to dst (created with mode 0600) from one open
-// descriptor of src, so a rename over src during the copy cannot tear it.
-// When src's size or modification time change while it is copied (a
-// writer rewriting it in place), or fewer bytes than its size could be
-// read, the copy is made again, up to maxCopyAttempts times.
-func copyStable(src, dst string) (copied, error) {
-	return copyStableHook(src, dst, nil)
+// copyStable reads src into memory from one open descriptor, so a rename
+// over src during the copy cannot tear it. When src's size or
+// modification time change while it is read (a writer rewriting it in
+// place), or fewer bytes than its size could be read, it is read again, up
+// to maxCopyAttempts times. Files larger than maxBufferedFile are refused
+// (errTooLarge): the caller streams them. Nothing is written to disk.
+func copyStable(ctx context.Context, src string) (copied, error) {
+	return copyStableHook(ctx, src, nil)
 }
 
 // copyStableHook is copyStable with a hook called after each attempt's
 // copy and before its second stat (tests change the file there).
-func copyStableHook(src, dst string, hook func(attempt int)) (copied, error) {
+func copyStableHook(ctx context.Context, src string, hook func(attempt int)) (copied, error) {
 	var lastErr error
 	for attempt := range maxCopyAttempts {
-		c, err := copyOnce(src, dst, func() {
+		c, err := copyOnce(ctx, src, func() {
 			if hook != nil {
 				hook(attempt)
 			}
@@ -55,9 +66,12 @@ func copyStableHook(src, dst string, hook func(attempt int)) (copied, error) {
 	return copied{}, fmt.Errorf("%s: %w (kept changing during %d copies)", src, lastErr, maxCopyAttempts)
 }
 
-var errUnstable = errors.New("file changed while it was copied")
+var (
+	errUnstable = errors.New("file changed while it was copied")
+	errTooLarge = errors.New("file too large to buffer")
+)
 
-func copyOnce(src, dst string, afterCopy func()) (copied, error) {
+func copyOnce(ctx context.Context, src string, afterCopy func()) (copied, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return copied{}, err
@@ -70,15 +84,14 @@ func copyOnce(src, dst string, afterCopy func()) (copied, error) {
 	if !before.Mode().IsRegular() {
 		return copied{}, fmt.Errorf("%s: not a regular file (%s)", src, before.Mode().Type())
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return copied{}, err
+	if before.Size() > maxBufferedFile {
+		return copied{}, errTooLarge
 	}
+	var buf bytes.Buffer
+	buf.Grow(int(before.Size()))
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), f)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
+	// One byte more than the size tells a file that grew.
+	n, err := io.Copy(io.MultiWriter(&buf, h), ctxReader{ctx, io.LimitReader(f, before.Size()+1)})
 	if err != nil {
 		return copied{}, fmt.Errorf("copying %s: %w", src, err)
 	}
@@ -90,9 +103,23 @@ func copyOnce(src, dst string, afterCopy func()) (copied, error) {
 	if n != before.Size() || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
 		return copied{}, errUnstable
 	}
-	c := copied{size: n, sha256: hex.EncodeToString(h.Sum(nil)), mode: before.Mode(), modTime: before.ModTime()}
+	c := copied{data: buf.Bytes(), size: n, sha256: hex.EncodeToString(h.Sum(nil)), mode: before.Mode(), modTime: before.ModTime()}
 	c.uid, c.gid = owner(before)
 	return c, nil
+}
+
+// ctxReader fails its reads once ctx is done, so a copy stops within one
+// buffer of a cancellation (SIGTERM).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // owner returns a file's numeric owner, or -1s where unknown.
@@ -101,19 +128,4 @@ func owner(fi os.FileInfo) (int, int) {
 		return int(st.Uid), int(st.Gid)
 	}
 	return -1, -1
-}
-
-// hashFile returns the SHA-256 of a file and its size.
-func hashFile(name string) (string, int64, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

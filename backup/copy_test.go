@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,10 +21,10 @@ func TestCopyStable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+			src := filepath.Join(dir, "src")
 			putFile(t, src, []byte("v0"), 0o640)
 			content := []string{"v1 longer", "v2 longer still", "v3 is longer again", "v4 is the longest one yet", "v5 ..........................."}
-			c, err := copyStableHook(src, dst, func(attempt int) {
+			c, err := copyStableHook(context.Background(), src, func(attempt int) {
 				if attempt < tc.rewrites {
 					// In place (same inode), growing, so the size always tells.
 					f, err := os.OpenFile(src, os.O_WRONLY|os.O_TRUNC, 0)
@@ -44,13 +45,23 @@ func TestCopyStable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, _ := os.ReadFile(dst)
-			if string(got) != tc.want || c.size != int64(len(tc.want)) || c.mode.Perm() != 0o640 {
-				t.Errorf("copied %q (size %d, mode %v), want %q", got, c.size, c.mode, tc.want)
+			if string(c.data) != tc.want || c.size != int64(len(tc.want)) || c.mode.Perm() != 0o640 {
+				t.Errorf("copied %q (size %d, mode %v), want %q", c.data, c.size, c.mode, tc.want)
 			}
-			if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o600 {
-				t.Errorf("staged copy has mode %v, want 0600", fi.Mode().Perm())
+			// Nothing was written beside the source: the copy is in memory.
+			if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+				t.Errorf("%d files in the source folder, want 1", len(ents))
 			}
 		})
+	}
+}
+
+func TestCopyStableCancelled(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	putFile(t, src, []byte("data"), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := copyStable(ctx, src); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("err = %v, want context canceled", err)
 	}
 }

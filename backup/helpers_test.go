@@ -2,6 +2,9 @@ package backup
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
@@ -178,4 +182,54 @@ func emptyDir(t *testing.T, dir string) {
 	if len(ents) > 0 {
 		t.Fatalf("%s is not empty: %d entries, first %s", dir, len(ents), ents[0].Name())
 	}
+}
+
+// testSigningKey signs the archives of the tests; testVerifyKey checks them.
+// The key is fixed so that the signed seeds of FuzzReadArchive verify.
+var testSigningKey, testVerifyKey = func() (ed25519.PrivateKey, ed25519.PublicKey) {
+	seed := sha256.Sum256([]byte("stella-mirror backup test signing key"))
+	priv := ed25519.NewKeyFromSeed(seed[:])
+	return priv, priv.Public().(ed25519.PublicKey)
+}()
+
+// testBackup is Backup with the test signing key unless o has one.
+func testBackup(o Options) (*Result, error) {
+	if o.SigningKey == nil {
+		o.SigningKey = testSigningKey
+	}
+	if o.Load == nil {
+		o.Load = bprofile.LoadInventory
+	}
+	return Backup(context.Background(), o)
+}
+
+// testRestore is Restore with the package's References and the test
+// verification key unless o says otherwise.
+func testRestore(o RestoreOptions) (*RestoreResult, error) {
+	if o.References == nil {
+		o.References = bprofile.References
+	}
+	if o.VerifyKeys == nil && !o.AllowUnsigned {
+		o.VerifyKeys = []ed25519.PublicKey{testVerifyKey}
+	}
+	return Restore(context.Background(), o)
+}
+
+// restored loads the profile an archive restored under root describes and
+// what the checks of package backup/profile need to know of it.
+func restored(t *testing.T, m *Manifest, root string) (*bprofile.Profile, bprofile.Restored) {
+	t.Helper()
+	r := bprofile.Restored{Root: root, PathMap: m.PathMap}
+	for _, c := range m.Configs {
+		r.Configs = append(r.Configs, c.Path)
+	}
+	for _, e := range m.Entries {
+		r.Paths = append(r.Paths, e.Path)
+		r.HasExports = r.HasExports || e.Kind == "export"
+	}
+	p, err := bprofile.LoadRestored(root, r.Configs, m.PathMap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, r
 }

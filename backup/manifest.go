@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/backup/inventory"
 )
 
 // FormatVersion is the archive format this package writes and reads.
@@ -54,9 +56,16 @@ type Manifest struct {
 	// configurations name (container path → host path); entries carry the
 	// host paths.
 	PathMap []PathMapping `json:"pathMap,omitempty"`
+	// Includes are the --include paths (absolute). Restore accepts entries
+	// under them only from a signed archive; every other entry must be a
+	// path the configurations reference.
+	Includes []string `json:"includes,omitempty"`
 	// Entries are every saved path, sorted by Path.
 	Entries []Entry `json:"entries"`
 }
+
+// PathMapping rewrites a path prefix (see inventory.PathMapping).
+type PathMapping = inventory.PathMapping
 
 // ConfigRef names one configuration file of the profile.
 type ConfigRef struct {
@@ -112,22 +121,27 @@ func member(abs string) string { return filesDir + abs }
 func modeString(m fs.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm())) }
 
 // validate checks a manifest read from an archive: every path absolute and
-// clean, no duplicates, types and modes known, symlink targets relative
-// and inside the tree.
+// clean, no duplicates, types and modes known, configurations saved as
+// files, and symlinks that cannot lead anywhere but a sibling path of the
+// tree: a target is relative, made of plain names (no "." or ".."
+// component), and neither a symlink's target nor any entry's path passes
+// through another symlink of the archive (no chains such as /L→.,
+// /a/evil→L/../L/../outside).
 func (m *Manifest) validate() error {
 	if m.Format != FormatVersion {
 		return fmt.Errorf("manifest: format %d, this program reads %d", m.Format, FormatVersion)
 	}
-	seen := make(map[string]bool, len(m.Entries))
+	seen := make(map[string]*Entry, len(m.Entries))
+	links := make(map[string]bool)
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if !path.IsAbs(e.Path) || path.Clean(e.Path) != e.Path || e.Path == "/" {
+		if !cleanAbs(e.Path) {
 			return fmt.Errorf("manifest: path %q is not a clean absolute path", e.Path)
 		}
-		if seen[e.Path] {
+		if seen[e.Path] != nil {
 			return fmt.Errorf("manifest: path %q appears twice", e.Path)
 		}
-		seen[e.Path] = true
+		seen[e.Path] = e
 		if _, err := e.Perm(); err != nil {
 			return err
 		}
@@ -136,16 +150,82 @@ func (m *Manifest) validate() error {
 			if _, err := hex.DecodeString(e.SHA256); err != nil || len(e.SHA256) != 64 {
 				return fmt.Errorf("manifest: %s: bad sha256 %q", e.Path, e.SHA256)
 			}
+			if e.Size < 0 {
+				return fmt.Errorf("manifest: %s: negative size", e.Path)
+			}
 		case TypeDir:
 		case TypeSymlink:
-			if e.Target == "" || path.IsAbs(e.Target) || strings.HasPrefix(path.Clean(e.Target), "..") {
-				return fmt.Errorf("manifest: %s: symlink target %q leaves its folder", e.Path, e.Target)
+			if !plainRelative(e.Target) {
+				return fmt.Errorf("manifest: %s: symlink target %q is not a relative path of plain names (no \".\", \"..\" or leading /)", e.Path, e.Target)
 			}
+			links[e.Path] = true
 		default:
 			return fmt.Errorf("manifest: %s: unknown type %q", e.Path, e.Type)
 		}
 	}
+	// throughLink reports the first symlink entry among p's ancestors (and
+	// p itself when self is set).
+	throughLink := func(p string, self bool) string {
+		if self && links[p] {
+			return p
+		}
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			if links[d] {
+				return d
+			}
+		}
+		return ""
+	}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if l := throughLink(e.Path, false); l != "" {
+			return fmt.Errorf("manifest: %s lies under the symlink %s", e.Path, l)
+		}
+		if e.Type == TypeSymlink {
+			to := path.Join(path.Dir(e.Path), e.Target)
+			if l := throughLink(to, true); l != "" {
+				return fmt.Errorf("manifest: symlink %s → %s leads through the symlink %s (chains are refused)", e.Path, e.Target, l)
+			}
+		}
+	}
+	for _, c := range m.Configs {
+		if e := seen[c.Path]; e == nil || e.Type != TypeFile {
+			return fmt.Errorf("manifest: configuration %q is not saved as a file", c.Path)
+		}
+		if c.Format != "yaml" && c.Format != "env" {
+			return fmt.Errorf("manifest: configuration %s: format %q, want yaml or env", c.Path, c.Format)
+		}
+	}
+	for _, p := range m.Includes {
+		if !cleanAbs(p) {
+			return fmt.Errorf("manifest: include %q is not a clean absolute path", p)
+		}
+	}
+	for _, pm := range m.PathMap {
+		if !cleanAbs(pm.From) || !cleanAbs(pm.To) {
+			return fmt.Errorf("manifest: path mapping %s=%s: not clean absolute paths", pm.From, pm.To)
+		}
+	}
 	return nil
+}
+
+// cleanAbs reports whether p is a clean absolute path other than /.
+func cleanAbs(p string) bool {
+	return path.IsAbs(p) && path.Clean(p) == p && p != "/" && !strings.ContainsAny(p, "\x00\n\\")
+}
+
+// plainRelative reports whether a symlink target is relative and made of
+// plain names only.
+func plainRelative(t string) bool {
+	if t == "" || path.IsAbs(t) || strings.ContainsAny(t, "\x00\\") {
+		return false
+	}
+	for _, c := range strings.Split(t, "/") {
+		if c == "" || c == "." || c == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // writeSums writes sums (member name → hex digest) in sha256sum(1) format,

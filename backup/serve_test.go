@@ -14,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 	"github.com/stella-ops/stella-mirror/gateway"
 	"github.com/stella-ops/stella-mirror/origin"
 )
@@ -24,20 +25,17 @@ import (
 func TestRestoredProfileServes(t *testing.T) {
 	p := newProfile(t)
 	id, idFile := identity(t)
-	res, err := Backup(Options{Configs: p.configs, IncludeExports: true, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
+	res, err := testBackup(Options{Configs: p.configs, IncludeExports: true, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Identities: []age.Identity{id}, IdentityFile: idFile, Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp, err := RestoredProfile(rr.Manifest, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	rp, rs := restored(t, rr.Manifest, root)
+	rep, err := bprofile.ValidateRestored(context.Background(), rs, rp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +51,7 @@ func TestRestoredProfileServes(t *testing.T) {
 	// validate looks at the restored files, not the originals: without the
 	// restored htpasswd file the profile fails.
 	os.Rename(filepath.Join(root, p.htpasswd), filepath.Join(root, p.htpasswd)+".away")
-	if bad, err := ValidateRestored(context.Background(), rr.Manifest, root, rp); err != nil || bad.OK() {
+	if bad, err := bprofile.ValidateRestored(context.Background(), rs, rp); err != nil || bad.OK() {
 		t.Errorf("validate passed without the restored htpasswd file (%v)", err)
 	} else {
 		t.Logf("without htpasswd: %v", bad.Errors())
@@ -81,7 +79,7 @@ func TestRestoredProfileServes(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lines, err := ProbeGateways(ctx, rp)
+	lines, err := bprofile.ProbeGateways(ctx, rp)
 	if err != nil || len(lines) != 1 {
 		t.Fatalf("probe: %v %v", lines, err)
 	}
@@ -147,7 +145,7 @@ func TestRestoredProfileServes(t *testing.T) {
 
 	// The checklist names what the restored files hold.
 	var text strings.Builder
-	for _, it := range Checklist(rp, time.Now()) {
+	for _, it := range bprofile.Checklist(rp, time.Now()) {
 		if it.Warn {
 			t.Errorf("checklist warns: %s %s", it.Topic, it.Text)
 		}
@@ -166,20 +164,17 @@ func TestRestoredProfileServes(t *testing.T) {
 // that says to sync.
 func TestRestoredWithoutExportsValidates(t *testing.T) {
 	p := newProfile(t)
-	res, err := Backup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Root: root})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp, err := RestoredProfile(rr.Manifest, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	rp, rs := restored(t, rr.Manifest, root)
+	rep, err := bprofile.ValidateRestored(context.Background(), rs, rp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +207,7 @@ GATEWAY__SITES__0__KEYFILE=/etc/stella-mirror/tls/primary.key
 GATEWAY__SITES__0__HTPASSWDFILE=/run/secrets/primary.htpasswd
 `), 0o640)
 	maps := []PathMapping{{From: "/run/secrets", To: host}, {From: "/etc/stella-mirror/tls", To: tlsDir}}
-	res, err := Backup(Options{Configs: []string{env}, PathMap: maps, OutDir: t.TempDir()})
+	res, err := testBackup(Options{Configs: []string{env}, PathMap: maps, OutDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,22 +221,19 @@ GATEWAY__SITES__0__HTPASSWDFILE=/run/secrets/primary.htpasswd
 		}
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	rr, err := Restore(RestoreOptions{Archive: res.Archive, Root: root})
+	rr, err := testRestore(RestoreOptions{Archive: res.Archive, Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rr.Manifest.PathMap) != 2 {
 		t.Errorf("manifest path map %v", rr.Manifest.PathMap)
 	}
-	rp, err := RestoredProfile(rr.Manifest, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := ValidateRestored(context.Background(), rr.Manifest, root, rp)
+	rp, rs := restored(t, rr.Manifest, root)
+	rep, err := bprofile.ValidateRestored(context.Background(), rs, rp)
 	if err != nil || !rep.OK() {
 		t.Fatalf("validate: %v %v", err, rep.Findings)
 	}
-	lines, err := ProbeGateways(context.Background(), rp)
+	lines, err := bprofile.ProbeGateways(context.Background(), rp)
 	if err != nil || len(lines) != 1 {
 		t.Fatalf("probe: %v %v", lines, err)
 	}

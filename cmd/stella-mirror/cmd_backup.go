@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
@@ -10,11 +11,13 @@ import (
 	"filippo.io/age"
 
 	"github.com/stella-ops/stella-mirror/backup"
+	"github.com/stella-ops/stella-mirror/backup/profile"
+	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
 )
 
-func runBackup(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("backup", "--config FILE... [--include PATH...] [--map FROM=TO...] --out DIR [--age-recipient KEY...] [--keep-daily N] [--keep-monthly N] [--dry-run]",
+func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("backup", "--config FILE... [--include PATH...] [--map FROM=TO...] --out DIR [--age-recipient KEY...] [--signing-key PRIV.pem] [--keep-daily N] [--keep-monthly N] [--dry-run]",
 		`Take a hot backup of this edge mirror (no downtime) into DIR as one archive
 named by the UTC time, DIR/YYYY-MM-DDTHHMMSSZ.tar.gz, or .tar.gz.age when
 encrypted with age for --age-recipient / --age-recipients-file.
@@ -25,14 +28,23 @@ with the components' own loaders: site certificates and keys, htpasswd files,
 the Authority client secret, Authority signing keys, sync verification keys,
 upstream credentials, the ACME storage folder, the sync state
 (<export root>/.sync-state.json); plus every --include path (files or
-folders), and with --include-exports the active export of each export root
-(hard-linked into the staging folder when on the same file system).
+folders), and with --include-exports the active export of each export root.
 
 Each file is copied from one open descriptor (a file replaced during the
 backup is saved whole, old or new) and re-copied if rewritten in place.
-Inside the archive: NAME/SHA256SUMS (sha256sum -c format), NAME/MANIFEST.json
-(original path, mode, owner of every file), NAME/files/<original path>;
-secrets carry mode 0600. The unencrypted staging folder is removed.
+The tar is streamed through gzip and age straight into DIR/.partial-NAME-…
+(mode 0600) and renamed when complete: nothing is written in plaintext.
+Inside the archive: NAME/files/<original path>, then NAME/SHA256SUMS
+(sha256sum -c format), NAME/MANIFEST.json (original path, mode, owner of
+every file) and, with --signing-key, NAME/MANIFEST.sig: an Ed25519
+signature over the manifest and the checksums that restore --verify-key
+checks (create the key pair with stella-mirror keygen --alg EdDSA).
+Secrets carry mode 0600.
+
+SIGTERM or SIGINT stops a run within seconds: the partial archive is removed
+and the exit status is 1. The partial output a killed run (SIGKILL, power
+loss) leaves behind is removed by the next run into DIR, with a warning that
+names it. Two runs into one DIR at once are refused.
 
 Afterwards retention prunes DIR: the newest archive of each of the
 --keep-daily most recent days and --keep-monthly most recent months that have
@@ -53,7 +65,8 @@ Examples:
   stella-mirror backup --config /etc/stella-mirror/origin.env \
     --config /etc/stella-mirror/gateway.yaml --config /etc/stella-mirror/sync/primary.env \
     --include /etc/stella-mirror/credentials --out /var/backups/stella-mirror \
-    --age-recipients-file /etc/stella-mirror/backup-recipients.txt
+    --age-recipients-file /etc/stella-mirror/backup-recipients.txt \
+    --signing-key /etc/stella-mirror/backup-signing.key.pem
   stella-mirror backup --config compose/env/mirror.env --map /run/secrets=$PWD/secrets \
     --map /etc/stella-mirror/tls=$PWD/tls --map /srv/stella-mirror/exports=$PWD/exports \
     --out /var/backups/stella-mirror --age-recipient age1...     # a compose deployment
@@ -66,6 +79,7 @@ Examples:
 	out := fs.String("out", "", "output `folder` for archives (created 0700)")
 	fs.Var(&recipients, "age-recipient", "encrypt to this age `recipient` (age1…); repeatable")
 	recipientsFile := fs.String("age-recipients-file", "", "encrypt to every recipient in `file` (one per line, # comments)")
+	signingKey := fs.String("signing-key", "", "sign the archive with this Ed25519 private key `PEM` (stella-mirror keygen --alg EdDSA)")
 	includeExports := fs.Bool("include-exports", false, "also save the active export of each export root")
 	keepDaily := fs.Int("keep-daily", backup.DefaultKeepDaily, "keep the newest archive of this many recent `days`")
 	keepMonthly := fs.Int("keep-monthly", backup.DefaultKeepMonthly, "keep the newest archive of this many recent `months`")
@@ -81,6 +95,12 @@ Examples:
 	if err != nil {
 		return err
 	}
+	var key ed25519.PrivateKey
+	if *signingKey != "" {
+		if key, err = loadBackupSigningKey(*signingKey); err != nil {
+			return err
+		}
+	}
 	var pathMap []backup.PathMapping
 	for _, m := range maps {
 		from, to, ok := strings.Cut(m, "=")
@@ -90,12 +110,16 @@ Examples:
 		}
 		pathMap = append(pathMap, backup.PathMapping{From: from, To: to})
 	}
-	res, err := backup.Backup(backup.Options{
-		Configs: configs, Includes: includes, PathMap: pathMap, IncludeExports: *includeExports, OutDir: *out,
-		Recipients: rs, Retention: &backup.Retention{KeepDaily: *keepDaily, KeepMonthly: *keepMonthly},
+	res, err := backup.Backup(ctx, backup.Options{
+		Configs: configs, Load: profile.LoadInventory, Includes: includes, PathMap: pathMap, IncludeExports: *includeExports, OutDir: *out,
+		Recipients: rs, SigningKey: key, Retention: &backup.Retention{KeepDaily: *keepDaily, KeepMonthly: *keepMonthly},
 		DryRun: *dryRun, Version: buildinfo.Version(),
+		Started: func(partial string) { fmt.Fprintf(stderr, "writing %s\n", partial) },
 	})
 	if res != nil {
+		for _, s := range res.Stale {
+			fmt.Fprintf(stderr, "warning: removed %s, the unfinished output of an interrupted backup\n", s)
+		}
 		for _, w := range res.Warnings {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
@@ -121,8 +145,12 @@ Examples:
 	if len(rs) > 0 {
 		enc = fmt.Sprintf("encrypted for %d age recipient(s)", len(rs))
 	}
-	fmt.Fprintf(stdout, "wrote %s (%d bytes, %s): %d entries, %d bytes of files, %d export files hard-linked\n",
-		res.Archive, res.Bytes, enc, len(res.Manifest.Entries), res.ContentBytes, res.Linked)
+	signed := "unsigned"
+	if res.KeyID != "" {
+		signed = "signed by key " + res.KeyID
+	}
+	fmt.Fprintf(stdout, "wrote %s (%d bytes, %s, %s): %d entries, %d bytes of files\n",
+		res.Archive, res.Bytes, enc, signed, len(res.Manifest.Entries), res.ContentBytes)
 	for _, r := range res.Removed {
 		fmt.Fprintf(stdout, "removed %s\n", r)
 	}
@@ -169,4 +197,34 @@ func loadIdentities(file string) ([]age.Identity, error) {
 		return nil, fmt.Errorf("--identity %s: %w", file, err)
 	}
 	return ids, nil
+}
+
+// loadBackupSigningKey reads the Ed25519 private key that signs archives.
+func loadBackupSigningKey(file string) (ed25519.PrivateKey, error) {
+	k, err := jws.LoadPrivateKeyPEM(file)
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key: %w", err)
+	}
+	ek, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("--signing-key %s: a %T, want an Ed25519 key (stella-mirror keygen --alg EdDSA)", file, k)
+	}
+	return ek, nil
+}
+
+// loadBackupVerifyKeys reads the Ed25519 public keys restore accepts.
+func loadBackupVerifyKeys(files []string) ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for _, f := range files {
+		k, err := jws.LoadPublicKeyPEM(f)
+		if err != nil {
+			return nil, fmt.Errorf("--verify-key: %w", err)
+		}
+		ek, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("--verify-key %s: a %T, want an Ed25519 public key (stella-mirror keygen --alg EdDSA)", f, k)
+		}
+		out = append(out, ek)
+	}
+	return out, nil
 }

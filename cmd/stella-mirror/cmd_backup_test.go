@@ -56,6 +56,8 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 		}
 		return stdout.String()
 	}
+	runOK("keygen", "--alg", "EdDSA", "--out", filepath.Join(dir, "backup-signing"))
+	sk, vk := filepath.Join(dir, "backup-signing.key.pem"), filepath.Join(dir, "backup-signing.pub.pem")
 	text := runOK("backup", "--config", gw, "--out", out, "--dry-run")
 	if !strings.Contains(text, "dry run: would write") || !strings.Contains(text, "secret "+ht) {
 		t.Errorf("backup --dry-run:\n%s", text)
@@ -66,8 +68,8 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 	for _, n := range []string{"2020-01-01T000000Z.tar.gz.age", "2020-01-02T000000Z.tar.gz.age", "notes.txt"} {
 		os.WriteFile(filepath.Join(out, n), nil, 0o600)
 	}
-	text = runOK("backup", "--config", gw, "--out", out, "--age-recipient", id.Recipient().String(), "--keep-daily", "1", "--keep-monthly", "0")
-	for _, want := range []string{"encrypted for 1 age recipient", "removed 2020-01-01T000000Z.tar.gz.age\nremoved 2020-01-02T000000Z.tar.gz.age\n"} {
+	text = runOK("backup", "--config", gw, "--out", out, "--age-recipient", id.Recipient().String(), "--keep-daily", "1", "--keep-monthly", "0", "--signing-key", sk)
+	for _, want := range []string{"encrypted for 1 age recipient", "signed by key ", "removed 2020-01-01T000000Z.tar.gz.age\nremoved 2020-01-02T000000Z.tar.gz.age\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("backup output lacks %q:\n%s", want, text)
 		}
@@ -82,14 +84,14 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 	archive := filepath.Join(out, ents[0].Name())
 
 	root := filepath.Join(dir, "root")
-	text = runOK("restore", "--from", archive, "--identity", idFile, "--to", root, "--dry-run")
+	text = runOK("restore", "--from", archive, "--identity", idFile, "--verify-key", vk, "--to", root, "--dry-run")
 	if !strings.Contains(text, "would write "+filepath.Join(root, ht)) {
 		t.Errorf("restore --dry-run:\n%s", text)
 	}
 	if _, err := os.Stat(root); !os.IsNotExist(err) {
 		t.Errorf("dry run created %s", root)
 	}
-	text = runOK("restore", "--drill", "--from", archive, "--identity", idFile)
+	text = runOK("restore", "--drill", "--from", archive, "--identity", idFile, "--verify-key", vk)
 	t.Logf("drill:\n%s", text)
 	if _, rest, ok := strings.Cut(text, " into "); ok {
 		drillRoot, _, _ := strings.Cut(rest, "\n")
@@ -99,12 +101,12 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 	} else {
 		t.Error("the drill did not name its root")
 	}
-	for _, want := range []string{"every checksum verified", "restored profile validates", "presents its restored certificate and asks for credentials", "certificate", "drill passed"} {
+	for _, want := range []string{"every checksum verified", "signature verified with key", "restored profile validates", "presents its restored certificate and asks for credentials", "certificate", "drill passed"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("drill output lacks %q:\n%s", want, text)
 		}
 	}
-	text = runOK("restore", "--from", archive, "--identity", idFile, "--to", root)
+	text = runOK("restore", "--from", archive, "--identity", idFile, "--verify-key", vk, "--to", root)
 	if b, _ := os.ReadFile(filepath.Join(root, ht)); len(b) == 0 {
 		t.Error("htpasswd not restored")
 	}
@@ -116,7 +118,7 @@ func TestBackupRestoreDrillCommands(t *testing.T) {
 	other, _ := age.GenerateX25519Identity()
 	os.WriteFile(idFile, []byte(other.String()+"\n"), 0o600)
 	stderr.Reset()
-	if code := run([]string{"restore", "--from", archive, "--identity", idFile, "--to", filepath.Join(dir, "r2")}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "wrong identity") {
+	if code := run([]string{"restore", "--from", archive, "--identity", idFile, "--verify-key", vk, "--to", filepath.Join(dir, "r2")}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "wrong identity") {
 		t.Errorf("wrong identity: exit %d, %s", code, stderr.String())
 	}
 	if code := run([]string{"backup", "--config", gw, "--out", out, "--age-recipient", "nope"}, &stdout, &stderr); code != 1 {

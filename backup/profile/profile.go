@@ -1,4 +1,4 @@
-package backup
+package profile
 
 import (
 	"bufio"
@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
 	"strings"
 
+	"github.com/stella-ops/stella-mirror/backup/inventory"
 	"github.com/stella-ops/stella-mirror/gateway"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/origin"
@@ -45,29 +45,11 @@ type ConfigFile struct {
 }
 
 // Ref is a path a configuration references.
-type Ref struct {
-	// Key is the configuration key, e.g. GATEWAY__SITES__0__HTPASSWDFILE.
-	Key string
-	// Config is the configuration file that sets it.
-	Config string
-	// Path is the referenced path as configured.
-	Path string
-	// Kind is tls, key, secret, acme or state.
-	Kind string
-	// Secret files are stored with mode 0600 in the archive.
-	Secret bool
-	// Dir is set for folders saved with everything in them (ACME storage).
-	Dir bool
-	// Optional references are skipped when absent (the sync state before
-	// the first sync, the ACME storage before the first certificate).
-	Optional bool
-	// ExportRoot is set for the sync state reference: the export root
-	// whose active export --include-exports adds.
-	ExportRoot string
-	// ActiveExportID is the export pinned by ACTIVEEXPORTID, if any.
-	ActiveExportID string
+type Ref = inventory.Ref
 
-	// field points at the setting, so paths can be rewritten in place.
+// ref is a Ref with the setting it came from, so Rebase can rewrite it.
+type ref struct {
+	Ref
 	field *string
 }
 
@@ -125,11 +107,30 @@ func ParseEnvFile(name string, data []byte) ([]string, error) {
 	return out, sc.Err()
 }
 
-// LoadProfile loads every configuration file with the loaders of the
+// Inventory returns what the profile references, as package backup takes it.
+func (p *Profile) Inventory() *inventory.Inventory {
+	inv := &inventory.Inventory{Refs: append([]Ref(nil), p.Refs...), Warnings: append([]string(nil), p.Warnings...)}
+	for _, c := range p.Configs {
+		inv.Configs = append(inv.Configs, inventory.Config{Path: c.Path, Format: c.Format})
+	}
+	return inv
+}
+
+// LoadInventory loads the configuration files (Load) and returns what they
+// reference: the Load function of backup.Options.
+func LoadInventory(configs []string) (*inventory.Inventory, error) {
+	p, err := Load(configs)
+	if err != nil {
+		return nil, err
+	}
+	return p.Inventory(), nil
+}
+
+// Load loads every configuration file with the loaders of the
 // components and collects the paths they reference. A file that no
 // component's loader accepts is an error naming the file and the loaders'
 // complaints; so is a file that sets nothing any component reads.
-func LoadProfile(configs []string) (*Profile, error) {
+func Load(configs []string) (*Profile, error) {
 	p := &Profile{}
 	var errs []error
 	for _, c := range configs {
@@ -203,19 +204,19 @@ func (p *Profile) collectRefs() {
 	p.Refs, p.Warnings = nil, nil
 	for i := range p.Configs {
 		for _, r := range p.Configs[i].refs() {
-			p.Refs = append(p.Refs, r)
+			p.Refs = append(p.Refs, r.Ref)
 		}
 	}
 }
 
 // refs lists the paths one configuration file's settings reference.
-func (cf *ConfigFile) refs() []Ref {
-	var out []Ref
-	add := func(key string, field *string, kind string, secret bool) *Ref {
+func (cf *ConfigFile) refs() []ref {
+	var out []ref
+	add := func(key string, field *string, kind string, secret bool) *ref {
 		if field == nil || *field == "" {
 			return nil
 		}
-		out = append(out, Ref{Key: key, Config: cf.Path, Path: *field, Kind: kind, Secret: secret, field: field})
+		out = append(out, ref{Ref{Key: key, Config: cf.Path, Path: *field, Kind: kind, Secret: secret}, field})
 		return &out[len(out)-1]
 	}
 	state := func(key string, root *string, active string) {
@@ -223,12 +224,13 @@ func (cf *ConfigFile) refs() []Ref {
 			return
 		}
 		st := filepath.Join(*root, mirrorsync.StateName)
-		out = append(out, Ref{Key: key, Config: cf.Path, Path: st, Kind: "state", Optional: true,
-			ExportRoot: *root, ActiveExportID: active, field: root})
+		out = append(out, ref{Ref{Key: key, Config: cf.Path, Path: st, Kind: "state", Optional: true,
+			ExportRoot: *root, ActiveExportID: active}, root})
 	}
 	if o := cf.Origin; o != nil {
-		add("CONCELIER__AUTHORITY__SIGNINGKEYFILE", &o.Concelier.Authority.SigningKeyFile, "key", false)
-		add("EXCITITOR__AUTHORITY__SIGNINGKEYFILE", &o.Excititor.Authority.SigningKeyFile, "key", false)
+		// Private signing keys are secrets (0600 in the archive and on restore).
+		add("CONCELIER__AUTHORITY__SIGNINGKEYFILE", &o.Concelier.Authority.SigningKeyFile, "key", true)
+		add("EXCITITOR__AUTHORITY__SIGNINGKEYFILE", &o.Excititor.Authority.SigningKeyFile, "key", true)
 		if o.Concelier.Mirror.Enabled {
 			state(origin.KeyConcelierRoot, &o.Concelier.Mirror.ExportRoot, o.Concelier.Mirror.ActiveExportID)
 		}
@@ -273,62 +275,15 @@ func (cf *ConfigFile) refs() []Ref {
 	return out
 }
 
-// unresolvable reports why a configured path cannot be backed up as it
-// stands, or "".
-func unresolvable(p string) string {
-	switch {
-	case strings.Contains(p, "$"):
-		return "contains a variable (a systemd credential?); back up its source with --include"
-	case !filepath.IsAbs(p):
-		return "is relative (resolved against the working directory of the component); use absolute paths"
-	}
-	return ""
-}
-
-// PathMapping rewrites a path prefix: configurations written for containers
-// name /run/secrets/…, which the host holds elsewhere (compose mounts).
-type PathMapping struct {
-	// From is the prefix as the configurations name it, e.g. /run/secrets.
-	From string `json:"from"`
-	// To is where the host holds it, e.g. /opt/stella-mirror/secrets.
-	To string `json:"to"`
-}
-
-// mapPath applies the first (longest) mapping whose From is p or a parent
-// of p; maps must be sorted longest From first.
-func mapPath(maps []PathMapping, p string) string {
-	clean := filepath.Clean(p)
-	for _, m := range maps {
-		if clean == m.From {
-			return m.To
-		}
-		if rest, ok := strings.CutPrefix(clean, m.From+string(filepath.Separator)); ok {
-			return filepath.Join(m.To, rest)
-		}
-	}
-	return p
-}
-
-// sortMaps returns maps with clean absolute paths, longest From first.
-func sortMaps(maps []PathMapping) ([]PathMapping, error) {
-	out := make([]PathMapping, 0, len(maps))
-	for _, m := range maps {
-		to, err := filepath.Abs(m.To)
-		if err != nil || !filepath.IsAbs(m.From) {
-			return nil, fmt.Errorf("path mapping %s=%s: FROM must be absolute", m.From, m.To)
-		}
-		out = append(out, PathMapping{From: filepath.Clean(m.From), To: to})
-	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i].From) > len(out[j].From) })
-	return out, nil
-}
+// PathMapping rewrites a path prefix (see inventory.PathMapping).
+type PathMapping = inventory.PathMapping
 
 // Rebase rewrites every referenced path of the loaded configurations:
 // first through maps (container paths → host paths), then to root + path,
 // in memory (the files on disk are not touched): how a profile restored
 // under --to ROOT is checked before it goes live.
 func (p *Profile) Rebase(root string, maps []PathMapping) {
-	maps, _ = sortMaps(maps)
+	maps, _ = inventory.SortPathMaps(maps)
 	seen := make(map[*string]bool)
 	for i := range p.Configs {
 		for _, r := range p.Configs[i].refs() {
@@ -336,7 +291,7 @@ func (p *Profile) Rebase(root string, maps []PathMapping) {
 				continue
 			}
 			seen[r.field] = true
-			*r.field = filepath.Join(root, mapPath(maps, *r.field))
+			*r.field = filepath.Join(root, inventory.MapPath(maps, *r.field))
 		}
 	}
 	p.collectRefs()

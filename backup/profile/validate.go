@@ -1,4 +1,4 @@
-package backup
+package profile
 
 import (
 	"context"
@@ -21,13 +21,14 @@ var exportKeys = map[string]bool{
 // on the profile an archive restored under root: its env files in the
 // order they were backed up, its YAML files, and every path the
 // configurations reference mapped onto root (in memory; no file is
-// rewritten). p is the restored profile (RestoredProfile), used to tell
+// rewritten). p is the restored profile (LoadRestored), used to tell
 // which component each YAML file configures.
 //
 // When the archive holds no export, findings about the export roots (no
 // active export can be served yet) are turned into warnings that say to
 // run sync: exports are re-synced after a restore, not restored.
-func ValidateRestored(ctx context.Context, m *Manifest, root string, p *Profile) (validate.Report, error) {
+func ValidateRestored(ctx context.Context, r Restored, p *Profile) (validate.Report, error) {
+	root := r.Root
 	opts := validate.Options{}
 	for _, c := range p.Configs {
 		switch {
@@ -47,16 +48,16 @@ func ValidateRestored(ctx context.Context, m *Manifest, root string, p *Profile)
 	}
 	// The backup's own --map rewrites (container path → host path), then
 	// every top-level folder the archive restored: /etc → ROOT/etc, …
-	for _, pm := range m.PathMap {
+	for _, pm := range r.PathMap {
 		opts.PathMap = append(opts.PathMap, validate.PathMapping{From: pm.From, To: filepath.Join(abs, pm.To)})
 	}
 	if abs != "/" {
 		tops := map[string]bool{}
-		for _, e := range m.Entries {
-			first, _, _ := strings.Cut(strings.TrimPrefix(e.Path, "/"), "/")
+		for _, p := range r.Paths {
+			first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
 			tops["/"+first] = true
 		}
-		for _, pm := range m.PathMap {
+		for _, pm := range r.PathMap {
 			delete(tops, pm.From) // the mapping above wins
 		}
 		for t := range tops {
@@ -68,11 +69,7 @@ func ValidateRestored(ctx context.Context, m *Manifest, root string, p *Profile)
 	if err != nil {
 		return rep, err
 	}
-	hasExports := false
-	for _, e := range m.Entries {
-		hasExports = hasExports || e.Kind == "export"
-	}
-	if !hasExports {
+	if !r.HasExports {
 		for i := range rep.Findings {
 			f := &rep.Findings[i]
 			if f.Severity == validate.Error && exportKeys[f.Key] {

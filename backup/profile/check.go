@@ -1,6 +1,7 @@
-package backup
+package profile
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -9,22 +10,38 @@ import (
 	"sort"
 	"time"
 
+	"github.com/stella-ops/stella-mirror/backup/inventory"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
-// RestoredProfile loads the profile an archive restored under root
-// describes: its configuration files read from root, every referenced
-// path rebased onto root (in memory only).
-func RestoredProfile(m *Manifest, root string) (*Profile, error) {
+// Restored describes an archive restored under Root, as the checks of
+// this package need it (the command fills it in from the manifest).
+type Restored struct {
+	// Root is the restore root.
+	Root string
+	// Configs are the original absolute paths of the configuration files.
+	Configs []string
+	// PathMap are the archive's --map rewrites.
+	PathMap []PathMapping
+	// Paths are the original paths of every restored entry.
+	Paths []string
+	// HasExports tells whether the archive held an export.
+	HasExports bool
+}
+
+// LoadRestored loads the profile an archive restored under root
+// describes: its configuration files (original paths) read from root,
+// every referenced path rebased onto root (in memory only).
+func LoadRestored(root string, configs []string, maps []PathMapping) (*Profile, error) {
 	var paths []string
-	for _, c := range m.Configs {
-		paths = append(paths, filepath.Join(root, c.Path))
+	for _, c := range configs {
+		paths = append(paths, filepath.Join(root, c))
 	}
-	p, err := LoadProfile(paths)
+	p, err := Load(paths)
 	if err != nil {
 		return nil, err
 	}
-	p.Rebase(root, m.PathMap)
+	p.Rebase(root, maps)
 	return p, nil
 }
 
@@ -95,7 +112,7 @@ func Checklist(p *Profile, now time.Time) []CheckItem {
 		case err != nil:
 			add("export", true, "%s: sync state unreadable: %v", r.ExportRoot, err)
 		case st.ExportID == "":
-			if id, err := activeExport(r.ExportRoot, r.ActiveExportID); err == nil {
+			if id, err := inventory.ActiveExport(r.ExportRoot, r.ActiveExportID); err == nil {
 				add("export", false, "%s: export %s restored (no sync state: the next sync run compares it with the upstream); the index's X-Stella-Export-Id names it", r.ExportRoot, id)
 				continue
 			}
@@ -130,4 +147,35 @@ func certExpiry(name string) (time.Time, error) {
 			return c.NotAfter, nil
 		}
 	}
+}
+
+// References loads the configurations an archive restored under root
+// (each read from root + its original path) with the components' loaders
+// and returns every path they reference on this host: the archive's --map
+// rewrites applied, each export root as a folder (its sync state and, with
+// --include-exports, its active export). It is the References function
+// of backup.RestoreOptions.
+func References(_ context.Context, root string, configs []string, maps []PathMapping) ([]inventory.Reference, error) {
+	var paths []string
+	for _, c := range configs {
+		paths = append(paths, filepath.Join(root, c))
+	}
+	p, err := Load(paths)
+	if err != nil {
+		return nil, err
+	}
+	if maps, err = inventory.SortPathMaps(maps); err != nil {
+		return nil, err
+	}
+	var out []inventory.Reference
+	for _, r := range p.Refs {
+		if inventory.Unresolvable(r.Path) != "" {
+			continue
+		}
+		out = append(out, inventory.Reference{Path: filepath.Clean(inventory.MapPath(maps, r.Path)), Key: r.Key, Dir: r.Dir, Secret: r.Secret})
+		if r.ExportRoot != "" && inventory.Unresolvable(r.ExportRoot) == "" {
+			out = append(out, inventory.Reference{Path: filepath.Clean(inventory.MapPath(maps, r.ExportRoot)), Key: r.Key, Dir: true})
+		}
+	}
+	return out, nil
 }
