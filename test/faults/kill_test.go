@@ -1,0 +1,166 @@
+package faults
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stella-ops/stella-mirror/export/fixture"
+)
+
+// killOpts are the exports the kill test writes: big enough that a run
+// takes a while (kills land mid-transfer), small enough for 30 per kind.
+var killOpts = fixture.Options{BundleSize: 1 << 20, VEXSize: 64 << 10}
+
+// TestSyncSIGKILL SIGKILLs 30 syncs (3 in the quick run) per source kind
+// at points it observes in ROOT/.staging — after the Nth file appeared,
+// N varying deterministically per iteration, 0 meaning as soon as the
+// staging folder exists — while a reader verifies every set ROOT/latest
+// names. Every third iteration the source gets a newer export first.
+// After each kill: no process of the run is left (scanned in /proc), the
+// lock is free, and the next run takes it (never 75). The final run
+// completes and publishes the newest export. Issue 16 acceptance; the
+// rsync source's orphans depend on item 1 (children die with sync).
+func TestSyncSIGKILL(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) { testSyncSIGKILL(t, kind) })
+	}
+}
+
+func testSyncSIGKILL(t *testing.T, kind string) {
+	n := iterations(30)
+	src, first := newSource(t, kind, killOpts)
+	dest := filepath.Join(t.TempDir(), "exports")
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rd := newReader(dest)
+	rd.add(first)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go rd.run(stop, done)
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			<-done
+		}
+	}()
+
+	newest := first
+	seed := uint64(1)
+	killed, finished, outlived := 0, 0, 0
+	for i := 0; i < n; i++ {
+		if i%3 == 0 {
+			seed++
+			newest = src.write(t, seed, killOpts)
+			rd.add(newest)
+			src.publish(t, newest.ExportID)
+		}
+		point := (i * 7) % 13 // files in staging before the kill; 0: as soon as it exists
+		cmd := src.command(dest, "--keep", "3")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		err, ok := killAt(cmd.Process.Pid, filepath.Join(dest, ".staging"), point, exited)
+		if c := exitCode(err); ok && c == -1 {
+			killed++
+		} else if ok && c != 0 {
+			t.Fatalf("iteration %d: sync killed at %d staged files exited %d, not by the signal; stderr:\n%s", i, point, c, stderr.String())
+		} else {
+			finished++
+			if c := exitCode(err); c != 0 {
+				t.Fatalf("iteration %d: sync exited %d before the kill point; stderr:\n%s", i, c, stderr.String())
+			}
+		}
+		left, seen := orphans(dest)
+		outlived += seen
+		if len(left) > 0 {
+			t.Errorf("iteration %d (kill at %d staged files): processes of the killed run still alive 1 s later:\n%s",
+				i, point, strings.Join(left, "\n"))
+		}
+		if err := lockFree(dest); err != nil {
+			t.Fatalf("iteration %d: the lock is still held after the run ended: %v", i, err)
+		}
+	}
+	// The final run completes: the newest export is published.
+	cmd := src.command(dest, "--keep", "3")
+	out, err := cmd.CombinedOutput()
+	close(stop)
+	<-done
+	if c := exitCode(err); c != 0 {
+		t.Fatalf("final run exited %d:\n%s", c, out)
+	}
+	target, err := os.Readlink(filepath.Join(dest, "latest"))
+	if err != nil || target != newest.ExportID {
+		t.Fatalf("after the final run latest -> %q (%v), want %s", target, err, newest.ExportID)
+	}
+	rd.once()
+	t.Logf("%s: %d runs killed, %d finished before their kill point, %d child processes seen right after a kill; reader: %d sets verified, %d reads before the first publish, %d sets pruned while read, %d bad",
+		kind, killed, finished, outlived, rd.sets.Load(), rd.empty.Load(), rd.gone.Load(), rd.bad.Load())
+	if b := rd.bad.Load(); b > 0 {
+		t.Errorf("%d unverified or mixed sets read through latest; the first: %s", b, rd.firstBad())
+	}
+	if rd.sets.Load() == 0 {
+		t.Error("the reader verified no set at all")
+	}
+	if killed == 0 {
+		t.Error("no run was killed before it finished: the kill points never came")
+	}
+}
+
+// killAt polls staging (the run's staging folder, observed, not timed)
+// until it holds point regular files more than when the run started
+// (point 0: until it exists),
+// then SIGKILLs pid — that process only, as the OOM killer or kill -9
+// would; its children must die with it. It reports the run's exit and
+// whether the kill happened before the run ended by itself.
+func killAt(pid int, staging string, point int, exited <-chan error) (error, bool) {
+	// Bounded: a run that neither reaches the point nor ends in 2 minutes
+	// is killed anyway (and reported as killed).
+	deadline := time.Now().Add(2 * time.Minute)
+	base := max(stagedFiles(staging), 0) // left by an earlier killed run
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-exited:
+			return err, false
+		case <-tick.C:
+		}
+		if n := stagedFiles(staging); (n >= 0 && n >= base+point) || time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			return <-exited, true
+		}
+	}
+}
+
+// stagedFiles counts the regular files under staging (-1 when it does not
+// exist yet).
+func stagedFiles(staging string) int {
+	n := 0
+	err := filepath.WalkDir(staging, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == staging {
+				return err
+			}
+			return nil // removed while walking
+		}
+		if d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return -1
+	}
+	return n
+}

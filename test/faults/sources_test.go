@@ -1,0 +1,258 @@
+package faults
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/stella-ops/stella-mirror/export/fixture"
+)
+
+// signingKey signs every export of the suite; its public half is the one
+// key sync trusts.
+var signingKey = fixture.DerivedKey(16)
+
+// kinds are the source kinds that run here.
+var kinds = []string{"local", "rsync", "s3", "upstream"}
+
+// source is one source of exports for sync: the test writes exports into
+// root (a local export root) and publish makes each visible to sync
+// through the kind's transport.
+type source struct {
+	kind string
+	// root is where the fixture writes exports.
+	root string
+	// url is sync's --source; args and env are further flags and
+	// environment for sync.
+	url  string
+	args []string
+	env  []string
+	// upload copies a written export to the source (S3 only); nil when the
+	// transport reads root itself.
+	upload func(t *testing.T, exportID string)
+}
+
+// newSource starts a source of the given kind over a fresh export root
+// holding a first export (seed 1), which it returns too.
+func newSource(t *testing.T, kind string, opts fixture.Options) (*source, *fixture.Result) {
+	t.Helper()
+	s := &source{kind: kind, root: filepath.Join(t.TempDir(), "source")}
+	first := s.write(t, 1, opts)
+	pub := filepath.Join(t.TempDir(), "signing.pub.pem")
+	if err := os.WriteFile(pub, first.PublicKeyPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{"--public-key", pub}
+	switch kind {
+	case "local":
+		s.url = s.root
+	case "rsync":
+		// Throttled (512 KiB/s from the daemon): a transfer lasts long
+		// enough that an rsync child outliving a killed sync is seen.
+		s.url = startRsyncDaemon(t, s.root, "--bwlimit=512")
+	case "s3":
+		srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+		t.Cleanup(srv.Close)
+		none := filepath.Join(t.TempDir(), "none")
+		s.url = "s3://exports/stella"
+		s.args = append(s.args, "--s3-endpoint", srv.URL)
+		s.env = []string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1",
+			"AWS_CONFIG_FILE=" + none, "AWS_SHARED_CREDENTIALS_FILE=" + none, "AWS_ENDPOINT_URL="}
+		client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), UsePathStyle: true,
+			Credentials: aws.AnonymousCredentials{}, RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired})
+		bucket := "exports"
+		if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
+			t.Fatal(err)
+		}
+		s.upload = func(t *testing.T, exportID string) { uploadExport(t, client, bucket, "stella/", s.root, exportID) }
+	case "upstream":
+		s.url = startOrigin(t, s.root)
+	default:
+		t.Fatalf("unknown source kind %q", kind)
+	}
+	s.publish(t, first.ExportID)
+	return s, first
+}
+
+// write writes the export of seed into the source root (latest names it)
+// without publishing it.
+func (s *source) write(t *testing.T, seed uint64, opts fixture.Options) *fixture.Result {
+	t.Helper()
+	opts.Seed, opts.Key, opts.SetLatest = seed, signingKey, true
+	if opts.Domains == nil {
+		opts.Domains = []string{"primary", "community"}
+	}
+	res, err := fixture.Write(s.root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// publish makes the export visible to sync (a no-op but for S3).
+func (s *source) publish(t *testing.T, exportID string) {
+	t.Helper()
+	if s.upload != nil {
+		s.upload(t, exportID)
+	}
+}
+
+// syncArgs are the arguments of a sync from s into dest.
+func (s *source) syncArgs(dest string, extra ...string) []string {
+	args := append([]string{"sync", "--source", s.url, "--dest", dest, "--log-format", "json"}, s.args...)
+	return append(args, extra...)
+}
+
+// command is a sync run from s into dest, not started.
+func (s *source) command(dest string, extra ...string) *exec.Cmd {
+	cmd := exec.Command(bin, s.syncArgs(dest, extra...)...)
+	cmd.Env = append(os.Environ(), s.env...)
+	return cmd
+}
+
+// uploadExport puts every file of root/exportID under bucket/prefix, the
+// mirror index last (what a careful publisher does, so that a complete
+// index never names files still to come).
+func uploadExport(t *testing.T, c *s3.Client, bucket, prefix, root, exportID string) {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(filepath.Join(root, exportID), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := filepath.Join(root, exportID, "mirror", "index.json")
+	for i, p := range files {
+		if p == index {
+			files = append(append(files[:i:i], files[i+1:]...), p)
+			break
+		}
+	}
+	for _, p := range files {
+		rel, _ := filepath.Rel(root, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := prefix + filepath.ToSlash(rel)
+		if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key,
+			Body: bytes.NewReader(data)}); err != nil {
+			t.Fatalf("uploading %s: %v", key, err)
+		}
+	}
+}
+
+// startRsyncDaemon runs a real rsync daemon on 127.0.0.1 exporting dir as
+// module "exports" (with further daemon options extra) and returns its
+// rsync:// URL.
+func startRsyncDaemon(t *testing.T, dir string, extra ...string) string {
+	t.Helper()
+	rsync := requireTool(t, "rsync")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfgDir := t.TempDir()
+	conf := filepath.Join(cfgDir, "rsyncd.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("use chroot = no\nreverse lookup = no\nuid = %d\ngid = %d\npid file = %s\n[exports]\npath = %s\nread only = yes\n",
+		os.Getuid(), os.Getgid(), filepath.Join(cfgDir, "pid"), dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(rsync, append([]string{"--daemon", "--no-detach", "--config=" + conf, fmt.Sprintf("--port=%d", port),
+		"--address=127.0.0.1", "--log-file=" + filepath.Join(cfgDir, "log")}, extra...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	url := fmt.Sprintf("rsync://127.0.0.1:%d/exports", port)
+	// Readiness: poll the daemon (an external process) with a deadline.
+	deadline := time.Now().Add(10 * time.Second)
+	for exec.Command(rsync, "--list-only", url+"/").Run() != nil {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(cfgDir, "log"))
+			t.Fatalf("rsync daemon not ready: %s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return url
+}
+
+// startOrigin runs `stella-mirror origin` over root on an ephemeral
+// loopback port and returns its base URL once it listens; it is stopped
+// with SIGINT when the test ends.
+func startOrigin(t *testing.T, root string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "origin", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "CONCELIER__MIRROR__ENABLED=true", "CONCELIER__MIRROR__EXPORTROOT="+root,
+		"EXCITITOR__MIRROR__ENABLED=true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT="+root)
+	cmd.Stdout = io.Discard
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	addr := make(chan string, 1)
+	var log strings.Builder
+	go func() {
+		defer close(done)
+		sent := false
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			var rec struct{ Msg, Endpoint, Addr string }
+			if !sent && json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" && rec.Endpoint == "origin" {
+				addr <- rec.Addr
+				sent = true
+			}
+		}
+		if !sent {
+			addr <- ""
+		}
+		cmd.Wait()
+	}()
+	select {
+	case a := <-addr:
+		if a == "" {
+			t.Fatalf("origin exited before listening:\n%s", log.String())
+		}
+		return "http://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatal("origin not listening after 60s")
+	}
+	return ""
+}
