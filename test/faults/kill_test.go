@@ -33,7 +33,7 @@ func TestSyncSIGKILL(t *testing.T) {
 
 func testSyncSIGKILL(t *testing.T, kind string) {
 	n := iterations(30)
-	src, first := newSource(t, kind, killOpts)
+	src, first := newSource(t, kind, killOpts, forKills)
 	dest := filepath.Join(t.TempDir(), "exports")
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		t.Fatal(err)

@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -47,11 +51,25 @@ type source struct {
 	// upload copies a written export to the source (S3 only); nil when the
 	// transport reads root itself.
 	upload func(t *testing.T, exportID string)
+	// sent counts the bytes the rsync daemon sent (rsync, hostile only).
+	sent *atomic.Int64
 }
+
+// How a source is set up.
+const (
+	// forKills throttles the transports that can be (rsync: 512 KiB/s)
+	// so that transfers last long enough for kills to land mid-transfer.
+	forKills = iota
+	// hostile serves the files as they are on disk, whatever the export
+	// declares: the upstream kind puts a plain file server for the pinned
+	// Concelier URLs in front of the origin (the origin itself refuses to
+	// serve a file that does not match its manifest).
+	hostile
+)
 
 // newSource starts a source of the given kind over a fresh export root
 // holding a first export (seed 1), which it returns too.
-func newSource(t *testing.T, kind string, opts fixture.Options) (*source, *fixture.Result) {
+func newSource(t *testing.T, kind string, opts fixture.Options, mode int) (*source, *fixture.Result) {
 	t.Helper()
 	s := &source{kind: kind, root: filepath.Join(t.TempDir(), "source")}
 	first := s.write(t, 1, opts)
@@ -66,7 +84,17 @@ func newSource(t *testing.T, kind string, opts fixture.Options) (*source, *fixtu
 	case "rsync":
 		// Throttled (512 KiB/s from the daemon): a transfer lasts long
 		// enough that an rsync child outliving a killed sync is seen.
-		s.url = startRsyncDaemon(t, s.root, "--bwlimit=512")
+		var extra []string
+		if mode == forKills {
+			extra = append(extra, "--bwlimit=512")
+		}
+		s.url = startRsyncDaemon(t, s.root, extra...)
+		if mode == hostile {
+			// Count what the daemon sends: an oversized object must not be
+			// transferred whole.
+			s.sent = new(atomic.Int64)
+			s.url = "rsync://" + countingProxy(t, strings.TrimSuffix(strings.TrimPrefix(s.url, "rsync://"), "/exports"), s.sent) + "/exports"
+		}
 	case "s3":
 		srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
 		t.Cleanup(srv.Close)
@@ -84,6 +112,9 @@ func newSource(t *testing.T, kind string, opts fixture.Options) (*source, *fixtu
 		s.upload = func(t *testing.T, exportID string) { uploadExport(t, client, bucket, "stella/", s.root, exportID) }
 	case "upstream":
 		s.url = startOrigin(t, s.root)
+		if mode == hostile {
+			s.url = rawPinned(t, s.root, s.url)
+		}
 	default:
 		t.Fatalf("unknown source kind %q", kind)
 	}
@@ -166,7 +197,7 @@ func uploadExport(t *testing.T, c *s3.Client, bucket, prefix, root, exportID str
 // startRsyncDaemon runs a real rsync daemon on 127.0.0.1 exporting dir as
 // module "exports" (with further daemon options extra) and returns its
 // rsync:// URL.
-func startRsyncDaemon(t *testing.T, dir string, extra ...string) string {
+func startRsyncDaemon(t *testing.T, dir string, extra ...string) (url string) {
 	t.Helper()
 	rsync := requireTool(t, "rsync")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -187,7 +218,7 @@ func startRsyncDaemon(t *testing.T, dir string, extra ...string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	url := fmt.Sprintf("rsync://127.0.0.1:%d/exports", port)
+	url = fmt.Sprintf("rsync://127.0.0.1:%d/exports", port)
 	// Readiness: poll the daemon (an external process) with a deadline.
 	deadline := time.Now().Add(10 * time.Second)
 	for exec.Command(rsync, "--list-only", url+"/").Run() != nil {
@@ -198,6 +229,62 @@ func startRsyncDaemon(t *testing.T, dir string, extra ...string) string {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return url
+}
+
+// rawPinned starts a hostile upstream on 127.0.0.1: the pinned Concelier
+// URLs /concelier/exports/{exportId}/mirror/… are served from root as the
+// files are (a missing file is a 404, an oversized one is sent whole);
+// everything else is proxied to the real origin at originURL.
+func rawPinned(t *testing.T, root, originURL string) string {
+	t.Helper()
+	target, err := url.Parse(originURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest, ok := strings.CutPrefix(r.URL.Path, "/concelier/exports/")
+		if id, file, found := strings.Cut(rest, "/"); ok && found && id != "" && strings.HasPrefix(file, "mirror/") &&
+			!strings.Contains(rest, "..") {
+			http.ServeFile(w, r, filepath.Join(root, id, filepath.FromSlash(file)))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// countingProxy forwards TCP connections from a new 127.0.0.1 port to
+// target and counts the bytes target sends back (what a source transfers).
+// It returns the new address.
+func countingProxy(t *testing.T, target string, sent *atomic.Int64) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.DialTimeout("tcp", target, 10*time.Second)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() { io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
+				n, _ := io.Copy(c, u)
+				sent.Add(n)
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
 
 // startOrigin runs `stella-mirror origin` over root on an ephemeral
