@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,14 +28,18 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/stella-ops/stella-mirror/export/fixture"
+	"github.com/stella-ops/stella-mirror/internal/devcert"
 )
 
 // signingKey signs every export of the suite; its public half is the one
 // key sync trusts.
 var signingKey = fixture.DerivedKey(16)
 
-// kinds are the source kinds that run here.
-var kinds = []string{"local", "rsync", "s3", "upstream"}
+// kinds are the source kinds that run here: a local folder, a real rsync
+// daemon, an in-process gofakes3 S3 server, a real origin as the upstream
+// (plain HTTP on loopback) and the same behind a real gateway (HTTPS with
+// a private CA and Basic Auth, as an edge syncs from another edge).
+var kinds = []string{"local", "rsync", "s3", "upstream", "https"}
 
 // source is one source of exports for sync: the test writes exports into
 // root (a local export root) and publish makes each visible to sync
@@ -110,10 +115,15 @@ func newSource(t *testing.T, kind string, opts fixture.Options, mode int) (*sour
 			t.Fatal(err)
 		}
 		s.upload = func(t *testing.T, exportID string) { uploadExport(t, client, bucket, "stella/", s.root, exportID) }
-	case "upstream":
+	case "upstream", "https":
 		s.url = startOrigin(t, s.root)
 		if mode == hostile {
 			s.url = rawPinned(t, s.root, s.url)
+		}
+		if kind == "https" {
+			g := startGateway(t, s.url)
+			s.url = g.url
+			s.args = append(s.args, "--ca-file", g.caFile, "--basic-auth-file", g.authFile)
 		}
 	default:
 		t.Fatalf("unknown source kind %q", kind)
@@ -295,6 +305,69 @@ func startOrigin(t *testing.T, root string) string {
 	cmd := exec.Command(bin, "origin", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "CONCELIER__MIRROR__ENABLED=true", "CONCELIER__MIRROR__EXPORTROOT="+root,
 		"EXCITITOR__MIRROR__ENABLED=true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT="+root)
+	return "http://" + startServer(t, cmd, "origin")
+}
+
+// gatewayFront is a TLS gateway in front of an origin, as sync's upstream:
+// a site for "localhost" (which resolves without DNS) with a certificate
+// of a private CA and a Basic Auth user.
+type gatewayFront struct {
+	url, caFile, authFile string
+}
+
+// startGateway runs `stella-mirror gateway` (no cache) in front of
+// originURL on an ephemeral loopback port.
+func startGateway(t *testing.T, originURL string) *gatewayFront {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := devcert.NewCA("faults gateway CA", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(devcert.LeafOptions{Names: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatewayFront{caFile: filepath.Join(dir, "ca.pem"), authFile: filepath.Join(dir, "basic-auth")}
+	cert, key, ht, pw := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "htpasswd"), filepath.Join(dir, "pw")
+	if err := leaf.WriteFiles(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(g.caFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	password := rand.Text()
+	os.WriteFile(pw, []byte(password+"\n"), 0o600)
+	if out, err := exec.Command(bin, "passwd", "--file", ht, "--user", "sync", "--password-file", pw).CombinedOutput(); err != nil {
+		t.Fatalf("passwd: %v\n%s", err, out)
+	}
+	os.Chmod(ht, 0o640)
+	os.WriteFile(g.authFile, []byte("sync:"+password+"\n"), 0o600)
+	cfg := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`gateway:
+  origin: %s
+  sites:
+    - hosts: [localhost]
+      domains: [primary, community]
+      certFile: %s
+      keyFile: %s
+      htpasswdFile: %s
+`, originURL, cert, key, ht)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "gateway", "--config", cfg)
+	cmd.Env = append(os.Environ(), "GATEWAY__LISTEN=127.0.0.1:0", "GATEWAY__ADMINLISTEN=127.0.0.1:0",
+		"GATEWAY__HTTPLISTEN=", "GATEWAY__LOGFORMAT=json")
+	_, port, _ := net.SplitHostPort(startServer(t, cmd, "gateway"))
+	g.url = "https://localhost:" + port
+	return g
+}
+
+// startServer starts cmd, a stella-mirror server logging JSON to stderr,
+// and returns the address of its endpoint once it logs "listening" for
+// it; the server is stopped with SIGINT when the test ends.
+func startServer(t *testing.T, cmd *exec.Cmd, endpoint string) string {
+	t.Helper()
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -322,7 +395,7 @@ func startOrigin(t *testing.T, root string) string {
 		for sc.Scan() {
 			log.WriteString(sc.Text() + "\n")
 			var rec struct{ Msg, Endpoint, Addr string }
-			if !sent && json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" && rec.Endpoint == "origin" {
+			if !sent && json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" && rec.Endpoint == endpoint {
 				addr <- rec.Addr
 				sent = true
 			}
@@ -335,11 +408,11 @@ func startOrigin(t *testing.T, root string) string {
 	select {
 	case a := <-addr:
 		if a == "" {
-			t.Fatalf("origin exited before listening:\n%s", log.String())
+			t.Fatalf("%s exited before listening:\n%s", cmd.Args[1], log.String())
 		}
-		return "http://" + a
+		return a
 	case <-time.After(60 * time.Second):
-		t.Fatal("origin not listening after 60s")
+		t.Fatalf("%s not listening after 60s", cmd.Args[1])
 	}
 	return ""
 }
