@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,9 +18,10 @@ import (
 var killOpts = fixture.Options{BundleSize: 1 << 20, VEXSize: 64 << 10}
 
 // TestSyncSIGKILL SIGKILLs 30 syncs (3 in the quick run) per source kind
-// at points it observes in ROOT/.staging — after the Nth file appeared,
-// N varying deterministically per iteration, 0 meaning as soon as the
-// staging folder exists — while a reader verifies every set ROOT/latest
+// at points it observes in ROOT/.staging — on even iterations after the
+// Nth new file appeared there, on odd ones after N×192 KiB more were
+// written there (mid-file), N varying deterministically per iteration, 0
+// meaning as soon as the staging folder exists — while a reader verifies every set ROOT/latest
 // names. Every third iteration the source gets a newer export first.
 // After each kill: no process of the run is left (scanned in /proc), the
 // lock is free, and the next run takes it (never 75). The final run
@@ -61,7 +63,9 @@ func testSyncSIGKILL(t *testing.T, kind string) {
 			rd.add(newest)
 			src.publish(t, newest.ExportID)
 		}
-		point := (i * 7) % 13 // files in staging before the kill; 0: as soon as it exists
+		// Files (even i) or 192 KiB steps (odd i) staged before the kill;
+		// 0: as soon as the staging folder exists.
+		point := killPoint{n: (i * 7) % 13, bytes: i%2 == 1}
 		cmd := src.command(dest, "--keep", "3")
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -74,7 +78,7 @@ func testSyncSIGKILL(t *testing.T, kind string) {
 		if c := exitCode(err); ok && c == -1 {
 			killed++
 		} else if ok && c != 0 {
-			t.Fatalf("iteration %d: sync killed at %d staged files exited %d, not by the signal; stderr:\n%s", i, point, c, stderr.String())
+			t.Fatalf("iteration %d: sync killed at %v exited %d, not by the signal; stderr:\n%s", i, point, c, stderr.String())
 		} else {
 			finished++
 			if c := exitCode(err); c != 0 {
@@ -84,7 +88,7 @@ func testSyncSIGKILL(t *testing.T, kind string) {
 		left, seen := orphans(dest)
 		outlived += seen
 		if len(left) > 0 {
-			t.Errorf("iteration %d (kill at %d staged files): processes of the killed run still alive 1 s later:\n%s",
+			t.Errorf("iteration %d (kill at %v): processes of the killed run still alive 1 s later:\n%s",
 				i, point, strings.Join(left, "\n"))
 		}
 		if err := lockFree(dest); err != nil {
@@ -117,17 +121,44 @@ func testSyncSIGKILL(t *testing.T, kind string) {
 	}
 }
 
-// killAt polls staging (the run's staging folder, observed, not timed)
-// until it holds point regular files more than when the run started
-// (point 0: until it exists),
-// then SIGKILLs pid — that process only, as the OOM killer or kill -9
-// would; its children must die with it. It reports the run's exit and
-// whether the kill happened before the run ended by itself.
-func killAt(pid int, staging string, point int, exited <-chan error) (error, bool) {
+// killPoint is where in a run the kill comes: once n more files (or, with
+// bytes, n×192 KiB more) are in the staging folder than when the run
+// started; n 0 means as soon as the staging folder exists.
+type killPoint struct {
+	n     int
+	bytes bool
+}
+
+func (k killPoint) String() string {
+	if k.bytes {
+		return fmt.Sprintf("%d KiB staged", k.n*192)
+	}
+	return fmt.Sprintf("%d files staged", k.n)
+}
+
+// reached reports whether staging (files, size; files -1 when it does not
+// exist) is at the point, from base (what an earlier killed run left).
+func (k killPoint) reached(files int, size int64, baseFiles int, baseSize int64) bool {
+	if files < 0 {
+		return false
+	}
+	if k.bytes {
+		return size >= baseSize+int64(k.n)*192<<10
+	}
+	return files >= baseFiles+k.n
+}
+
+// killAt polls staging (the run's staging folder: observed, not timed)
+// until the run reaches point, then SIGKILLs pid — that process only, as
+// the OOM killer or kill -9 would; its children must die with it. It
+// reports the run's exit and whether the kill happened before the run
+// ended by itself.
+func killAt(pid int, staging string, point killPoint, exited <-chan error) (error, bool) {
 	// Bounded: a run that neither reaches the point nor ends in 2 minutes
 	// is killed anyway (and reported as killed).
 	deadline := time.Now().Add(2 * time.Minute)
-	base := max(stagedFiles(staging), 0) // left by an earlier killed run
+	baseFiles, baseSize := stagedFiles(staging)
+	baseFiles = max(baseFiles, 0)
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -136,17 +167,16 @@ func killAt(pid int, staging string, point int, exited <-chan error) (error, boo
 			return err, false
 		case <-tick.C:
 		}
-		if n := stagedFiles(staging); (n >= 0 && n >= base+point) || time.Now().After(deadline) {
+		if n, size := stagedFiles(staging); point.reached(n, size, baseFiles, baseSize) || time.Now().After(deadline) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			return <-exited, true
 		}
 	}
 }
 
-// stagedFiles counts the regular files under staging (-1 when it does not
-// exist yet).
-func stagedFiles(staging string) int {
-	n := 0
+// stagedFiles counts the regular files under staging and their bytes
+// (files -1 when staging does not exist yet).
+func stagedFiles(staging string) (files int, size int64) {
 	err := filepath.WalkDir(staging, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == staging {
@@ -155,12 +185,15 @@ func stagedFiles(staging string) int {
 			return nil // removed while walking
 		}
 		if d.Type().IsRegular() {
-			n++
+			files++
+			if fi, err := d.Info(); err == nil {
+				size += fi.Size()
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return -1
+		return -1, 0
 	}
-	return n
+	return files, size
 }

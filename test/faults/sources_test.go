@@ -27,6 +27,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
 )
@@ -58,6 +59,10 @@ type source struct {
 	upload func(t *testing.T, exportID string)
 	// sent counts the bytes the rsync daemon sent (rsync, hostile only).
 	sent *atomic.Int64
+	// origin is the origin's URL (upstream and https only) and domains
+	// the domains of the exports written.
+	origin  string
+	domains []string
 }
 
 // How a source is set up.
@@ -117,6 +122,7 @@ func newSource(t *testing.T, kind string, opts fixture.Options, mode int) (*sour
 		s.upload = func(t *testing.T, exportID string) { uploadExport(t, client, bucket, "stella/", s.root, exportID) }
 	case "upstream", "https":
 		s.url = startOrigin(t, s.root)
+		s.origin = s.url
 		if mode == hostile {
 			s.url = rawPinned(t, s.root, s.url)
 		}
@@ -144,14 +150,51 @@ func (s *source) write(t *testing.T, seed uint64, opts fixture.Options) *fixture
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.domains = opts.Domains
 	return res
 }
 
-// publish makes the export visible to sync (a no-op but for S3).
+// publish makes the export visible to sync: S3 gets it uploaded; an
+// origin is waited for until every product serves it (Concelier and
+// Excititor each notice a switch of latest within 100 ms, independently,
+// and a sync that straddles the two refuses the mix and exits 1).
 func (s *source) publish(t *testing.T, exportID string) {
 	t.Helper()
 	if s.upload != nil {
 		s.upload(t, exportID)
+	}
+	if s.origin != "" {
+		paths := []string{"/concelier/exports/index.json"}
+		for _, d := range s.domains {
+			paths = append(paths, "/excititor/mirror/"+d+"/index")
+		}
+		waitServed(t, s.origin, exportID, paths)
+	}
+}
+
+// waitServed polls the origin (an external process; bounded: 10 s) until
+// each of paths answers for export id.
+func waitServed(t *testing.T, origin, id string, paths []string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range paths {
+		for {
+			resp, err := client.Get(origin + p)
+			got := ""
+			if err == nil {
+				got = resp.Header.Get(export.ExportIDHeader)
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if got == id {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the origin still serves %s for export %q (%v), want %s", p, got, err, id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 
