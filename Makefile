@@ -61,7 +61,7 @@ bench: build
 dos: build
 	$(GO) run ./test/dos/cmd/dosrun --bin $(BIN) --out test/dos/out $(DOSARGS)
 
-## faults: the fault suite (test/faults, ~3 min, root for the tmpfs cases): 30 SIGKILLed syncs per source kind with a verifying reader, full disk, hostile sources, stopped backups, forged archives; its quick cases (3 kills per kind) run in `make test`
+## faults: the fault suite (test/faults, ~2 min, root for the tmpfs cases): 30 SIGKILLed syncs per source kind with a verifying reader, full disk, hostile sources, stopped backups, forged archives; its quick cases (3 kills per kind) run in `make test`
 faults: build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) STELLA_MIRROR_FAULTS=full $(GO) test -count=1 -timeout 20m -v ./test/faults/
 

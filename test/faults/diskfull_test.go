@@ -28,7 +28,7 @@ var fullDiskOpts = fixture.Options{BundleSize: 2560 << 10, VEXSize: 256 << 10}
 func TestFullDiskRecovers(t *testing.T) {
 	dest := smallFS(t)
 	metrics := filepath.Join(t.TempDir(), "sync.prom") // on another file system, as with node_exporter
-	src, newest := newSource(t, "local", fullDiskOpts, hostile)
+	src, newest := newSource(t, "local", fullDiskOpts, plain)
 	rd := newReader(dest)
 	rd.add(newest)
 
@@ -102,7 +102,7 @@ func TestFullDiskRecovers(t *testing.T) {
 func TestFullDiskNothingNewSucceeds(t *testing.T) {
 	dest := smallFS(t)
 	metrics := filepath.Join(t.TempDir(), "sync.prom")
-	src, first := newSource(t, "local", fullDiskOpts, hostile)
+	src, first := newSource(t, "local", fullDiskOpts, plain)
 	for _, seed := range []uint64{0, 2} {
 		if seed > 0 {
 			first = src.write(t, seed, fullDiskOpts)

@@ -67,9 +67,11 @@ type source struct {
 
 // How a source is set up.
 const (
+	// plain: the transport as it is.
+	plain = iota
 	// forKills throttles the transports that can be (rsync: 512 KiB/s)
 	// so that transfers last long enough for kills to land mid-transfer.
-	forKills = iota
+	forKills
 	// hostile serves the files as they are on disk, whatever the export
 	// declares: the upstream kind puts a plain file server for the pinned
 	// Concelier URLs in front of the origin (the origin itself refuses to
