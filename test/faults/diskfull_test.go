@@ -22,9 +22,10 @@ var fullDiskOpts = fixture.Options{BundleSize: 2560 << 10, VEXSize: 256 << 10}
 // publish the newest export: when staging would not fit, sync prunes
 // beyond keep (never the active or the previous export) before it
 // downloads, instead of failing with ENOSPC forever. Then, with the disk
-// filled to the last byte: a run with a newer export that cannot fit even after pruning
-// exits 1, says failed, and keeps the served export whole; once space is
-// freed, the next run publishes by itself.
+// filled to the last byte: a run with a newer export too large to fit
+// beside the active and previous exports exits 1, says failed, and keeps
+// the served export whole; once space is freed and the source has an
+// export of the usual size again, the next run publishes it by itself.
 func TestFullDiskRecovers(t *testing.T) {
 	dest := smallFS(t)
 	metrics := filepath.Join(t.TempDir(), "sync.prom") // on another file system, as with node_exporter
@@ -67,9 +68,11 @@ func TestFullDiskRecovers(t *testing.T) {
 	filler := filepath.Join(dest, "filler")
 	fill(t, filler)
 	t.Run("newer export that cannot fit", func(t *testing.T) {
-		// Even with everything but the active and previous exports pruned,
-		// the filler leaves no room.
-		newest = src.write(t, 100, fullDiskOpts)
+		// About 11 MiB: beside the active and previous exports (about 12
+		// MiB, never pruned) it cannot fit in 20 MiB whatever is pruned.
+		big := fullDiskOpts
+		big.BundleSize = 5 << 20
+		newest = src.write(t, 100, big)
 		rd.add(newest)
 		before, _ := os.Readlink(filepath.Join(dest, "latest"))
 		m := run(1)
@@ -84,6 +87,9 @@ func TestFullDiskRecovers(t *testing.T) {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
+		// The source moves on to an export of the usual size.
+		newest = src.write(t, 101, fullDiskOpts)
+		rd.add(newest)
 		m := run(0)
 		if !resultIs(m, "published") {
 			t.Fatalf("metrics do not say published:\n%s", m)
