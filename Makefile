@@ -17,7 +17,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all deps build run test test-short e2e-twonode bench dos fuzz lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short e2e-twonode bench dos faults fuzz lint fmt clean image dev-certs
 
 all: build
 
@@ -60,6 +60,10 @@ bench: build
 ## dos: denial-of-service suite against the gateway on loopback (< 10 min); table + test/dos/out/results.json; fails if any scenario fails
 dos: build
 	$(GO) run ./test/dos/cmd/dosrun --bin $(BIN) --out test/dos/out $(DOSARGS)
+
+## faults: the fault suite (test/faults, ~2 min, root for the tmpfs cases): 30 SIGKILLed syncs per source kind with a verifying reader, full disk, hostile sources, stopped backups, forged archives; its quick cases (3 kills per kind) run in `make test`
+faults: build
+	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) STELLA_MIRROR_FAULTS=full $(GO) test -count=1 -timeout 20m -v ./test/faults/
 
 # Time each fuzz target runs in `make fuzz`, and extra `go test` flags
 # (e.g. FUZZFLAGS=-parallel=1 on a shared machine).
