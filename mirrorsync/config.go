@@ -127,6 +127,11 @@ type S3Config struct {
 	// passes with LoadCredential=). Default: the AWS chain (environment,
 	// ~/.aws/credentials, web identity, instance role).
 	CredentialsFile string
+	// UploadGrace is how long after its index was written an export with
+	// a missing object counts as an upload in progress (the previous export
+	// is synced, one info line says so) rather than a failure. Default: 0,
+	// a missing object fails the run at once.
+	UploadGrace time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -237,6 +242,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EffectiveTimeout() <= 0 {
 		errs = append(errs, errors.New("SYNC__HTTPTIMEOUT / CONCELIER__SOURCES__STELLAOPSMIRROR__HTTPTIMEOUT: must be positive"))
+	}
+	if c.Sync.S3.UploadGrace < 0 {
+		errs = append(errs, fmt.Errorf("SYNC__S3__UPLOADGRACE (--s3-upload-grace): %s, must not be negative", c.Sync.S3.UploadGrace))
 	}
 	if c.Sync.BasicAuthFile != "" && c.Sync.BearerTokenFile != "" {
 		errs = append(errs, errors.New("SYNC__BASICAUTHFILE and SYNC__BEARERTOKENFILE: give one, not both"))

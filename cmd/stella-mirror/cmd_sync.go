@@ -54,8 +54,9 @@ one rename. Unchanged files are hard-linked from published exports; an
 interrupted run resumes, a half-downloaded file from where it stopped (HTTP
 Range, S3 ranged GET); a second concurrent run exits with status 75.
 Nothing new upstream (same fingerprint) means no work: exit 0. A newer
-export that is incomplete or fails verification exits 1 (an S3 export
-missing objects counts as an upload in progress for 10 minutes). At least 2
+export that is incomplete or fails verification exits 1 (with
+--s3-upload-grace, an S3 export missing objects counts as an upload in
+progress for that long). At least 2
 exports are kept (--keep), so the previous one's pinned URLs keep answering
 after a switch. An export that lists an Excititor exportKey of a kept export
 with other bytes is refused (a key's bytes never change across exports).
@@ -121,6 +122,7 @@ Examples:
 	s3PathStyle := fs.String("s3-path-style", "", "`true|false`: path-style bucket addressing (default true with a custom endpoint)")
 	s3Profile := fs.String("s3-profile", "", "AWS shared-config `profile` (SYNC__S3__PROFILE)")
 	s3Creds := fs.String("s3-credentials-file", "", "AWS shared credentials `file` (SYNC__S3__CREDENTIALSFILE)")
+	s3Grace := fs.Duration("s3-upload-grace", 0, "treat an S3 export with missing objects whose index is younger than `duration` as an upload in progress and sync the previous one (SYNC__S3__UPLOADGRACE; default 0: a failure)")
 	rsyncPath := fs.String("rsync", "", "rsync `binary` (SYNC__RSYNCPATH; default rsync)")
 	logFormat := fs.String("log-format", "text", "log `format`: json or text")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -153,6 +155,7 @@ Examples:
 		"ca-file":           func(c *mirrorsync.Config) { c.Sync.CAFile = *caFile },
 		"s3-endpoint":       func(c *mirrorsync.Config) { c.Sync.S3.Endpoint = *s3Endpoint },
 		"s3-region":         func(c *mirrorsync.Config) { c.Sync.S3.Region = *s3Region },
+		"s3-upload-grace":   func(c *mirrorsync.Config) { c.Sync.S3.UploadGrace = *s3Grace },
 		"s3-path-style": func(c *mirrorsync.Config) {
 			v, ok := map[string]bool{"true": true, "false": false}[*s3PathStyle]
 			if !ok {

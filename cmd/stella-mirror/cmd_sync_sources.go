@@ -15,7 +15,7 @@ func newS3Source(ctx context.Context, cfg *mirrorsync.Config, logger *slog.Logge
 	return s3src.New(ctx, s3src.Options{
 		URL: cfg.EffectiveSource(), Endpoint: s3.Endpoint, Region: s3.Region, PathStyle: s3.PathStyle,
 		Profile: s3.Profile, CredentialsFile: s3.CredentialsFile, Timeout: cfg.EffectiveTimeout(),
-		Logger: logger,
+		UploadGrace: s3.UploadGrace, Logger: logger,
 	})
 }
 

@@ -12,13 +12,15 @@
 //     listed and the declared size): S3 writes an object whole, so a wrong
 //     size is never an upload in progress;
 //   - a referenced object (of mirror/index.json, or of an Excititor index
-//     in the listing) that is missing, when the index is younger than
-//     Options.UploadGrace (default 10 minutes), is an upload in progress:
-//     one info line ("upload in progress") names the export and the file,
-//     and the next older candidate is checked by the same rules;
-//   - a missing object in an export whose index is older than that fails
-//     the run (*mirrorsync.VerifyError naming the export and the file):
-//     the upload stopped, and an operator must know;
+//     in the listing) that is missing fails the run (*mirrorsync.VerifyError
+//     naming the export and the file): the upload stopped or is still
+//     running, and an operator must know; the next run syncs it once it is
+//     complete;
+//   - only with Options.UploadGrace set (off by default; SYNC__S3__UPLOADGRACE)
+//     is a missing object in an export whose index is younger than the
+//     grace an upload in progress: one info line ("upload in progress")
+//     names the export and the file, and the next older candidate is
+//     checked by the same rules;
 //   - an index that does not parse is offered as it is, and the engine's
 //     check of it fails the run.
 //
@@ -91,16 +93,14 @@ type Options struct {
 	Timeout time.Duration
 	// UploadGrace is how long after its index was written an export with
 	// missing objects counts as an upload in progress (the previous export
-	// is offered) rather than a failure. Default: DefaultUploadGrace.
+	// is offered) rather than a failure. Default: 0, a missing object
+	// always fails the run (publishers should upload the index last).
 	UploadGrace time.Duration
 	// Logger receives the "upload in progress" line; nil discards it.
 	Logger *slog.Logger
 	// Now is the clock UploadGrace is measured with. Default: time.Now.
 	Now func() time.Time
 }
-
-// DefaultUploadGrace is the default of Options.UploadGrace.
-const DefaultUploadGrace = 10 * time.Minute
 
 // Source is an S3 prefix of export directories.
 type Source struct {
@@ -167,8 +167,8 @@ func New(ctx context.Context, opts Options) (*Source, error) {
 	})
 	src := &Source{bucket: bucket, prefix: prefix, url: "s3://" + bucket + "/" + prefix, client: client,
 		grace: opts.UploadGrace, log: opts.Logger, now: opts.Now}
-	if src.grace <= 0 {
-		src.grace = DefaultUploadGrace
+	if src.grace < 0 {
+		return nil, fmt.Errorf("S3 upload grace %s: must not be negative", src.grace)
 	}
 	if src.log == nil {
 		src.log = slog.New(slog.DiscardHandler)
@@ -221,7 +221,7 @@ func (s *Source) Resolve(ctx context.Context) (string, error) {
 		age := s.now().Sub(written)
 		if age >= s.grace {
 			return "", &mirrorsync.VerifyError{Path: missing, Reason: fmt.Sprintf(
-				"export %s is incomplete: %s%s/%s is missing, and its index was written %s ago (an upload in progress gets %s; upload the index last)",
+				"export %s is incomplete: %s%s/%s is missing, and its index was written %s ago (upload the index last; an upload in progress gets SYNC__S3__UPLOADGRACE, now %s)",
 				id, s.url, id, missing, age.Round(time.Second), s.grace)}
 		}
 		s.log.Info("upload in progress: the newest export is incomplete; offering the previous one",

@@ -115,9 +115,8 @@ func TestS3SDKUpload(t *testing.T) {
 		t.Fatalf("no-op: %+v %v", res, err)
 	}
 
-	// A newer export whose upload is incomplete (no bundles yet) and
-	// younger than the upload grace is an upload in progress: said at
-	// info level, and the previous export is offered.
+	// A newer export whose upload is incomplete (no bundles yet): by
+	// default a failure naming the export and the file.
 	fx2 := writeSource(t, src, 2)
 	c := s3Client(t, endpoint)
 	for _, f := range fx2.Files {
@@ -127,9 +126,17 @@ func TestS3SDKUpload(t *testing.T) {
 			c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("exports"), Key: &key, Body: bytes.NewReader(data)})
 		}
 	}
+	var ve *mirrorsync.VerifyError
+	if _, err = mirrorsync.Run(context.Background(), opts); !errors.As(err, &ve) || !strings.Contains(err.Error(), fx2.ExportID+" is incomplete") ||
+		!strings.Contains(err.Error(), "bundle.json is missing") {
+		t.Fatalf("incomplete upload, no grace: %v", err)
+	}
+	sourcetest.CheckPublished(t, dst, fx)
+	// With an upload grace, an export younger than it is an upload in
+	// progress: said at info level, and the previous export is offered.
 	var logs syncbuf.Buffer
 	s, err := s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		UploadGrace: 10 * time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,12 +150,11 @@ func TestS3SDKUpload(t *testing.T) {
 	}
 	// The same export past the grace is a stopped upload: a failure.
 	s, err = s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
-		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+		UploadGrace: 10 * time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Source = s
-	var ve *mirrorsync.VerifyError
 	if _, err = mirrorsync.Run(context.Background(), opts); !errors.As(err, &ve) || !strings.Contains(err.Error(), fx2.ExportID+" is incomplete") {
 		t.Fatalf("stopped upload: %v", err)
 	}
@@ -265,19 +271,24 @@ func TestS3CandidateRule(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		change map[string][]byte // rel path of export 2 → new bytes; nil removes
+		grace  time.Duration
 		now    func() time.Time
 		want   string // the export offered, or
 		err    string // the error
 		logged string
 	}{
 		{name: "complete", want: fx2.ExportID},
-		{name: "bundle missing, young index", change: map[string][]byte{bundle: nil}, want: fx1.ExportID,
-			logged: "missing=" + bundle},
-		{name: "bundle missing, old index", change: map[string][]byte{bundle: nil}, now: later,
+		{name: "bundle missing, no grace", change: map[string][]byte{bundle: nil},
 			err: fx2.ExportID + " is incomplete: s3://exports/stella/" + fx2.ExportID + "/" + bundle + " is missing"},
-		{name: "excititor export missing, old index", change: map[string][]byte{vex: nil}, now: later,
+		{name: "bundle missing, young index", change: map[string][]byte{bundle: nil}, grace: 10 * time.Minute, want: fx1.ExportID,
+			logged: "missing=" + bundle},
+		{name: "bundle missing, old index", change: map[string][]byte{bundle: nil}, grace: 10 * time.Minute, now: later,
+			err: fx2.ExportID + " is incomplete: s3://exports/stella/" + fx2.ExportID + "/" + bundle + " is missing"},
+		{name: "excititor export missing, no grace", change: map[string][]byte{vex: nil},
 			err: fx2.ExportID + "/" + vex + " is missing"},
-		{name: "excititor export missing, young index", change: map[string][]byte{vex: nil}, want: fx1.ExportID,
+		{name: "excititor export missing, old index", change: map[string][]byte{vex: nil}, grace: 10 * time.Minute, now: later,
+			err: fx2.ExportID + "/" + vex + " is missing"},
+		{name: "excititor export missing, young index", change: map[string][]byte{vex: nil}, grace: 10 * time.Minute, want: fx1.ExportID,
 			logged: "missing=" + vex},
 		{name: "bundle oversized", change: map[string][]byte{bundle: make([]byte, 1<<20)},
 			err: "has 1048576 bytes, the index declares"},
@@ -301,7 +312,7 @@ func TestS3CandidateRule(t *testing.T) {
 			}
 			var logs syncbuf.Buffer
 			s, err := s3src.New(context.Background(), s3src.Options{URL: "s3://exports/stella", Endpoint: endpoint,
-				Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: tc.now})
+				UploadGrace: tc.grace, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: tc.now})
 			if err != nil {
 				t.Fatal(err)
 			}
