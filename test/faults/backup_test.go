@@ -26,6 +26,9 @@ type profile struct {
 	dir, gateway, include, token string
 	identity                     *age.X25519Identity
 	identityFile                 string
+	// signingKey and verifyKey are the backup signing key pair
+	// (stella-mirror keygen --alg EdDSA): backup signs, restore verifies.
+	signingKey, verifyKey string
 }
 
 func newProfile(t *testing.T, bigBytes int) *profile {
@@ -85,6 +88,11 @@ func newProfile(t *testing.T, bigBytes int) *profile {
 	if err := os.WriteFile(p.identityFile, []byte(id.String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	signing := filepath.Join(t.TempDir(), "backup-signing")
+	if out, err := exec.Command(bin, "keygen", "--alg", "EdDSA", "--out", signing).CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	p.signingKey, p.verifyKey = signing+".key.pem", signing+".pub.pem"
 	return p
 }
 
@@ -94,7 +102,7 @@ func mrand(seed uint64) *mathrand.Rand { return mathrand.New(mathrand.NewPCG(see
 // recipient, with TMPDIR set to tmp.
 func (p *profile) backupCommand(out, tmp string) *exec.Cmd {
 	cmd := exec.Command(bin, "backup", "--config", p.gateway, "--include", p.include, "--out", out,
-		"--age-recipient", p.identity.Recipient().String())
+		"--age-recipient", p.identity.Recipient().String(), "--signing-key", p.signingKey)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	return cmd
 }

@@ -76,8 +76,8 @@ func TestFullDiskRecovers(t *testing.T) {
 		rd.add(newest)
 		before, _ := os.Readlink(filepath.Join(dest, "latest"))
 		m := run(1)
-		if !failedResult(m) {
-			t.Fatalf("metrics do not say failed:\n%s", m)
+		if !resultIs(m, "no_space") {
+			t.Fatalf("metrics do not say no_space:\n%s", m)
 		}
 		if after, _ := os.Readlink(filepath.Join(dest, "latest")); after != before {
 			t.Fatalf("latest moved from %s to %s on a failed run", before, after)
