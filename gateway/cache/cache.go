@@ -643,3 +643,10 @@ func (c *Cache) ErrorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	w.WriteHeader(code)
 	io.WriteString(w, http.StatusText(code)+"\n")
 }
+
+// RFCOptions are the Options of a cache that applies RFC 9111 where the
+// gateway is stricter on purpose (see the fields marked so). Only the
+// conformance harness (bench/cmd/cacheproxy) uses them.
+func RFCOptions() Options {
+	return Options{}
+}
