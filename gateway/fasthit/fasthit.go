@@ -7,7 +7,6 @@ package fasthit
 
 import (
 	"io"
-	"net/http"
 	"sync"
 	"unsafe"
 
@@ -37,7 +36,7 @@ func Serve(c *cache.Cache, fc *fasthttp.RequestCtx, key string, done func(bytes 
 		return false
 	}
 	resp := &fc.Response
-	resp.SetStatusCode(http.StatusOK)
+	resp.SetStatusCode(hit.Status)
 	for k, vv := range hit.Header {
 		switch k {
 		case "Content-Length", "Transfer-Encoding", "Trailer", "Connection":
