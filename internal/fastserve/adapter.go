@@ -27,7 +27,6 @@ const bufferLimit = 64 << 10
 
 // serve runs the net/http handler for one request.
 func (s *Server) serve(fc *fasthttp.RequestCtx) {
-	defer setDate(fc)
 	if s.cfg.Native != nil && s.native(fc) {
 		return
 	}

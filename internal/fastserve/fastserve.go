@@ -152,10 +152,6 @@ func New(cfg Config) *Server {
 		MaxRequestBodySize:           cfg.MaxBodyBytes,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
-		// fasthttp's default Date replaces any Date the handler set; a
-		// cache hit must carry the stored one (RFC 9111 section 4). serve
-		// adds the clock's Date to responses without one (setDate).
-		NoDefaultDate:                true,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
@@ -332,7 +328,6 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.logger.Debug("unreadable request", "remote", ctx.RemoteAddr().String(), "status", status, "error", err.Error())
 	plainError(ctx, status)
-	setDate(ctx)
 }
 
 // plainError writes net/http's style of bare error answer and closes the
