@@ -75,6 +75,7 @@ FUZZFLAGS ?=
 FUZZ_TARGETS := \
 	./internal/fastserve:FuzzHTTP1 \
 	./gateway/policy:FuzzCheck \
+	./gateway/cache:FuzzResponseFields \
 	./internal/config:FuzzLoad \
 	./export:FuzzParseIndex \
 	./export:FuzzParseManifest \
