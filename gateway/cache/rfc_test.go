@@ -326,3 +326,30 @@ func TestSetCookie(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredDateOnHit: every answer from the cache carries the stored
+// Date, the fast hit path's too (the engines must send it as given:
+// internal/fastserve TestSetDate).
+func TestStoredDateOnHit(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/d", object{body: []byte("d"), cacheControl: "max-age=600"})
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	first := mustGet(t, cl, p.URL+"/d")
+	c.bg.Wait()
+	clk.Advance(30 * time.Second)
+	r := mustGet(t, cl, p.URL+"/d")
+	if r.cache != "HIT" || r.header.Get("Date") != first.header.Get("Date") || r.header.Get("Age") != "30" {
+		t.Errorf("hit: %q Date %q Age %q, want HIT with Date %q and Age 30", r.cache, r.header.Get("Date"), r.header.Get("Age"), first.header.Get("Date"))
+	}
+	hit, ok := c.LookupHit("/d", true, func(string) bool { return false })
+	if !ok {
+		t.Fatal("LookupHit: no hit")
+	}
+	defer hit.Release(0)
+	if hit.Header.Get("Date") != first.header.Get("Date") || hit.Status != http.StatusOK {
+		t.Errorf("LookupHit: Date %q status %d", hit.Header.Get("Date"), hit.Status)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/stella-ops/stella-mirror/gateway/cache"
+	"github.com/stella-ops/stella-mirror/internal/fastserve"
 )
 
 // Serve is cache.ServeHit for a request fasthttp received (a GET or
@@ -44,6 +45,13 @@ func Serve(c *cache.Cache, fc *fasthttp.RequestCtx, key string, done func(bytes 
 		case "Content-Type":
 			if len(vv) > 0 {
 				resp.Header.SetContentType(vv[0])
+			}
+			continue
+		case "Date":
+			// The stored Date (RFC 9111 section 4); fasthttp drops a Date
+			// set the ordinary way.
+			if len(vv) > 0 {
+				fastserve.SetDate(&resp.Header, bytesOf(vv[0]))
 			}
 			continue
 		}
