@@ -231,8 +231,8 @@ func (c *Cache) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	var force bool
-	if c.cfg.HonourClientNoCache {
-		d := parseDirectives(req.Header)
+	if c.honoursClient(req) {
+		d := parseRequestDirectives(req.Header)
 		if d.noStore {
 			return c.direct(req, StatusBypass)
 		}
@@ -266,7 +266,7 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 	c.mu.Lock()
 	e := c.entries[key]
 	if e != nil {
-		if e.fresh.fresh(now) && (!force || e.fresh.immutable) {
+		if (!force && c.acceptable(req, &e.fresh, now)) || (e.fresh.immutable && e.fresh.fresh(now)) {
 			c.touchLocked(e)
 			mem := e.mem
 			c.mu.Unlock()
@@ -284,6 +284,10 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 	}
 	f := c.flights[key]
 	leader := f == nil
+	if c.honoursClient(req) && parseRequestDirectives(req.Header).onlyIfCached {
+		c.mu.Unlock()
+		return c.notCached(req), nil
+	}
 	if leader {
 		f = c.startFlightLocked(key, e, req, true, wantID)
 	}
@@ -310,7 +314,7 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 		status := StatusHit
 		if leader {
 			status = f.status
-		} else if !f.fill.fresh(c.now()) || !f.fill.matches(req.Header) {
+		} else if !c.acceptable(req, &f.fill.freshness, c.now()) || !f.fill.matches(req.Header) {
 			// A response that may not be reused without validation (no
 			// freshness, or already stale) is no answer to a request that
 			// joined its fill: that one goes upstream itself.

@@ -60,8 +60,12 @@
 //     larger of Config.StaleIfErrorGrace and the response's
 //     stale-if-error; never for must-revalidate, proxy-revalidate,
 //     s-maxage or no-cache responses.
-//   - Client Cache-Control: ignored unless Config.HonourClientNoCache
-//     (then no-cache/max-age=0 revalidate and no-store bypasses).
+//   - Client Cache-Control (RFC 9111 section 5.2.1): ignored unless
+//     Config.HonourClientNoCache, or the request's context is marked
+//     WithClientCacheControl (the gateway's per-site switch); then
+//     no-cache/max-age=0 revalidate, no-store bypasses, max-age,
+//     min-fresh and max-stale bound the age accepted, and only-if-cached
+//     gets a 504 rather than an upstream request.
 //   - The cache answers conditional requests (304) and single byte Range
 //     requests (206, 416; If-Range) from a stored object or a fill in
 //     progress; multi-range requests get the whole 200.
@@ -159,7 +163,7 @@
 // # What it is not
 //
 // Not a general-purpose cache: no partial (206) storage, no storing of 5xx,
-// request Cache-Control only behind Config.HonourClientNoCache. RFCOptions
+// request Cache-Control only when switched on (see above). RFCOptions
 // select the generic shared cache's rules for the conformance harness
 // (bench/cmd/cacheproxy; docs/cache.md, "HTTP caching conformance"). It
 // does no authentication; the purge handler must be mounted behind the

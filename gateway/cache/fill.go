@@ -203,9 +203,6 @@ func (f *fill) commit(tmpName, sum string) (*entry, error) {
 	return e, nil
 }
 
-// fresh: the response being filled may be reused without validation at now.
-func (f *fill) fresh(now time.Time) bool { return f.freshness.fresh(now) }
-
 // matches: a request with header h selects the response being filled.
 func (f *fill) matches(h http.Header) bool {
 	return f.vary == nil || variantKey(baseKey(f.key), f.vary, h) == f.key

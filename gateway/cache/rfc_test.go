@@ -353,3 +353,81 @@ func TestStoredDateOnHit(t *testing.T) {
 		t.Errorf("LookupHit: Date %q status %d", hit.Header.Get("Date"), hit.Status)
 	}
 }
+
+// TestRequestCacheControl: a client's Cache-Control counts only for a
+// request marked WithClientCacheControl (or with HonourClientNoCache).
+func TestRequestCacheControl(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	f := newFreshness(http.Header{"Cache-Control": {"max-age=60"}}, t0, t0)
+	mr := newFreshness(http.Header{"Cache-Control": {"max-age=60, must-revalidate"}}, t0, t0)
+	for _, tt := range []struct {
+		cc     string
+		f      *freshness
+		at     time.Duration
+		accept bool
+	}{
+		{"", &f, 30 * time.Second, true},
+		{"max-age=10", &f, 30 * time.Second, false},
+		{"max-age=40", &f, 30 * time.Second, true},
+		{"min-fresh=40", &f, 30 * time.Second, false},
+		{"min-fresh=20", &f, 30 * time.Second, true},
+		{"no-cache", &f, 0, false},
+		{"", &f, 90 * time.Second, false},
+		{"max-stale", &f, 90 * time.Second, true},
+		{"max-stale=20", &f, 90 * time.Second, false},
+		{"max-stale=40", &f, 90 * time.Second, true},
+		{"max-stale", &mr, 90 * time.Second, false},
+	} {
+		h := http.Header{}
+		if tt.cc != "" {
+			h.Set("Cache-Control", tt.cc)
+		}
+		if got := parseRequestDirectives(h).accepts(tt.f, t0.Add(tt.at)); got != tt.accept {
+			t.Errorf("%q at %v: accepts %v, want %v", tt.cc, tt.at, got, tt.accept)
+		}
+	}
+
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/x", object{body: []byte("x"), cacheControl: "max-age=60"})
+	c := testCache(t, t.TempDir(), o, nil)
+	do := func(path, cc string, honour bool) *http.Response {
+		t.Helper()
+		ctx := t.Context()
+		if honour {
+			ctx = WithClientCacheControl(ctx)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.URL+path, nil)
+		if cc != "" {
+			req.Header.Set("Cache-Control", cc)
+		}
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		c.bg.Wait()
+		return resp
+	}
+	do("/x", "", false)
+	clk.Advance(30 * time.Second)
+	if r := do("/x", "max-age=10", false); StatusOf(r.Header) != StatusHit {
+		t.Errorf("max-age=10 not honoured: %s, want HIT", StatusOf(r.Header))
+	}
+	if r := do("/x", "max-age=10", true); StatusOf(r.Header) != StatusRevalidated {
+		t.Errorf("max-age=10 honoured: %s, want REVALIDATED", StatusOf(r.Header))
+	}
+	if r := do("/x", "no-store", true); StatusOf(r.Header) != StatusBypass {
+		t.Errorf("no-store honoured: %s, want BYPASS", StatusOf(r.Header))
+	}
+	before := o.reqs.Load()
+	if r := do("/none", "only-if-cached", true); r.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("only-if-cached, not stored: %d, want 504", r.StatusCode)
+	}
+	if n := o.reqs.Load(); n != before {
+		t.Errorf("only-if-cached reached the origin")
+	}
+	if r := do("/none", "only-if-cached", false); r.StatusCode != http.StatusNotFound {
+		t.Errorf("only-if-cached not honoured: %d, want the origin's 404", r.StatusCode)
+	}
+}

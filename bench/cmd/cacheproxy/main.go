@@ -10,7 +10,8 @@
 //	go run ./bench/cmd/cacheproxy --listen 127.0.0.1:8002 --upstream http://127.0.0.1:8000
 //
 // Every method and path is forwarded. The cache runs with its RFC 9111
-// options (cache.RFCOptions) where the gateway is stricter on purpose. It
+// options (cache.RFCOptions, and client Cache-Control honoured) where the
+// gateway is stricter on purpose. It
 // is for testing only and never a gateway mode: nothing in the gateway's
 // configuration reaches it. See docs/cache.md, "Conformance".
 package main
@@ -100,7 +101,7 @@ func start(ctx context.Context, listen, upstream, dir, engine string, verbose bo
 	upstreamRT := withBodies{plain: transport, bodies: bodies}
 	opts := cache.RFCOptions()
 	opts.Logger = logger
-	c, err := cache.New(cache.Config{Dir: dir, MaxSize: 1 << 30, UpstreamTimeout: time.Minute}, upstreamRT, opts)
+	c, err := cache.New(cache.Config{Dir: dir, MaxSize: 1 << 30, UpstreamTimeout: time.Minute, HonourClientNoCache: true}, upstreamRT, opts)
 	if err != nil {
 		return err
 	}
