@@ -9,11 +9,11 @@
 //
 //	go run ./bench/cmd/cacheproxy --listen 127.0.0.1:8002 --upstream http://127.0.0.1:8000
 //
-// Every method and path is forwarded. The cache runs with its RFC 9111
-// options (cache.RFCOptions, and client Cache-Control honoured) where the
-// gateway is stricter on purpose. It
-// is for testing only and never a gateway mode: nothing in the gateway's
-// configuration reaches it. See docs/cache.md, "Conformance".
+// Every method and path is forwarded. Where the gateway is stricter on
+// purpose, the harness takes the RFC 9111 choice (cache.RFCOptions, client
+// Cache-Control honoured, proxy.Options.Transparent). It is for testing
+// only and never a gateway mode: nothing in the gateway's configuration
+// reaches it. See docs/cache.md, "HTTP caching conformance".
 package main
 
 import (
