@@ -65,6 +65,12 @@ dos: build
 faults: build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) STELLA_MIRROR_FAULTS=full $(GO) test -count=1 -timeout 20m -v ./test/faults/
 
+## cache-tests: the public HTTP caching suite (http-tests/cache-tests, a checkout at CACHE_TESTS=/path, never vendored) against bench/cmd/cacheproxy; prints the summary (ENGINE=std for net/http). Not part of make test.
+.PHONY: cache-tests
+cache-tests:
+	@test -n "$(CACHE_TESTS)" || { echo "cache-tests: set CACHE_TESTS=/path/to/a/cache-tests/checkout (see docs/cache.md, Conformance)"; exit 2; }
+	./scripts/cache-tests.sh "$(CACHE_TESTS)"
+
 # Time each fuzz target runs in `make fuzz`, and extra `go test` flags
 # (e.g. FUZZFLAGS=-parallel=1 on a shared machine).
 FUZZTIME  ?= 30s
@@ -73,6 +79,7 @@ FUZZFLAGS ?=
 FUZZ_TARGETS := \
 	./internal/fastserve:FuzzHTTP1 \
 	./gateway/policy:FuzzCheck \
+	./gateway/cache:FuzzResponseFields \
 	./internal/config:FuzzLoad \
 	./export:FuzzParseIndex \
 	./internal/httprange:FuzzParseContentRange \

@@ -260,6 +260,13 @@ type SiteConfig struct {
 	// (manifests, bundles, signatures, exports); 0 means none. Key:
 	// …__MAXDOWNLOADREQUESTSPERHOUR. Default: 0.
 	MaxDownloadRequestsPerHour int
+	// HonourClientCacheControl makes the cache answer this site's
+	// requests by their Cache-Control (RFC 9111 section 5.2.1: max-age,
+	// min-fresh, max-stale, no-cache, no-store, only-if-cached; Pragma:
+	// no-cache): a client may then make the gateway revalidate with the
+	// origin. GATEWAY__CACHE__HONOURCLIENTNOCACHE does it for every site.
+	// Key: …__HONOURCLIENTCACHECONTROL. Default: false.
+	HonourClientCacheControl bool
 }
 
 // DefaultConfig returns the configuration with every default set and no sites.

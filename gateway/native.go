@@ -129,6 +129,11 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 		hsts()
 		return true
 	}
+	if st.cfg.HonourClientCacheControl && (fc.Request.Header.Peek("Cache-Control") != nil || fc.Request.Header.Peek("Pragma") != nil) {
+		// The site answers by the client's Cache-Control: the cache decides.
+		fastserve.WithContextValue(fc, admittedKey{}, &admitted{st: st, user: user})
+		return false
+	}
 	if serveHitFast(g.cache, fc, path, func(n int64, aborted bool) {
 		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
 			status: http.StatusOK, bytes: n, start: start, cache: cache.StatusHit, aborted: aborted})

@@ -37,6 +37,28 @@ type Options struct {
 	// on unversioned manifests, bundles and signatures; between 1s and
 	// MaxCDNMaxAge. Default: DefaultCDNMaxAge.
 	CDNMaxAge time.Duration
+
+	// The options below choose RFC 9111 behaviour where the gateway is
+	// stricter on purpose; the zero values are the gateway's, RFCOptions
+	// the generic cache's (the conformance harness).
+
+	// HonourAuthorization applies RFC 9111 section 3.5: a response to a
+	// request with Authorization is stored only when public, s-maxage or
+	// must-revalidate allows it. The gateway leaves it off: it
+	// authenticates every request before the cache, strips the client's
+	// Authorization, and its objects are the same for every user (the key
+	// never depends on who asked).
+	HonourAuthorization bool
+	// CDNCacheControl makes an upstream's CDN-Cache-Control (RFC 9213)
+	// the caching policy of its response when present and valid,
+	// Cache-Control and Expires then ignored. The gateway leaves it off:
+	// it is the origin's CDN-facing edge and emits CDN-Cache-Control for
+	// the CDNs in front of it (Options.CDNMaxAge); the field is theirs.
+	CDNCacheControl bool
+	// KeepSetCookie stores and serves a response's Set-Cookie fields. The
+	// gateway leaves it off: a response with Set-Cookie is stored without
+	// them, as its proxy never passes them on.
+	KeepSetCookie bool
 }
 
 // Cache is a shared HTTP cache in the form of an http.RoundTripper. Its
@@ -65,7 +87,12 @@ type Cache struct {
 	memLRU  *list.List
 	memSize int64
 	flights map[string]*flight
-	epoch   uint64 // incremented by every purge; a fill started before a purge is not stored
+	// varies maps the key of a URL whose responses vary to the fields of
+	// its latest stored variant; variants lists its variant keys, oldest
+	// first (vary.go).
+	varies   map[string][]string
+	variants map[string][]string
+	epoch    uint64 // incremented by every purge; a fill started before a purge is not stored
 
 	// The Concelier export generation (coherence.go): gen is nil until an
 	// index with an export id is known; noExportID says the last index had
@@ -75,6 +102,8 @@ type Cache struct {
 	gen        *generation
 	noExportID bool
 	alias      map[string]aliasTarget
+
+	rules rules
 
 	warnedPinned    atomic.Bool
 	cdnCacheControl []string // CDN-Cache-Control value, shared read-only
@@ -119,9 +148,12 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 		lru:        list.New(),
 		memLRU:     list.New(),
 		flights:    map[string]*flight{},
+		varies:     map[string][]string{},
+		variants:   map[string][]string{},
 		alias:      map[string]aliasTarget{},
 
 		cdnCacheControl: cdnCacheControlValue(opts.CDNMaxAge),
+		rules:           rules{authorization: opts.HonourAuthorization, cdn: opts.CDNCacheControl, setCookie: opts.KeepSetCookie},
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -192,11 +224,15 @@ var errGone = errors.New("cache: stored body gone")
 // response carries X-Cache-Status. An error it returns is an *Error.
 func (c *Cache) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
-		return c.direct(req, StatusBypass)
+		resp, err := c.direct(req, StatusBypass)
+		if err == nil {
+			c.invalidate(req, resp)
+		}
+		return resp, err
 	}
 	var force bool
-	if c.cfg.HonourClientNoCache {
-		d := parseDirectives(req.Header)
+	if c.honoursClient(req) {
+		d := parseRequestDirectives(req.Header)
 		if d.noStore {
 			return c.direct(req, StatusBypass)
 		}
@@ -206,7 +242,7 @@ func (c *Cache) RoundTrip(req *http.Request) (*http.Response, error) {
 	if unversionedFile(key) {
 		return c.roundTripUnversioned(req, key, force)
 	}
-	return c.roundTripKey(req, key, force, nil, "")
+	return c.roundTripKey(req, c.requestKey(key, req.Header), force, nil, "")
 }
 
 // roundTripKey answers req from the entry stored under key. g is the
@@ -230,7 +266,7 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 	c.mu.Lock()
 	e := c.entries[key]
 	if e != nil {
-		if e.fresh.fresh(now) && (!force || e.fresh.immutable) {
+		if (!force && c.acceptable(req, &e.fresh, now)) || (e.fresh.immutable && e.fresh.fresh(now)) {
 			c.touchLocked(e)
 			mem := e.mem
 			c.mu.Unlock()
@@ -248,6 +284,10 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 	}
 	f := c.flights[key]
 	leader := f == nil
+	if c.honoursClient(req) && parseRequestDirectives(req.Header).onlyIfCached {
+		c.mu.Unlock()
+		return c.notCached(req), nil
+	}
 	if leader {
 		f = c.startFlightLocked(key, e, req, true, wantID)
 	}
@@ -274,6 +314,13 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 		status := StatusHit
 		if leader {
 			status = f.status
+		} else if !c.acceptable(req, &f.fill.freshness, c.now()) || !f.fill.matches(req.Header) {
+			// A response that may not be reused without validation (no
+			// freshness, or already stale) is no answer to a request that
+			// joined its fill: that one goes upstream itself.
+			c.leave(f, false)
+			f.unhold()
+			return c.direct(req, StatusMiss)
 		}
 		return c.serveFill(req, f, status, !leader, g) // hands the reference and the waiter to the reader
 	}
@@ -345,11 +392,12 @@ func (c *Cache) leave(f *flight, abandoned bool) {
 // Cache.flights until its outcome is known, and for a fill until the fill
 // has ended, so that later requests join it.
 type flight struct {
-	key    string
-	stale  *entry // the stored entry being revalidated, nil on a miss
-	epoch  uint64
-	wantID string        // an answer with another X-Stella-Export-Id is not stored
-	ready  chan struct{} // closed when the fields below are set
+	key     string
+	stale   *entry // the stored entry being revalidated, nil on a miss
+	epoch   uint64
+	wantID  string        // an answer with another X-Stella-Export-Id is not stored
+	dropped bool          // invalidated while fetched: not stored (guarded by Cache.mu)
+	ready   chan struct{} // closed when the fields below are set
 
 	status  Status // the leader's status
 	fill    *fill
@@ -424,7 +472,7 @@ func (c *Cache) endFlight(f *flight, e *entry) {
 		delete(c.flights, f.key)
 	}
 	if e != nil {
-		if c.epoch == f.epoch && !(c.gen != nil && unversionedFile(e.meta.Key)) {
+		if c.epoch == f.epoch && !f.dropped && !(c.gen != nil && unversionedFile(e.meta.Key)) {
 			victims = c.insertLocked(e)
 		} else {
 			victims = []*entry{e} // purged while it was being fetched
@@ -493,14 +541,19 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		f.entry, f.status = e, StatusRevalidated
 		publish(nil)
 		return
-	case storable(resp, parseDirectives(resp.Header)) && resp.ContentLength <= int64(c.cfg.MaxObjectSize) &&
+	case storable(resp, responseDirectives(resp.Header, c.rules.cdn), c.rules, f.key) && resp.ContentLength <= int64(c.cfg.MaxObjectSize) &&
 		(f.wantID == "" || resp.Header.Get(ExportIDHeader) == f.wantID):
-		fl, ferr := c.newFill(f.key, resp, reqAt, respAt)
+		storeKey, fields := f.key, varyFields(resp.Header)
+		if fields != nil {
+			storeKey = variantKey(baseKey(f.key), fields, out.Header)
+		}
+		fl, ferr := c.newFill(storeKey, resp, reqAt, respAt)
 		if ferr != nil {
 			c.log.Warn("cache: cannot store", "key", f.key, "err", ferr)
 			break
 		}
 		fl.ctx = out.Context()
+		fl.vary = fields
 		f.fill = fl
 		close(f.ready) // the flight stays joinable until the fill ends
 		fl.run(resp.Body, func(e *entry) {
@@ -642,4 +695,11 @@ func (c *Cache) ErrorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	io.WriteString(w, http.StatusText(code)+"\n")
+}
+
+// RFCOptions are the Options of a cache that applies RFC 9111 where the
+// gateway is stricter on purpose (see the fields marked so). Only the
+// conformance harness (bench/cmd/cacheproxy) uses them.
+func RFCOptions() Options {
+	return Options{HonourAuthorization: true, CDNCacheControl: true, KeepSetCookie: true}
 }

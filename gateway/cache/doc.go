@@ -25,12 +25,30 @@
 //
 // # Semantics
 //
-//   - Stored: 200 responses to GET (a HEAD miss is fetched as GET, as
-//     nginx does) that the origin allows: never no-store or private, nor
-//     with Vary or Set-Cookie, nor for a request with Authorization unless
-//     public or s-maxage. Freshness from s-maxage, max-age or Expires; no
-//     heuristic freshness. The key is the path and query only, never who
-//     asked.
+//   - Stored: responses to GET (a HEAD miss is fetched as GET, as nginx
+//     does) with a status below 500 other than 206 and 304 (only 200 for
+//     the export coherence files) that the origin allows: never no-store
+//     or private, nor Vary: *. A response with Vary is stored per variant
+//     of the listed request fields (at most MaxVariants per URL;
+//     Accept-Encoding makes none); Set-Cookie is dropped from what is
+//     stored unless Options.KeepSetCookie. With
+//     Options.HonourAuthorization, a request with Authorization only
+//     stores public, s-maxage or must-revalidate responses (RFC 9111
+//     section 3.5); the gateway authenticates first and leaves it off.
+//     Freshness from s-maxage, max-age or Expires (a strict HTTP-date;
+//     several lines or an invalid one mean expired), or, with
+//     Options.CDNCacheControl, a valid CDN-Cache-Control (RFC 9213);
+//     else heuristic freshness for heuristically cacheable statuses (a
+//     tenth of the time since Last-Modified, at most
+//     MaxHeuristicLifetime); a 404 or 410 under /concelier/exports/ at
+//     most NegativeMaxAge, even without any. The upstream's Age counts.
+//     The key is the path and query only, never who asked.
+//   - Unsafe methods (anything but GET, HEAD, OPTIONS, TRACE) are passed
+//     through (BYPASS); a success invalidates the URL and the same-origin
+//     URLs of its Location and Content-Location.
+//   - A request that joins a fill in progress is answered from it only
+//     while the response is fresh and the same Vary variant; else it asks
+//     upstream itself.
 //   - Fresh: HIT, with Age. immutable responses are never revalidated while
 //     fresh, whatever the client sends.
 //   - Stale: a conditional request upstream (If-None-Match,
@@ -42,12 +60,15 @@
 //     larger of Config.StaleIfErrorGrace and the response's
 //     stale-if-error; never for must-revalidate, proxy-revalidate,
 //     s-maxage or no-cache responses.
-//   - Client Cache-Control: ignored unless Config.HonourClientNoCache
-//     (then no-cache/max-age=0 revalidate and no-store bypasses).
+//   - Client Cache-Control (RFC 9111 section 5.2.1): ignored unless
+//     Config.HonourClientNoCache, or the request's context is marked
+//     WithClientCacheControl (the gateway's per-site switch); then
+//     no-cache/max-age=0 revalidate, no-store bypasses, max-age,
+//     min-fresh and max-stale bound the age accepted, and only-if-cached
+//     gets a 504 rather than an upstream request.
 //   - The cache answers conditional requests (304) and single byte Range
 //     requests (206, 416; If-Range) from a stored object or a fill in
 //     progress; multi-range requests get the whole 200.
-//   - Other methods are passed through: BYPASS.
 //
 // # Export coherence
 //
@@ -141,8 +162,10 @@
 //
 // # What it is not
 //
-// Not a general-purpose cache: no Vary support, no heuristic freshness,
-// no caching of non-200 responses, no invalidation on unsafe methods (the
-// origin is read-only). It does no authentication; the purge handler must
-// be mounted behind the admin listener's auth.
+// Not a general-purpose cache: no partial (206) storage, no storing of 5xx,
+// request Cache-Control only when switched on (see above). RFCOptions
+// select the generic shared cache's rules for the conformance harness
+// (bench/cmd/cacheproxy; docs/cache.md, "HTTP caching conformance"). It
+// does no authentication; the purge handler must be mounted behind the
+// admin listener's auth.
 package cache

@@ -30,15 +30,19 @@ var (
 // its flight when the last reference (the fill itself, every request that
 // joined the flight) is dropped.
 type fill struct {
-	c       *Cache
-	key     string
-	header  http.Header // stored header
-	size    int64       // Content-Length, -1 when unknown
-	wantSHA string      // hex sha256 from the ETag, "" when the ETag has another form
-	reqAt   time.Time
-	respAt  time.Time
-	file    *os.File
-	ctx     context.Context // the upstream request's: cancelled when nobody waits any more
+	c         *Cache
+	key       string
+	header    http.Header // stored header
+	status    int         // the response's status code
+	cdn       bool        // CDN-Cache-Control is the policy (meta.CDN)
+	freshness freshness
+	vary      []string // the request fields the response varies by (meta.Vary)
+	size      int64    // Content-Length, -1 when unknown
+	wantSHA   string   // hex sha256 from the ETag, "" when the ETag has another form
+	reqAt     time.Time
+	respAt    time.Time
+	file      *os.File
+	ctx       context.Context // the upstream request's: cancelled when nobody waits any more
 
 	mu       sync.Mutex
 	written  int64
@@ -64,10 +68,16 @@ func (c *Cache) newFill(key string, resp *http.Response, reqAt, respAt time.Time
 	if err != nil {
 		return nil, fmt.Errorf("cache: creating fill file: %w", err)
 	}
+	hdr := storedHeader(resp.Header)
+	if !c.rules.setCookie {
+		delete(hdr, "Set-Cookie")
+	}
 	f := &fill{
 		c:        c,
 		key:      key,
-		header:   storedHeader(resp.Header),
+		header:   hdr,
+		status:   resp.StatusCode,
+		cdn:      c.rules.cdn && validCDN(resp.Header),
 		size:     resp.ContentLength,
 		wantSHA:  sha256ETag(resp.Header.Get("ETag")),
 		reqAt:    reqAt,
@@ -75,6 +85,7 @@ func (c *Cache) newFill(key string, resp *http.Response, reqAt, respAt time.Time
 		file:     tmp,
 		progress: make(chan struct{}),
 	}
+	f.freshness = freshnessOf(hdr, f.status, key, f.cdn, reqAt, respAt)
 	return f, nil
 }
 
@@ -177,7 +188,10 @@ func (f *fill) commit(tmpName, sum string) (*entry, error) {
 		return nil, err
 	}
 	m := meta{Key: f.key, Stem: c.newStem(f.key), Size: f.written, SHA256: sum,
-		Header: f.header, RequestTime: f.reqAt, ResponseTime: f.respAt}
+		Header: f.header, RequestTime: f.reqAt, ResponseTime: f.respAt, CDN: f.cdn, Vary: f.vary}
+	if f.status != http.StatusOK {
+		m.Status = f.status
+	}
 	e := newEntry(c.dir, m)
 	if err := os.Rename(tmpName, e.body); err != nil {
 		return nil, err
@@ -187,6 +201,11 @@ func (f *fill) commit(tmpName, sum string) (*entry, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// matches: a request with header h selects the response being filled.
+func (f *fill) matches(h http.Header) bool {
+	return f.vary == nil || variantKey(baseKey(f.key), f.vary, h) == f.key
 }
 
 // finish records the end of the body (err == nil: complete and verified).

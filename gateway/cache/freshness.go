@@ -14,6 +14,21 @@ type directives struct {
 	mustRevalidate, proxyRevalidate    bool
 	immutable                          bool
 	maxAge, sMaxAge, swr, staleIfError int64
+	// targeted: read from CDN-Cache-Control (RFC 9213), which makes the
+	// cache ignore Cache-Control and Expires.
+	targeted bool
+}
+
+// responseDirectives are the directives a response is stored and reused
+// by: CDN-Cache-Control's when cdn is set and the field is valid, else
+// Cache-Control's.
+func responseDirectives(h http.Header, cdn bool) directives {
+	if cdn {
+		if d, ok := parseCDN(h); ok {
+			return d
+		}
+	}
+	return parseDirectives(h)
 }
 
 // parseDirectives reads every Cache-Control field line of h. Unknown
@@ -73,56 +88,119 @@ func parseDirectives(h http.Header) directives {
 	return d
 }
 
-// storable says whether a response to a GET may be stored by a shared cache
-// (RFC 9111 section 3), conservatively: only 200, never no-store or
-// private, never with Vary or Set-Cookie (the key ignores request headers
-// and the content is the same for every user), and only when it is
-// useful: fresh for a while or revalidatable.
-func storable(resp *http.Response, d directives) bool {
-	if resp.StatusCode != http.StatusOK || d.noStore || d.private {
+// storable says whether a response to a GET stored under key may be
+// stored by a shared cache (RFC 9111 section 3): a status the cache
+// understands (storableStatus; only 200 for the export coherence files),
+// never no-store or private, nor Vary: * (a Vary listing fields is
+// stored per variant), nor for a request with Authorization (when r says
+// so) unless public, s-maxage or must-revalidate; and only when useful:
+// explicit freshness, or a heuristically cacheable status with heuristic
+// freshness or validators.
+func storable(resp *http.Response, d directives, r rules, key string) bool {
+	code := resp.StatusCode
+	if !storableStatus(code) || d.noStore || d.private {
+		return false
+	}
+	if code != http.StatusOK && coherenceKey(key) {
 		return false
 	}
 	h := resp.Header
-	if len(h.Values("Vary")) > 0 || len(h.Values("Set-Cookie")) > 0 {
+	if varyStar(h) || (coherenceKey(key) && len(h["Vary"]) > 0) {
 		return false
 	}
-	if resp.Request != nil && resp.Request.Header.Get("Authorization") != "" &&
+	if r.authorization && resp.Request != nil && resp.Request.Header.Get("Authorization") != "" &&
 		!d.public && d.sMaxAge < 0 && !d.mustRevalidate {
 		// RFC 9111 section 3.5.
 		return false
 	}
-	if lifetime(h, d) > 0 {
+	lt, explicit := explicitLifetime(h, d, time.Time{})
+	switch {
+	case explicit && lt > 0:
+		return true
+	case !heuristicStatus(code):
+		return explicit && (h.Get("ETag") != "" || h.Get("Last-Modified") != "")
+	case negative(code, key):
 		return true
 	}
 	return h.Get("ETag") != "" || h.Get("Last-Modified") != ""
 }
 
-// lifetime is the freshness lifetime (RFC 9111 section 4.2.1) of a stored
-// response. There is no heuristic freshness: without explicit expiry the
-// response is stored but revalidated on every use.
+// lifetime is the explicit freshness lifetime (RFC 9111 section 4.2.1) of
+// a response (see freshnessLifetime for the one the cache uses).
 func lifetime(h http.Header, d directives) time.Duration {
+	lt, _ := explicitLifetime(h, d, time.Time{})
+	return lt
+}
+
+// explicitLifetime is the freshness lifetime the response states, and
+// whether it states one: s-maxage, max-age or Expires (Cache-Control's
+// no-cache makes it 0). An invalid Expires, or several, is an expired
+// one. Expires counts from Date, or without one from responseAt.
+func explicitLifetime(h http.Header, d directives, responseAt time.Time) (time.Duration, bool) {
 	switch {
 	case d.noCache:
-		return 0
+		return 0, true
 	case d.sMaxAge >= 0:
-		return seconds(d.sMaxAge)
+		return seconds(d.sMaxAge), true
 	case d.maxAge >= 0:
-		return seconds(d.maxAge)
+		return seconds(d.maxAge), true
+	case d.targeted:
+		return 0, false
 	}
-	if exp := h.Get("Expires"); exp != "" {
-		t, err := http.ParseTime(exp)
-		if err != nil {
-			return 0
-		}
-		date, err := http.ParseTime(h.Get("Date"))
-		if err != nil {
-			return 0
-		}
-		if t.After(date) {
-			return t.Sub(date)
-		}
+	t, ok, valid := expires(h)
+	if !ok {
+		return 0, false
 	}
-	return 0
+	if !valid {
+		return 0, true
+	}
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil {
+		if responseAt.IsZero() {
+			return 0, true
+		}
+		date = responseAt
+	}
+	if t.After(date) {
+		return t.Sub(date), true
+	}
+	return 0, true
+}
+
+// freshnessLifetime is the lifetime the cache gives a stored response
+// with status code under key: the explicit one, else heuristic freshness
+// for a heuristically cacheable status (RFC 9111 section 4.2.2): a tenth
+// of the time since Last-Modified, at most MaxHeuristicLifetime; a 404 or
+// 410 of the export tree at most NegativeMaxAge.
+func freshnessLifetime(h http.Header, d directives, code int, key string, responseAt time.Time) time.Duration {
+	lt, explicit := explicitLifetime(h, d, responseAt)
+	if !explicit && heuristicStatus(code) {
+		lt = heuristicLifetime(h, responseAt)
+	}
+	if negative(code, key) {
+		if !explicit {
+			lt = NegativeMaxAge
+		}
+		lt = min(lt, NegativeMaxAge)
+	}
+	return lt
+}
+
+// heuristicLifetime: HeuristicFraction of Date (or the response time)
+// minus Last-Modified, capped.
+func heuristicLifetime(h http.Header, responseAt time.Time) time.Duration {
+	lm, err := http.ParseTime(h.Get("Last-Modified"))
+	if err != nil {
+		return 0
+	}
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil {
+		date = responseAt
+	}
+	if !date.After(lm) {
+		return 0
+	}
+	return min(date.Sub(lm)/HeuristicFraction, MaxHeuristicLifetime)
 }
 
 // initialAge is corrected_initial_age of RFC 9111 section 4.2.3.
@@ -131,15 +209,11 @@ func initialAge(h http.Header, requestTime, responseTime time.Time) time.Duratio
 	if date, err := http.ParseTime(h.Get("Date")); err == nil && responseTime.After(date) {
 		apparent = responseTime.Sub(date)
 	}
-	var ageValue time.Duration
-	if n, err := strconv.ParseInt(strings.TrimSpace(h.Get("Age")), 10, 64); err == nil && n > 0 {
-		ageValue = seconds(n)
-	}
 	delay := responseTime.Sub(requestTime)
 	if delay < 0 {
 		delay = 0
 	}
-	return max(apparent, ageValue+delay)
+	return max(apparent, seconds(ageValue(h))+delay)
 }
 
 func seconds(n int64) time.Duration {
@@ -164,9 +238,15 @@ type freshness struct {
 }
 
 func newFreshness(h http.Header, requestTime, responseTime time.Time) freshness {
-	d := parseDirectives(h)
+	return freshnessOf(h, http.StatusOK, "", false, requestTime, responseTime)
+}
+
+// freshnessOf is the freshness of a response with status code stored
+// under key; cdn: its CDN-Cache-Control applies (rules.cdn).
+func freshnessOf(h http.Header, code int, key string, cdn bool, requestTime, responseTime time.Time) freshness {
+	d := responseDirectives(h, cdn)
 	f := freshness{
-		lifetime:   lifetime(h, d),
+		lifetime:   freshnessLifetime(h, d, code, key, responseTime),
 		initialAge: initialAge(h, requestTime, responseTime),
 		responseAt: responseTime,
 		immutable:  d.immutable,
@@ -209,10 +289,12 @@ func (f *freshness) usableOnError(now time.Time, grace time.Duration) bool {
 }
 
 // hopByHop are the header fields never stored or served from the cache.
+// Age is stored (the initial age is computed from it) and replaced by the
+// current age on every answer.
 var hopByHop = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-	"Age", Header, "Content-Length",
+	Header, "Content-Length",
 }
 
 // storedHeader is the header block kept with a stored response: the
@@ -236,6 +318,7 @@ func storedHeader(h http.Header) http.Header {
 // 9111 section 3.2), leaving the fields that describe the stored body alone.
 func mergeNotModified(stored, notModified http.Header) http.Header {
 	out := stored.Clone()
+	delete(out, "Age") // the 304's Age, or none, describes the refreshed response
 	for k, v := range storedHeader(notModified) {
 		switch k {
 		case "Content-Type", "Content-Encoding", "Content-Range":

@@ -39,7 +39,7 @@ func TestFreshness(t *testing.T) {
 				t.Errorf("initial age %v, want %v", got, tt.initial)
 			}
 			resp := &http.Response{StatusCode: 200, Header: tt.header}
-			if got := storable(resp, d); got != tt.store {
+			if got := storable(resp, d, rules{authorization: true}, "/x"); got != tt.store {
 				t.Errorf("storable %v, want %v", got, tt.store)
 			}
 		})
@@ -48,11 +48,11 @@ func TestFreshness(t *testing.T) {
 	req, _ := http.NewRequest("GET", "http://o/x", nil)
 	req.Header.Set("Authorization", "Bearer t")
 	h := http.Header{"Cache-Control": {"max-age=60"}}
-	if storable(&http.Response{StatusCode: 200, Header: h, Request: req}, parseDirectives(h)) {
+	if storable(&http.Response{StatusCode: 200, Header: h, Request: req}, parseDirectives(h), rules{authorization: true}, "/x") {
 		t.Error("stored an authorized response without public/s-maxage")
 	}
 	h = http.Header{"Cache-Control": {"public, max-age=60"}}
-	if !storable(&http.Response{StatusCode: 200, Header: h, Request: req}, parseDirectives(h)) {
+	if !storable(&http.Response{StatusCode: 200, Header: h, Request: req}, parseDirectives(h), rules{authorization: true}, "/x") {
 		t.Error("refused an authorized public response")
 	}
 }

@@ -25,6 +25,8 @@ var hitConditionals = [...]string{"Range", "If-None-Match", "If-Modified-Since",
 // must not be modified: Header, ContentLength and Body are read-only.
 // File is the caller's alone until Release.
 type Hit struct {
+	// Status is the stored response's status code (200 mostly).
+	Status int
 	// Header holds the stored response's fields, canonical keys, without
 	// Age and X-Cache-Status (the caller adds them). It may hold
 	// Content-Length.
@@ -95,7 +97,7 @@ func (c *Cache) LookupHit(key string, get bool, has func(name string) bool) (Hit
 	} else {
 		e, g = c.entries[key], nil
 	}
-	if e == nil || !e.fresh.fresh(now) || (e.mem == nil && e.meta.Size <= int64(c.cfg.MemoryMaxObjectSize)) {
+	if e == nil || e.meta.Vary != nil || !e.fresh.fresh(now) || (e.mem == nil && e.meta.Size <= int64(c.cfg.MemoryMaxObjectSize)) {
 		c.mu.Unlock()
 		return Hit{}, false
 	}
@@ -104,7 +106,7 @@ func (c *Cache) LookupHit(key string, get bool, has func(name string) bool) (Hit
 	if g != nil && e.view != nil {
 		hdr, age = e.view, viewAge(g, age, now)
 	}
-	h := Hit{Header: hdr, ContentLength: e.contentLength, Size: e.meta.Size, Body: e.mem, c: c,
+	h := Hit{Status: e.meta.status(), Header: hdr, ContentLength: e.contentLength, Size: e.meta.Size, Body: e.mem, c: c,
 		Age: strconv.FormatInt(int64(age/time.Second), 10)}
 	c.mu.Unlock()
 	if h.Body == nil && get {
@@ -153,7 +155,7 @@ func (c *Cache) ServeHit(w http.ResponseWriter, r *http.Request, key string) boo
 	wh["Content-Length"] = hit.ContentLength[:1:1]
 	wh["Age"] = []string{hit.Age}
 	wh[Header] = hitValue[:1:1]
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(hit.Status)
 	switch {
 	case r.Method != http.MethodGet:
 	case hit.Body != nil:

@@ -54,7 +54,7 @@ func (c *Cache) serveEntry(req *http.Request, e *entry, mem []byte, status Statu
 	if g != nil && e.view != nil {
 		hdr, age = e.view, viewAge(g, age, now)
 	}
-	return c.respond(req, hdr, e.meta.Size, age, status, open, c.m.servedCache)
+	return c.respond(req, e.meta.status(), hdr, e.meta.Size, age, status, open, c.m.servedCache)
 }
 
 // gone turns a vanished body into errGone, dropping the entry if it is
@@ -102,7 +102,7 @@ func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined b
 	if g != nil {
 		hdr, age = c.unversionedHeader(f.header, g.id), viewAge(g, age, now)
 	}
-	resp, err := c.respond(req, hdr, f.size, age, status, open, counter)
+	resp, err := c.respond(req, f.status, hdr, f.size, age, status, open, counter)
 	if !opened { // HEAD, 304, 416: answered without the body
 		c.leave(fl, false)
 		fl.unhold()
@@ -110,10 +110,11 @@ func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined b
 	return resp, err
 }
 
-// respond builds the response for an object with header hdr and size
-// (-1: unknown): 304 for a matching conditional request, 206/416 for a
-// Range, else 200; a body only for GET.
-func (c *Cache) respond(req *http.Request, hdr http.Header, size int64, age time.Duration, status Status,
+// respond builds the response for an object with status code, header hdr
+// and size (-1: unknown): for a 200, 304 for a matching conditional
+// request and 206/416 for a Range; else the stored status; a body only for
+// GET.
+func (c *Cache) respond(req *http.Request, code int, hdr http.Header, size int64, age time.Duration, status Status,
 	open opener, counter prometheus.Counter) (*http.Response, error) {
 	h := hdr.Clone()
 	h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
@@ -121,6 +122,22 @@ func (c *Cache) respond(req *http.Request, hdr http.Header, size int64, age time
 	resp := &http.Response{
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Request: req, Body: http.NoBody,
+	}
+	if code != http.StatusOK {
+		resp.StatusCode, resp.Status = code, strconv.Itoa(code)+" "+http.StatusText(code)
+		resp.ContentLength = size
+		if size >= 0 {
+			h["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+		}
+		if req.Method != http.MethodHead && size != 0 {
+			body, err := open(0, size)
+			if err != nil {
+				return nil, err
+			}
+			resp.Body = &countingBody{rc: body, counter: counter}
+		}
+		c.m.requests[status].Inc()
+		return resp, nil
 	}
 	if notModified(req, h) {
 		for _, k := range []string{"Content-Type", "Content-Encoding", "Content-Length"} {

@@ -45,6 +45,22 @@ type meta struct {
 	Header       http.Header `json:"header"`
 	RequestTime  time.Time   `json:"requestTime"`
 	ResponseTime time.Time   `json:"responseTime"`
+	// Status is the stored response's status code; 0 means 200.
+	Status int `json:"status,omitempty"`
+	// CDN: the response's CDN-Cache-Control is its caching policy (RFC
+	// 9213; Options.CDNCacheControl when it was stored).
+	CDN bool `json:"cdn,omitempty"`
+	// Vary are the request fields this variant was selected by (vary.go);
+	// Key is then a variant key.
+	Vary []string `json:"vary,omitempty"`
+}
+
+// status is the stored status code.
+func (m *meta) status() int {
+	if m.Status == 0 {
+		return http.StatusOK
+	}
+	return m.Status
 }
 
 // entry is one stored object in the index. Its fields other than the list
@@ -70,7 +86,7 @@ type entry struct {
 func newEntry(dir string, m meta) *entry {
 	return &entry{
 		meta:  m,
-		fresh: newFreshness(m.Header, m.RequestTime, m.ResponseTime),
+		fresh: freshnessOf(m.Header, m.status(), m.Key, m.CDN, m.RequestTime, m.ResponseTime),
 		body:  filepath.Join(dir, m.Stem+bodySuffix),
 
 		contentLength: []string{strconv.FormatInt(m.Size, 10)},
@@ -187,6 +203,7 @@ func (c *Cache) insertLocked(e *entry) (victims []*entry) {
 	}
 	c.entries[e.meta.Key] = e
 	e.elem = c.lru.PushFront(e)
+	victims = append(victims, c.noteVariantLocked(e)...)
 	if id, ok := pinnedFileID(e.meta.Key); ok && e.view == nil {
 		e.view = c.unversionedHeader(e.meta.Header, id)
 	}

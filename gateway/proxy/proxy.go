@@ -96,6 +96,13 @@ type Options struct {
 	// to what it answers, so this covers a gateway without a cache.
 	// Default: 0, none.
 	CDNMaxAge time.Duration
+	// Transparent forwards what the gateway strips: every method with its
+	// request body, the query, Authorization and Cookie, and the origin's
+	// Set-Cookie. It exists for the HTTP caching conformance harness
+	// (bench/cmd/cacheproxy), which shows the cache's RFC 9111 behaviour
+	// with the gateway's admission replaced by pass-through; the gateway
+	// never sets it (no configuration key reaches it). Default: false.
+	Transparent bool
 }
 
 // Proxy is an http.Handler forwarding to the origin.
@@ -357,10 +364,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	info := InfoFrom(pr.In.Context())
 	trusted := p.Trusted(pr.In)
 	pr.SetURL(p.opts.Origin)
-	pr.Out.URL.RawQuery = ""
-	pr.Out.Body = nil // GET/HEAD: nothing to forward
-	pr.Out.ContentLength = 0
-	pr.Out.TransferEncoding = nil
+	if !p.opts.Transparent {
+		pr.Out.URL.RawQuery = ""
+		pr.Out.Body = nil // GET/HEAD: nothing to forward
+		pr.Out.ContentLength = 0
+		pr.Out.TransferEncoding = nil
+	}
 	h := pr.Out.Header
 	if trusted {
 		for _, k := range []string{"X-Forwarded-For", "Forwarded"} {
@@ -391,8 +400,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	case !trusted:
 		h.Del(UserHeader)
 	}
-	h.Del("Authorization")
-	h.Del("Cookie")
+	if !p.opts.Transparent {
+		h.Del("Authorization")
+		h.Del("Cookie")
+	}
 	if info.token != "" {
 		h.Set("Authorization", "Bearer "+info.token)
 	}
@@ -401,7 +412,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	info := InfoFrom(resp.Request.Context())
 	info.Upstream = time.Since(info.start)
-	resp.Header.Del("Set-Cookie")
+	if !p.opts.Transparent {
+		resp.Header.Del("Set-Cookie")
+	}
 	if p.cdnPath(strings.TrimPrefix(resp.Request.URL.Path, strings.TrimSuffix(p.opts.Origin.Path, "/"))) &&
 		resp.Header["Cdn-Cache-Control"] == nil {
 		if id := resp.Header.Get(export.ExportIDHeader); export.ValidExportID(id) {

@@ -27,6 +27,7 @@ const bufferLimit = 64 << 10
 
 // serve runs the net/http handler for one request.
 func (s *Server) serve(fc *fasthttp.RequestCtx) {
+	defer setDate(fc)
 	if s.cfg.Native != nil && s.native(fc) {
 		return
 	}
@@ -546,6 +547,11 @@ func (w *writer) commitHeaders() {
 		case "Content-Type":
 			if len(vv) > 0 {
 				resp.Header.SetContentType(vv[0])
+			}
+			continue
+		case "Date":
+			if len(vv) > 0 {
+				SetDate(&resp.Header, []byte(vv[0]))
 			}
 			continue
 		}

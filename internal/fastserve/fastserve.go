@@ -152,6 +152,7 @@ func New(cfg Config) *Server {
 		MaxRequestBodySize:           cfg.MaxBodyBytes,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
+		NoDefaultDate:                true, // see date.go
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
@@ -328,6 +329,7 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.logger.Debug("unreadable request", "remote", ctx.RemoteAddr().String(), "status", status, "error", err.Error())
 	plainError(ctx, status)
+	setDate(ctx)
 }
 
 // plainError writes net/http's style of bare error answer and closes the
