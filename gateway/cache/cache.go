@@ -104,6 +104,9 @@ type Cache struct {
 	alias      map[string]aliasTarget
 
 	rules rules
+	// indexMu serializes the upstream fetches of the Concelier index up
+	// to their response headers (directIndex).
+	indexMu sync.Mutex
 
 	warnedPinned    atomic.Bool
 	cdnCacheControl []string // CDN-Cache-Control value, shared read-only
@@ -320,6 +323,9 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 			// joined its fill: that one goes upstream itself.
 			c.leave(f, false)
 			f.unhold()
+			if key == concelierIndex {
+				return c.directIndex(req)
+			}
 			return c.direct(req, StatusMiss)
 		}
 		return c.serveFill(req, f, status, !leader, g) // hands the reference and the waiter to the reader
@@ -472,10 +478,15 @@ func (c *Cache) endFlight(f *flight, e *entry) {
 		delete(c.flights, f.key)
 	}
 	if e != nil {
-		if c.epoch == f.epoch && !f.dropped && !(c.gen != nil && unversionedFile(e.meta.Key)) {
+		// Not stored: purged or invalidated while it was fetched; an
+		// unversioned file while generations apply (stored pinned); an
+		// index of an export the generation has moved away from while its
+		// body was read (a fresher index was observed meanwhile).
+		staleIndex := e.meta.Key == concelierIndex && c.gen != nil && e.meta.Header.Get(ExportIDHeader) != c.gen.id
+		if c.epoch == f.epoch && !f.dropped && !(c.gen != nil && unversionedFile(e.meta.Key)) && !staleIndex {
 			victims = c.insertLocked(e)
 		} else {
-			victims = []*entry{e} // purged while it was being fetched
+			victims = []*entry{e}
 		}
 	}
 	c.mu.Unlock()
@@ -495,6 +506,9 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 	f.status = missStatus
 
 	c.m.upstream.Inc()
+	if f.key == concelierIndex {
+		c.indexMu.Lock()
+	}
 	reqAt := c.now()
 	resp, err := c.upstream.RoundTrip(out)
 	respAt := c.now()
@@ -502,6 +516,9 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		(resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotModified && f.stale != nil) {
 		// Before any byte of it reaches a client.
 		c.observeIndex(resp, f.stale, reqAt, respAt)
+	}
+	if f.key == concelierIndex {
+		c.indexMu.Unlock()
 	}
 
 	publish := func(e *entry) {
@@ -637,6 +654,31 @@ func (c *Cache) direct(req *http.Request, status Status) (*http.Response, error)
 		return nil, &Error{Status: status, Err: err}
 	}
 	return c.passThrough(req, resp, status, nil), nil
+}
+
+// directIndex fetches the Concelier index for a request that could not
+// use the fill it joined (stale by now, or the client asked for no-cache),
+// and applies the answer to the export generation before any byte of it
+// reaches the client: a client must never read an index naming an export
+// whose files the cache does not serve. Index fetches are serialized
+// (indexMu, also held by the flights' fetches of the index up to their
+// response headers), so the generation follows the origin's answers in
+// the order the origin gave them.
+func (c *Cache) directIndex(req *http.Request) (*http.Response, error) {
+	c.m.upstream.Inc()
+	c.indexMu.Lock()
+	reqAt := c.now()
+	resp, err := c.upstream.RoundTrip(req)
+	respAt := c.now()
+	if err == nil && resp.StatusCode == http.StatusOK {
+		c.observeIndex(resp, nil, reqAt, respAt)
+	}
+	c.indexMu.Unlock()
+	if err != nil {
+		c.m.requests[StatusMiss].Inc()
+		return nil, &Error{Status: StatusMiss, Err: err}
+	}
+	return c.passThrough(req, resp, StatusMiss, nil), nil
 }
 
 // passThrough labels an upstream response and counts its bytes.
