@@ -96,7 +96,7 @@ fuzz:
 # Extra arguments for `make mutate`, e.g. MUTATEARGS="-run cache-".
 MUTATEARGS ?=
 
-## mutate: apply each mutation of internal/tools/mutate/mutations.go (auth, policy, cache, digests, signatures, restore, sync publish) to a temporary copy, one at a time; each must be killed by its packages' tests (~15 min; not part of `make test`)
+## mutate: apply each mutation of internal/tools/mutate/mutations.go (auth, policy, cache, digests, signatures, restore, sync publish) to a temporary copy, one at a time; each must be killed by its packages' tests (~4 min; not part of `make test`)
 mutate:
 	$(GO) run ./internal/tools/mutate $(MUTATEARGS)
 
