@@ -17,7 +17,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all deps build run test test-short e2e-twonode bench dos faults fuzz lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short e2e-twonode bench dos faults fuzz mutate lint fmt clean image dev-certs
 
 all: build
 
@@ -103,6 +103,13 @@ fuzz:
 		echo "== $$name in $$pkg for $(FUZZTIME)"; \
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	done
+
+# Extra arguments for `make mutate`, e.g. MUTATEARGS="-run cache-".
+MUTATEARGS ?=
+
+## mutate: apply each mutation of internal/tools/mutate/mutations.go (auth, policy, cache, digests, signatures, restore, sync publish) to a temporary copy, one at a time; each must be killed by its packages' tests (~4 min; not part of `make test`)
+mutate:
+	$(GO) run ./internal/tools/mutate $(MUTATEARGS)
 
 ## lint: gofmt and go vet must be clean
 lint:

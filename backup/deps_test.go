@@ -1,23 +1,18 @@
 package backup
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // TestNoComponentDependencies: package backup depends on what it checks
 // only through the functions it is given (Options.Load,
 // RestoreOptions.References and Validate), never on a component.
 func TestNoComponentDependencies(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("go not in PATH")
-		}
-		t.Skip("go not in PATH")
-	}
+	gobin := testenv.Tool(t, "go", "golang-go")
 	out, err := exec.Command(gobin, "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
@@ -40,14 +41,7 @@ type profile struct {
 
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed; .ci/run installs %s", name, pkg)
-		}
-		t.Skipf("%s not installed (apt-get install %s)", name, pkg)
-	}
-	return p
+	return testenv.Tool(t, name, pkg)
 }
 
 // bcryptFile returns an htpasswd file made by the real htpasswd -B.

@@ -10,16 +10,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // nginxBinary returns Debian's nginx or skips the test.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("/usr/sbin/nginx")
-	if err != nil {
-		t.Skip("nginx not installed (apt-get install nginx-light)")
+	if _, err := exec.LookPath("/usr/sbin/nginx"); err != nil {
+		testenv.Missing(t, "Debian's nginx (/usr/sbin/nginx) is not installed (apt-get install nginx-light)")
 	}
-	return p
+	return "/usr/sbin/nginx"
 }
 
 // writeNginxFixture writes a tiny export tree and an nginx config for it.

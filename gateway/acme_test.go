@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // freePort returns a loopback port that was free a moment ago.
@@ -41,13 +42,7 @@ func freePort(t *testing.T) int {
 // pebble's management URL.
 func startPebble(t *testing.T, httpPort int) (dirURL, tlsCA, mgmt string, log func() string) {
 	t.Helper()
-	bin, err := exec.LookPath("pebble")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("pebble not installed; .ci/run installs it")
-		}
-		t.Skip("pebble not installed (apt-get install pebble)")
-	}
+	bin := testenv.Tool(t, "pebble", "pebble")
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("pebble listener CA", 0)
 	if err != nil {

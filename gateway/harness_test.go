@@ -25,6 +25,7 @@ import (
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
 	"github.com/stella-ops/stella-mirror/internal/serve"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 	"github.com/stella-ops/stella-mirror/origin"
 	"github.com/stella-ops/stella-mirror/origin/origintest"
 )
@@ -129,12 +130,7 @@ func sharedExport(t *testing.T) string {
 
 func htpasswd(t *testing.T, args ...string) {
 	t.Helper()
-	if _, err := exec.LookPath("htpasswd"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("htpasswd not installed; .ci/run installs apache2-utils")
-		}
-		t.Skip("htpasswd not installed (apt-get install apache2-utils)")
-	}
+	testenv.Tool(t, "htpasswd", "apache2-utils")
 	if out, err := exec.Command("htpasswd", args...).CombinedOutput(); err != nil {
 		t.Fatalf("htpasswd %v: %v\n%s", args, err, out)
 	}

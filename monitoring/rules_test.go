@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 const (
@@ -23,14 +25,7 @@ const (
 // missing (failing when CI is set: .ci/run installs it).
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed; scripts/test-deps installs the Debian package %s", name, pkg)
-		}
-		t.Skipf("%s not installed (apt-get install %s; scripts/test-deps does)", name, pkg)
-	}
-	return p
+	return testenv.Tool(t, name, pkg)
 }
 
 // TestPromtool runs `promtool check rules` and `promtool test rules` on

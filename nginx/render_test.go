@@ -10,6 +10,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/gateway"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 	"github.com/stella-ops/stella-mirror/nginx"
 )
 
@@ -61,13 +62,7 @@ func TestRenderGolden(t *testing.T) {
 // TestNginxAcceptsRendered runs nginx -t on both forms of the rendered
 // configuration, with real certificate files.
 func TestNginxAcceptsRendered(t *testing.T) {
-	nginxBin, err := exec.LookPath("nginx")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("nginx not installed; .ci/run installs nginx-light")
-		}
-		t.Skip("nginx not installed")
-	}
+	nginxBin := testenv.Tool(t, "nginx", "nginx-light")
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("nginx test CA", 0)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // units are the files this directory ships.
@@ -24,10 +26,7 @@ var units = []string{
 // templates instantiated as @test) with ExecStart pointing at an existing
 // binary, and fails on any message about our units.
 func TestUnitsVerify(t *testing.T) {
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze is not installed (apt-get install systemd); .ci/run installs it")
-	}
+	analyze := testenv.Tool(t, "systemd-analyze", "systemd")
 	bin := os.Getenv("STELLA_MIRROR_BIN")
 	if bin == "" {
 		bin = "/bin/true"
@@ -37,7 +36,7 @@ func TestUnitsVerify(t *testing.T) {
 	probe := filepath.Join(dir, "probe.service")
 	os.WriteFile(probe, []byte("[Service]\nType=oneshot\nExecStart=/bin/true\n"), 0o644)
 	if out, err := exec.Command(analyze, "verify", "--man=no", probe).CombinedOutput(); err != nil {
-		t.Skipf("systemd-analyze cannot run in this environment (%v): %s", err, out)
+		testenv.Missing(t, "systemd-analyze cannot run in this environment (%v): %s", err, out)
 	}
 	var args []string
 	for _, u := range units {

@@ -11,17 +11,13 @@ import (
 	"filippo.io/age"
 
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // TestBackupRestoreDrillCommands runs backup, restore --dry-run, the drill
 // and a real restore through the command line.
 func TestBackupRestoreDrillCommands(t *testing.T) {
-	if _, err := exec.LookPath("htpasswd"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("htpasswd not installed; .ci/run installs apache2-utils")
-		}
-		t.Skip("htpasswd not installed")
-	}
+	testenv.Tool(t, "htpasswd", "apache2-utils")
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("cmd test CA", 0)
 	if err != nil {

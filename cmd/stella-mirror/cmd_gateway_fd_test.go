@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // TestGatewaySurvivesFDExhaustion (F1): the gateway, started under
@@ -34,10 +35,7 @@ func TestGatewaySurvivesFDExhaustion(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("prlimit is Linux's")
 	}
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		t.Skip("prlimit (util-linux) not installed")
-	}
+	prlimit := testenv.Tool(t, "prlimit", "util-linux")
 	start := time.Now()
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("fd test CA", time.Hour)

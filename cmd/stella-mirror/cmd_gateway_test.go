@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 func TestGatewayHelpListsKeys(t *testing.T) {
@@ -27,9 +28,7 @@ func TestGatewayHelpListsKeys(t *testing.T) {
 }
 
 func TestGatewayCheckConfig(t *testing.T) {
-	if _, err := exec.LookPath("htpasswd"); err != nil {
-		t.Skip("htpasswd not installed")
-	}
+	testenv.Tool(t, "htpasswd", "apache2-utils")
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("t", 0)
 	if err != nil {

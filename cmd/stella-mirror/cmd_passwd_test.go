@@ -11,6 +11,7 @@ import (
 	htpasswd "github.com/tg123/go-htpasswd"
 
 	"github.com/stella-ops/stella-mirror/gateway/basicauth"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // apacheVerify runs Apache's `htpasswd -vb` and reports whether it accepts
@@ -32,10 +33,7 @@ func apacheVerify(t *testing.T, file, user, password string) bool {
 func requireBinary(t *testing.T, tool string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed; .ci/run installs it", tool)
-		}
-		t.Skipf("%s not installed (sudo .ci/run installs it)", tool)
+		testenv.Missing(t, "%s is not installed (scripts/test-deps installs it)", tool)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stella-ops/stella-mirror/deploy/validate"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/devcert"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // profile is a deployment profile in a temporary directory, written the way
@@ -146,12 +147,7 @@ func writeExport(t *testing.T) string {
 }
 
 func TestProfile(t *testing.T) {
-	if _, err := exec.LookPath("htpasswd"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("htpasswd not installed; .ci/run installs apache2-utils")
-		}
-		t.Skip("htpasswd not installed (apache2-utils)")
-	}
+	testenv.Tool(t, "htpasswd", "apache2-utils")
 	ca, err := devcert.NewCA("validate test CA", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -385,9 +381,7 @@ func TestParsePathMapping(t *testing.T) {
 // default holding a colon), merge keys, env_file, environment entries, bind
 // mounts and group_add, which lets the containers' group read 0640 keys.
 func TestComposeProfile(t *testing.T) {
-	if _, err := exec.LookPath("htpasswd"); err != nil {
-		t.Skip("htpasswd not installed (apache2-utils)")
-	}
+	testenv.Tool(t, "htpasswd", "apache2-utils")
 	ca, err := devcert.NewCA("compose test CA", 0)
 	if err != nil {
 		t.Fatal(err)

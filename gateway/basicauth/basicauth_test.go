@@ -7,17 +7,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // htpasswdCmd runs the real htpasswd(1) with args.
 func htpasswdCmd(t *testing.T, args ...string) {
 	t.Helper()
-	if _, err := exec.LookPath("htpasswd"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("htpasswd not installed; .ci/run installs apache2-utils")
-		}
-		t.Skip("htpasswd not installed (apt-get install apache2-utils)")
-	}
+	testenv.Tool(t, "htpasswd", "apache2-utils")
 	out, err := exec.Command("htpasswd", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("htpasswd %v: %v\n%s", args, err, out)

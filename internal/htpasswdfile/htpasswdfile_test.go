@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 func TestValidateUser(t *testing.T) {
@@ -99,9 +101,7 @@ func TestGenerate(t *testing.T) {
 }
 
 func TestWriteKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("giving a file to another owner needs root")
-	}
+	testenv.Root(t, "giving a file to another owner")
 	path := filepath.Join(t.TempDir(), "f.htpasswd")
 	if err := os.WriteFile(path, []byte("alice:$2y$04$x\n"), 0o640); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // Mount mounts a new file system of size bytes on a fresh directory and
@@ -41,10 +43,7 @@ func Mount(t testing.TB, size int64) string {
 		return dir
 	}
 	msg := fmt.Sprintf("cannot mount a small file system here: tmpfs: %v; loop ext4: %v", tmpfsErr, loopErr)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + " (CI needs root with CAP_SYS_ADMIN, or e2fsprogs and loop devices)")
-	}
-	t.Skip(msg)
+	testenv.Missing(t, "%s (needs root with CAP_SYS_ADMIN, or e2fsprogs and loop devices)", msg)
 	return ""
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/internal/syncbuf"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/s3src"
 	"github.com/stella-ops/stella-mirror/mirrorsync/sourcetest"
@@ -170,10 +171,7 @@ func TestS3SDKUpload(t *testing.T) {
 // TestS3AWSCLIUpload fills the bucket with the real aws CLI (`aws s3
 // sync`, which copies latest/ as a directory) and syncs from it.
 func TestS3AWSCLIUpload(t *testing.T) {
-	awsBin := "/usr/bin/aws"
-	if _, err := os.Stat(awsBin); err != nil {
-		t.Skip("the aws CLI is not installed (apt-get install awscli)")
-	}
+	awsBin := testenv.Tool(t, "aws", "awscli")
 	endpoint := newS3(t)
 	src, dst := t.TempDir(), t.TempDir()
 	fx := writeSource(t, src, 1)

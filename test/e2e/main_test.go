@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // bin is the stella-mirror binary under test.
@@ -48,10 +50,7 @@ func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s not installed; .ci/run installs it", tool)
-			}
-			t.Skipf("%s not installed (sudo .ci/run installs it)", tool)
+			testenv.Missing(t, "%s is not installed (scripts/test-deps installs it)", tool)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // Timing of the two-node scenario. indexTTL is the origin's fixed
@@ -446,18 +447,18 @@ func TestComposeTwoNodes(t *testing.T) {
 // in CI (CI set) it fails instead, so the test cannot silently vanish.
 func requireDockerOrCI(t *testing.T, what string) {
 	t.Helper()
-	missing := t.Skipf
-	if os.Getenv("CI") != "" {
-		missing = t.Fatalf
+	missing := func(format string, args ...any) {
+		t.Helper()
+		testenv.Missing(t, format, args...)
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
-		missing("SKIPPING %s: no docker CLI on this host", what)
+		missing("%s needs Docker: no docker CLI on this host (apt-get install docker.io)", what)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		missing("SKIPPING %s: no Docker engine answers (docker info: %v: %s)", what, err, bytes.TrimSpace(out))
+		missing("%s needs a Docker engine: none answers (docker info: %v: %s)", what, err, bytes.TrimSpace(out))
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // Options configure a daemon. The zero value serves the directory to anyone.
@@ -33,14 +35,7 @@ type Daemon struct {
 // installed (failing it when the environment variable CI is set).
 func Binary(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("rsync")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("rsync is not installed; scripts/test-deps installs it")
-		}
-		t.Skip("rsync is not installed (apt-get install rsync)")
-	}
-	return bin
+	return testenv.Tool(t, "rsync", "rsync")
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listened on a
