@@ -6,15 +6,14 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // TestCurl: a real client (curl) sees a failed fill as a failed transfer,
 // not a complete 200, and sees MISS then HIT on a good object.
 func TestCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed (apt-get install curl)")
-	}
+	curl := testenv.Tool(t, "curl", "curl")
 	clk := newClock()
 	o := newOrigin(t, clk)
 	body := pattern(256<<10, 12)

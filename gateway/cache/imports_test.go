@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // engines are the server engines the cache must not depend on: the
@@ -21,7 +23,7 @@ var engines = []string{
 func TestNoServerEngineImports(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("no go command: %v", err)
+		testenv.Missing(t, "no go command: %v", err)
 	}
 	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
 	if err != nil {

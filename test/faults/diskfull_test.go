@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stella-ops/stella-mirror/export/fixture"
+	"github.com/stella-ops/stella-mirror/internal/smallfs"
 )
 
 // fullDiskOpts make exports of about 6.1 MiB: three fit on the 20 MiB
@@ -133,20 +134,12 @@ func TestFullDiskNothingNewSucceeds(t *testing.T) {
 	}
 }
 
-// smallFS mounts a 20 MiB tmpfs for the test and returns its path; it
-// skips the test where tmpfs cannot be mounted (not root, no
-// CAP_SYS_ADMIN).
+// smallFS mounts a 20 MiB file system for the test (a tmpfs, else a
+// loop-mounted ext4: internal/smallfs) and returns its path; where neither
+// can be mounted the test skips, or fails under CI.
 func smallFS(t *testing.T) string {
 	t.Helper()
-	dest := filepath.Join(t.TempDir(), "exports")
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dest, "tmpfs", 0, "size=20m,mode=0755"); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v): needs root with CAP_SYS_ADMIN", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dest, syscall.MNT_DETACH) })
-	return dest
+	return smallfs.Mount(t, 20<<20)
 }
 
 // fill writes zeros into path until the file system is full.

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // bin is the stella-mirror binary under test: STELLA_MIRROR_BIN (what
@@ -58,10 +60,7 @@ func requireTool(t *testing.T, tool string) string {
 	t.Helper()
 	p, err := exec.LookPath(tool)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed; scripts/test-deps installs it", tool)
-		}
-		t.Skipf("%s not installed (scripts/test-deps installs it)", tool)
+		testenv.Missing(t, "%s is not installed (scripts/test-deps installs it)", tool)
 	}
 	return p
 }
