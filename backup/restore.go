@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"filippo.io/age"
 
@@ -283,6 +284,9 @@ type restoreTx struct {
 type dirModeUndo struct {
 	name string
 	mode fs.FileMode
+	// uid and gid are the folder's owner before the restore (-1: not
+	// known, not put back).
+	uid, gid int
 }
 
 // rel turns an absolute archive path into a name under the root.
@@ -361,6 +365,12 @@ func (tx *restoreTx) rollback() error {
 		}
 	}
 	for i := len(tx.modes) - 1; i >= 0; i-- {
+		// The owner first: a chown may clear set-id bits the mode restores.
+		if m := tx.modes[i]; m.uid >= 0 && m.gid >= 0 {
+			if err := tx.r.Lchown(m.name, m.uid, m.gid); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := tx.r.Chmod(tx.modes[i].name, tx.modes[i].mode); err != nil {
 			errs = append(errs, err)
 		}
@@ -461,7 +471,11 @@ func extract(o RestoreOptions, tx *restoreTx, v *verified) (bool, error) {
 		perm &= fs.ModePerm | fs.ModeSticky
 		name := rel(e.Path)
 		if fi, err := tx.r.Lstat(name); err == nil {
-			tx.modes = append(tx.modes, dirModeUndo{name: name, mode: fi.Mode() & (fs.ModePerm | fs.ModeSticky | fs.ModeSetgid)})
+			u := dirModeUndo{name: name, mode: fi.Mode() & (fs.ModePerm | fs.ModeSticky | fs.ModeSetgid), uid: -1, gid: -1}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				u.uid, u.gid = int(st.Uid), int(st.Gid)
+			}
+			tx.modes = append(tx.modes, u)
 		}
 		if o.Chown {
 			if err := tx.r.Chown(name, e.UID, e.GID); err != nil {
