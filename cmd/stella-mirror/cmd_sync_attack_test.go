@@ -30,3 +30,25 @@ func TestSyncMalformedSourceIsConfigError(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncMetricsTextfileIsAFolder: --metrics-textfile naming an existing
+// folder can never be written (the rename onto it fails on every run, and
+// monitoring never sees an outcome): an invalid configuration, exit 2,
+// naming the value — not a published run with an error in the log.
+func TestSyncMetricsTextfileIsAFolder(t *testing.T) {
+	folder := t.TempDir()
+	for _, check := range []bool{false, true} {
+		args := []string{"sync", "--source", t.TempDir(), "--dest", filepath.Join(t.TempDir(), "root"),
+			"--public-key", filepath.Join(t.TempDir(), "k.pem"), "--metrics-textfile", folder}
+		if check {
+			args = append(args, "--check-config")
+		}
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != exitConfig {
+			t.Errorf("check-config %v: exit %d, want %d\nstdout: %s\nstderr: %s", check, code, exitConfig, out.String(), errb.String())
+		}
+		if !strings.Contains(errb.String(), folder) {
+			t.Errorf("the message does not name %s: %s", folder, errb.String())
+		}
+	}
+}
