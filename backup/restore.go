@@ -251,12 +251,23 @@ func checkRules(m *Manifest, refs []Reference, signed bool) (map[string]bool, er
 }
 
 // applyModes gives every restored file its mode, a secret's (by the
-// manifest or by a configuration that references it) at most 0640.
+// manifest or by a configuration that references it) at most 0640, and a
+// folder of secrets at most 0750.
 func applyModes(tx *restoreTx, m *Manifest, secret map[string]bool) error {
 	// Every file was written 0600; now its mode, a secret's (by the
 	// manifest or by a configuration that references it) at most 0640.
 	for i := range m.Entries {
 		e := &m.Entries[i]
+		if e.Type == TypeDir && (secret[e.Path] || e.Secret || e.Kind == "secret" || e.Kind == "acme") {
+			// A folder of secrets (the ACME storage): never writable or
+			// readable by others, whatever the manifest says — anyone
+			// could otherwise replace the keys a service loads.
+			perm, _ := e.Perm()
+			if err := tx.r.Chmod(rel(e.Path), perm&0o750); err != nil {
+				return err
+			}
+			continue
+		}
 		if e.Type != TypeFile {
 			continue
 		}

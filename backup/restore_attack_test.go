@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -85,4 +86,45 @@ func TestUnreferencedEntryNeverWritten(t *testing.T) {
 		t.Errorf("the unreferenced entry was written before the rules refused it:\n%s", seen)
 	}
 	emptyDir(t, root)
+}
+
+// TestRestoreSecretFolderNotOpen: a folder of secrets (the gateway's ACME
+// storage: account key, certificate keys) whose manifest mode is 0777 is
+// not restored writable by others — anyone could then replace the keys the
+// gateway loads — nor readable by them: at most 0750, like the secrets in
+// it at most 0640.
+func TestRestoreSecretFolderNotOpen(t *testing.T) {
+	p := newProfile(t)
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg := unpack(t, res.Archive)
+	gw := p.configs[0]
+	storage := filepath.Join(p.dir, "var", "lib", "stella-mirror", "acme")
+	yaml := string(fg.files[member(gw)])
+	yaml = strings.Replace(yaml, `  httpListen: ""`, `  httpListen: 127.0.0.1:8080`, 1)
+	yaml += "    - name: acme\n      hosts: [acme.example.test]\n      domains: [primary]\n      acme: true\n" +
+		"  acme:\n    directoryURL: https://acme.example.test/directory\n    storage: " + storage + "\n"
+	fg.files[member(gw)] = []byte(yaml)
+	for i := range fg.m.Entries {
+		if fg.m.Entries[i].Path == gw {
+			fg.m.Entries[i].Mode = "0644"
+		}
+	}
+	fg.m.Entries = append(fg.m.Entries, Entry{Path: storage, Type: TypeDir, Mode: "0777", Kind: "acme"})
+	fg.add(filepath.Join(storage, "account.key"), "0666", "acme", []byte("-----BEGIN PRIVATE KEY-----\n"))
+	root := filepath.Join(t.TempDir(), "root")
+	if _, err := testRestore(RestoreOptions{Archive: fg.write(t, testSigningKey, nil), Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	for name, max := range map[string]os.FileMode{storage: 0o750, filepath.Join(storage, "account.key"): 0o640} {
+		fi, err := os.Stat(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&^max != 0 {
+			t.Errorf("%s restored %v, want at most %v (the manifest said 0777/0666)", name, fi.Mode().Perm(), max)
+		}
+	}
 }
