@@ -164,7 +164,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		configs = append(configs, c.Path)
 		isConfig[c.Path] = true
 	}
-	if res.Encrypted, err = extract(o, tx, v, func(e *Entry) bool { return isConfig[e.Path] }); err != nil {
+	if res.Encrypted, err = extract(ctx, o, tx, v, func(e *Entry) bool { return isConfig[e.Path] }); err != nil {
 		return fail(err)
 	}
 	refs, err := o.References(ctx, root, configs, m.PathMap)
@@ -175,7 +175,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if _, err = extract(o, tx, v, func(e *Entry) bool { return !isConfig[e.Path] }); err != nil {
+	if _, err = extract(ctx, o, tx, v, func(e *Entry) bool { return !isConfig[e.Path] }); err != nil {
 		return fail(err)
 	}
 	if err := applyModes(tx, m, secret); err != nil {
@@ -434,7 +434,7 @@ func randomHex() string {
 // extract reads the archive again and writes the entries only accepts
 // under the root through an os.Root (no path or symlink in the tree leads
 // outside it). It reports whether the archive was encrypted.
-func extract(o RestoreOptions, tx *restoreTx, v *verified, only func(*Entry) bool) (bool, error) {
+func extract(ctx context.Context, o RestoreOptions, tx *restoreTx, v *verified, only func(*Entry) bool) (bool, error) {
 	m := v.manifest
 	// Folders first (private until the end), then files from the stream,
 	// then symlinks, then folder modes deepest first.
@@ -454,6 +454,9 @@ func extract(o RestoreOptions, tx *restoreTx, v *verified, only func(*Entry) boo
 	}
 	defer a.Close()
 	for {
+		if err := ctx.Err(); err != nil {
+			return a.encrypted, fmt.Errorf("interrupted (%w)", context.Cause(ctx))
+		}
 		h, err := a.tr.Next()
 		if err == io.EOF {
 			break
@@ -469,7 +472,9 @@ func extract(o RestoreOptions, tx *restoreTx, v *verified, only func(*Entry) boo
 		if !only(e) {
 			continue
 		}
-		if err := writeFile(tx, rel(e.Path), a.tr, e, o.Chown); err != nil {
+		// SIGTERM/SIGINT (the context) stop the restore within one buffer;
+		// the caller undoes what was written.
+		if err := writeFile(tx, rel(e.Path), ctxReader{ctx, a.tr}, e, o.Chown); err != nil {
 			return a.encrypted, fmt.Errorf("%s: %w", filepath.Join(o.Root, e.Path), err)
 		}
 	}

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
@@ -127,4 +128,24 @@ func TestRestoreSecretFolderNotOpen(t *testing.T) {
 			t.Errorf("%s restored %v, want at most %v (the manifest said 0777/0666)", name, fi.Mode().Perm(), max)
 		}
 	}
+}
+
+// TestRestoreStopsWhenCancelled: SIGTERM or Ctrl-C (the command's
+// context) stops a restore — which, with exports, writes gigabytes — and
+// undoes what it wrote; it must not go on to completion and exit 0.
+func TestRestoreStopsWhenCancelled(t *testing.T) {
+	p := newProfile(t)
+	res, err := testBackup(Options{Configs: p.configs, IncludeExports: true, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("terminated signal received"))
+	root := filepath.Join(t.TempDir(), "root")
+	_, err = Restore(ctx, RestoreOptions{Archive: res.Archive, Root: root, VerifyKeys: []ed25519.PublicKey{testVerifyKey},
+		References: bprofile.References})
+	if err == nil || !strings.Contains(err.Error(), "terminated signal received") {
+		t.Fatalf("err = %v, want the restore interrupted", err)
+	}
+	emptyDir(t, root)
 }
