@@ -234,6 +234,9 @@ func Backup(ctx context.Context, o Options) (*Result, error) {
 	if err := writeSums(&sb, sums); err != nil {
 		return res, err
 	}
+	if err := checkArchiveLimits(m.Name, sums, mb, []byte(sb.String())); err != nil {
+		return res, fmt.Errorf("backup: %w", err)
+	}
 	// The metadata goes last: the digests are known once the files are
 	// streamed. Restore reads the members in any order.
 	if err := w.addBytes(SumsName, 0o600, m.Created, []byte(sb.String())); err != nil {
@@ -466,4 +469,25 @@ func unwrapPath(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// checkArchiveLimits fails a backup that restore would refuse for its
+// size: more members, longer member names, a bigger SHA256SUMS or manifest
+// than restore reads (archive.go). Such an archive could never be
+// restored; the backup fails now, naming the limit, instead.
+func checkArchiveLimits(top string, sums map[string]string, manifest, sumsFile []byte) error {
+	members := len(sums) + 2 // the files, SHA256SUMS, MANIFEST.json (in sums), MANIFEST.sig
+	names := 0
+	for mem := range sums {
+		names += len(top) + 1 + len(mem)
+	}
+	switch {
+	case members >= maxMembers || names > maxNameBytes:
+		return fmt.Errorf("%d files with %d bytes of names: more than restore reads in one archive (%d members, %d MiB of names); back up fewer files (--include) or split the profile", len(sums)-1, names, maxMembers-3, maxNameBytes>>20)
+	case len(sumsFile) > maxSumsBytes:
+		return fmt.Errorf("%s would be %d bytes, more than the %d restore reads; back up fewer files (--include) or split the profile", SumsName, len(sumsFile), maxSumsBytes)
+	case len(manifest) > maxManifestBytes:
+		return fmt.Errorf("%s would be %d bytes, more than the %d restore reads; back up fewer files (--include) or split the profile", ManifestName, len(manifest), maxManifestBytes)
+	}
+	return nil
 }

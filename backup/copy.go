@@ -72,7 +72,7 @@ var (
 )
 
 func copyOnce(ctx context.Context, src string, afterCopy func()) (copied, error) {
-	f, err := os.Open(src)
+	f, err := openNoBlock(src)
 	if err != nil {
 		return copied{}, err
 	}
@@ -106,6 +106,14 @@ func copyOnce(ctx context.Context, src string, afterCopy func()) (copied, error)
 	c := copied{data: buf.Bytes(), size: n, sha256: hex.EncodeToString(h.Sum(nil)), mode: before.Mode(), modTime: before.ModTime()}
 	c.uid, c.gid = owner(before)
 	return c, nil
+}
+
+// openNoBlock opens src for reading without blocking: open(2) of a named
+// pipe waits for a writer (forever, and no signal or context ends it),
+// with O_NONBLOCK it returns at once and the caller's fstat refuses it.
+// O_NONBLOCK changes nothing for a regular file.
+func openNoBlock(src string) (*os.File, error) {
+	return os.OpenFile(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
 // ctxReader fails its reads once ctx is done, so a copy stops within one

@@ -50,14 +50,16 @@
 //
 // # Restore
 //
-// Restore reads the archive twice: once to check SHA256SUMS, the manifest,
-// every member, the gzip trailer and the signature against the
+// Restore reads the archive three times: once to check SHA256SUMS, the
+// manifest, every member, the gzip trailer and the signature against the
 // verification keys (nothing is written if anything fails), once to write
-// each file through a temporary name under ROOT via an os.Root, checking
-// its digest again before the rename. The manifest's symlinks must be
-// relative plain names that pass through no other symlink. Then every
-// entry must be a path the restored configurations reference
-// (RestoreOptions.References), secrets are forced to 0640 or stricter and
+// the configuration files, and once, after every entry was found to be a
+// path the restored configurations reference (RestoreOptions.References),
+// to write the other entries — so an unreferenced entry is never written,
+// not even briefly. Each file goes through a temporary name under ROOT via
+// an os.Root, its digest checked again before the rename. The manifest's
+// symlinks must be relative plain names that pass through no other
+// symlink. Then secrets are forced to 0640 or stricter and
 // RestoreOptions.Validate runs (the command runs
 // profile.ValidateRestored, the profile validator of package
 // deploy/validate, and for a drill profile.ProbeGateways); if any of these

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"filippo.io/age"
 
@@ -89,9 +90,9 @@ type RestoreResult struct {
 var ErrRefused = errors.New("archive refused")
 
 // Restore verifies every checksum and the signature of the archive, then
-// writes its files under Root with their modes through an os.Root, checks
-// that every entry is a path the restored configurations reference and
-// runs Validate. Nothing is written when a check of the archive fails or
+// writes its configurations under Root, checks that every entry is a path
+// they reference, writes the other entries and their modes (all writes
+// through an os.Root) and runs Validate. Nothing is written when a check of the archive fails or
 // when a file exists and Force is not set; when a later check fails,
 // everything the restore wrote is removed and the files it replaced are
 // put back.
@@ -154,18 +155,30 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		}
 		return res, fmt.Errorf("restore: %w", err)
 	}
-	if res.Encrypted, err = extract(o, tx, v); err != nil {
-		return fail(err)
-	}
+	// The configurations first: the rules need what they reference, and
+	// no other entry is written before the rules accepted it (on a live
+	// host, a file in /etc/cron.d acts the moment it exists).
 	var configs []string
+	isConfig := make(map[string]bool)
 	for _, c := range m.Configs {
 		configs = append(configs, c.Path)
+		isConfig[c.Path] = true
+	}
+	if res.Encrypted, err = extract(ctx, o, tx, v, func(e *Entry) bool { return isConfig[e.Path] }); err != nil {
+		return fail(err)
 	}
 	refs, err := o.References(ctx, root, configs, m.PathMap)
 	if err != nil {
 		return fail(fmt.Errorf("%w: loading the restored configurations: %v", ErrRefused, err))
 	}
-	if err := applyRules(tx, m, refs, v.keyID != ""); err != nil {
+	secret, err := checkRules(m, refs, v.keyID != "")
+	if err != nil {
+		return fail(err)
+	}
+	if _, err = extract(ctx, o, tx, v, func(e *Entry) bool { return !isConfig[e.Path] }); err != nil {
+		return fail(err)
+	}
+	if err := applyModes(tx, m, secret); err != nil {
 		return fail(err)
 	}
 	if err := syncDir(root); err != nil {
@@ -190,9 +203,9 @@ func listSome(paths []string) string {
 	return strings.Join(paths[:5], ", ") + fmt.Sprintf(" and %d more", len(paths)-5)
 }
 
-// applyRules refuses entries no restored configuration references and
-// forces the modes of secrets.
-func applyRules(tx *restoreTx, m *Manifest, refs []Reference, signed bool) error {
+// checkRules refuses entries no restored configuration references; it
+// returns which entries are secrets (by a referencing configuration).
+func checkRules(m *Manifest, refs []Reference, signed bool) (map[string]bool, error) {
 	files := map[string]Reference{}
 	var dirs []Reference
 	for _, c := range m.Configs {
@@ -232,12 +245,29 @@ func applyRules(tx *restoreTx, m *Manifest, refs []Reference, signed bool) error
 		if !signed && len(m.Includes) > 0 {
 			why = "; entries under --include paths are restored only from a signed archive (--verify-key)"
 		}
-		return fmt.Errorf("%w: %d path(s) no restored configuration references%s: %s", ErrRefused, len(refused), why, listSome(refused))
+		return nil, fmt.Errorf("%w: %d path(s) no restored configuration references%s: %s", ErrRefused, len(refused), why, listSome(refused))
 	}
+	return secret, nil
+}
+
+// applyModes gives every restored file its mode, a secret's (by the
+// manifest or by a configuration that references it) at most 0640, and a
+// folder of secrets at most 0750.
+func applyModes(tx *restoreTx, m *Manifest, secret map[string]bool) error {
 	// Every file was written 0600; now its mode, a secret's (by the
 	// manifest or by a configuration that references it) at most 0640.
 	for i := range m.Entries {
 		e := &m.Entries[i]
+		if e.Type == TypeDir && (secret[e.Path] || e.Secret || e.Kind == "secret" || e.Kind == "acme") {
+			// A folder of secrets (the ACME storage): never writable or
+			// readable by others, whatever the manifest says — anyone
+			// could otherwise replace the keys a service loads.
+			perm, _ := e.Perm()
+			if err := tx.r.Chmod(rel(e.Path), perm&0o750); err != nil {
+				return err
+			}
+			continue
+		}
 		if e.Type != TypeFile {
 			continue
 		}
@@ -283,6 +313,9 @@ type restoreTx struct {
 type dirModeUndo struct {
 	name string
 	mode fs.FileMode
+	// uid and gid are the folder's owner before the restore (-1: not
+	// known, not put back).
+	uid, gid int
 }
 
 // rel turns an absolute archive path into a name under the root.
@@ -361,6 +394,12 @@ func (tx *restoreTx) rollback() error {
 		}
 	}
 	for i := len(tx.modes) - 1; i >= 0; i-- {
+		// The owner first: a chown may clear set-id bits the mode restores.
+		if m := tx.modes[i]; m.uid >= 0 && m.gid >= 0 {
+			if err := tx.r.Lchown(m.name, m.uid, m.gid); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := tx.r.Chmod(tx.modes[i].name, tx.modes[i].mode); err != nil {
 			errs = append(errs, err)
 		}
@@ -392,17 +431,17 @@ func randomHex() string {
 	return hex.EncodeToString(b[:])
 }
 
-// extract reads the archive a second time and writes it under the root
-// through an os.Root (no path or symlink in the tree leads outside it).
-// It reports whether the archive was encrypted.
-func extract(o RestoreOptions, tx *restoreTx, v *verified) (bool, error) {
+// extract reads the archive again and writes the entries only accepts
+// under the root through an os.Root (no path or symlink in the tree leads
+// outside it). It reports whether the archive was encrypted.
+func extract(ctx context.Context, o RestoreOptions, tx *restoreTx, v *verified, only func(*Entry) bool) (bool, error) {
 	m := v.manifest
 	// Folders first (private until the end), then files from the stream,
 	// then symlinks, then folder modes deepest first.
 	var dirs []*Entry
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if e.Type == TypeDir {
+		if e.Type == TypeDir && only(e) {
 			if err := tx.mkdirAll(rel(e.Path)); err != nil {
 				return false, err
 			}
@@ -415,6 +454,9 @@ func extract(o RestoreOptions, tx *restoreTx, v *verified) (bool, error) {
 	}
 	defer a.Close()
 	for {
+		if err := ctx.Err(); err != nil {
+			return a.encrypted, fmt.Errorf("interrupted (%w)", context.Cause(ctx))
+		}
 		h, err := a.tr.Next()
 		if err == io.EOF {
 			break
@@ -427,7 +469,12 @@ func extract(o RestoreOptions, tx *restoreTx, v *verified) (bool, error) {
 		if e == nil {
 			continue // SHA256SUMS, MANIFEST.json, MANIFEST.sig (checked in the first pass)
 		}
-		if err := writeFile(tx, rel(e.Path), a.tr, e, o.Chown); err != nil {
+		if !only(e) {
+			continue
+		}
+		// SIGTERM/SIGINT (the context) stop the restore within one buffer;
+		// the caller undoes what was written.
+		if err := writeFile(tx, rel(e.Path), ctxReader{ctx, a.tr}, e, o.Chown); err != nil {
 			return a.encrypted, fmt.Errorf("%s: %w", filepath.Join(o.Root, e.Path), err)
 		}
 	}
@@ -436,7 +483,7 @@ func extract(o RestoreOptions, tx *restoreTx, v *verified) (bool, error) {
 	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if e.Type != TypeSymlink {
+		if e.Type != TypeSymlink || !only(e) {
 			continue
 		}
 		name := rel(e.Path)
@@ -461,7 +508,11 @@ func extract(o RestoreOptions, tx *restoreTx, v *verified) (bool, error) {
 		perm &= fs.ModePerm | fs.ModeSticky
 		name := rel(e.Path)
 		if fi, err := tx.r.Lstat(name); err == nil {
-			tx.modes = append(tx.modes, dirModeUndo{name: name, mode: fi.Mode() & (fs.ModePerm | fs.ModeSticky | fs.ModeSetgid)})
+			u := dirModeUndo{name: name, mode: fi.Mode() & (fs.ModePerm | fs.ModeSticky | fs.ModeSetgid), uid: -1, gid: -1}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				u.uid, u.gid = int(st.Uid), int(st.Gid)
+			}
+			tx.modes = append(tx.modes, u)
 		}
 		if o.Chown {
 			if err := tx.r.Chown(name, e.UID, e.GID); err != nil {

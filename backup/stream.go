@@ -154,7 +154,7 @@ func (w *archiveWriter) addFile(ctx context.Context, path string, e *Entry) erro
 	case !errors.Is(err, errTooLarge):
 		return err
 	}
-	f, err := os.Open(path)
+	f, err := openNoBlock(path)
 	if err != nil {
 		return err
 	}
@@ -162,6 +162,9 @@ func (w *archiveWriter) addFile(ctx context.Context, path string, e *Entry) erro
 	before, err := f.Stat()
 	if err != nil {
 		return err
+	}
+	if !before.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file (%s)", path, before.Mode().Type())
 	}
 	e.Size, e.Mode, e.ModTime = before.Size(), modeString(before.Mode()), before.ModTime().UTC()
 	e.UID, e.GID = owner(before)

@@ -274,9 +274,14 @@ func configError(err error) error {
 // only as a logged error on every run).
 func validateSync(cfg *mirrorsync.Config) error {
 	err := cfg.Validate()
+	if cfg.EffectiveSource() != "" {
+		err = errors.Join(err, checkSourceSyntax(cfg))
+	}
 	if p := cfg.Sync.MetricsTextfile; p != "" {
 		if fi, serr := os.Stat(filepath.Dir(p)); serr != nil || !fi.IsDir() {
 			err = errors.Join(err, fmt.Errorf("SYNC__METRICSTEXTFILE (--metrics-textfile): %q: its directory %s does not exist", p, filepath.Dir(p)))
+		} else if fi, serr := os.Stat(p); serr == nil && fi.IsDir() {
+			err = errors.Join(err, fmt.Errorf("SYNC__METRICSTEXTFILE (--metrics-textfile): %q is a folder; name the file (e.g. %s)", p, filepath.Join(p, "stella_mirror_sync.prom")))
 		}
 	}
 	return err

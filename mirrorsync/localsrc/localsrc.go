@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
@@ -99,7 +100,10 @@ func (d *Dir) Open(ctx context.Context, id, rel string) (io.ReadCloser, error) {
 		return nil, err
 	}
 	defer r.Close()
-	f, err := r.Open(rel)
+	// O_NONBLOCK: open(2) of a named pipe would wait for a writer, forever
+	// and deaf to SIGTERM; so it returns at once and Stat refuses it. It
+	// changes nothing for a regular file.
+	f, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

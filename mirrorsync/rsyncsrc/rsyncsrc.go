@@ -168,7 +168,9 @@ func (s *Source) Resolve(ctx context.Context) (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	latest := s.base + "/" + export.LatestLink
-	if _, err := s.rsync(ctx, "reading "+latest, "-l", latest, tmp+"/"); err == nil {
+	// Only a symlink is wanted: a regular file named latest (of any size)
+	// is not transferred (--max-size bounds it), nor a device or a fifo.
+	if _, err := s.rsync(ctx, "reading "+latest, "-l", "--no-devices", "--no-specials", "--max-size=4096", latest, tmp+"/"); err == nil {
 		if target, err := os.Readlink(filepath.Join(tmp, export.LatestLink)); err == nil {
 			if strings.Contains(target, "/") || !export.ValidExportID(target) {
 				return "", fmt.Errorf("%s points to %q, which is not an export id", latest, target)

@@ -207,7 +207,7 @@ func New(opts Options) (*Source, error) {
 		ForceAttemptHTTP2:     true,
 	}
 	c := retryablehttp.NewClient()
-	c.HTTPClient = &http.Client{Transport: transport}
+	c.HTTPClient = &http.Client{Transport: transport, CheckRedirect: checkRedirect}
 	c.RetryMax = orInt(opts.RetryMax, DefaultRetryMax)
 	c.RetryWaitMin = orDur(opts.RetryWaitMin, DefaultRetryWaitMin)
 	c.RetryWaitMax = orDur(opts.RetryWaitMax, DefaultRetryWaitMax)
@@ -223,6 +223,25 @@ func New(opts Options) (*Source, error) {
 	}
 	s.client = c
 	return s, nil
+}
+
+// checkRedirect follows a redirect only to https://, or to http:// on a
+// loopback host from an http:// loopback upstream: a downgrade would send
+// the credentials (Go keeps Authorization for the same host whatever the
+// scheme) and the data in clear text, and bypass the loopback-only rule of
+// http:// upstream URLs.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	switch {
+	case req.URL.Scheme == "https":
+	case req.URL.Scheme == "http" && isLoopback(req.URL.Hostname()) && via[0].URL.Scheme == "http":
+	default:
+		return fmt.Errorf("refusing the redirect from %s to %s: redirects are followed to https:// only, or to http:// between loopback hosts (credentials and data would travel in clear text)",
+			via[len(via)-1].URL.Redacted(), req.URL.Redacted())
+	}
+	return nil
 }
 
 // Backoff is the wait before retry attempt: the Retry-After of a 429 or
