@@ -92,7 +92,7 @@ func TestHealthcheckDefaultURLFromEnv(t *testing.T) {
 }
 
 func TestHealthcheckHelp(t *testing.T) {
-	code, _, errOut := runCLI(t, "healthcheck", "--help")
+	code, errOut, _ := runCLI(t, "healthcheck", "--help") // help goes to stdout
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}

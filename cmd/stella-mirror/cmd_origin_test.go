@@ -25,8 +25,8 @@ func TestOriginHelpListsKeys(t *testing.T) {
 		"CONCELIER__MIRROR__EXPORTROOT", "CONCELIER__MIRROR__DOMAINS__{n}__ID", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT",
 		"CONCELIER__AUTHORITY__BYPASSNETWORKS__{n}", "ORIGIN__ADMINLISTEN", "Example:", "--check-config", "--admin-listen",
 	} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("--help lacks %q", want)
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--help (stdout) lacks %q", want)
 		}
 	}
 }

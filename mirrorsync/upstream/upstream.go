@@ -67,6 +67,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/httprange"
+	"github.com/stella-ops/stella-mirror/internal/loopname"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
@@ -198,7 +199,7 @@ func New(opts Options) (*Source, error) {
 	dialer := &net.Dialer{Timeout: s.timeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		DialContext:           loopname.Wrap(dialer.DialContext), // *.localhost is loopback (RFC 6761)
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   s.timeout,
 		ResponseHeaderTimeout: s.timeout,
