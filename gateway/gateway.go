@@ -28,6 +28,7 @@ import (
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/httprec"
 	"github.com/stella-ops/stella-mirror/internal/logging"
+	"github.com/stella-ops/stella-mirror/internal/pprofmux"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
 	"github.com/stella-ops/stella-mirror/internal/statuspage"
 )
@@ -600,6 +601,9 @@ func (g *Gateway) AdminHandler() http.Handler {
 			g.refreshACMEExpiry()
 			metrics.ServeHTTP(w, r)
 		})
+	}
+	if g.cfg.AdminPprof {
+		return pprofmux.Wrap(mux)
 	}
 	return mux
 }

@@ -189,6 +189,11 @@ type ServerConfig struct {
 	// loopback or a private network, never proxied. Key:
 	// ORIGIN__ADMINLISTEN; flag --admin-listen. Default: 127.0.0.1:9090.
 	AdminListen string
+	// AdminPprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the admin listener. No authentication: turn it on
+	// only while profiling, with the admin listener on loopback. Key:
+	// ORIGIN__ADMINPPROF. Default: false.
+	AdminPprof bool
 	// LogFormat is "json" or "text". Key: ORIGIN__LOGFORMAT; flag
 	// --log-format. Default: json.
 	LogFormat string

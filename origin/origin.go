@@ -14,6 +14,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+	"github.com/stella-ops/stella-mirror/internal/pprofmux"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 )
 
@@ -128,6 +129,9 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 	}
 	o.public, o.admin = o.routes()
 	o.admin = o.withStatus(o.admin)
+	if cfg.Origin.AdminPprof {
+		o.admin = pprofmux.Wrap(o.admin)
+	}
 
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", "warning", w)
