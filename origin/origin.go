@@ -48,7 +48,8 @@ type options struct {
 
 // New validates cfg and returns an origin serving it. It logs the start-up
 // state of each enabled product: "Mirror export root is not configured"
-// when a root is unset or missing, the active export otherwise.
+// when a root is unset, "Mirror export root does not exist" (with the path)
+// when it is set but missing, the active export otherwise.
 //
 // logger receives operational logs (nil discards them). reg receives the
 // origin's metrics (nil: a private registry); when reg is also a
