@@ -69,8 +69,8 @@ func TestUnitsHardened(t *testing.T) {
 	want := map[string][]string{
 		"stella-mirror-sync@.service": {"Type=oneshot", "ProtectSystem=strict", "ReadWritePaths=/srv/stella-mirror/exports",
 			"NoNewPrivileges=yes", "PrivateTmp=yes", "LoadCredential=", "SuccessExitStatus=75"},
-		"stella-mirror-sync@.timer":     {"OnCalendar=*:0/5", "Persistent=true", "RandomizedDelaySec="},
-		"stella-mirror-origin.service":  {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes"},
+		"stella-mirror-sync@.timer":    {"OnCalendar=*:0/5", "Persistent=true", "RandomizedDelaySec="},
+		"stella-mirror-origin.service": {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes"},
 		// Issue 20: real files (hot reload sees rotations), sd_notify readiness.
 		"stella-mirror-gateway.service": {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "Type=notify", "NotifyAccess=main",
 			"ExecStart=/usr/local/bin/stella-mirror gateway --config /etc/stella-mirror/gateway.yaml", "ExecReload=/bin/kill -HUP $MAINPID",
