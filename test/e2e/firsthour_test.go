@@ -133,7 +133,8 @@ func bannerCommands(banner []string) []string {
 func TestDemoDefaultPortsTaken(t *testing.T) {
 	requireTools(t, "curl", "jq", "bash")
 	held := holdPorts(t, demoDefaultPorts)
-	dir := t.TempDir()
+	work := t.TempDir() // as a clone: demo-data/ and bin/stella-mirror
+	dir := filepath.Join(work, "demo-data")
 	p, banner := startDemoBanner(t, dir)
 	text := strings.Join(banner, "\n")
 	s := p.state
@@ -187,6 +188,23 @@ func TestDemoDefaultPortsTaken(t *testing.T) {
 				t.Errorf("%s printed nothing", c)
 			}
 		}
+	}
+	// The README's example that reads the ports from demo.json, run from
+	// the clone's root.
+	if err := os.MkdirAll(filepath.Join(work, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bin, filepath.Join(work, "bin", "stella-mirror")); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(repoPath(t, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := readmeBlockAfter(t, string(readme), "so\ncommands can read the ports from it")
+	out := sh(t, []string{"TMPDIR=" + t.TempDir()}, "cd "+work+" && "+block)
+	if !strings.Contains(out, `"exportId"`) || !strings.Contains(out, "immutable") || !strings.Contains(out, "\nOK") {
+		t.Errorf("README demo.json example: want index keys, the manifest's immutable Cache-Control and verify's OK:\n%s", out)
 	}
 	// The status pages the banner names answer too.
 	for _, u := range []string{s.GatewayAdmin + "/status", s.OriginAdmin + "/status", s.GatewayAdmin + "/health/ready"} {
@@ -257,4 +275,24 @@ func freePortBase(t *testing.T) int {
 	}
 	t.Fatal("no four consecutive free ports in 50 tries")
 	return 0
+}
+
+// readmeBlockAfter returns the first ```sh block after the text marker.
+func readmeBlockAfter(t *testing.T, readme, marker string) string {
+	t.Helper()
+	i := strings.Index(readme, marker)
+	if i < 0 {
+		t.Fatalf("README lacks %q", marker)
+	}
+	rest := readme[i:]
+	j := strings.Index(rest, "```sh\n")
+	if j < 0 {
+		t.Fatal("no sh block after the marker")
+	}
+	rest = rest[j+len("```sh\n"):]
+	k := strings.Index(rest, "```")
+	if k < 0 {
+		t.Fatal("unterminated sh block")
+	}
+	return rest[:k]
 }
