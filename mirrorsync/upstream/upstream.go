@@ -259,7 +259,7 @@ func orDur(v, def time.Duration) time.Duration {
 }
 
 func isLoopback(host string) bool {
-	if host == "localhost" {
+	if loopname.Is(host) { // localhost and *.localhost: dialled on loopback only
 		return true
 	}
 	ip := net.ParseIP(host)
