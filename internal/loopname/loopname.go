@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -63,4 +65,17 @@ func loopbacks(network string) []string {
 		return []string{"::1"}
 	}
 	return []string{"127.0.0.1", "::1"}
+}
+
+// NoProxy wraps an http.Transport Proxy function (e.g.
+// http.ProxyFromEnvironment) so that requests to localhost names never go
+// through a proxy: the proxy would resolve them on its own host. A nil next
+// means no proxy at all.
+func NoProxy(next func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	return func(r *http.Request) (*url.URL, error) {
+		if next == nil || Is(r.URL.Hostname()) {
+			return nil, nil
+		}
+		return next(r)
+	}
 }

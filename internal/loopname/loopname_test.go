@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,20 @@ func TestHTTPSToLocalhostName(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if want := "host=mirror-primary.localhost:" + port; string(body) != want {
 		t.Fatalf("body %q, want %q", body, want)
+	}
+}
+
+func TestNoProxy(t *testing.T) {
+	proxy, _ := url.Parse("http://proxy.example:3128")
+	p := NoProxy(http.ProxyURL(proxy))
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{{"https://mirror-primary.localhost:8443/x", false}, {"http://localhost/x", false}, {"https://mirror.example.org/x", true}} {
+		req, _ := http.NewRequest("GET", tc.url, nil)
+		got, err := p(req)
+		if err != nil || (got != nil) != tc.want {
+			t.Errorf("%s: proxy %v (%v), want proxied %v", tc.url, got, err, tc.want)
+		}
 	}
 }

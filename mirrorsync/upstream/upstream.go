@@ -198,7 +198,7 @@ func New(opts Options) (*Source, error) {
 	}
 	dialer := &net.Dialer{Timeout: s.timeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 loopname.NoProxy(http.ProxyFromEnvironment),
 		DialContext:           loopname.Wrap(dialer.DialContext), // *.localhost is loopback (RFC 6761)
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   s.timeout,
