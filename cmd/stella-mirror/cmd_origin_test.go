@@ -3,11 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"os"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
