@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,7 +56,39 @@ type Options struct {
 	// Ready, if set, is called with the written State once every listener is
 	// bound and demo.json is written (tests use it instead of polling).
 	Ready func(State)
+	// PickFreePorts moves a listener whose address was left at its default
+	// to a free port on the same host when the default port is taken; the
+	// banner says which. Addresses set explicitly never move: a taken one
+	// fails Run with a *ListenError.
+	PickFreePorts bool
+	// Bin is the stella-mirror binary the banner's commands run. Default:
+	// bin/stella-mirror.
+	Bin string
+
+	// defaulted marks the listeners (in listenerNames order) whose
+	// address setDefaults filled in.
+	defaulted [4]bool
 }
+
+// Listener names, in the order Run binds them; ListenError.Name is one of
+// these.
+var listenerNames = [4]string{"origin", "origin-admin", "gateway", "gateway-admin"}
+
+// ListenError is returned when a listener cannot bind its address.
+type ListenError struct {
+	// Name is "origin", "origin-admin", "gateway" or "gateway-admin".
+	Name string
+	// Addr is the address that could not be bound.
+	Addr string
+	// Err is the cause (e.g. "address already in use").
+	Err error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("demo %s listener on %s: %v", e.Name, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
 
 // State is what the demo writes to demo.json.
 type State struct {
@@ -100,17 +133,18 @@ func (o *Options) setDefaults() {
 	if o.Dir == "" {
 		o.Dir = "demo-data"
 	}
-	if o.OriginListen == "" {
-		o.OriginListen = "127.0.0.1:8080"
+	for i, f := range []struct {
+		addr *string
+		def  string
+	}{{&o.OriginListen, "127.0.0.1:8080"}, {&o.OriginAdminListen, "127.0.0.1:9090"},
+		{&o.GatewayListen, "127.0.0.1:8443"}, {&o.GatewayAdminListen, "127.0.0.1:9091"}} {
+		if *f.addr == "" {
+			*f.addr = f.def
+			o.defaulted[i] = true
+		}
 	}
-	if o.OriginAdminListen == "" {
-		o.OriginAdminListen = "127.0.0.1:9090"
-	}
-	if o.GatewayListen == "" {
-		o.GatewayListen = "127.0.0.1:8443"
-	}
-	if o.GatewayAdminListen == "" {
-		o.GatewayAdminListen = "127.0.0.1:9091"
+	if o.Bin == "" {
+		o.Bin = "bin/stella-mirror"
 	}
 	if len(o.Domains) == 0 {
 		o.Domains = []string{"primary", "community"}
@@ -169,11 +203,18 @@ func Run(ctx context.Context, opts Options) error {
 			l.Close()
 		}
 	}
-	for _, addr := range []string{opts.OriginListen, opts.OriginAdminListen, opts.GatewayListen, opts.GatewayAdminListen} {
-		l, err := serve.Listen(addr)
+	var moved []string
+	for i, addr := range []string{opts.OriginListen, opts.OriginAdminListen, opts.GatewayListen, opts.GatewayAdminListen} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil && opts.PickFreePorts && opts.defaulted[i] && errors.Is(err, syscall.EADDRINUSE) {
+			host, _, _ := net.SplitHostPort(addr)
+			if l, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
+				moved = append(moved, fmt.Sprintf("%s: %s was taken, using %s", listenerNames[i], addr, l.Addr()))
+			}
+		}
 		if err != nil {
 			closeAll()
-			return err
+			return &ListenError{Name: listenerNames[i], Addr: addr, Err: err}
 		}
 		listeners = append(listeners, l)
 	}
@@ -282,7 +323,7 @@ func Run(ctx context.Context, opts Options) error {
 			first = fmt.Errorf("writing %s: %w", StateFile, err)
 			break
 		}
-		printBanner(opts.Out, dir, st)
+		printBanner(opts.Out, dir, opts.Bin, moved, st)
 		if opts.Ready != nil {
 			opts.Ready(st)
 		}
@@ -370,11 +411,14 @@ func hasDomains(ix *export.Index, want []string) bool {
 	return true
 }
 
-func printBanner(w io.Writer, dir string, st State) {
+func printBanner(w io.Writer, dir, bin string, moved []string, st State) {
 	d := st.Domains[0]
 	u := st.Users[d]
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nstella-mirror demo is up (Ctrl-C stops it)\n\n")
+	for _, m := range moved {
+		fmt.Fprintf(&b, "  port moved     %s\n", m)
+	}
 	for _, dom := range st.Domains {
 		fmt.Fprintf(&b, "  site %-9s %s  (user %s, password %s)\n", dom, st.Sites[dom], st.Users[dom].User, st.Users[dom].Password)
 	}
@@ -388,13 +432,15 @@ func printBanner(w io.Writer, dir string, st State) {
 	fmt.Fprintf(&b, "  gateway cache  %s (purge: curl -X POST -H \"Authorization: Bearer $(cat %s)\" '%s/admin/cache/purge?all=true')\n",
 		st.CacheDir, st.AdminTokenFile, st.GatewayAdmin)
 	fmt.Fprintf(&b, "  state          %s\n\n", filepath.Join(dir, StateFile))
-	fmt.Fprintf(&b, "Try (through the gateway: TLS + Basic Auth):\n")
+	fmt.Fprintf(&b, "Try (through the gateway: TLS + Basic Auth; *.localhost is loopback):\n")
 	fmt.Fprintf(&b, "  curl -s --cacert %s -u %s:%s %s/concelier/exports/index.json | jq 'keys'\n", st.CA, u.User, u.Password, st.Sites[d])
 	fmt.Fprintf(&b, "  curl -sI --cacert %s %s/concelier/exports/index.json | grep -i www-authenticate\n", st.CA, st.Sites[d])
 	fmt.Fprintf(&b, "  curl -sI --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/manifest.json | grep -i x-cache-status   # MISS, then HIT\n", st.CA, u.User, u.Password, st.Sites[d], d)
-	fmt.Fprintf(&b, "  curl -so bundle.json --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
-	fmt.Fprintf(&b, "    curl -so bundle.json.jws --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json.jws && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
-	fmt.Fprintf(&b, "    bin/stella-mirror verify --public-key %s bundle.json\n", st.PublicKey)
+	fmt.Fprintf(&b, "  T=$(mktemp -d) && curl -so \"$T/bundle.json\" --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
+	fmt.Fprintf(&b, "    curl -so \"$T/bundle.json.jws\" --cacert %s -u %s:%s %s/concelier/exports/mirror/%s/bundle.json.jws && \\\n", st.CA, u.User, u.Password, st.Sites[d], d)
+	fmt.Fprintf(&b, "    %s verify --public-key %s \"$T/bundle.json\"\n", bin, st.PublicKey)
+	fmt.Fprintf(&b, "  %s smoke --base %s --domain %s --user %s --password-file %s --cacert %s --public-key %s\n",
+		bin, st.Sites[d], d, u.User, filepath.Join(dir, "auth", d+".password"), st.CA, st.PublicKey)
 	fmt.Fprintf(&b, "The origin directly (no auth): curl -s %s/excititor/mirror/%s/index | jq -r '.exports[].exportKey'\n\n", st.Origin, d)
 	io.WriteString(w, b.String())
 }

@@ -36,6 +36,12 @@ type Settings struct {
 	// on loopback or a private network. Key: GATEWAY__ADMINLISTEN; flag
 	// --admin-listen. Default: 127.0.0.1:9091.
 	AdminListen string
+	// AdminPprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the admin listener, for profiling a production
+	// gateway. No authentication: turn it on only while profiling, with
+	// the admin listener on loopback. Key: GATEWAY__ADMINPPROF. Default:
+	// false.
+	AdminPprof bool
 	// Origin is the origin's base URL. Key: GATEWAY__ORIGIN. Default:
 	// http://127.0.0.1:8080.
 	Origin string

@@ -28,6 +28,7 @@ import (
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/httprec"
 	"github.com/stella-ops/stella-mirror/internal/logging"
+	"github.com/stella-ops/stella-mirror/internal/pprofmux"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
 	"github.com/stella-ops/stella-mirror/internal/statuspage"
 )
@@ -340,10 +341,26 @@ func (g *Gateway) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if c := g.files.Certificate(hello.ServerName); c != nil {
 		return c, nil
 	}
-	if g.acme != nil {
+	if g.acme != nil && g.acme.Manages(hello.ServerName) {
 		return g.acme.GetCertificate(hello)
 	}
+	g.unknownServerName(hello)
 	return nil, fmt.Errorf("no certificate for server name %q", hello.ServerName)
+}
+
+// unknownServerName counts a handshake for a name no site serves and logs
+// it at debug level with the SNI (quoted by the log encoder) and the peer;
+// the client only sees a TLS internal_error alert.
+func (g *Gateway) unknownServerName(hello *tls.ClientHelloInfo) {
+	g.metrics.unknownSNI.Inc()
+	if !g.logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	peer := ""
+	if hello.Conn != nil {
+		peer = hello.Conn.RemoteAddr().String()
+	}
+	g.logger.Debug("TLS handshake for an unknown server name", "sni", hello.ServerName, "remote", peer)
 }
 
 // StartACME obtains (or loads) the ACME sites' certificates and keeps them
@@ -604,6 +621,9 @@ func (g *Gateway) AdminHandler() http.Handler {
 			g.refreshACMEExpiry()
 			metrics.ServeHTTP(w, r)
 		})
+	}
+	if g.cfg.AdminPprof {
+		return pprofmux.Wrap(mux)
 	}
 	return mux
 }

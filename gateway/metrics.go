@@ -25,6 +25,7 @@ type metrics struct {
 	budget       *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
 	certExpiry   *prometheus.GaugeVec
+	unknownSNI   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,8 +53,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Reloads of certificates and htpasswd files, by site, kind (certificate, htpasswd) and result (success, failure)."}, []string{"site", "kind", "result"}),
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "certificate_expiry_timestamp_seconds",
 			Help: "NotAfter of the certificate in service, Unix seconds, by site."}, []string{"site"}),
+		unknownSNI: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "tls_unknown_server_name_total",
+			Help: "TLS handshakes refused because no site has a certificate for the SNI name sent (or none was sent); the client gets an internal_error alert. The name is logged at debug level."}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstream, m.upstreamErrs, m.authFailures, m.throttled, m.authChecks, m.collapsed, m.budget, m.reloads, m.certExpiry} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstream, m.upstreamErrs, m.authFailures, m.throttled, m.authChecks, m.collapsed, m.budget, m.reloads, m.certExpiry, m.unknownSNI} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

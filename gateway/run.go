@@ -8,10 +8,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
 	"github.com/stella-ops/stella-mirror/internal/filewatch"
+	"github.com/stella-ops/stella-mirror/internal/sdnotify"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 )
 
@@ -117,6 +119,8 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	if ready != nil {
 		ready()
 	}
+	// Under systemd (Type=notify): every listener serves.
+	g.notify(sdnotify.Ready)
 	var runErr error
 	for done := false; !done; {
 		select {
@@ -124,16 +128,27 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 			done = true
 		case <-hup:
 			g.logger.Info("SIGHUP: reloading certificates and htpasswd files")
+			g.notify(sdnotify.Reloading())
 			if err := g.Reload(); err != nil {
 				g.logger.Error("reload incomplete; the failed files keep their last good version", "error", err.Error())
 			}
+			g.notify(sdnotify.Ready)
 		case runErr = <-servers.Err():
 			done = true
 		}
 	}
+	g.notify(sdnotify.Stopping)
 	err = g.shutdown(servers)
 	g.logger.Info("stopped")
 	return errors.Join(runErr, err)
+}
+
+// notify tells systemd the service state when it runs the gateway as a
+// Type=notify service ($NOTIFY_SOCKET); a failure is logged, not fatal.
+func (g *Gateway) notify(state string) {
+	if _, err := sdnotify.Notify(state); err != nil {
+		g.logger.Warn("sd_notify", "state", strings.ReplaceAll(state, "\n", " "), "error", err.Error())
+	}
 }
 
 func (g *Gateway) shutdown(servers *serve.Group) error {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -95,7 +96,8 @@ type MirrorConfig struct {
 	// ExportRoot is Concelier's export root: the directory holding
 	// <exportId>/mirror/… and the optional latest symlink. Key:
 	// CONCELIER__MIRROR__EXPORTROOT. Default: unset (the origin starts but
-	// stays not-ready and logs "Mirror export root is not configured").
+	// stays not-ready and logs "Mirror export root is not configured", or
+	// "Mirror export root does not exist" with the path when set but missing).
 	// Excititor ignores this field and Validate rejects it there: use
 	// EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT.
 	ExportRoot string
@@ -189,6 +191,11 @@ type ServerConfig struct {
 	// loopback or a private network, never proxied. Key:
 	// ORIGIN__ADMINLISTEN; flag --admin-listen. Default: 127.0.0.1:9090.
 	AdminListen string
+	// AdminPprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the admin listener. No authentication: turn it on
+	// only while profiling, with the admin listener on loopback. Key:
+	// ORIGIN__ADMINPPROF. Default: false.
+	AdminPprof bool
 	// LogFormat is "json" or "text". Key: ORIGIN__LOGFORMAT; flag
 	// --log-format. Default: json.
 	LogFormat string
@@ -271,6 +278,28 @@ func (c *Config) Validate() error {
 	c.Excititor.Authority.validate("EXCITITOR__AUTHORITY", add)
 	c.Origin.validate(add)
 	return errors.Join(errs...)
+}
+
+// MissingRoots returns one message per enabled product whose export root
+// is set but is not an existing directory, naming the key and the path
+// (the origin starts with it, not-ready until the directory appears).
+func (c *Config) MissingRoots() []string {
+	var out []string
+	for _, r := range []struct {
+		on        bool
+		key, root string
+	}{{c.Concelier.Mirror.Enabled, KeyConcelierRoot, c.Concelier.Mirror.ExportRoot},
+		{c.Excititor.Mirror.Enabled, KeyExcititorRoot, c.Excititor.Artifacts.FileSystem.Root}} {
+		if !r.on || r.root == "" {
+			continue
+		}
+		if fi, err := os.Stat(r.root); err != nil {
+			out = append(out, fmt.Sprintf("%s: export root %s: %v", r.key, r.root, errors.Unwrap(err)))
+		} else if !fi.IsDir() {
+			out = append(out, fmt.Sprintf("%s: export root %s is not a directory", r.key, r.root))
+		}
+	}
+	return out
 }
 
 // Warnings lists settings that are valid but leave the origin not-ready or

@@ -14,6 +14,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+	"github.com/stella-ops/stella-mirror/internal/pprofmux"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 )
 
@@ -47,7 +48,8 @@ type options struct {
 
 // New validates cfg and returns an origin serving it. It logs the start-up
 // state of each enabled product: "Mirror export root is not configured"
-// when a root is unset or missing, the active export otherwise.
+// when a root is unset, "Mirror export root does not exist" (with the path)
+// when it is set but missing, the active export otherwise.
 //
 // logger receives operational logs (nil discards them). reg receives the
 // origin's metrics (nil: a private registry); when reg is also a
@@ -128,6 +130,9 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 	}
 	o.public, o.admin = o.routes()
 	o.admin = o.withStatus(o.admin)
+	if cfg.Origin.AdminPprof {
+		o.admin = pprofmux.Wrap(o.admin)
+	}
 
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", "warning", w)

@@ -52,8 +52,13 @@ const (
 	rootLogInterval = time.Minute
 )
 
-// msgRootNotConfigured is the exact log message operators alert on.
+// msgRootNotConfigured is the exact log message operators alert on when a
+// product's export root is unset (the runbook's line).
 const msgRootNotConfigured = "Mirror export root is not configured"
+
+// msgRootMissing is logged instead when the root is set but is not an
+// existing directory; the line names the path ("root").
+const msgRootMissing = "Mirror export root does not exist"
 
 // product is one mirrored product (Concelier or Excititor): where its
 // exports live, how the active one is chosen, and its cache of opened
@@ -435,7 +440,8 @@ func (p *product) rootMissing() bool {
 	return err != nil || !fi.IsDir()
 }
 
-// logRootMissing logs msgRootNotConfigured, at most once per
+// logRootMissing logs msgRootNotConfigured (unset) or msgRootMissing, at
+// most once per
 // rootLogInterval unless force is set.
 func (p *product) logRootMissing(force bool) {
 	now := p.now()
@@ -449,10 +455,17 @@ func (p *product) logRootMissing(force bool) {
 		return
 	}
 	attrs := []any{"product", p.name, "key", p.rootKey}
-	if p.root != "" {
-		attrs = append(attrs, "root", p.root)
+	if p.root == "" {
+		p.logger.Error(msgRootNotConfigured, attrs...)
+		return
 	}
-	p.logger.Error(msgRootNotConfigured, attrs...)
+	attrs = append(attrs, "root", p.root)
+	if _, err := os.Stat(p.root); err != nil {
+		attrs = append(attrs, "error", err.Error())
+	} else {
+		attrs = append(attrs, "error", "not a directory")
+	}
+	p.logger.Error(msgRootMissing, attrs...)
 }
 
 // ready reports why the product cannot serve, or nil: its root exists and

@@ -330,16 +330,18 @@ func TestExportCacheBoundedAndRefcounted(t *testing.T) {
 	}
 }
 
-// TestRootNotConfigured: an unset or missing export root logs exactly
-// "Mirror export root is not configured" at start-up and when readiness
+// TestRootNotConfigured: an unset export root logs exactly "Mirror export
+// root is not configured", a missing one "Mirror export root does not
+// exist" with its path, at start-up and when readiness
 // is checked (at most once a minute), and the origin stays not-ready.
 func TestRootNotConfigured(t *testing.T) {
 	cases := []struct {
 		name string
 		root func(t *testing.T) string
+		msg  string
 	}{
-		{"unset", func(*testing.T) string { return "" }},
-		{"missing", func(t *testing.T) string { return filepath.Join(t.TempDir(), "nope") }},
+		{"unset", func(*testing.T) string { return "" }, "Mirror export root is not configured"},
+		{"missing", func(t *testing.T) string { return filepath.Join(t.TempDir(), "nope") }, "Mirror export root does not exist"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -350,9 +352,12 @@ func TestRootNotConfigured(t *testing.T) {
 			h := newHarness(t, cfg, options{now: clock.Now})
 			count := func() int {
 				n := 0
-				for _, rec := range h.logs.lines(t, "Mirror export root is not configured") {
+				for _, rec := range h.logs.lines(t, tc.msg) {
 					if rec["product"] != "concelier" || rec["key"] != "CONCELIER__MIRROR__EXPORTROOT" {
 						t.Errorf("log line attributes: %v", rec)
+					}
+					if root := cfg.Concelier.Mirror.ExportRoot; root != "" && (rec["root"] != root || rec["error"] == nil) {
+						t.Errorf("log line %v does not name the missing root %s and the error", rec, root)
 					}
 					n++
 				}

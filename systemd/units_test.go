@@ -68,9 +68,12 @@ func TestUnitsHardened(t *testing.T) {
 	want := map[string][]string{
 		"stella-mirror-sync@.service": {"Type=oneshot", "ProtectSystem=strict", "ReadWritePaths=/srv/stella-mirror/exports",
 			"NoNewPrivileges=yes", "PrivateTmp=yes", "LoadCredential=", "SuccessExitStatus=75"},
-		"stella-mirror-sync@.timer":     {"OnCalendar=*:0/5", "Persistent=true", "RandomizedDelaySec="},
-		"stella-mirror-origin.service":  {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes"},
-		"stella-mirror-gateway.service": {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "LoadCredential=htpasswd:"},
+		"stella-mirror-sync@.timer":    {"OnCalendar=*:0/5", "Persistent=true", "RandomizedDelaySec="},
+		"stella-mirror-origin.service": {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes"},
+		// Issue 20: real files (hot reload sees rotations), sd_notify readiness.
+		"stella-mirror-gateway.service": {"ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "Type=notify", "NotifyAccess=main",
+			"ExecStart=/usr/local/bin/stella-mirror gateway --config /etc/stella-mirror/gateway.yaml", "ExecReload=/bin/kill -HUP $MAINPID",
+			"EnvironmentFile=-/etc/stella-mirror/gateway.env"},
 		"stella-mirror-backup.service": {"Type=oneshot", "ProtectSystem=strict", "ReadWritePaths=/var/backups/stella-mirror",
 			"NoNewPrivileges=yes", "PrivateTmp=yes", "PrivateNetwork=yes", "CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "UMask=0077",
 			"ExecStart=/usr/local/bin/stella-mirror backup --out /var/backups/stella-mirror --keep-daily 30 --keep-monthly 12 $BACKUP_ARGS"},
@@ -97,6 +100,11 @@ func TestUnitsHardened(t *testing.T) {
 		}
 		if strings.Contains(string(data), "\nPrivateUsers=yes") {
 			t.Errorf("%s sets PrivateUsers=yes, which this service cannot work with", u)
+		}
+		// LoadCredential= copies files once: the gateway's reload would
+		// never see a rotated certificate or htpasswd file.
+		if u == "stella-mirror-gateway.service" && strings.Contains(string(data), "\nLoadCredential=") {
+			t.Errorf("%s uses LoadCredential=; its reloadable files must be read at their real paths", u)
 		}
 	}
 	for unit, lines := range want {

@@ -128,9 +128,9 @@ func TestFixtureCommand(t *testing.T) {
 	})
 
 	t.Run("help", func(t *testing.T) {
-		code, _, stderr := runFixtureCLI(t, "fixture", "--help")
-		if code != 0 || !strings.Contains(stderr, "--bundle-size") || !strings.Contains(stderr, "default 4MiB") {
-			t.Fatalf("exit %d, help:\n%s", code, stderr)
+		code, stdout, _ := runFixtureCLI(t, "fixture", "--help")
+		if code != 0 || !strings.Contains(stdout, "--bundle-size") || !strings.Contains(stdout, "default 4MiB") {
+			t.Fatalf("exit %d, help on stdout:\n%s", code, stdout)
 		}
 	})
 }

@@ -21,8 +21,8 @@ func TestGatewayHelpListsKeys(t *testing.T) {
 		"GATEWAY__SITES__{n}__HTPASSWDFILE", "GATEWAY__ACME__DIRECTORYURL", "GATEWAY__AUTHORITY__CLIENTSECRETFILE",
 		"GATEWAY__TRUSTEDPROXIES__{n}", "Example", "--check-config", "kill -HUP",
 	} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("--help lacks %q", want)
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--help (stdout) lacks %q", want)
 		}
 	}
 }

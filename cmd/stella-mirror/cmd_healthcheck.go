@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/stella-ops/stella-mirror/internal/loopname"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -77,7 +79,8 @@ Dockerfile / compose:
 // when cacert is set, trusts only the CAs in it.
 func healthcheckClient(cacert string, timeout time.Duration) (*http.Client, error) {
 	tr := &http.Transport{
-		Proxy:                 nil, // a health probe goes to the address given, never through a proxy
+		Proxy:                 nil,                                                        // a health probe goes to the address given, never through a proxy
+		DialContext:           loopname.Wrap((&net.Dialer{Timeout: timeout}).DialContext), // *.localhost is loopback
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: timeout,
 		DisableKeepAlives:     true,

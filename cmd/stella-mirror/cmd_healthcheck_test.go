@@ -52,6 +52,8 @@ func TestHealthcheck(t *testing.T) {
 		stderr string
 	}{
 		{"ready", []string{"--url", srv.URL + "/health/ready"}, 0, "healthy: " + srv.URL + "/health/ready answered 200", ""},
+		// RFC 6761 §6.3: *.localhost is loopback, whatever DNS says.
+		{"localhost name", []string{"--url", strings.Replace(srv.URL, "127.0.0.1", "mirror-admin.localhost", 1) + "/health/ready"}, 0, "answered 200", ""},
 		{"not ready", []string{"--url", srv.URL + "/health/notready"}, 1, "", "answered 503: no active export"},
 		{"redirect not followed", []string{"--url", srv.URL + "/health/moved"}, 1, "", "answered 302"},
 		{"connection refused", []string{"--url", closed}, 1, "", "connection refused"},
@@ -92,7 +94,7 @@ func TestHealthcheckDefaultURLFromEnv(t *testing.T) {
 }
 
 func TestHealthcheckHelp(t *testing.T) {
-	code, _, errOut := runCLI(t, "healthcheck", "--help")
+	code, errOut, _ := runCLI(t, "healthcheck", "--help") // help goes to stdout
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}

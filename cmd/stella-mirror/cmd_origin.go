@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 
@@ -62,6 +63,14 @@ Example:
 		return err
 	}
 	if *checkConfig {
+		if missing := cfg.MissingRoots(); len(missing) > 0 {
+			// Valid settings, but the origin would start not-ready:
+			// not "configuration OK".
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(stdout, "warning: %s\n", w)
+			}
+			return fmt.Errorf("configuration valid but the origin cannot serve: %s (it starts not-ready until the directory exists)", strings.Join(missing, "; "))
+		}
 		printConfigOK(stdout, cfg.Warnings())
 		return nil
 	}

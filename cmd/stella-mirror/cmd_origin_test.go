@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,8 +26,8 @@ func TestOriginHelpListsKeys(t *testing.T) {
 		"CONCELIER__MIRROR__EXPORTROOT", "CONCELIER__MIRROR__DOMAINS__{n}__ID", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT",
 		"CONCELIER__AUTHORITY__BYPASSNETWORKS__{n}", "ORIGIN__ADMINLISTEN", "Example:", "--check-config", "--admin-listen",
 	} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("--help lacks %q", want)
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--help (stdout) lacks %q", want)
 		}
 	}
 }
@@ -43,8 +44,11 @@ func TestOriginCheckConfig(t *testing.T) {
 			env:  map[string]string{"CONCELIER__MIRROR__ENABLED": "true"},
 			code: 0, out: "warning: CONCELIER__MIRROR__EXPORTROOT: not set"},
 		{name: "valid",
-			env:  map[string]string{"EXCITITOR__MIRROR__ENABLED": "true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT": "/srv/vex"},
+			env:  map[string]string{"EXCITITOR__MIRROR__ENABLED": "true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT": os.TempDir()},
 			code: 0, out: "configuration OK"},
+		{name: "missing root is not OK and names the path",
+			env:  map[string]string{"EXCITITOR__MIRROR__ENABLED": "true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT": "/nonexistent/stella-vex"},
+			code: 1, errOut: "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT: export root /nonexistent/stella-vex: no such file or directory"},
 		{name: "malformed value names the key",
 			env:  map[string]string{"CONCELIER__MIRROR__ENABLED": "maybe"},
 			code: 1, errOut: `CONCELIER__MIRROR__ENABLED: invalid boolean "maybe"`},
@@ -66,6 +70,9 @@ func TestOriginCheckConfig(t *testing.T) {
 			code := run(append([]string{"origin", "--check-config"}, tc.args...), &stdout, &stderr)
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.code, stdout.String(), stderr.String())
+			}
+			if tc.code != 0 && strings.Contains(stdout.String(), "configuration OK") {
+				t.Errorf("exit %d but stdout says configuration OK", code)
 			}
 			if !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.errOut) {
 				t.Errorf("stdout %q (want %q), stderr %q (want %q)", stdout.String(), tc.out, stderr.String(), tc.errOut)

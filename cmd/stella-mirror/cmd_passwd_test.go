@@ -232,7 +232,7 @@ func TestPasswdErrors(t *testing.T) {
 }
 
 func TestPasswdHelp(t *testing.T) {
-	code, _, errOut := runCLI(t, "passwd", "--help")
+	code, errOut, _ := runCLI(t, "passwd", "--help") // help goes to stdout
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}

@@ -199,7 +199,10 @@ func TestSignCommandsHelp(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d, want 0", code)
 			}
-			help := out + errOut
+			help := out
+			if errOut != "" {
+				t.Errorf("help wrote to stderr:\n%s", errOut)
+			}
 			name := args[0]
 			if name == "help" {
 				name = args[1]

@@ -53,8 +53,10 @@ Example:
   stella-mirror smoke --base https://mirror-primary.example.org --domain primary \
     --user alice --password-file ~/.mirror-password --cacert tls/ca.pem \
     --public-key keys/signing.pub.pem --origin http://10.0.0.5:8080 --expect-cache
-  # test a name DNS does not know yet against the host at 127.0.0.1:8443:
-  stella-mirror smoke --base https://mirror-primary.localhost:8443 --connect-to 127.0.0.1:8443 ...`, stderr)
+  # test a name DNS does not know yet against the host at 10.0.0.7:443:
+  stella-mirror smoke --base https://mirror-primary.example.org --connect-to 10.0.0.7:443 ...
+  # *.localhost names (the demo's) dial loopback, RFC 6761: no --connect-to
+  stella-mirror smoke --base https://mirror-primary.localhost:8443 --domain primary ...`, stderr)
 	base := fs.String("base", "", "site base `URL`, e.g. https://mirror-primary.example.org (required)")
 	domain := fs.String("domain", "", "mirror `domain` the site serves, e.g. primary (required)")
 	user := fs.String("user", "", "Basic Auth `user` (omit for an anonymous site)")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/internal/logging"
+	"github.com/stella-ops/stella-mirror/internal/loopname"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 	"github.com/stella-ops/stella-mirror/mirrorsync/localsrc"
 	"github.com/stella-ops/stella-mirror/mirrorsync/upstream"
@@ -357,7 +359,8 @@ func jwksClient(caFile string, timeout time.Duration) (*http.Client, error) {
 		}
 		tlsConf.RootCAs = pool
 	}
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}}, nil
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: loopname.NoProxy(http.ProxyFromEnvironment),
+		DialContext: loopname.Wrap((&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext)}}, nil
 }
 
 // expandCredentialsDir replaces ${CREDENTIALS_DIRECTORY} (or

@@ -75,8 +75,8 @@ func TestSyncHelp(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, want := range []string{"s3://bucket/prefix", "rsync://", "Exit status", "SYNC__S3__ENDPOINT", "CONCELIER__SOURCES__STELLAOPSMIRROR__SIGNATURE__KEYID", "Examples:"} {
-		if !strings.Contains(errb.String(), want) {
-			t.Errorf("--help lacks %q", want)
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help (stdout) lacks %q", want)
 		}
 	}
 }

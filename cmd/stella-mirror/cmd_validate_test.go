@@ -69,8 +69,12 @@ func TestSmokeUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"smoke"}, tt.args...), &stdout, &stderr)
-			if code != tt.code || !strings.Contains(stderr.String(), tt.contains) {
-				t.Fatalf("exit %d (want %d), stderr lacks %q:\n%s", code, tt.code, tt.contains, stderr.String())
+			out := stderr.String()
+			if tt.name == "help" {
+				out = stdout.String() // --help goes to stdout
+			}
+			if code != tt.code || !strings.Contains(out, tt.contains) {
+				t.Fatalf("exit %d (want %d), output lacks %q:\n%s", code, tt.code, tt.contains, out)
 			}
 		})
 	}

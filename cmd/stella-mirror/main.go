@@ -29,7 +29,7 @@ var commands = []command{
 	{"origin", "serve export trees (Concelier + Excititor mirror endpoints)", runOrigin},
 	{"gateway", "TLS edge: per-host Basic Auth, domain policy, budgets, reverse proxy to the origin", runGateway},
 	{"sync", "pull, verify and atomically publish the newest export from S3, rsync, a directory or an upstream mirror", runSync},
-	{"demo", "origin on localhost with generated data and keys (what `make run` starts)", runDemo},
+	{"demo", "origin + TLS gateway on localhost with generated, signed data, a local CA and demo users (what `make run` starts)", runDemo},
 	{"fixture", "write a realistic, signed export tree", runFixture},
 	{"sign", "write a detached JWS (RFC 7515 appendix F) over a file", runSign},
 	{"verify", "verify a detached JWS over a file", runVerify},
@@ -73,7 +73,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		err := c.run(ctx, args[1:], stdout, stderr)
+		errOut := stderr
+		if asksHelp(args[1:]) {
+			// --help is asked for, not a mistake: the usage goes to
+			// stdout (exit 0), as the top-level help does.
+			errOut = stdout
+		}
+		err := c.run(ctx, args[1:], stdout, errOut)
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
@@ -101,6 +107,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "stella-mirror: unknown command %q\n\n", args[0])
 	printUsage(stderr)
 	return 2
+}
+
+// asksHelp reports whether args hold -h, -help or --help before "--".
+func asksHelp(args []string) bool {
+	for _, a := range args {
+		switch {
+		case a == "-h" || a == "-help" || a == "--help" || a == "--h":
+			return true
+		case a == "--":
+			return false
+		}
+	}
+	return false
 }
 
 func printUsage(w io.Writer) {

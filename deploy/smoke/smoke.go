@@ -20,6 +20,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/internal/loopname"
 )
 
 // Status is the outcome of one check.
@@ -251,7 +252,8 @@ func newClient(opts Options, base *url.URL) *http.Client {
 			if opts.ConnectTo != "" && strings.EqualFold(addr, baseAddr) {
 				addr = opts.ConnectTo
 			}
-			return dialer.DialContext(ctx, network, addr)
+			// *.localhost names dial loopback (RFC 6761 §6.3).
+			return loopname.Wrap(dialer.DialContext)(ctx, network, addr)
 		},
 		TLSClientConfig:       &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   10 * time.Second,

@@ -151,6 +151,9 @@ func (a *ACME) Renew(ctx context.Context, name string) error {
 // Stop ends renewal.
 func (a *ACME) Stop() { a.cache.Stop() }
 
+// Manages reports whether name (an SNI name) is one of the managed names.
+func (a *ACME) Manages(name string) bool { return a.names[strings.ToLower(name)] }
+
 // GetCertificate returns the managed certificate for hello's SNI name; names
 // that are not managed get an error.
 func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {

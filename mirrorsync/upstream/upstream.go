@@ -67,6 +67,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/httprange"
+	"github.com/stella-ops/stella-mirror/internal/loopname"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
@@ -197,8 +198,8 @@ func New(opts Options) (*Source, error) {
 	}
 	dialer := &net.Dialer{Timeout: s.timeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		Proxy:                 loopname.NoProxy(http.ProxyFromEnvironment),
+		DialContext:           loopname.Wrap(dialer.DialContext), // *.localhost is loopback (RFC 6761)
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   s.timeout,
 		ResponseHeaderTimeout: s.timeout,
@@ -277,7 +278,7 @@ func orDur(v, def time.Duration) time.Duration {
 }
 
 func isLoopback(host string) bool {
-	if host == "localhost" {
+	if loopname.Is(host) { // localhost and *.localhost: dialled on loopback only
 		return true
 	}
 	ip := net.ParseIP(host)
