@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // TestRefusedRestoreKeepsExistingFolderOwners: a forged archive (here
@@ -20,9 +22,7 @@ import (
 // root, restore chowns folder entries before the rules are checked; the
 // undo must put the owner back, not only the mode.
 func TestRefusedRestoreKeepsExistingFolderOwners(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: restore changes owners only as root")
-	}
+	testenv.Root(t, "restore changes owners only as root, so this test")
 	p := newProfile(t)
 	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
 	if err != nil {

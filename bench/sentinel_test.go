@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // startSentinel starts a process whose name (comm) is "nginx" — a copy of
@@ -21,10 +23,7 @@ import (
 // channel closed when it exits.
 func startSentinel(t *testing.T) (*os.Process, <-chan struct{}) {
 	t.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep binary")
-	}
+	sleep := testenv.Tool(t, "sleep", "coreutils")
 	bin := filepath.Join(t.TempDir(), "nginx")
 	src, err := os.Open(sleep)
 	if err != nil {

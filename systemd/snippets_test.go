@@ -9,20 +9,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // requireTool returns the path of a systemd tool, skipping the test when it
 // is missing (failing when CI is set).
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed (apt-get install systemd)", name)
-		}
-		t.Skipf("%s is not installed (apt-get install systemd); .ci/run installs it", name)
-	}
-	return p
+	return testenv.Tool(t, name, "systemd")
 }
 
 // TestSysusersAndTmpfiles applies stella-mirror.sysusers.conf and
@@ -34,9 +29,7 @@ func requireTool(t *testing.T, name string) string {
 func TestSysusersAndTmpfiles(t *testing.T) {
 	sysusers := requireTool(t, "systemd-sysusers")
 	tmpfiles := requireTool(t, "systemd-tmpfiles")
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: systemd-tmpfiles chowns the directories it creates")
-	}
+	testenv.Root(t, "systemd-tmpfiles chowns the directories it creates, so this test")
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
