@@ -3,12 +3,14 @@ package mirrorsync
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/config"
+	"github.com/stella-ops/stella-mirror/internal/loopname"
 )
 
 // Config is what `stella-mirror sync` reads from its YAML file (--config)
@@ -235,7 +237,15 @@ func (c *Config) Validate() error {
 	if c.Sync.JWKSURL != "" {
 		if u, err := url.Parse(c.Sync.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("SYNC__JWKSURL (--jwks-url): %q is not an http(s) URL", c.Sync.JWKSURL))
+		} else if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+			// The keys that verify every export: never over plain HTTP
+			// across a network, where anyone on the path could swap them.
+			errs = append(errs, fmt.Errorf("SYNC__JWKSURL (--jwks-url): %q: http:// only for a loopback host; use https://", c.Sync.JWKSURL))
 		}
+	}
+	if c.Sync.HTTPTimeout < 0 || c.Concelier.Sources.StellaOpsMirror.HTTPTimeout < 0 {
+		errs = append(errs, fmt.Errorf("SYNC__HTTPTIMEOUT (--http-timeout) / CONCELIER__SOURCES__STELLAOPSMIRROR__HTTPTIMEOUT: %s / %s, must not be negative",
+			c.Sync.HTTPTimeout, c.Concelier.Sources.StellaOpsMirror.HTTPTimeout))
 	}
 	if c.SignaturesEnabled() && c.Sync.JWKSURL == "" && len(c.PublicKeyPaths()) == 0 {
 		errs = append(errs, errors.New("no verification key: give --public-key (SYNC__PUBLICKEYS__{n}), --jwks-url (SYNC__JWKSURL) or CONCELIER__SOURCES__STELLAOPSMIRROR__SIGNATURE__PUBLICKEYPATH"))
@@ -250,4 +260,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("SYNC__BASICAUTHFILE and SYNC__BEARERTOKENFILE: give one, not both"))
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackHost reports whether host is a loopback address or a localhost
+// name (RFC 6761: localhost and *.localhost resolve to loopback here).
+func loopbackHost(host string) bool {
+	if loopname.Is(host) {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

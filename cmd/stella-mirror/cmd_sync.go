@@ -359,7 +359,7 @@ func jwksClient(caFile string, timeout time.Duration) (*http.Client, error) {
 		}
 		tlsConf.RootCAs = pool
 	}
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: loopname.NoProxy(http.ProxyFromEnvironment),
+	return &http.Client{Timeout: timeout, CheckRedirect: upstream.CheckRedirect, Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: loopname.NoProxy(http.ProxyFromEnvironment),
 		DialContext: loopname.Wrap((&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext)}}, nil
 }
 

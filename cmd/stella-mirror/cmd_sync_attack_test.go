@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSyncMalformedSourceIsConfigError: a source URL that cannot be right
@@ -50,5 +55,59 @@ func TestSyncMetricsTextfileIsAFolder(t *testing.T) {
 		if !strings.Contains(errb.String(), folder) {
 			t.Errorf("the message does not name %s: %s", folder, errb.String())
 		}
+	}
+}
+
+// TestSyncKeyRegistryAndTimeoutChecked: the key registry that verifies
+// every export is never fetched over plain HTTP across a network, and a
+// negative timeout is an error, not silently the default (exit 2 naming
+// the value); http:// to a loopback registry stays allowed.
+func TestSyncKeyRegistryAndTimeoutChecked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		bad  string // "" when valid
+	}{
+		{[]string{"--jwks-url", "http://keys.example.org/jwks"}, "http://keys.example.org/jwks"},
+		{[]string{"--jwks-url", "http://127.0.0.1:9/jwks"}, ""},
+		{[]string{"--jwks-url", "http://authority.localhost:9/jwks"}, ""},
+		{[]string{"--jwks-url", "https://keys.example.org/jwks"}, ""},
+		{[]string{"--http-timeout", "-1s"}, "-1s"},
+	} {
+		args := append([]string{"sync", "--source", t.TempDir(), "--dest", filepath.Join(t.TempDir(), "root"),
+			"--public-key", filepath.Join(t.TempDir(), "k.pem"), "--check-config"}, tc.args...)
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		switch {
+		case tc.bad != "" && code != exitConfig:
+			t.Errorf("%v: exit %d, want %d\n%s", tc.args, code, exitConfig, errb.String())
+		case tc.bad != "" && !strings.Contains(errb.String(), tc.bad):
+			t.Errorf("%v: the message does not name %q: %s", tc.args, tc.bad, errb.String())
+		case tc.bad == "" && code != 0:
+			t.Errorf("%v: exit %d, want 0\n%s", tc.args, code, errb.String())
+		}
+	}
+}
+
+// TestJWKSClientRefusesDowngrade: the key registry's client does not
+// follow a redirect from https:// down to http:// (the keys that verify
+// every export would travel in clear text).
+func TestJWKSClientRefusesDowngrade(t *testing.T) {
+	srv := httptest.NewTLSServer(http.RedirectHandler("http://keys.example.org/jwks", http.StatusFound))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := jwksClient(ca, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Get(srv.URL + "/jwks")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("followed the redirect to http:// (status %d)", resp.StatusCode)
+	}
+	if !strings.Contains(err.Error(), "refusing the redirect") {
+		t.Fatalf("error %v, want the redirect refused", err)
 	}
 }

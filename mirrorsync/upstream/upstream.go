@@ -208,7 +208,7 @@ func New(opts Options) (*Source, error) {
 		ForceAttemptHTTP2:     true,
 	}
 	c := retryablehttp.NewClient()
-	c.HTTPClient = &http.Client{Transport: transport, CheckRedirect: checkRedirect}
+	c.HTTPClient = &http.Client{Transport: transport, CheckRedirect: CheckRedirect}
 	c.RetryMax = orInt(opts.RetryMax, DefaultRetryMax)
 	c.RetryWaitMin = orDur(opts.RetryWaitMin, DefaultRetryWaitMin)
 	c.RetryWaitMax = orDur(opts.RetryWaitMax, DefaultRetryWaitMax)
@@ -226,12 +226,14 @@ func New(opts Options) (*Source, error) {
 	return s, nil
 }
 
-// checkRedirect follows a redirect only to https://, or to http:// on a
-// loopback host from an http:// loopback upstream: a downgrade would send
-// the credentials (Go keeps Authorization for the same host whatever the
-// scheme) and the data in clear text, and bypass the loopback-only rule of
-// http:// upstream URLs.
-func checkRedirect(req *http.Request, via []*http.Request) error {
+// CheckRedirect is the redirect policy of the clients sync uses (the
+// upstream mirror and the key registry), for http.Client.CheckRedirect:
+// at most 10 redirects, followed only to https://, or to http:// on a
+// loopback host from an http:// loopback URL. A downgrade would send the
+// credentials (Go keeps Authorization for the same host whatever the
+// scheme), the data or the trusted keys in clear text, and bypass the
+// loopback-only rule of http:// URLs.
+func CheckRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
