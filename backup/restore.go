@@ -287,10 +287,10 @@ func applyModes(tx *restoreTx, m *Manifest, secret map[string]bool) error {
 func secretPerm(perm fs.FileMode) fs.FileMode { return perm & 0o640 }
 
 // filePerm is the mode a restored file gets: no set-id or sticky bits
-// from an archive, secrets at most 0640.
+// from an archive, never world-writable, secrets at most 0640.
 func filePerm(e *Entry) fs.FileMode {
 	perm, _ := e.Perm()
-	perm &= fs.ModePerm
+	perm &= fs.ModePerm &^ 0o002
 	if e.Secret || e.Kind == "secret" || e.Kind == "acme" {
 		perm = secretPerm(perm)
 	}
@@ -506,6 +506,11 @@ func extract(ctx context.Context, o RestoreOptions, tx *restoreTx, v *verified, 
 	for _, e := range dirs {
 		perm, _ := e.Perm()
 		perm &= fs.ModePerm | fs.ModeSticky
+		if perm&fs.ModeSticky == 0 {
+			// World-writable only as a sticky folder (like /tmp): anyone
+			// could otherwise replace what a service loads from it.
+			perm &^= 0o002
+		}
 		name := rel(e.Path)
 		if fi, err := tx.r.Lstat(name); err == nil {
 			u := dirModeUndo{name: name, mode: fi.Mode() & (fs.ModePerm | fs.ModeSticky | fs.ModeSetgid), uid: -1, gid: -1}

@@ -149,3 +149,44 @@ func TestRestoreStopsWhenCancelled(t *testing.T) {
 	}
 	emptyDir(t, root)
 }
+
+// TestRestoreNeverWorldWritable: a manifest's world-writable modes (a
+// 0666 configuration, a 0777 folder) are not restored: anyone on the host
+// could then rewrite what a service loads. A folder keeps o+w only when it
+// is sticky.
+func TestRestoreNeverWorldWritable(t *testing.T) {
+	p := newProfile(t)
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg := unpack(t, res.Archive)
+	gw := p.configs[0]
+	var dirs []string
+	for i := range fg.m.Entries {
+		e := &fg.m.Entries[i]
+		switch {
+		case e.Path == gw:
+			e.Mode = "0666"
+		case e.Type == TypeDir:
+			e.Mode = "0777"
+			dirs = append(dirs, e.Path)
+		}
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	if _, err := testRestore(RestoreOptions{Archive: fg.write(t, testSigningKey, nil), Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(dirs, gw) {
+		fi, err := os.Stat(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o002 != 0 {
+			t.Errorf("%s restored %v: world-writable", name, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(root, gw)); err != nil || fi.Mode().Perm() != 0o664 {
+		t.Errorf("%s restored %v, want 0664 (the manifest's 0666 without o+w)", gw, fi.Mode())
+	}
+}
