@@ -313,9 +313,14 @@ func (r *run) fetchPlan(ctx context.Context, id string) (*plan, error) {
 		want[d] = true
 	}
 	var xs []excititorIndex
+	total := int64(len(data))
+	listed := 0
 	for _, d := range domains {
 		if !export.ValidDomainID(d) || len(want) > 0 && !want[d] {
 			continue
+		}
+		if listed++; listed > maxExcititorDomains {
+			return nil, &VerifyError{Path: "excititor/", Reason: fmt.Sprintf("export %s lists more than %d Excititor domains (a hostile or broken source; restrict with SYNC__DOMAINS)", id, maxExcititorDomains)}
 		}
 		rel := export.ExcititorIndexPath(d)
 		xd, err := r.readSmall(ctx, id, rel)
@@ -324,6 +329,9 @@ func (r *run) fetchPlan(ctx context.Context, id string) (*plan, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("source %s: export %s: %w", src, id, err)
+		}
+		if total += int64(len(xd)); total > maxPlanIndexBytes {
+			return nil, &VerifyError{Path: rel, Reason: fmt.Sprintf("the export's indexes together exceed %d bytes (a hostile or broken source)", maxPlanIndexBytes)}
 		}
 		xi, err := export.ParseExcititorIndex(xd)
 		if err != nil {
@@ -334,8 +342,15 @@ func (r *run) fetchPlan(ctx context.Context, id string) (*plan, error) {
 	return newPlan(id, data, xs, r.opts.Domains)
 }
 
-// maxIndexBytes bounds the index files read into memory.
-const maxIndexBytes = 32 << 20
+// maxIndexBytes bounds each index file read into memory;
+// maxPlanIndexBytes all of an export's indexes together, and
+// maxExcititorDomains the Excititor domains one export may list: a hostile
+// source cannot make a run hold more than that in memory.
+const (
+	maxIndexBytes       = 32 << 20
+	maxPlanIndexBytes   = 128 << 20
+	maxExcititorDomains = 1024
+)
 
 // readSmall reads a whole index file from the source.
 func (r *run) readSmall(ctx context.Context, id, rel string) ([]byte, error) {
