@@ -477,13 +477,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		aborted = false
 		return
 	}
-	ctx := proxy.WithInfo(r.Context(), &info)
-	if st.cfg.HonourClientCacheControl && g.cache != nil {
-		ctx = cache.WithClientCacheControl(ctx)
-	}
 	if st.fastHit && pre == nil && !(st.cfg.HonourClientCacheControl && (len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0)) && g.cache.ServeHit(rec, r, path) {
 		aborted = false
 		return
+	}
+	// The context values only after the hit path, which needs none (no
+	// allocation per hit).
+	ctx := proxy.WithInfo(r.Context(), &info)
+	if st.cfg.HonourClientCacheControl && g.cache != nil {
+		ctx = cache.WithClientCacheControl(ctx)
 	}
 	st.next.ServeHTTP(rec, r.WithContext(ctx))
 	aborted = false
