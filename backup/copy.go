@@ -11,6 +11,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/stella-ops/stella-mirror/internal/ctxio"
 )
 
 // maxCopyAttempts bounds how often a file rewritten in place during the
@@ -91,7 +93,7 @@ func copyOnce(ctx context.Context, src string, afterCopy func()) (copied, error)
 	buf.Grow(int(before.Size()))
 	h := sha256.New()
 	// One byte more than the size tells a file that grew.
-	n, err := io.Copy(io.MultiWriter(&buf, h), ctxReader{ctx, io.LimitReader(f, before.Size()+1)})
+	n, err := io.Copy(io.MultiWriter(&buf, h), ctxio.Reader{Ctx: ctx, R: io.LimitReader(f, before.Size()+1)})
 	if err != nil {
 		return copied{}, fmt.Errorf("copying %s: %w", src, err)
 	}
@@ -114,20 +116,6 @@ func copyOnce(ctx context.Context, src string, afterCopy func()) (copied, error)
 // O_NONBLOCK changes nothing for a regular file.
 func openNoBlock(src string) (*os.File, error) {
 	return os.OpenFile(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-}
-
-// ctxReader fails its reads once ctx is done, so a copy stops within one
-// buffer of a cancellation (SIGTERM).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // owner returns a file's numeric owner, or -1s where unknown.

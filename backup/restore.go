@@ -20,6 +20,8 @@ import (
 	"filippo.io/age"
 
 	"github.com/stella-ops/stella-mirror/backup/inventory"
+
+	"github.com/stella-ops/stella-mirror/internal/ctxio"
 )
 
 // RestoreOptions configure Restore.
@@ -474,7 +476,7 @@ func extract(ctx context.Context, o RestoreOptions, tx *restoreTx, v *verified, 
 		}
 		// SIGTERM/SIGINT (the context) stop the restore within one buffer;
 		// the caller undoes what was written.
-		if err := writeFile(tx, rel(e.Path), ctxReader{ctx, a.tr}, e, o.Chown); err != nil {
+		if err := writeFile(tx, rel(e.Path), ctxio.Reader{Ctx: ctx, R: a.tr}, e, o.Chown); err != nil {
 			return a.encrypted, fmt.Errorf("%s: %w", filepath.Join(o.Root, e.Path), err)
 		}
 	}

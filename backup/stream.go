@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/stella-ops/stella-mirror/internal/ctxio"
 )
 
 // PartialPrefix starts the name of an archive being written: DIR/.partial-
@@ -172,7 +174,7 @@ func (w *archiveWriter) addFile(ctx context.Context, path string, e *Entry) erro
 		return err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w.tw, h), ctxReader{ctx, io.LimitReader(f, e.Size)})
+	n, err := io.Copy(io.MultiWriter(w.tw, h), ctxio.Reader{Ctx: ctx, R: io.LimitReader(f, e.Size)})
 	if err != nil {
 		return fmt.Errorf("copying %s: %w", path, err)
 	}

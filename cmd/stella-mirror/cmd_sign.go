@@ -12,6 +12,8 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/internal/atomicfile"
+
+	"github.com/stella-ops/stella-mirror/internal/ctxio"
 )
 
 func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,7 +65,7 @@ Example:
 		return err
 	}
 	defer f.Close()
-	sig, err := jws.Sign(ctxReadSeeker{ctx, f}, key, *kid)
+	sig, err := jws.Sign(ctxio.ReadSeeker{Ctx: ctx, RS: f}, key, *kid)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
@@ -130,7 +132,7 @@ Example:
 		return err
 	}
 	defer f.Close()
-	hdr, err := jws.Verify(sig, ctxReader{ctx, f}, keys)
+	hdr, err := jws.Verify(sig, ctxio.Reader{Ctx: ctx, R: f}, keys)
 	if err != nil {
 		return fmt.Errorf("%s: not verified with %s: %w", file, *sigPath, err)
 	}
@@ -269,30 +271,4 @@ func readAtMost(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return data, nil
-}
-
-// ctxReader stops reading once ctx is done, so Ctrl-C interrupts signing or
-// verifying a large file.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// ctxReadSeeker is ctxReader for a seekable file (EdDSA signing reads twice).
-type ctxReadSeeker struct {
-	ctx context.Context
-	rs  io.ReadSeeker
-}
-
-func (c ctxReadSeeker) Read(p []byte) (int, error) { return ctxReader{c.ctx, c.rs}.Read(p) }
-
-func (c ctxReadSeeker) Seek(offset int64, whence int) (int64, error) {
-	return c.rs.Seek(offset, whence)
 }
