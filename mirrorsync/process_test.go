@@ -27,6 +27,8 @@ import (
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/origin/origintest"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // binary is the stella-mirror binary the process tests run: STELLA_MIRROR_BIN
@@ -34,25 +36,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		binary = os.Getenv("STELLA_MIRROR_BIN")
-		if binary == "" {
-			dir, err := os.MkdirTemp("", "mirrorsync-bin-")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			binary = filepath.Join(dir, "stella-mirror")
-			cmd := exec.Command("go", "build", "-o", binary, "github.com/stella-ops/stella-mirror/cmd/stella-mirror")
-			cmd.Stderr = os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintln(os.Stderr, "building stella-mirror:", err)
-				return 1
-			}
-		}
-		return m.Run()
-	}())
+	os.Exit(testenv.MainWithBinary(m, &binary))
 }
 
 // pubKeyFile writes the test key's public half as PEM.

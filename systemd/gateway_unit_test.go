@@ -22,6 +22,8 @@ import (
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/origin"
 	"github.com/stella-ops/stella-mirror/origin/origintest"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // unitSettings returns the values of key in a unit file, in order.
@@ -44,15 +46,11 @@ func unitSettings(t *testing.T, unit, key string) []string {
 // or one built now.
 func stellaBin(t *testing.T) string {
 	t.Helper()
-	if b := os.Getenv("STELLA_MIRROR_BIN"); b != "" {
-		return b
+	b, cleanup, err := testenv.Binary()
+	if err != nil {
+		t.Fatal(err)
 	}
-	b := filepath.Join(t.TempDir(), "stella-mirror")
-	cmd := exec.Command("go", "build", "-o", b, "../cmd/stella-mirror")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	t.Cleanup(cleanup)
 	return b
 }
 

@@ -21,27 +21,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	bin = os.Getenv("STELLA_MIRROR_BIN")
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "stella-mirror-e2e-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "stella-mirror")
-		cmd := exec.Command("go", "build", "-o", bin, "../../cmd/stella-mirror")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building stella-mirror: %v\n%s", err, out)
-			return 1
-		}
-	}
-	return m.Run()
+	os.Exit(testenv.MainWithBinary(m, &bin))
 }
 
 // requireTools fails the test (or skips it outside CI) when a client the
