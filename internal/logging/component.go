@@ -36,7 +36,9 @@ type componentHandler struct {
 	set  bool // a With attribute already names the component
 }
 
-func (c *componentHandler) Enabled(ctx context.Context, l slog.Level) bool { return c.h.Enabled(ctx, l) }
+func (c *componentHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return c.h.Enabled(ctx, l)
+}
 
 func (c *componentHandler) Handle(ctx context.Context, r slog.Record) error {
 	if !c.set {
