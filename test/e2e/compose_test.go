@@ -204,6 +204,10 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		run(t, nil, time.Minute, bin, "passwd", "--file", filepath.Join(secretsDir, site+".htpasswd"),
 			"--user", user, "--generate", "24", "--password-out", filepath.Join(work, user+".password"))
 	}
+	// The admin token the example env enables (GATEWAY__ADMINTOKENFILE).
+	if err := os.WriteFile(filepath.Join(secretsDir, "gateway-admin-token"), []byte(randomHex(t, 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	password := func(user string) string {
 		b, err := os.ReadFile(filepath.Join(work, user+".password"))
 		if err != nil {
@@ -351,6 +355,22 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			curl -fsS --cacert "$CA" --resolve "$RP" -u "$PU" -o bundle.json "$P/concelier/exports/mirror/primary/bundle.json"
 			curl -fsS --cacert "$CA" --resolve "$RP" -u "$PU" -o bundle.json.jws "$P/concelier/exports/mirror/primary/bundle.json.jws"
 			"$BIN" verify --public-key "$PUB" bundle.json | grep -q '^OK'`)
+	})
+	t.Run("purge and status through compose exec", func(t *testing.T) {
+		// The scratch image has no curl: the binary's own admin clients,
+		// token and address from the container's environment.
+		curlCode(t, `-u "$PU" "$P/concelier/exports/index.json"`) // something stored
+		out, err := s.compose(time.Minute, "exec", "-T", "gateway", "/stella-mirror", "purge", "--all")
+		if err != nil || !strings.Contains(out, "purged ") {
+			t.Fatalf("compose exec gateway stella-mirror purge --all: %v\n%s", err, out)
+		}
+		got := sh(t, env, `curl -sS -D - -o /dev/null --cacert "$CA" --resolve "$RP" -u "$PU" "$P/concelier/exports/index.json" | tr -d '\r' | grep -i '^x-cache-status:'`)
+		if !strings.Contains(got, "MISS") {
+			t.Errorf("after purge: %q, want MISS", got)
+		}
+		if out, err := s.compose(time.Minute, "exec", "-T", "gateway", "/stella-mirror", "status"); err != nil || !strings.Contains(out, "{") {
+			t.Errorf("compose exec gateway stella-mirror status: %v\n%s", err, out)
+		}
 	})
 	t.Run("user rotation without restart", func(t *testing.T) {
 		ht := filepath.Join(secretsDir, "primary.htpasswd")
