@@ -478,6 +478,31 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			}
 		}
 	})
+	t.Run("validate a key that does not match the export", func(t *testing.T) {
+		// `fixture --seed 2` elsewhere made another signing key; copied as
+		// sync's key, it no longer verifies the served export: validate
+		// fails naming the setting, the key and the export.
+		good := filepath.Join(secretsDir, "signing.pub.pem")
+		keep, err := os.ReadFile(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := t.TempDir()
+		run(t, nil, time.Minute, bin, "fixture", "--out", other, "--seed", "2", "--domains", "primary", "--bundle-size", "8KiB", "--vex-size", "2KiB")
+		wrong, err := os.ReadFile(filepath.Join(other, "fixture-signing.pub.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(good, wrong, 0o644)
+		defer os.WriteFile(good, keep, 0o644)
+		id, _ := os.Readlink(filepath.Join(exportRoot, "latest"))
+		out, err := tryRun(s.env, time.Minute, bin, "validate", "--env-file", filepath.Join(root, "compose", "env", "mirror.env.example"),
+			"--map", "/run/secrets="+secretsDir, "--map", "/etc/stella-mirror/tls="+tlsDir,
+			"--map", "/srv/stella-mirror/exports="+exportRoot)
+		if err == nil || !strings.Contains(out, "does not verify") || !strings.Contains(out, "SYNC__PUBLICKEYS__0") || id == "" || !strings.Contains(out, filepath.Base(id)) {
+			t.Fatalf("validate with a key that does not match export %s: err %v\n%s", id, err, out)
+		}
+	})
 	t.Run("smoke inside the backend network", func(t *testing.T) {
 		// From a container on the internal network (not the gateway's bypass
 		// address) the origin must refuse without a token: origin-auth runs.
@@ -497,4 +522,5 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			t.Errorf("origin-auth did not pass:\n%s", out)
 		}
 	})
+	t.Run("origin outage logged", s.originOutage)
 }
