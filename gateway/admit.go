@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stella-ops/stella-mirror/gateway/basicauth"
 	"github.com/stella-ops/stella-mirror/gateway/policy"
 	"github.com/stella-ops/stella-mirror/internal/ratelimit"
 )
@@ -28,7 +29,11 @@ type refusal struct {
 	status    int
 	code, msg string
 	header    []string // name, value, …
-	hsts      bool     // the site is known: Strict-Transport-Security applies
+	// authFailure is the 401's reason (missing, malformed, scheme,
+	// credentials); attempted the user name sent with wrong credentials
+	// (unknown user or bad password), sanitised for the log.
+	authFailure, attempted string
+	hsts                   bool // the site is known: Strict-Transport-Security applies
 }
 
 // admit runs the gateway's checks in their order: the site by Host, the
@@ -63,8 +68,12 @@ func (g *Gateway) admit(in inbound) (*site, string, *refusal) {
 		}
 		if reason != "" {
 			g.metrics.authFailures.WithLabelValues(st.name, reason).Inc()
-			return st, "", &refusal{status: http.StatusUnauthorized, code: "unauthorized", msg: "valid credentials are required",
-				header: []string{"WWW-Authenticate", st.challenge}, hsts: true}
+			ref := &refusal{status: http.StatusUnauthorized, code: "unauthorized", msg: "valid credentials are required",
+				header: []string{"WWW-Authenticate", st.challenge}, hsts: true, authFailure: reason}
+			if reason == "credentials" {
+				ref.attempted = basicauth.SafeUser(u)
+			}
+			return st, "", ref
 		}
 		user = u
 	}

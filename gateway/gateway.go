@@ -123,6 +123,8 @@ type Gateway struct {
 	authLog  *logLimiter
 	// mon: the status page and monitoring metrics (monitoring.go).
 	mon *monitor
+	// watch: origin reachability and stale serving (originwatch.go).
+	watch *originWatch
 }
 
 // New validates cfg, loads every certificate file and htpasswd file (any
@@ -178,7 +180,10 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		}
 		transport = t
 	}
-	g.ready = &http.Client{Transport: transport, Timeout: 5 * time.Second,
+	if g.watch, err = newOriginWatch(transport, o.Logger.With("component", "gateway"), o.Registerer, o.Now); err != nil {
+		return nil, fmt.Errorf("registering gateway metrics: %w", err)
+	}
+	g.ready = &http.Client{Transport: g.watch, Timeout: 5 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	g.readyURL = strings.TrimSuffix(s.Origin, "/") + "/health/ready"
 	if g.admin, err = loadAdminToken(s.AdminTokenFile); err != nil {
@@ -195,16 +200,17 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		// upstream requests: a hit needs no token, so a failing token
 		// endpoint leaves stored objects served (HIT, STALE) like a
 		// failing origin does.
-		upstream := transport
+		var upstream http.RoundTripper = g.watch
 		if g.tokens != nil {
-			upstream = &oauth2.Transport{Source: g.tokens, Base: transport}
+			upstream = &oauth2.Transport{Source: g.tokens, Base: g.watch}
 			proxyTokens = nil
 		}
-		g.cache, err = cache.New(s.Cache, upstream, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer, CDNMaxAge: s.CDNMaxAge})
+		g.cache, err = cache.New(s.Cache, upstream, cache.Options{Logger: o.Logger.With("component", "cache"), Registerer: o.Registerer, CDNMaxAge: s.CDNMaxAge, Now: o.Now})
 		if err != nil {
 			return nil, fmt.Errorf("GATEWAY__CACHE__DIR: %w", err)
 		}
 		siteTransport = g.cache
+		g.watch.gen = g.cache.Generation
 		errorHeader = func(h http.Header, err error) {
 			h[cache.Header] = []string{string(cache.StatusOfError(err))}
 		}
@@ -293,6 +299,11 @@ func New(cfg Config, o Options) (*Gateway, error) {
 			TrustedProxies: s.TrustedProxies, Tokens: proxyTokens, Logger: o.Logger.With("site", name), CDNMaxAge: s.CDNMaxAge,
 			OnUpstreamError: func(_ *http.Request, reason string) {
 				m.upstreamErrs.WithLabelValues(name, reason).Inc()
+				if reason == "connect" || reason == "timeout" {
+					// Sites without the cache reach the origin unwatched
+					// (the native path needs the proxy's own transport).
+					g.watch.failedReason(reason, "")
+				}
 			},
 		})
 		if err != nil {
@@ -439,6 +450,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	var info proxy.Info         // the user for the origin; the upstream time for the log
 	var st *site
 	aborted := true
+	var ref *refusal
 	defer func() {
 		status := rec.Status
 		if status == 0 {
@@ -453,9 +465,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		g.record(outcome{st: st, user: info.User, client: func() string { return proxy.ClientIP(r, g.trusted) },
 			method: r.Method, path: path, status: status, bytes: rec.Bytes, start: start,
-			upstream: info.Upstream, cache: cs, aborted: aborted})
+			upstream: info.Upstream, cache: cs, aborted: aborted, ref: ref})
 	}()
-	var ref *refusal
 	pre, _ := r.Context().Value(admittedKey{}).(*admitted)
 	if pre != nil { // Native admitted it, and found no plain hit
 		st, info.User = pre.st, pre.user
@@ -496,8 +507,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 const throttleMaxKeys = 16_384
 
 // authenticate checks the Authorization fields of a request to site st.
-// It returns the user, or "" and the failure reason (missing, malformed,
-// scheme, credentials; throttled with the wait before a retry). A client
+// It returns the user, or the failure reason (missing, malformed,
+// scheme, credentials; throttled with the wait before a retry) with ""
+// as the user, except for "credentials", which returns the user name
+// tried (for the log only: it was not authenticated). A client
 // address (clientIP) that failed GATEWAY__AUTHTHROTTLE__MAXFAILURES times
 // within the window is refused before anything is checked, verified
 // credentials included (else the cache would check guesses for free);
@@ -521,7 +534,7 @@ func (g *Gateway) authenticate(st *site, h []string, clientIP func() string) (st
 	if !g.throttle.Enabled() {
 		if !st.auth.Authenticate(name, pass) {
 			g.logAuthFailure(st, clientIP(), name)
-			return "", "credentials", 0
+			return name, "credentials", 0
 		}
 		return name, "", 0
 	}
@@ -541,7 +554,7 @@ func (g *Gateway) authenticate(st *site, h []string, clientIP func() string) (st
 	}
 	if !st.auth.Authenticate(name, pass) {
 		g.logAuthFailure(st, ip, name)
-		return "", "credentials", 0
+		return name, "credentials", 0
 	}
 	giveBack()
 	return name, "", 0

@@ -23,6 +23,7 @@ type outcome struct {
 	upstream     time.Duration
 	cache        cache.Status
 	aborted      bool
+	ref          *refusal // the gateway's own answer, if any
 }
 
 // record logs o and counts it in the metrics.
@@ -34,14 +35,24 @@ func (g *Gateway) record(o outcome) {
 	d := time.Since(o.start)
 	sm.observe(o.status, o.cache, d, o.upstream)
 	if g.access != nil {
-		g.access.Write(g.access.Start("request").
+		ln := g.access.Start("request").
 			Str("site", name).Str("user", o.user).
 			Str("client", o.client()).
 			Str("method", o.method).Str("path", o.path).
 			Int("status", int64(o.status)).Int("bytes", o.bytes).
 			Millis("duration_ms", d).Millis("upstream_ms", o.upstream).
-			Str("cache_status", string(o.cache)).Bool("aborted", o.aborted))
+			Str("cache_status", string(o.cache)).Bool("aborted", o.aborted)
+		if o.ref != nil && o.ref.authFailure != "" {
+			// A 401: why, and for wrong credentials the name tried, so that
+			// an unknown user is told apart from no credentials.
+			ln = ln.Str("auth_failure", o.ref.authFailure)
+			if o.ref.authFailure == "credentials" {
+				ln = ln.Str("attempted_user", o.ref.attempted)
+			}
+		}
+		g.access.Write(ln)
 	}
+	g.watch.served(o)
 }
 
 // admitted marks a request Native admitted and then declined (a cache
@@ -119,7 +130,7 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 		}
 		hsts()
 		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
-			status: ref.status, bytes: int64(len(body)), start: start})
+			status: ref.status, bytes: int64(len(body)), start: start, ref: ref})
 		return true
 	case st.native:
 		st.proxy.ServeFast(fc, proxy.FastRequest{Path: path, User: user, TLS: cs != nil}, func(res proxy.FastResult) {

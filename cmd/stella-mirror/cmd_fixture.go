@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -126,6 +128,12 @@ Examples:
 		}
 		opts.Key = key
 	}
+	// The public key already there, to say when this run replaces it (a
+	// copy taken at deployment would stop verifying the new exports).
+	var oldPub []byte
+	if opts.Key == nil {
+		oldPub, _ = os.ReadFile(filepath.Join(*out, fixture.PublicKeyFile))
+	}
 	start := time.Now()
 	res, err := fixture.WriteContext(ctx, *out, opts)
 	if err != nil {
@@ -135,6 +143,12 @@ Examples:
 		return err
 	}
 	printFixtureResult(stdout, res, *keyPath, *seed, time.Since(start))
+	if oldPub != nil && res.PublicKeyPath != "" && !bytes.Equal(oldPub, res.PublicKeyPEM) {
+		fmt.Fprintf(stderr, "warning: %s was replaced by a different public key (seed %d): copies of the old key "+
+			"(e.g. the public key configured for sync or a deployment's secrets) no longer verify exports signed from now on; "+
+			"copy the new one, or run with the seed used before; `stella-mirror validate` reports a configured key that does not verify the active export\n",
+			res.PublicKeyPath, *seed)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -142,4 +143,33 @@ func readFixtureFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestFixtureWarnsWhenKeyReplaced: a run with another seed replaces the
+// derived public key and says so on stderr; a run with the same seed (the
+// same key) says nothing.
+func TestFixtureWarnsWhenKeyReplaced(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		seed     string
+		wantWarn bool
+	}{
+		{"1", false}, // no key yet
+		{"1", false}, // the same key
+		{"2", true},  // another key
+	}
+	for i, tt := range tests {
+		var out, errb bytes.Buffer
+		args := []string{"fixture", "--out", dir, "--seed", tt.seed, "--domains", "primary", "--bundle-size", "8KiB", "--vex-size", "2KiB", "--export-id", "e" + strconv.Itoa(i)}
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("run %d: exit %d: %s", i, code, errb.String())
+		}
+		warned := strings.Contains(errb.String(), "was replaced by a different public key")
+		if warned != tt.wantWarn {
+			t.Errorf("run %d (seed %s): warned %v, want %v: %q", i, tt.seed, warned, tt.wantWarn, errb.String())
+		}
+		if warned && !strings.Contains(errb.String(), "fixture-signing.pub.pem") {
+			t.Errorf("warning does not name the key file: %s", errb.String())
+		}
+	}
 }

@@ -111,7 +111,7 @@ Example (gateway.yaml):
 		printConfigOK(stdout, warnings)
 		return nil
 	}
-	logger, err := logging.New(stderr, cfg.Gateway.LogFormat, cfg.Gateway.LogLevel)
+	logger, err := logging.NewComponent(stderr, cfg.Gateway.LogFormat, cfg.Gateway.LogLevel, "gateway")
 	if err != nil {
 		return err
 	}

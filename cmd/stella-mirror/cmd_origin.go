@@ -75,7 +75,7 @@ Example:
 		return nil
 	}
 
-	logger, err := logging.New(stderr, cfg.Origin.LogFormat, cfg.Origin.LogLevel)
+	logger, err := logging.NewComponent(stderr, cfg.Origin.LogFormat, cfg.Origin.LogLevel, "origin")
 	if err != nil {
 		return err
 	}

@@ -126,7 +126,7 @@ Examples:
 	s3Creds := fs.String("s3-credentials-file", "", "AWS shared credentials `file` (SYNC__S3__CREDENTIALSFILE)")
 	s3Grace := fs.Duration("s3-upload-grace", 0, "treat an S3 export with missing objects whose index is younger than `duration` as an upload in progress and sync the previous one (SYNC__S3__UPLOADGRACE; default 0: a failure)")
 	rsyncPath := fs.String("rsync", "", "rsync `binary` (SYNC__RSYNCPATH; default rsync)")
-	logFormat := fs.String("log-format", "text", "log `format`: json or text")
+	logFormat := fs.String("log-format", "json", "log `format`: json (default; the same fields as origin and gateway) or text")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
 	if err := parseFlags(fs, args); err != nil {
@@ -195,7 +195,7 @@ Examples:
 		printConfigOK(stdout, nil)
 		return nil
 	}
-	logger, err := logging.New(stderr, *logFormat, *logLevel)
+	logger, err := logging.NewComponent(stderr, *logFormat, *logLevel, "sync")
 	if err != nil {
 		return configError(err)
 	}

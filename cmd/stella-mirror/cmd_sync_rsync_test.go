@@ -117,7 +117,7 @@ func TestSyncRsyncNewerExportBroken(t *testing.T) {
 			src, dst := t.TempDir(), t.TempDir()
 			fx1, pub := rsyncExport(t, src, 1, 8<<10)
 			d := rsynctest.Start(t, src, rsynctest.Options{})
-			args := []string{"sync", "--source", d.URL, "--dest", dst, "--public-key", pub}
+			args := []string{"sync", "--source", d.URL, "--dest", dst, "--public-key", pub, "--log-format", "text"}
 			var out, errb bytes.Buffer
 			if code := run(args, &out, &errb); code != 0 {
 				t.Fatalf("first export: exit %d: %s", code, errb.String())

@@ -29,6 +29,9 @@ Checks:
                    (apr1 and SHA warnings with GATEWAY__ALLOWLEGACYHASHES)
   export roots     hold an active export whose indexes parse (ACTIVEEXPORTID,
                    else latest, else the newest complete export)
+  export keys      the active export of SYNC__DEST (and of the origin's root
+                   when it differs or is pinned) verifies with sync's
+                   configured public keys; the error names key and export
   budgets          a download budget below 3 (manifest, bundle, signature)
                    is an error; below the index budget, a warning
   exposure         warnings: an anonymous site over a domain the origin

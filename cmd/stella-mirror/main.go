@@ -37,6 +37,8 @@ var commands = []command{
 	{"validate", "check a deployment profile: configs, secrets' permissions, TLS, htpasswd, export roots, budgets", runValidate},
 	{"smoke", "the runbook's smoke tests against a live site (one PASS/FAIL/SKIP line per check)", runSmoke},
 	{"nginx-conf", "render the nginx front (equivalent to the gateway) from the gateway's configuration", runNginxConfig},
+	{"purge", "purge the gateway's cache through its admin listener (token from GATEWAY__ADMINTOKENFILE)", runPurge},
+	{"status", "print the gateway's status page (/status.json on its admin listener)", runStatus},
 	{"healthcheck", "probe a /health endpoint once; exit 0 when it answers 200 (container HEALTHCHECK)", runHealthcheck},
 	{"passwd", "add, remove or rotate htpasswd users (bcrypt), written atomically", runPasswd},
 	{"dev-certs", "create a development CA and per-site TLS certificates", runDevCerts},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
+	"github.com/stella-ops/stella-mirror/origin"
 )
 
 // checkSync loads sync's configuration like `stella-mirror sync` does (only
@@ -54,6 +55,18 @@ func (c *checker) checkSync() {
 		}
 		c.checked("sync: %s → %s", cfg.EffectiveSource(), dest)
 		c.excititorKeyFindings(dest, "SYNC__DEST")
+		if cfg.SignaturesEnabled() && cfg.Sync.JWKSURL == "" {
+			kid := cfg.Concelier.Sources.StellaOpsMirror.Signature.KeyID
+			c.activeExportKeyFindings(dest, "SYNC__DEST", "", syncKeys(c, &cfg), kid)
+			// The origin's export root, when it is another directory or
+			// pins an export: what clients are served must verify too.
+			if o := c.origin; o != nil && o.cfg.Concelier.Mirror.Enabled {
+				root, id := c.mapPath(o.cfg.Concelier.Mirror.ExportRoot), o.cfg.Concelier.Mirror.ActiveExportID
+				if root != dest || id != "" {
+					c.activeExportKeyFindings(root, origin.KeyConcelierRoot, id, syncKeys(c, &cfg), kid)
+				}
+			}
+		}
 	}
 }
 

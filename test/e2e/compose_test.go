@@ -204,6 +204,10 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		run(t, nil, time.Minute, bin, "passwd", "--file", filepath.Join(secretsDir, site+".htpasswd"),
 			"--user", user, "--generate", "24", "--password-out", filepath.Join(work, user+".password"))
 	}
+	// The admin token the example env enables (GATEWAY__ADMINTOKENFILE).
+	if err := os.WriteFile(filepath.Join(secretsDir, "gateway-admin-token"), []byte(randomHex(t, 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	password := func(user string) string {
 		b, err := os.ReadFile(filepath.Join(work, user+".password"))
 		if err != nil {
@@ -352,6 +356,22 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			curl -fsS --cacert "$CA" --resolve "$RP" -u "$PU" -o bundle.json.jws "$P/concelier/exports/mirror/primary/bundle.json.jws"
 			"$BIN" verify --public-key "$PUB" bundle.json | grep -q '^OK'`)
 	})
+	t.Run("purge and status through compose exec", func(t *testing.T) {
+		// The scratch image has no curl: the binary's own admin clients,
+		// token and address from the container's environment.
+		curlCode(t, `-u "$PU" "$P/concelier/exports/index.json"`) // something stored
+		out, err := s.compose(time.Minute, "exec", "-T", "gateway", "/stella-mirror", "purge", "--all")
+		if err != nil || !strings.Contains(out, "purged ") {
+			t.Fatalf("compose exec gateway stella-mirror purge --all: %v\n%s", err, out)
+		}
+		got := sh(t, env, `curl -sS -D - -o /dev/null --cacert "$CA" --resolve "$RP" -u "$PU" "$P/concelier/exports/index.json" | tr -d '\r' | grep -i '^x-cache-status:'`)
+		if !strings.Contains(got, "MISS") {
+			t.Errorf("after purge: %q, want MISS", got)
+		}
+		if out, err := s.compose(time.Minute, "exec", "-T", "gateway", "/stella-mirror", "status"); err != nil || !strings.Contains(out, "{") {
+			t.Errorf("compose exec gateway stella-mirror status: %v\n%s", err, out)
+		}
+	})
 	t.Run("user rotation without restart", func(t *testing.T) {
 		ht := filepath.Join(secretsDir, "primary.htpasswd")
 		pwFile := filepath.Join(work, "bob.password")
@@ -458,6 +478,31 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			}
 		}
 	})
+	t.Run("validate a key that does not match the export", func(t *testing.T) {
+		// `fixture --seed 2` elsewhere made another signing key; copied as
+		// sync's key, it no longer verifies the served export: validate
+		// fails naming the setting, the key and the export.
+		good := filepath.Join(secretsDir, "signing.pub.pem")
+		keep, err := os.ReadFile(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := t.TempDir()
+		run(t, nil, time.Minute, bin, "fixture", "--out", other, "--seed", "2", "--domains", "primary", "--bundle-size", "8KiB", "--vex-size", "2KiB")
+		wrong, err := os.ReadFile(filepath.Join(other, "fixture-signing.pub.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(good, wrong, 0o644)
+		defer os.WriteFile(good, keep, 0o644)
+		id, _ := os.Readlink(filepath.Join(exportRoot, "latest"))
+		out, err := tryRun(s.env, time.Minute, bin, "validate", "--env-file", filepath.Join(root, "compose", "env", "mirror.env.example"),
+			"--map", "/run/secrets="+secretsDir, "--map", "/etc/stella-mirror/tls="+tlsDir,
+			"--map", "/srv/stella-mirror/exports="+exportRoot)
+		if err == nil || !strings.Contains(out, "does not verify") || !strings.Contains(out, "SYNC__PUBLICKEYS__0") || id == "" || !strings.Contains(out, filepath.Base(id)) {
+			t.Fatalf("validate with a key that does not match export %s: err %v\n%s", id, err, out)
+		}
+	})
 	t.Run("smoke inside the backend network", func(t *testing.T) {
 		// From a container on the internal network (not the gateway's bypass
 		// address) the origin must refuse without a token: origin-auth runs.
@@ -477,4 +522,5 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 			t.Errorf("origin-auth did not pass:\n%s", out)
 		}
 	})
+	t.Run("origin outage logged", s.originOutage)
 }

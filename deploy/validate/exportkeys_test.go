@@ -1,0 +1,75 @@
+package validate_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stella-ops/stella-mirror/deploy/validate"
+	"github.com/stella-ops/stella-mirror/export/fixture"
+)
+
+// TestActiveExportVerifiesWithConfiguredKey: sync's configured public key
+// must verify the active export of its export root; a key from another
+// seed (fixture --seed N writes a new signing key) is an error naming the
+// key setting, the key file and the export.
+func TestActiveExportVerifiesWithConfiguredKey(t *testing.T) {
+	root := t.TempDir()
+	res, err := fixture.Write(root, fixture.Options{Domains: []string{"primary"}, BundleSize: 8 << 10, VEXSize: 2 << 10, SetLatest: true, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := fixture.Write(t.TempDir(), fixture.Options{Domains: []string{"primary"}, BundleSize: 8 << 10, VEXSize: 2 << 10, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := t.TempDir()
+	good, stale := filepath.Join(keys, "good.pub.pem"), filepath.Join(keys, "stale.pub.pem")
+	os.WriteFile(good, res.PublicKeyPEM, 0o644)
+	os.WriteFile(stale, other.PublicKeyPEM, 0o644)
+
+	tests := []struct {
+		name    string
+		key     string
+		wantErr bool
+	}{
+		{"matching key", good, false},
+		{"key of another seed", stale, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := filepath.Join(t.TempDir(), "sync.env")
+			os.WriteFile(env, []byte("SYNC__SOURCE=https://upstream.example\nSYNC__DEST="+root+"\nSYNC__PUBLICKEYS__0="+tt.key+"\n"), 0o644)
+			rep, err := validate.Profile(t.Context(), validate.Options{EnvFiles: []string{env}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found string
+			for _, f := range rep.Errors() {
+				if strings.Contains(f.Message, "does not verify") {
+					found = f.String()
+				}
+			}
+			t.Log(found)
+			if (found != "") != tt.wantErr {
+				t.Fatalf("verify error %q, want one: %v (findings %v)", found, tt.wantErr, rep.Findings)
+			}
+			if tt.wantErr {
+				for _, w := range []string{res.ExportID, "SYNC__PUBLICKEYS__0=" + tt.key, "SYNC__DEST"} {
+					if !strings.Contains(found, w) {
+						t.Errorf("error lacks %q: %s", w, found)
+					}
+				}
+				return
+			}
+			ok := false
+			for _, c := range rep.Checked {
+				ok = ok || strings.Contains(c, "active export "+res.ExportID+" verifies")
+			}
+			if !ok {
+				t.Errorf("no verified line: %v", rep.Checked)
+			}
+		})
+	}
+}

@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stella-ops/stella-mirror/gateway/cache"
+)
+
+// staleMaxKeys bounds the objects remembered as served STALE during one
+// stale-serving period (each is logged once; beyond the bound they are
+// counted, not logged).
+const staleMaxKeys = 4096
+
+// originWatch follows whether the origin answers, from the exchanges the
+// gateway has with it (cache fills and the readiness probe through its
+// RoundTrip; requests of sites without the cache through the proxy's
+// upstream errors and the upstream time of their answers), and which stored objects are being served STALE. It writes one
+// log line per change (rate-limited like the login lines):
+//
+//   - "origin unreachable" (reason: connect, timeout, other) when an
+//     exchange fails after the last one succeeded;
+//   - "origin reachable again" with down_duration_s when one succeeds
+//     after a failure;
+//   - "serving stale" the first time an object (site, export generation,
+//     path) is answered STALE;
+//   - "stale serving ended" with the objects served stale and the
+//     duration, when the origin is reachable again or answers a fill.
+//
+// Metrics: stella_mirror_gateway_origin_up (1/0),
+// origin_unreachable_total{reason}, stale_objects_total{site}.
+type originWatch struct {
+	base   http.RoundTripper
+	logger *slog.Logger
+	now    func() time.Time
+	gen    func() string // the cache's export generation ("" without a cache)
+	lim    *logLimiter
+
+	up          prometheus.Gauge
+	unreachable *prometheus.CounterVec
+	staleObjs   *prometheus.CounterVec
+
+	mu         sync.Mutex
+	down       bool
+	downSince  time.Time
+	stale      map[string]struct{}
+	staleSince time.Time
+	staleCount int64 // objects served stale in this period, beyond the map too
+}
+
+func newOriginWatch(base http.RoundTripper, logger *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*originWatch, error) {
+	ns, sub := "stella_mirror", "gateway"
+	w := &originWatch{base: base, logger: logger, now: now, lim: newLogLimiter(now), gen: func() string { return "" },
+		up: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "origin_up",
+			Help: "1 while the last exchange with the origin got an answer (any status), 0 after one failed (connect, timeout, other)."}),
+		unreachable: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "origin_unreachable_total",
+			Help: "Changes of the origin from reachable to unreachable, by reason of the first failed exchange (connect, timeout, other)."}, []string{"reason"}),
+		staleObjs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stale_objects_total",
+			Help: "Objects (export generation and path) served STALE for the first time in a stale-serving period, by site."}, []string{"site"}),
+		stale: make(map[string]struct{}),
+	}
+	w.up.Set(1)
+	for _, c := range []prometheus.Collector{w.up, w.unreachable, w.staleObjs} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// RoundTrip passes r to the origin and notes whether it answered. A
+// request its own client gave up on says nothing about the origin.
+func (w *originWatch) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := w.base.RoundTrip(r)
+	switch {
+	case err == nil:
+		w.reachable()
+	case r.Context().Err() != nil && !errors.Is(r.Context().Err(), context.DeadlineExceeded):
+	default:
+		w.failed(err)
+	}
+	return res, err
+}
+
+// failReason is the kind of a failed exchange: connect, timeout or other.
+func failReason(err error) string {
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return "connect"
+	}
+	return "other"
+}
+
+func (w *originWatch) failed(err error) { w.failedReason(failReason(err), err.Error()) }
+
+// failedReason notes a failed exchange of the given kind (msg: the
+// error, if known).
+func (w *originWatch) failedReason(reason, msg string) {
+	w.mu.Lock()
+	if w.down {
+		w.mu.Unlock()
+		return
+	}
+	w.down, w.downSince = true, w.now()
+	w.mu.Unlock()
+	w.up.Set(0)
+	w.unreachable.WithLabelValues(reason).Inc()
+	if ok, n := w.lim.allow(); ok {
+		w.logger.Warn("origin unreachable", "reason", reason, "error", msg, "suppressed", n)
+	}
+}
+
+func (w *originWatch) reachable() {
+	w.mu.Lock()
+	if !w.down {
+		w.mu.Unlock()
+		return
+	}
+	w.down = false
+	d := w.now().Sub(w.downSince)
+	w.mu.Unlock()
+	w.up.Set(1)
+	if ok, n := w.lim.allow(); ok {
+		w.logger.Info("origin reachable again", "down_duration_s", d.Seconds(), "suppressed", n)
+	}
+	w.endStale("origin reachable again")
+}
+
+// served notes one answered request: a STALE answer starts or continues a
+// stale-serving period; an answer filled from the origin ends one.
+func (w *originWatch) served(o outcome) {
+	if w == nil || o.st == nil {
+		return
+	}
+	if o.cache == "" && o.upstream > 0 && o.status != http.StatusBadGateway && o.status != http.StatusGatewayTimeout {
+		// A site without the cache: the origin's response headers
+		// arrived. (With the cache, RoundTrip saw the exchange.)
+		w.reachable()
+	}
+	switch o.cache {
+	case cache.StatusStale:
+	case cache.StatusMiss, cache.StatusExpired, cache.StatusRevalidated:
+		if o.status < 500 {
+			w.endStale("origin answered a fill")
+		}
+		return
+	default:
+		return
+	}
+	gen := w.gen()
+	key := o.st.name + "\x00" + gen + "\x00" + o.path
+	w.mu.Lock()
+	if _, seen := w.stale[key]; seen {
+		w.mu.Unlock()
+		return
+	}
+	if len(w.stale) == 0 && w.staleCount == 0 {
+		w.staleSince = w.now()
+	}
+	w.staleCount++
+	logIt := len(w.stale) < staleMaxKeys
+	if logIt {
+		w.stale[key] = struct{}{}
+	}
+	w.mu.Unlock()
+	w.staleObjs.WithLabelValues(o.st.name).Inc()
+	if !logIt {
+		return
+	}
+	if ok, n := w.lim.allow(); ok {
+		w.logger.Warn("serving stale", "site", o.st.name, "path", o.path, "export_id", gen, "suppressed", n)
+	}
+}
+
+func (w *originWatch) endStale(why string) {
+	w.mu.Lock()
+	n := w.staleCount
+	if n == 0 {
+		w.mu.Unlock()
+		return
+	}
+	d := w.now().Sub(w.staleSince)
+	w.stale = make(map[string]struct{})
+	w.staleCount = 0
+	w.mu.Unlock()
+	if ok, s := w.lim.allow(); ok {
+		w.logger.Info("stale serving ended", "objects", n, "duration_s", d.Seconds(), "cause", why, "suppressed", s)
+	}
+}
