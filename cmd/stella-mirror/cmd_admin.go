@@ -148,17 +148,21 @@ Examples:
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defListen, _ := adminFlagsDefault()
-	fs := newFlagSet("status", "[--admin HOST:PORT]",
+	fs := newFlagSet("status", "[--admin HOST:PORT] [--metrics]",
 		`Print the gateway's status page (/status.json on the admin listener:
-sites, traffic, cache, certificates, the export served) as indented JSON.
-The admin address defaults to GATEWAY__ADMINLISTEN, so inside the gateway
-container no flags are needed.
+sites, traffic, cache, certificates, the export served) as indented JSON,
+or with --metrics its Prometheus metrics (/metrics, text format) — e.g.
+stella_mirror_gateway_origin_up during an origin outage. The admin address
+defaults to GATEWAY__ADMINLISTEN, so inside the gateway container no flags
+are needed.
 
 Examples:
-  docker compose exec gateway stella-mirror status
+  docker compose exec gateway /stella-mirror status
+  docker compose exec gateway /stella-mirror status --metrics | grep origin_up
   stella-mirror status --admin 127.0.0.1:9091`, stderr)
 	admin := fs.String("admin", defListen, "admin listener `host:port` or URL (default $GATEWAY__ADMINLISTEN, else "+defaultAdminListen+")")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the request")
+	metrics := fs.Bool("metrics", false, "print the Prometheus metrics (/metrics) instead of the status page")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -166,6 +170,14 @@ Examples:
 	if err != nil {
 		fmt.Fprintf(stderr, "stella-mirror status: %v\n", err)
 		return errUsage
+	}
+	if *metrics {
+		body, err := adminDo(ctx, adminClient(*timeout), http.MethodGet, base+"/metrics", "")
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(body)
+		return err
 	}
 	body, err := adminDo(ctx, adminClient(*timeout), http.MethodGet, base+"/status.json", "")
 	if err != nil {

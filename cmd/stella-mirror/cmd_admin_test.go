@@ -116,4 +116,12 @@ func TestPurgeAndStatusCommands(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil || len(st) == 0 {
 		t.Fatalf("status output is not a JSON object: %v\n%s", err, out.String())
 	}
+
+	out.Reset()
+	if code := run([]string{"status", "--metrics"}, &out, &errb); code != 0 {
+		t.Fatalf("status --metrics: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "# TYPE stella_mirror_gateway_origin_up gauge") {
+		t.Fatalf("status --metrics printed no gateway metrics:\n%.400s", out.String())
+	}
 }

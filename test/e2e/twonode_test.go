@@ -146,6 +146,10 @@ func TestComposeTwoNodes(t *testing.T) {
 		run(t, nil, time.Minute, bin, "passwd", "--file", filepath.Join(secretsDir, site+".htpasswd"),
 			"--user", "user-"+site, "--generate", "24", "--password-out", filepath.Join(work, site+".password"))
 	}
+	// The admin token the example env enables (GATEWAY__ADMINTOKENFILE).
+	if err := os.WriteFile(filepath.Join(secretsDir, "gateway-admin-token"), []byte(randomHex(t, 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	pw, err := os.ReadFile(filepath.Join(work, "primary.password"))
 	if err != nil {
 		t.Fatal(err)
