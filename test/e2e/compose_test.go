@@ -523,4 +523,28 @@ func testComposeStack(t *testing.T, tool composeTool, root, image string) {
 		}
 	})
 	t.Run("origin outage logged", s.originOutage)
+	// Last: it stops the stack. docs/operations.md "Stop and remove".
+	t.Run("down keeps the cache volume, down -v removes it", func(t *testing.T) {
+		volume := s.project + "_gateway-cache"
+		hasVolume := func() bool {
+			out, err := tryRun(nil, time.Minute, "docker", "volume", "ls", "-q", "--filter", "name="+volume)
+			if err != nil {
+				t.Fatalf("docker volume ls: %v\n%s", err, out)
+			}
+			for _, l := range strings.Fields(out) {
+				if l == volume {
+					return true
+				}
+			}
+			return false
+		}
+		s.mustCompose(2*time.Minute, "down", "--timeout", "10")
+		if !hasVolume() {
+			t.Errorf("after down: volume %s is gone, the docs say down keeps it", volume)
+		}
+		s.mustCompose(2*time.Minute, "down", "-v", "--timeout", "10")
+		if hasVolume() {
+			t.Errorf("after down -v: volume %s is still there", volume)
+		}
+	})
 }
