@@ -234,14 +234,15 @@ func (c *Cache) warnNoPinned(why string) {
 // when the origin gives none.
 //
 // A known generation holds only while the stored index that named it is
-// fresh: once the index has expired, it is revalidated first (one shared
-// fill, usually a 304), so that a gateway whose clients ask only for files
-// follows the origin's switches too, within the index's max-age, instead
-// of serving the old export's files until someone asks for the index.
+// fresh, or expired less than GenerationGrace ago: after that, it is
+// revalidated first (one shared fill, usually a 304), so that a gateway
+// whose clients ask only for files follows the origin's switches too,
+// within the index's max-age plus the grace, instead of serving the old
+// export's files until someone asks for the index.
 func (c *Cache) currentGeneration(req *http.Request) *generation {
 	c.mu.Lock()
 	g, none := c.gen, c.noExportID
-	fresh := g != nil && c.indexFreshLocked(c.now())
+	fresh := g != nil && c.generationHeldLocked(c.now())
 	c.mu.Unlock()
 	if fresh || none {
 		return g
@@ -266,11 +267,23 @@ func (c *Cache) currentGeneration(req *http.Request) *generation {
 	return g
 }
 
-// indexFreshLocked reports whether the stored Concelier index, the one the
-// current generation comes from, is fresh at now. c.mu must be held.
-func (c *Cache) indexFreshLocked(now time.Time) bool {
+// GenerationGrace is how long after the stored Concelier index expires
+// the unversioned files are still answered from its generation without
+// asking the origin for the index first. A client reads the index and
+// then the files it names: without the grace, a chain that began with the
+// index a moment before it expired got its later files from the next
+// export (the file request revalidated the index and switched). An index
+// request is not subject to the grace: it revalidates at expiry as usual,
+// and the files follow the generation it brings at once.
+const GenerationGrace = 10 * time.Second
+
+// generationHeldLocked reports whether the current generation holds for
+// an unversioned request at now without revalidating the index: the
+// stored Concelier index, the one the generation comes from, is fresh or
+// expired less than GenerationGrace ago. c.mu must be held.
+func (c *Cache) generationHeldLocked(now time.Time) bool {
 	e := c.entries[concelierIndex]
-	return e != nil && e.fresh.fresh(now)
+	return e != nil && e.fresh.staleness(now) < GenerationGrace
 }
 
 // withPath is a shallow copy of req for another path.

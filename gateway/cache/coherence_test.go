@@ -706,7 +706,9 @@ func TestCoherenceFilesOnlyAfterSwitch(t *testing.T) {
 	if r := get(t, cl, http.MethodGet, base+pathManifest); r.header.Get(ExportIDHeader) != a.id || r.cache != "HIT" {
 		t.Fatalf("manifest within the index's max-age: export %q, %s; want %s, HIT", r.header.Get(ExportIDHeader), r.cache, a.id)
 	}
-	clk.Advance(32 * time.Second)
+	// Past the index's max-age plus GenerationGrace, no index asked: the
+	// files revalidate the index and follow the origin's switch.
+	clk.Advance(30*time.Second + GenerationGrace + time.Second)
 	for _, p := range []string{pathManifest, pathBundle, pathJWS} {
 		if r := get(t, cl, http.MethodGet, base+p); r.status != 200 || r.header.Get(ExportIDHeader) != b.id {
 			t.Errorf("%s after the index expired, no index asked: status %d, export %q, want %s", p, r.status, r.header.Get(ExportIDHeader), b.id)
@@ -714,5 +716,73 @@ func TestCoherenceFilesOnlyAfterSwitch(t *testing.T) {
 	}
 	if id, err := verifyChain(fetchSet(t, cl, base)); err != nil || id != b.id {
 		t.Fatalf("set after the switch: export %s, %v", id, err)
+	}
+}
+
+// TestCoherenceOwnChainAcrossIndexExpiry is the CI failure of
+// TestDemoGatewayCoherence (test/e2e) made deterministic: a client got
+// the index (a HIT, 59 s old) a moment before it expired, and its
+// manifest, bundle and JWS requests came after the expiry. Before
+// GenerationGrace, the first file request after the expiry revalidated
+// the index, switched to the origin's new export, and the JWS (or the
+// manifest) came from that export: one set, two exports. Within the grace
+// the files stay the generation of the index the client holds, without an
+// index request to the origin; the client's next index request
+// revalidates (EXPIRED) and the files follow it at once.
+func TestCoherenceOwnChainAcrossIndexExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// after is how long after the index's expiry the file requests
+		// come; split is where the chain is cut: the files before it are
+		// fetched before the expiry.
+		after time.Duration
+		split int
+	}{
+		{"all files after the expiry", time.Second, 0},
+		{"manifest and bundle before, JWS after", 2 * time.Second, 2},
+		{"just inside the grace", GenerationGrace - time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			a, b := newExportFiles("20261130T100000Z", 1), newExportFiles("20261130T110000Z", 2)
+			o := newExportOrigin(t, clk, a, b)
+			c, base := coherentCache(t, o, nil)
+			cl := client(t)
+			if id, err := verifyChain(fetchSet(t, cl, base)); err != nil || id != a.id {
+				t.Fatalf("priming: export %s, %v", id, err)
+			}
+			c.bg.Wait()
+			o.switchTo(b.id)
+			clk.Advance(59 * time.Second)
+			s := chainSet{index: get(t, cl, http.MethodGet, base+pathIndex)}
+			if s.index.cache != "HIT" {
+				t.Fatalf("index at 59 s: %s, want HIT", s.index.cache)
+			}
+			indexFetches := o.count(pathIndex)
+			files := []*result{&s.manifest, &s.bundle, &s.sigJWS}
+			paths := []string{pathManifest, pathBundle, pathJWS}
+			for i := range files {
+				if i == tc.split {
+					clk.Advance(time.Second + tc.after) // past the index's 60 s
+				}
+				*files[i] = get(t, cl, http.MethodGet, base+paths[i])
+			}
+			if id, err := verifyChain(s); err != nil || id != a.id {
+				t.Fatalf("the chain begun with the index of %s: export %s, %v (manifest %s, bundle %s, jws %s of %q)",
+					a.id, id, err, s.manifest.cache, s.bundle.cache, s.sigJWS.cache, s.sigJWS.header.Get(ExportIDHeader))
+			}
+			if n := o.count(pathIndex); n != indexFetches {
+				t.Errorf("the files within the grace asked the origin for the index (%d times, want %d)", n, indexFetches)
+			}
+			// The client's next set: the index revalidates and names B,
+			// and the files follow it.
+			s = fetchSet(t, cl, base)
+			if s.index.cache != "EXPIRED" {
+				t.Errorf("next index: %s, want EXPIRED", s.index.cache)
+			}
+			if id, err := verifyChain(s); err != nil || id != b.id {
+				t.Fatalf("next set: export %s, %v; want %s", id, err, b.id)
+			}
+		})
 	}
 }

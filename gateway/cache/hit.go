@@ -89,9 +89,10 @@ func (c *Cache) LookupHit(key string, get bool, has func(name string) bool) (Hit
 	if g != nil && len(key) > len(concelierMirror) && key[:len(concelierMirror)] == concelierMirror {
 		// An unversioned Concelier file: the current generation's pinned
 		// entry, when this path has been mapped to it and the index that
-		// names the generation is still fresh (coherence.go; else the full
-		// path revalidates the index first).
-		if c.indexFreshLocked(now) {
+		// names the generation still holds (fresh, or expired less than
+		// GenerationGrace ago: coherence.go; else the full path
+		// revalidates the index first).
+		if c.generationHeldLocked(now) {
 			e = c.aliasedLocked(key)
 		}
 	} else {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/jws"
+	"github.com/stella-ops/stella-mirror/gateway/cache"
 )
 
 // TestDemoGatewayCoherence is issue 15's acceptance through the gateway
@@ -31,8 +32,10 @@ import (
 // manifest's bundle digest the bundle's, and the JWS verifies over the
 // bundle with the demo's public key. Every set must verify (before the
 // generation rule, the sets after the index expired mixed the new index
-// with the old manifest and bundle, still HITs for up to 300 s), and the
-// new export must be served at the end.
+// with the old manifest and bundle, still HITs for up to 300 s; before
+// cache.GenerationGrace, a set whose index was a HIT a moment before its
+// expiry got its later files from the new export: CI saw 1 of 22), and
+// the new export must be served at the end.
 func TestDemoGatewayCoherence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes over a minute (the index's max-age)")
@@ -168,9 +171,18 @@ func TestDemoGatewayCoherence(t *testing.T) {
 		if time.Since(published) > 100*time.Second {
 			t.Fatalf("100s after the publish the gateway still serves %s, want %s", last, newID)
 		}
+		began := time.Now()
 		id, st, err := set()
+		took := time.Since(began)
 		sets++
-		if err != nil {
+		switch {
+		case err != nil && took >= cache.GenerationGrace:
+			// The documented limit (docs/cache.md, "Export coherence"): a
+			// chain longer than the grace may straddle the index's expiry.
+			// Not a failure of the rule; a machine this slow is reported.
+			t.Logf("%.0fs after the publish: a set took %v (longer than the gateway's %v grace), not counted: %s: %v",
+				time.Since(published).Seconds(), took, cache.GenerationGrace, st, err)
+		case err != nil:
 			mismatches++
 			t.Errorf("%.0fs after the publish: %s: %v", time.Since(published).Seconds(), st, err)
 		}
