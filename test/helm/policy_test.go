@@ -31,8 +31,11 @@ func (r *recorder) Helper()                           {}
 func (r *recorder) Error(args ...any)                 { r.add(fmt.Sprint(args...)) }
 func (r *recorder) Errorf(format string, args ...any) { r.add(fmt.Sprintf(format, args...)) }
 func (r *recorder) Fatal(args ...any)                 { r.add(fmt.Sprint(args...)); runtime.Goexit() }
-func (r *recorder) Fatalf(format string, args ...any) { r.add(fmt.Sprintf(format, args...)); runtime.Goexit() }
-func (r *recorder) Skip(args ...any)                  { r.add("SKIP " + fmt.Sprint(args...)); runtime.Goexit() }
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.add(fmt.Sprintf(format, args...))
+	runtime.Goexit()
+}
+func (r *recorder) Skip(args ...any) { r.add("SKIP " + fmt.Sprint(args...)); runtime.Goexit() }
 
 // failures runs check on m and returns what it reported.
 func failures(t *testing.T, check func(testing.TB, *Manifests), m *Manifests) string {
