@@ -40,6 +40,9 @@ type podFS struct {
 	bin  string
 	// sites are "index=name" of the gateway's sites, sorted.
 	sites []string
+	// work holds what made the files: tls/ (dev-certs: ca.pem and the
+	// sites' certificates) and the htpasswd sources.
+	work string
 }
 
 // mountPrefixes are the container paths the chart mounts volumes at.
@@ -252,6 +255,7 @@ func newPodFS(t *testing.T, bin string, m *Manifests) *podFS {
 	})
 
 	p.sites = sites
+	p.work = work
 	return p
 }
 
