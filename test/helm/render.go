@@ -458,6 +458,46 @@ func (m *Manifests) ContainerEnv(c *corev1.Container) (map[string]string, error)
 	return env, nil
 }
 
+// ReferencedSecrets returns, sorted, the names of the Secrets the rendered
+// workloads reference (secret volumes, envFrom secretRef, secretKeyRef):
+// the Secrets a test (or an operator) must create, since the chart renders
+// none. Keys: charts/stella-mirror/README.md.
+func (m *Manifests) ReferencedSecrets() []string {
+	seen := map[string]bool{}
+	for _, w := range m.Workloads() {
+		for _, v := range w.Pod.Volumes {
+			if v.Secret != nil {
+				seen[v.Secret.SecretName] = true
+			}
+		}
+		for _, c := range w.Pod.InitContainers {
+			addSecretRefs(seen, &c)
+		}
+		for _, c := range w.Pod.Containers {
+			addSecretRefs(seen, &c)
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func addSecretRefs(seen map[string]bool, c *corev1.Container) {
+	for _, f := range c.EnvFrom {
+		if f.SecretRef != nil {
+			seen[f.SecretRef.Name] = true
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			seen[e.ValueFrom.SecretKeyRef.Name] = true
+		}
+	}
+}
+
 // Certificate mirrors the fields of cert-manager's cert-manager.io/v1
 // Certificate that the chart may render (cert-manager's Go types are not a
 // dependency of this module). Field names and JSON tags follow
