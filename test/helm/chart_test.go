@@ -706,6 +706,18 @@ func TestSecretsAreDocumented(t *testing.T) {
 			t.Errorf("charts/stella-mirror/README.md does not list the Secret %s (as `%s`)", name, doc)
 		}
 	}
+	// NOTES.txt names every Secret a release needs.
+	for _, files := range [][]string{nil, {mirrorValues}} {
+		notes, err := Notes(t, files, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range Render(t, files, nil).ReferencedSecrets() {
+			if !strings.Contains(notes, "  - "+name+" (") {
+				t.Errorf("NOTES (values %v) do not name the Secret %s:\n%s", files, name, notes)
+			}
+		}
+	}
 	got := m.ReferencedSecrets()
 	want := []string{Fullname + "-backup", Fullname + "-gateway-admin", Fullname + "-htpasswd", Fullname + "-sync", Fullname + "-tls-primary"}
 	if !slices.Equal(got, want) {

@@ -138,6 +138,8 @@ func RunHelm(t testing.TB, args ...string) (stdout, stderr string, err error) {
 		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
 		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+		// No cluster: nothing here may reach one.
+		"KUBECONFIG="+filepath.Join(home, "no-kubeconfig"),
 	)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -179,6 +181,22 @@ func Template(t testing.TB, valuesFiles []string, set map[string]string) (string
 		return "", fmt.Errorf("helm template: %v: %s", err, errOut)
 	}
 	return out, nil
+}
+
+// Notes returns the NOTES.txt helm prints after an install, from
+// `helm install --dry-run=client` (which contacts no cluster).
+func Notes(t testing.TB, valuesFiles []string, set map[string]string) (string, error) {
+	t.Helper()
+	args := append([]string{"install", Release, ChartDir(), "--namespace", Namespace, "--dry-run=client"}, valueArgs(valuesFiles, set)...)
+	out, errOut, err := RunHelm(t, args...)
+	if err != nil {
+		return "", fmt.Errorf("helm install --dry-run=client: %v: %s", err, errOut)
+	}
+	_, notes, ok := strings.Cut(out, "\nNOTES:\n")
+	if !ok {
+		return "", fmt.Errorf("helm install --dry-run=client printed no NOTES")
+	}
+	return notes, nil
 }
 
 // Lint runs `helm lint --strict` with the same values and returns its
