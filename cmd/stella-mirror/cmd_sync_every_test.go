@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
@@ -397,19 +403,24 @@ func TestSyncSIGTERMDuringRun(t *testing.T) {
 // "next sync run" line when the process is between runs.
 func TestSyncEveryNoGrowth(t *testing.T) {
 	const runs = 6
-	for _, kind := range []string{"local", "upstream"} {
+	for _, kind := range []string{"local", "upstream", "s3"} {
 		t.Run(kind, func(t *testing.T) {
-			src, _, pub := syncFixture(t)
-			source := src
-			if kind == "upstream" {
-				srv := httptest.NewServer(origintest.New(t, src).Handler())
-				t.Cleanup(srv.Close)
-				source = srv.URL
-			}
+			src, id, pub := syncFixture(t)
 			dst := t.TempDir()
 			// --force: every run re-reads and re-verifies the whole export
-			// (and, from an upstream, fetches its indexes and signatures).
-			p := startSync(t, "--every", "500ms", "--force", "--source", source, "--dest", dst, "--public-key", pub)
+			// (and, from an upstream or S3, fetches its indexes and signatures).
+			args := []string{"--every", "500ms", "--force", "--dest", dst, "--public-key", pub, "--source", src}
+			switch kind {
+			case "upstream":
+				srv := httptest.NewServer(origintest.New(t, src).Handler())
+				t.Cleanup(srv.Close)
+				args[len(args)-1] = srv.URL
+			case "s3":
+				url, creds := s3Export(t, src, id)
+				args = append(args[:len(args)-1], "s3://every/pfx", "--s3-endpoint", url, "--s3-region", "us-east-1",
+					"--s3-path-style", "true", "--s3-credentials-file", creds)
+			}
+			p := startSync(t, args...)
 			var fds, gs []int
 			for len(fds) < runs {
 				r := p.next(t, "next sync run")
@@ -450,4 +461,38 @@ func openFDs(t *testing.T, pid int, root string) (int, bool) {
 		}
 	}
 	return len(ents), false
+}
+
+// s3Export serves export id of root from an in-process S3 (gofakes3) as
+// s3://every/pfx and returns its URL and a credentials file for it.
+func s3Export(t *testing.T, root, id string) (string, string) {
+	t.Helper()
+	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	t.Cleanup(srv.Close)
+	c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), UsePathStyle: true, Credentials: aws.AnonymousCredentials{}})
+	bucket := "every"
+	if _, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.WalkDir(filepath.Join(root, id), func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		key := "pfx/" + filepath.ToSlash(rel)
+		_, err = c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(t.TempDir(), "aws-credentials")
+	if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id = k\naws_secret_access_key = s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL, creds
 }
