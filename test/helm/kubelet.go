@@ -268,23 +268,23 @@ var allowed = map[string][]string{
 		"securityContext", "resources", "restartPolicy"},
 	"securityContext": {"runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem",
 		"allowPrivilegeEscalation", "capabilities", "seccompProfile", "privileged"},
-	"capabilities":  {"drop"},
-	"probe":         {"httpGet", "initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"},
-	"httpGet":       {"path", "port", "scheme"},
-	"volume":        {"name", "configMap", "secret", "emptyDir", "persistentVolumeClaim"},
-	"volumeMount":   {"name", "mountPath", "readOnly", "subPath"},
-	"env":           {"name", "value", "valueFrom"},
-	"valueFrom":     {"secretKeyRef", "configMapKeyRef", "fieldRef"},
-	"envFrom":       {"configMapRef", "secretRef", "prefix"},
-	"port":          {"name", "containerPort", "protocol"},
-	"resources":     {"requests", "limits"},
-	"configMap":     {"name", "items", "defaultMode", "optional"},
-	"secret":        {"secretName", "items", "defaultMode", "optional"},
-	"emptyDir":      {"medium", "sizeLimit"},
-	"claim":         {"claimName", "readOnly"},
-	"keyToPath":     {"key", "path", "mode"},
-	"servicePort":   {"name", "port", "targetPort", "protocol"},
-	"serviceSpec":   {"selector", "ports", "type", "clusterIP", "sessionAffinity"},
+	"capabilities": {"drop"},
+	"probe":        {"httpGet", "initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"},
+	"httpGet":      {"path", "port", "scheme"},
+	"volume":       {"name", "configMap", "secret", "emptyDir", "persistentVolumeClaim"},
+	"volumeMount":  {"name", "mountPath", "readOnly", "subPath"},
+	"env":          {"name", "value", "valueFrom"},
+	"valueFrom":    {"secretKeyRef", "configMapKeyRef", "fieldRef"},
+	"envFrom":      {"configMapRef", "secretRef", "prefix"},
+	"port":         {"name", "containerPort", "protocol"},
+	"resources":    {"requests", "limits"},
+	"configMap":    {"name", "items", "defaultMode", "optional"},
+	"secret":       {"secretName", "items", "defaultMode", "optional"},
+	"emptyDir":     {"medium", "sizeLimit"},
+	"claim":        {"claimName", "readOnly"},
+	"keyToPath":    {"key", "path", "mode"},
+	"servicePort":  {"name", "port", "targetPort", "protocol"},
+	"serviceSpec":  {"selector", "ports", "type", "clusterIP", "sessionAffinity"},
 }
 
 // checkFields refuses a field of v (marshalled to JSON) that is not in
@@ -1265,7 +1265,7 @@ func (k *Kubelet) probe(rp *RunningPod, c corev1.Container, pr *corev1.Probe, de
 	}
 	url := fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(rp.IP, strconv.Itoa(int(port))), p)
 	client := &http.Client{Timeout: 2 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // the kubelet's probes skip verification
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // the kubelet's probes skip verification
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	defer client.CloseIdleConnections()
 	tick := time.NewTicker(200 * time.Millisecond)
