@@ -1,17 +1,26 @@
 package helm
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -414,6 +423,148 @@ func TestExpand(t *testing.T) {
 	} {
 		if got := expand(in, vars); got != want {
 			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// kubeletBin is the stella-mirror binary under test (STELLA_MIRROR_BIN).
+var kubeletBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.MainWithBinary(m, &kubeletBin))
+}
+
+// requireDocker ends the test (testenv.Missing) without a Docker engine.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		testenv.Missing(t, "the kubelet emulator needs Docker: no docker CLI on this host (apt-get install docker.io); the chart is NOT started here")
+	}
+	if out, err := dockerRun(30*time.Second, "info", "--format", "{{.ServerVersion}}"); err != nil {
+		testenv.Missing(t, "the kubelet emulator needs a Docker engine: none answers (%v %s); the chart is NOT started here", err, out)
+	}
+}
+
+// buildImage builds the project's FROM scratch image from the binary under
+// test with compose/build-image.sh, under a tag of the test's own.
+func buildImage(t *testing.T) (repo, tag string) {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	repo, tag = "stella-mirror-kubelet-test", hex.EncodeToString(rnd[:])
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(root, "compose", "build-image.sh"), kubeletBin, repo+":"+tag, "kubelet-test").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build-image.sh: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _, _ = dockerRun(time.Minute, "rmi", "-f", repo+":"+tag) })
+	t.Logf("image %s:%s built in %.1fs", repo, tag, time.Since(start).Seconds())
+	return repo, tag
+}
+
+// restricted is the security context every pod of the tests runs with, the
+// chart's own: non-root 65532, read-only root, no capabilities.
+func restricted() (*corev1.PodSecurityContext, *corev1.SecurityContext) {
+	return &corev1.PodSecurityContext{RunAsUser: ptr[int64](65532), RunAsGroup: ptr[int64](65532), RunAsNonRoot: ptr(true),
+			FSGroup: ptr[int64](65532), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+		&corev1.SecurityContext{ReadOnlyRootFilesystem: ptr(true), AllowPrivilegeEscalation: ptr(false),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+}
+
+// startUpstream is the test's upstream mirror, run by the emulator too: a
+// job writes a signed fixture export (seed 7) into the claim
+// "upstream-exports", then an origin pod serves it without authentication
+// behind the Service "upstream" (port 8080, admin 9090). It returns the
+// fixture's public key (PEM) and the origin pod.
+func startUpstream(t *testing.T, k *Kubelet, image string) ([]byte, *RunningPod) {
+	t.Helper()
+	k.Claims["upstream-exports"] = true
+	psc, csc := restricted()
+	vol := corev1.Volume{Name: "exports", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "upstream-exports"}}}
+	fixture := Pod{Name: "upstream-fixture", Labels: map[string]string{"job": "fixture"}, Spec: corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc, Volumes: []corev1.Volume{vol},
+		Containers: []corev1.Container{{Name: "fixture", Image: image, SecurityContext: csc,
+			Args:         []string{"fixture", "--out", "/exports", "--seed", "7", "--bundle-size", "256KiB", "--vex-size", "64KiB"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "exports", MountPath: "/exports"}}}}}}
+	res := k.RunJob(fixture)
+	if res.ExitCode != 0 {
+		t.Fatalf("fixture job exit %d:\n%v", res.ExitCode, res.Logs)
+	}
+	pub, err := os.ReadFile(filepath.Join(k.ClaimDir("upstream-exports"), "fixture-signing.pub.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []corev1.EnvVar
+	for k, v := range map[string]string{"ORIGIN__LISTEN": "0.0.0.0:8080", "ORIGIN__ADMINLISTEN": "0.0.0.0:9090"} {
+		env = append(env, corev1.EnvVar{Name: k, Value: v})
+	}
+	for _, p := range []string{"CONCELIER", "EXCITITOR"} {
+		root := "CONCELIER__MIRROR__EXPORTROOT"
+		if p == "EXCITITOR" {
+			root = "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT"
+		}
+		env = append(env, corev1.EnvVar{Name: p + "__MIRROR__ENABLED", Value: "true"}, corev1.EnvVar{Name: root, Value: "/exports"},
+			corev1.EnvVar{Name: p + "__MIRROR__REQUIREAUTHENTICATION", Value: "false"})
+		for i, d := range []string{"primary", "community"} {
+			env = append(env, corev1.EnvVar{Name: fmt.Sprintf("%s__MIRROR__DOMAINS__%d__ID", p, i), Value: d},
+				corev1.EnvVar{Name: fmt.Sprintf("%s__MIRROR__DOMAINS__%d__REQUIREAUTHENTICATION", p, i), Value: "false"})
+		}
+	}
+	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
+	vol.PersistentVolumeClaim.ReadOnly = true
+	k.Services = append(k.Services, corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "upstream", Namespace: k.Namespace},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "upstream"}, Ports: []corev1.ServicePort{
+			{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}, {Name: "admin", Port: 9090}}}})
+	rp := k.StartPod(Pod{Name: "upstream-0", Labels: map[string]string{"app": "upstream"}, Spec: corev1.PodSpec{
+		SecurityContext: psc, Volumes: []corev1.Volume{vol},
+		Containers: []corev1.Container{{Name: "origin", Image: image, SecurityContext: csc, Args: []string{"origin"}, Env: env,
+			Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "admin", ContainerPort: 9090}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health/ready", Port: intstr.FromString("admin")}}},
+			VolumeMounts:   []corev1.VolumeMount{{Name: "exports", MountPath: "/exports"}}}}}})
+	return pub, rp
+}
+
+// checkRestricted asserts what Docker says about a running container: user
+// 65532, read-only root, no capabilities, no-new-privileges.
+func checkRestricted(t *testing.T, container string) {
+	t.Helper()
+	out, err := dockerRun(time.Minute, "inspect", "--format",
+		"{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}|{{.HostConfig.CapDrop}}|{{.HostConfig.SecurityOpt}}|{{.State.Running}}", container)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out), "65532:65532|true|[ALL]|[no-new-privileges]|true"; got != want {
+		t.Errorf("docker inspect %s: %s, want %s", container, got, want)
+	}
+}
+
+// TestKubeletRunsPods checks the emulator against the Docker engine with
+// hand-written pods: a job writes a claim that a second pod serves (the
+// claim is shared), the server is ready by its probe, runs as 65532 on a
+// read-only root, and a third pod reaches it by its Service name.
+func TestKubeletRunsPods(t *testing.T) {
+	requireDocker(t)
+	repo, tag := buildImage(t)
+	k := NewKubelet(t, "mirror")
+	_, up := startUpstream(t, k, repo+":"+tag)
+	checkRestricted(t, up.Containers["origin"])
+	psc, csc := restricted()
+	for _, tc := range []struct {
+		host string
+		exit int
+	}{{"upstream.$(NS).svc.cluster.local", 0}, {"upstream", 0}, {"nosuchservice", 1}} {
+		res := k.RunJob(Pod{Name: "probe", Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc,
+			Containers: []corev1.Container{{Name: "hc", Image: repo + ":" + tag, SecurityContext: csc,
+				Env:  []corev1.EnvVar{{Name: "NS", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}},
+				Args: []string{"healthcheck", "--timeout", "3s", "--url", "http://" + tc.host + ":9090/health/ready"}}}}})
+		if res.ExitCode != tc.exit {
+			t.Errorf("healthcheck of %s from another pod: exit %d, want %d\n%v", tc.host, res.ExitCode, tc.exit, res.Logs)
 		}
 	}
 }
