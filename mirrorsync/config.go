@@ -107,6 +107,11 @@ type SyncConfig struct {
 	CAFile string
 	// RsyncPath is the rsync binary. Default: rsync (from PATH).
 	RsyncPath string
+	// Every makes `stella-mirror sync` repeat: a run at once, then one
+	// this long (plus a random 0-10 %) after the previous run started, for
+	// a sidecar container that has no timer. Default: 0, one run. The
+	// command checks its minimum.
+	Every time.Duration
 	// S3 configures s3:// sources.
 	S3 S3Config
 }

@@ -89,6 +89,18 @@ then the oldest kept ones (never the active or the previous export), and
 logs each; when still short it fails naming the bytes needed and free.
 Plan for keep+1 exports of space.
 
+Repeating (--every, SYNC__EVERY; for a sidecar container, which has no
+timer: on hosts the systemd timer, and in compose the one-shot service,
+remain the way): a run at once, then each run DURATION plus a random 0-10 %
+after the previous one started (right after it, if it took longer; never
+two at once). Each run is a run as above (logs, metrics textfile, lock)
+followed by one "next sync run" line with its result and the time of the
+next. A failed or locked run is logged and the loop goes on; an invalid
+configuration exits 2 before the first run. SIGTERM/SIGINT while waiting
+exits 0; during a run it stops that run as it stops a single one (the
+staged files stay for the next run to resume, the lock is released,
+latest is untouched) and exits with that run's status.
+
 Exit status (nothing else): 0 published or nothing new; 1 failure
 (verification failures name the file and the reason; nothing is published);
 2 usage or invalid configuration; 75 another run holds the lock. The
@@ -103,7 +115,9 @@ Examples:
   stella-mirror sync --source https://mirror.stella-ops.org --dest /srv/exports \
     --public-key /etc/stella-mirror/signing.pub.pem --bearer-token-file /run/credentials/x/token
   AWS_ENDPOINT_URL=http://127.0.0.1:9000 stella-mirror sync --source s3://exports/stella \
-    --dest /srv/exports --public-key signing.pub.pem --metrics-textfile /var/lib/node_exporter/stella_sync.prom`, stderr)
+    --dest /srv/exports --public-key signing.pub.pem --metrics-textfile /var/lib/node_exporter/stella_sync.prom
+  SYNC__EVERY=5m stella-mirror sync --source https://mirror.stella-ops.org --dest /exports \
+    --public-key /etc/stella-mirror/signing.pub.pem      (a sidecar writing an emptyDir)`, stderr)
 	configPath := fs.String("config", "", "YAML configuration `file` (environment variables override it)")
 	source := fs.String("source", "", "source `URL` or directory (SYNC__SOURCE)")
 	dest := fs.String("dest", "", "export `root` to publish into (SYNC__DEST)")
@@ -126,6 +140,7 @@ Examples:
 	s3Creds := fs.String("s3-credentials-file", "", "AWS shared credentials `file` (SYNC__S3__CREDENTIALSFILE)")
 	s3Grace := fs.Duration("s3-upload-grace", 0, "treat an S3 export with missing objects whose index is younger than `duration` as an upload in progress and sync the previous one (SYNC__S3__UPLOADGRACE; default 0: a failure)")
 	rsyncPath := fs.String("rsync", "", "rsync `binary` (SYNC__RSYNCPATH; default rsync)")
+	every := fs.Duration("every", 0, "repeat: a run at once, then one `duration` (plus 0-10 % jitter) after the previous run started; at least "+minEvery.String()+"; for sidecars (SYNC__EVERY; default 0: one run)")
 	logFormat := fs.String("log-format", "json", "log `format`: json (default; the same fields as origin and gateway) or text")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
@@ -168,6 +183,7 @@ Examples:
 		"s3-profile":          func(c *mirrorsync.Config) { c.Sync.S3.Profile = *s3Profile },
 		"s3-credentials-file": func(c *mirrorsync.Config) { c.Sync.S3.CredentialsFile = *s3Creds },
 		"rsync":               func(c *mirrorsync.Config) { c.Sync.RsyncPath = *rsyncPath },
+		"every":               func(c *mirrorsync.Config) { c.Sync.Every = *every },
 	})
 	if err != nil {
 		return configError(err)
@@ -199,6 +215,22 @@ Examples:
 	if err != nil {
 		return configError(err)
 	}
+	once := func(ctx context.Context) (string, error) {
+		return syncOnce(ctx, &cfg, *force, logger)
+	}
+	if cfg.Sync.Every > 0 {
+		return syncEvery(ctx, cfg.Sync.Every, logger, once, jitter)
+	}
+	_, err = once(ctx)
+	return err
+}
+
+// syncOnce is one sync run: a source and keys built for it, mirrorsync.Run,
+// the metrics textfile written for its outcome, one log line. It returns
+// the textfile's result and the run's error, whose exit status is sync's
+// (1, 2 or 75). Whatever the run opened is closed when it returns (the
+// idle connections of its HTTP clients too), so runs can repeat (--every).
+func syncOnce(ctx context.Context, cfg *mirrorsync.Config, force bool, logger *slog.Logger) (result string, err error) {
 	started := time.Now()
 	// writeMetrics records every outcome in the textfile. A textfile that
 	// cannot be written (a full disk) is logged and changes neither the
@@ -212,16 +244,21 @@ Examples:
 			logger.Error("writing metrics textfile", "file", cfg.Sync.MetricsTextfile, "err", err)
 		}
 	}
-	fail := func(err error) error {
-		writeMetrics(&mirrorsync.Result{Started: started, Duration: time.Since(started)}, err)
-		return err
+	fail := func(err error) (string, error) {
+		res := &mirrorsync.Result{Started: started, Duration: time.Since(started)}
+		writeMetrics(res, err)
+		return mirrorsync.ResultOf(res, err), err
 	}
-	src, err := newSyncSource(ctx, &cfg, logger)
+	src, err := newSyncSource(ctx, cfg, logger)
 	if errors.Is(err, errUnknownScheme) {
-		return configError(err)
+		return mirrorsync.ResultFailed, configError(err)
 	}
 	if err != nil {
-		return syncFailure(fail(err))
+		r, err := fail(err)
+		return r, syncFailure(err)
+	}
+	if c, ok := src.(interface{ CloseIdleConnections() }); ok {
+		defer c.CloseIdleConnections()
 	}
 	conn := cfg.Concelier.Sources.StellaOpsMirror
 	opts := mirrorsync.Options{
@@ -232,7 +269,7 @@ Examples:
 		ExpectProvider: conn.Signature.Provider,
 		Domains:        cfg.EffectiveDomains(),
 		Keep:           cfg.Sync.Keep,
-		Force:          *force,
+		Force:          force,
 		Logger:         logger,
 		Started: func(res *mirrorsync.Result) {
 			// Before the big work: a killed run is visible at once.
@@ -246,20 +283,22 @@ Examples:
 		if err != nil {
 			return fail(err)
 		}
+		defer client.CloseIdleConnections()
 		if opts.Keys, err = mirrorsync.KeySource(cfg.PublicKeyPaths(), cfg.Sync.JWKSURL, client, conn.Signature.KeyID, logger); err != nil {
 			return fail(err)
 		}
 	}
 	res, runErr := mirrorsync.Run(ctx, opts)
 	writeMetrics(res, runErr)
+	result = mirrorsync.ResultOf(res, runErr)
 	if errors.Is(runErr, mirrorsync.ErrLocked) {
-		return &exitError{code: exitLocked, err: runErr}
+		return result, &exitError{code: exitLocked, err: runErr}
 	}
 	logResult(logger, res, runErr)
 	if runErr == nil {
-		return nil
+		return result, nil
 	}
-	return syncFailure(loggedError{runErr})
+	return result, syncFailure(loggedError{runErr})
 }
 
 // configError marks err as an invalid command line or configuration
@@ -278,6 +317,9 @@ func validateSync(cfg *mirrorsync.Config) error {
 	err := cfg.Validate()
 	if cfg.EffectiveSource() != "" {
 		err = errors.Join(err, checkSourceSyntax(cfg))
+	}
+	if e := cfg.Sync.Every; e != 0 && e < minEvery {
+		err = errors.Join(err, fmt.Errorf("SYNC__EVERY (--every): %s, must be at least %s (or 0 for one run)", e, minEvery))
 	}
 	if p := cfg.Sync.MetricsTextfile; p != "" {
 		if fi, serr := os.Stat(filepath.Dir(p)); serr != nil || !fi.IsDir() {

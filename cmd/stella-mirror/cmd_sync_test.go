@@ -74,7 +74,7 @@ func TestSyncHelp(t *testing.T) {
 	if code := run([]string{"sync", "--help"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"s3://bucket/prefix", "rsync://", "Exit status", "SYNC__S3__ENDPOINT", "CONCELIER__SOURCES__STELLAOPSMIRROR__SIGNATURE__KEYID", "Examples:"} {
+	for _, want := range []string{"s3://bucket/prefix", "rsync://", "Exit status", "SYNC__S3__ENDPOINT", "--every", "SYNC__EVERY", "sidecar", "CONCELIER__SOURCES__STELLAOPSMIRROR__SIGNATURE__KEYID", "Examples:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help (stdout) lacks %q", want)
 		}

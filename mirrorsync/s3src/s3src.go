@@ -49,6 +49,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -107,6 +108,7 @@ type Source struct {
 	bucket, prefix string // prefix is "" or ends in "/"
 	url            string
 	client         *s3.Client
+	conns          *connSet // what client dialed, for CloseIdleConnections
 	grace          time.Duration
 	log            *slog.Logger
 	now            func() time.Time
@@ -128,10 +130,13 @@ func New(ctx context.Context, opts Options) (*Source, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-		t.ResponseHeaderTimeout = timeout
-		t.TLSHandshakeTimeout = timeout
-	}).WithDialerOptions(func(d *net.Dialer) { d.Timeout = timeout })
+	conns := &connSet{m: map[*trackedConn]struct{}{}}
+	httpClient := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) { d.Timeout = timeout }).
+		WithTransportOptions(func(t *http.Transport) {
+			t.ResponseHeaderTimeout = timeout
+			t.TLSHandshakeTimeout = timeout
+			t.DialContext = conns.track(t.DialContext) // after the dialer's: it sets DialContext
+		})
 	load := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if opts.Region != "" {
 		load = append(load, config.WithRegion(opts.Region))
@@ -165,7 +170,7 @@ func New(ctx context.Context, opts Options) (*Source, error) {
 		}
 		o.UsePathStyle = pathStyle
 	})
-	src := &Source{bucket: bucket, prefix: prefix, url: "s3://" + bucket + "/" + prefix, client: client,
+	src := &Source{bucket: bucket, prefix: prefix, url: "s3://" + bucket + "/" + prefix, client: client, conns: conns,
 		grace: opts.UploadGrace, log: opts.Logger, now: opts.Now}
 	if src.grace < 0 {
 		return nil, fmt.Errorf("S3 upload grace %s: must not be negative", src.grace)
@@ -177,6 +182,60 @@ func New(ctx context.Context, opts Options) (*Source, error) {
 		src.now = time.Now
 	}
 	return src, nil
+}
+
+// CloseIdleConnections closes every connection the source's S3 client
+// opened, so a process that builds a source per run (sync --every) holds
+// none of a finished run: the SDK's client does not expose its
+// transport's idle pool. Call it only when no request is in flight (after
+// a run); a later request dials anew.
+func (s *Source) CloseIdleConnections() { s.conns.closeAll() }
+
+// connSet is the set of open connections a client dialed.
+type connSet struct {
+	mu sync.Mutex
+	m  map[*trackedConn]struct{}
+}
+
+// track wraps dial so that every connection it returns is in the set
+// until it is closed.
+func (cs *connSet) track(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := &trackedConn{Conn: c, set: cs}
+		cs.mu.Lock()
+		cs.m[tc] = struct{}{}
+		cs.mu.Unlock()
+		return tc, nil
+	}
+}
+
+func (cs *connSet) closeAll() {
+	cs.mu.Lock()
+	all := make([]*trackedConn, 0, len(cs.m))
+	for c := range cs.m {
+		all = append(all, c)
+	}
+	cs.mu.Unlock()
+	for _, c := range all {
+		c.Close()
+	}
+}
+
+// trackedConn leaves its set when closed.
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (c *trackedConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.m, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // String returns s3://bucket/prefix/.

@@ -389,6 +389,11 @@ func (s *Source) get(ctx context.Context, p string) ([]byte, string, error) {
 	return data, id, err
 }
 
+// CloseIdleConnections closes the idle keep-alive connections of the
+// source's HTTP client, so a process that builds a source per run (sync
+// --every) holds no connection of a finished run.
+func (s *Source) CloseIdleConnections() { s.client.HTTPClient.CloseIdleConnections() }
+
 // Open fetches file rel of export id.
 func (s *Source) Open(ctx context.Context, id, rel string) (io.ReadCloser, error) {
 	if rel == export.IndexPath {
