@@ -49,6 +49,9 @@ type Kubelet struct {
 	Namespace string
 	// Network is the Docker network the pods join; NewKubelet creates it.
 	Network string
+	// PodCIDR is the range the pods' addresses come from (the upper half
+	// of Network's /24); HostIP, the host's address on Network, is not in it.
+	PodCIDR, HostIP string
 	// ConfigMaps are the rendered ConfigMaps by name (Data and BinaryData).
 	ConfigMaps map[string]*corev1.ConfigMap
 	// Secrets are the test's Secrets: name -> key -> value.
@@ -110,6 +113,23 @@ type RunningPod struct {
 	// Volumes maps a volume's name to its host directory (a Docker volume
 	// name for an emptyDir with medium Memory).
 	Volumes map[string]string
+
+	pause    string
+	finished map[string]bool // init containers that ran to completion (Docker names)
+}
+
+// StopPod deletes a pod at once (docker rm -f: no grace period): its
+// containers and its pause container. Its emptyDirs stay on disk until
+// the test ends; claims are shared and stay.
+func (k *Kubelet) StopPod(t testing.TB, rp *RunningPod) {
+	t.Helper()
+	names := make([]string, 0, len(rp.Containers)+1)
+	for _, n := range rp.Containers {
+		names = append(names, n)
+	}
+	if _, err := dockerRun(2*time.Minute, append([]string{"rm", "-f"}, append(names, rp.pause)...)...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // JobResult is how a run-to-completion pod ended.
@@ -131,7 +151,7 @@ func NewKubelet(t testing.TB, namespace string) *Kubelet {
 	k := newKubelet(t, namespace)
 	k.pauseImage = buildPauseImage(t, k.prefix)
 	k.Network = k.prefix + "-net"
-	k.docker(time.Minute, "network", "create", "--label", labelKey+"="+k.prefix, k.Network)
+	k.createNetwork()
 	t.Cleanup(func() {
 		// Containers first (they hold the network), then volumes and the network.
 		ids := k.dockerQuiet("ps", "-aq", "--filter", "label="+labelKey+"="+k.prefix)
@@ -145,6 +165,55 @@ func NewKubelet(t testing.TB, namespace string) *Kubelet {
 		k.dockerQuiet("network", "rm", k.Network)
 	})
 	return k
+}
+
+// createNetwork creates the pods' network on a random 10.213.N.0/24 that
+// overlaps no address of this host: the bridge (the host, as seen from the
+// pods) is .1 and the pods get addresses from the upper half, PodCIDR, as
+// they would from a cluster's pod CIDR that excludes the nodes.
+func (k *Kubelet) createNetwork() {
+	k.t.Helper()
+	var lastErr error
+	for attempt := 0; attempt < 10; attempt++ {
+		var b [1]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			k.t.Fatal(err)
+		}
+		subnet := fmt.Sprintf("10.213.%d.0/24", b[0])
+		if hostUses(subnet) {
+			continue
+		}
+		podCIDR := fmt.Sprintf("10.213.%d.128/25", b[0])
+		_, lastErr = dockerRun(time.Minute, "network", "create", "--label", labelKey+"="+k.prefix,
+			"--subnet", subnet, "--ip-range", podCIDR, "--gateway", fmt.Sprintf("10.213.%d.1", b[0]), k.Network)
+		if lastErr == nil {
+			k.PodCIDR, k.HostIP = podCIDR, fmt.Sprintf("10.213.%d.1", b[0])
+			return
+		}
+		if !strings.Contains(lastErr.Error(), "overlaps") {
+			break
+		}
+	}
+	k.t.Fatalf("creating the pods' network: %v", lastErr)
+}
+
+// hostUses reports whether a CIDR overlaps a network of this host's
+// interfaces.
+func hostUses(cidr string) bool {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, a := range addrs {
+		if in, ok := a.(*net.IPNet); ok && (in.Contains(n.IP) || n.Contains(in.IP)) {
+			return true
+		}
+	}
+	return false
 }
 
 // labelKey labels every Docker object a Kubelet creates (value: its prefix),
@@ -222,16 +291,6 @@ func buildPauseImage(t testing.TB, prefix string) string {
 	return image
 }
 
-// docker runs the Docker CLI and fails the test on an error.
-func (k *Kubelet) docker(timeout time.Duration, args ...string) string {
-	k.t.Helper()
-	out, err := dockerRun(timeout, args...)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return out
-}
-
 // dockerQuiet runs the Docker CLI for cleanup, logging an error.
 func (k *Kubelet) dockerQuiet(args ...string) string {
 	out, err := dockerRun(time.Minute, args...)
@@ -284,7 +343,10 @@ var allowed = map[string][]string{
 	"claim":        {"claimName", "readOnly"},
 	"keyToPath":    {"key", "path", "mode"},
 	"servicePort":  {"name", "port", "targetPort", "protocol"},
-	"serviceSpec":  {"selector", "ports", "type", "clusterIP", "sessionAffinity"},
+	"serviceSpec": {"selector", "ports", "type", "clusterIP", "sessionAffinity",
+		// External exposure (a LoadBalancer's or a NodePort's) is not
+		// emulated: pods reach a Service by its in-cluster name only.
+		"externalTrafficPolicy", "loadBalancerSourceRanges"},
 }
 
 // checkFields refuses a field of v (marshalled to JSON) that is not in
@@ -568,8 +630,10 @@ func (k *Kubelet) serviceAliases(p Pod) ([]string, error) {
 		if err := checkFields("serviceSpec", where, svc.Spec); err != nil {
 			return nil, err
 		}
-		if t := svc.Spec.Type; t != "" && t != corev1.ServiceTypeClusterIP {
-			return nil, fmt.Errorf("%s: type %s not emulated (ClusterIP only)", where, t)
+		switch svc.Spec.Type {
+		case "", corev1.ServiceTypeClusterIP, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeNodePort:
+		default:
+			return nil, fmt.Errorf("%s: type %s not emulated (ClusterIP; LoadBalancer and NodePort by their in-cluster name only)", where, svc.Spec.Type)
 		}
 		for _, sp := range svc.Spec.Ports {
 			if err := checkFields("servicePort", where+" port", sp); err != nil {
@@ -1102,32 +1166,32 @@ func cpus(q resource.Quantity) string {
 // order (a native sidecar, restartPolicy Always, is started and kept), then
 // its containers, and returns once every container with a readinessProbe
 // is ready (its startupProbe first; a livenessProbe must then answer too).
-// A container that exits, or a pod not ready within Timeout, fails the
-// test with the containers' logs.
-func (k *Kubelet) StartPod(p Pod) *RunningPod {
-	k.t.Helper()
+// A container that exits (a cluster would restart it: CrashLoopBackOff),
+// or a pod not ready within Timeout, fails t with the containers' logs.
+func (k *Kubelet) StartPod(t testing.TB, p Pod) *RunningPod {
+	t.Helper()
 	rp, err := k.startPod(p, false)
 	if err != nil {
-		k.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return rp
 }
 
 // RunJob runs a run-to-completion pod (a CronJob's job): init containers,
 // then its containers until they all exit (bounded by Timeout). It returns
-// the exit code and logs; it fails the test only when the pod cannot run.
-func (k *Kubelet) RunJob(p Pod) JobResult {
-	k.t.Helper()
+// the exit code and logs; it fails t only when the pod cannot run.
+func (k *Kubelet) RunJob(t testing.TB, p Pod) JobResult {
+	t.Helper()
 	rp, err := k.startPod(p, true)
 	if err != nil {
-		k.t.Fatal(err)
+		t.Fatal(err)
 	}
 	res := JobResult{Logs: map[string]string{}, Pod: rp}
 	deadline := time.Now().Add(k.Timeout)
 	for _, c := range p.Spec.Containers {
 		code, err := k.wait(rp.Containers[c.Name], time.Until(deadline))
 		if err != nil {
-			k.t.Fatalf("pod %s container %s: %v\n%s", p.Name, c.Name, err, k.logs(rp))
+			t.Fatalf("pod %s container %s: %v\n%s", p.Name, c.Name, err, k.logs(rp))
 		}
 		if code != 0 && res.ExitCode == 0 {
 			res.ExitCode = code
@@ -1162,7 +1226,9 @@ func (k *Kubelet) startPod(p Pod, job bool) (*RunningPod, error) {
 	if err != nil {
 		return nil, err
 	}
-	rp := &RunningPod{Name: p.Name, Containers: map[string]string{}, Volumes: map[string]string{}}
+	base := fmt.Sprintf("%s-%d", k.prefix, n)
+	pause := base + "-pause"
+	rp := &RunningPod{Name: p.Name, Containers: map[string]string{}, Volumes: map[string]string{}, pause: pause, finished: map[string]bool{}}
 	for name, v := range vols {
 		if v.docker != "" {
 			if _, err := dockerRun(time.Minute, "volume", "create", "--label", labelKey+"="+k.prefix, "--driver", "local",
@@ -1174,8 +1240,6 @@ func (k *Kubelet) startPod(p Pod, job bool) (*RunningPod, error) {
 			rp.Volumes[name] = v.dir
 		}
 	}
-	base := fmt.Sprintf("%s-%d", k.prefix, n)
-	pause := base + "-pause"
 	pargs := []string{"run", "-d", "--name", pause, "--label", labelKey + "=" + k.prefix,
 		"--hostname", p.Name, "--network", k.Network, "--read-only", "--cap-drop", "ALL",
 		"--security-opt", "no-new-privileges", "--no-healthcheck", "--pull", "never"}
@@ -1214,6 +1278,7 @@ func (k *Kubelet) startPod(p Pod, job bool) (*RunningPod, error) {
 		if err != nil || code != 0 {
 			return nil, fmt.Errorf("pod %s initContainer %s: exit %d %v\n%s", p.Name, c.Name, code, err, k.logs(rp))
 		}
+		rp.finished[name] = true
 	}
 	for _, c := range p.Spec.Containers {
 		name := base + "-" + c.Name
@@ -1282,14 +1347,35 @@ func (k *Kubelet) probe(rp *RunningPod, c corev1.Container, pr *corev1.Probe, de
 		} else {
 			last = err.Error()
 		}
-		if state, _ := dockerRun(30*time.Second, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", rp.Containers[c.Name]); !strings.HasPrefix(state, "running") {
-			return fmt.Errorf("probe %s: container is %s", url, strings.TrimSpace(state))
+		if err := k.allRunning(rp); err != nil {
+			return fmt.Errorf("probe %s: %v", url, err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("probe %s not passing by the deadline: %s", url, last)
 		}
 		<-tick.C
 	}
+}
+
+// allRunning returns an error naming a long-running container of the pod
+// (not a finished init container) that is not running.
+func (k *Kubelet) allRunning(rp *RunningPod) error {
+	names := make([]string, 0, len(rp.Containers))
+	for _, n := range rp.Containers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out, err := dockerRun(30*time.Second, append([]string{"inspect", "--format", "{{.Name}} {{.State.Status}} {{.State.ExitCode}}"}, names...)...)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[1] != "running" && !(rp.finished[strings.TrimPrefix(f[0], "/")] && f[2] == "0") {
+			return fmt.Errorf("container %s is %s (exit %s); a cluster would restart it (CrashLoopBackOff)", strings.TrimPrefix(f[0], "/"), f[1], f[2])
+		}
+	}
+	return nil
 }
 
 // wait waits for a container to exit and returns its exit code.

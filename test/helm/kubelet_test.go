@@ -1,10 +1,14 @@
 package helm
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -284,16 +289,21 @@ func TestRefusals(t *testing.T) {
 				Selector: map[string]string{"app": "origin"},
 				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}}}}
 		}, "port 80 != targetPort 8080"},
-		{"service NodePort", func(p *Pod, k *Kubelet) {
+		{"service ExternalName", func(p *Pod, k *Kubelet) {
 			k.Services = []corev1.Service{{ObjectMeta: metav1.ObjectMeta{Name: "origin"}, Spec: corev1.ServiceSpec{
-				Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "origin"},
+				Type: corev1.ServiceTypeExternalName, Selector: map[string]string{"app": "origin"},
 				Ports: []corev1.ServicePort{{Port: 8080}}}}}
-		}, "type NodePort not emulated"},
-		{"service externalTrafficPolicy", func(p *Pod, k *Kubelet) {
+		}, "type ExternalName not emulated"},
+		{"service externalIPs", func(p *Pod, k *Kubelet) {
 			k.Services = []corev1.Service{{ObjectMeta: metav1.ObjectMeta{Name: "origin"}, Spec: corev1.ServiceSpec{
-				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal, Selector: map[string]string{"app": "origin"},
+				ExternalIPs: []string{"192.0.2.7"}, Selector: map[string]string{"app": "origin"},
 				Ports: []corev1.ServicePort{{Port: 8080}}}}}
-		}, "externalTrafficPolicy not emulated"},
+		}, "externalIPs not emulated"},
+		{"service UDP", func(p *Pod, k *Kubelet) {
+			k.Services = []corev1.Service{{ObjectMeta: metav1.ObjectMeta{Name: "origin"}, Spec: corev1.ServiceSpec{
+				Selector: map[string]string{"app": "origin"},
+				Ports:    []corev1.ServicePort{{Port: 8080, Protocol: corev1.ProtocolUDP}}}}}
+		}, "protocol UDP not emulated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := testKubelet(t)
@@ -325,6 +335,7 @@ func TestServiceAliases(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "origin"}, Spec: corev1.ServiceSpec{Selector: sel,
 			Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromString("http")}, {Port: 9090, TargetPort: intstr.FromInt32(9090)}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "origin-admin", Namespace: "mirror"}, Spec: corev1.ServiceSpec{Selector: sel,
+			Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
 			Ports: []corev1.ServicePort{{Port: 9090}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "gateway"}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "gateway"},
 			Ports: []corev1.ServicePort{{Port: 443, TargetPort: intstr.FromInt32(8443)}}}}, // not selecting: not checked
@@ -455,7 +466,7 @@ func buildImage(t *testing.T) (repo, tag string) {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	repo, tag = "stella-mirror-kubelet-test", hex.EncodeToString(rnd[:])
+	repo, tag = "stella-mirror-kubelet-test", "t"+hex.EncodeToString(rnd[:]) // never all digits: --set would make it a number
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -477,11 +488,100 @@ func restricted() (*corev1.PodSecurityContext, *corev1.SecurityContext) {
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
 }
 
+// lab is what an operator prepares before installing: certificates,
+// passwords, keys (files on the host) and the Secrets made of them.
+type lab struct {
+	ca           string            // the dev CA (ca.pem) of every site's certificate
+	passwords    map[string]string // site -> file holding its user's password
+	ageID        *age.X25519Identity
+	upstreamAuth string // user:password of the upstream's user "sync"
+}
+
+// chartSecrets creates the Secrets values-mirror.yaml names, as an operator
+// would (docs/operations.md "Kubernetes"): site certificates from
+// `stella-mirror dev-certs`, htpasswd files from `htpasswd -B`, the gateway's
+// admin token, the backup's age recipient and signing key; and the
+// upstream's certificate and htpasswd (Secrets upstream-tls and
+// upstream-htpasswd). The sync's Secret needs the upstream's key: see
+// syncSecret.
+func chartSecrets(t *testing.T, k *Kubelet) *lab {
+	t.Helper()
+	htpasswd := testenv.Tool(t, "htpasswd", "apache2-utils")
+	dir := t.TempDir()
+	run := func(stdin string, name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	read := func(name string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tlsDir := filepath.Join(dir, "tls")
+	run("", kubeletBin, "dev-certs", "--out", tlsDir, "--site", "primary=mirror-primary.example.org",
+		"--site", "community=mirror-community.example.org", "--site", "upstream=upstream."+k.Namespace+".svc.cluster.local")
+	l := &lab{ca: filepath.Join(tlsDir, "ca.pem"), passwords: map[string]string{}}
+	ht := map[string][]byte{}
+	for _, site := range []string{"primary", "community", "upstream"} {
+		name := Fullname + "-tls-" + site
+		if site == "upstream" {
+			name = "upstream-tls"
+		}
+		k.Secrets[name] = map[string][]byte{"tls.crt": read(filepath.Join(tlsDir, site+".crt")), "tls.key": read(filepath.Join(tlsDir, site+".key"))}
+		pw := randHex(t, 12)
+		l.passwords[site] = filepath.Join(dir, site+".password")
+		if err := os.WriteFile(l.passwords[site], []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, site+".htpasswd")
+		run(pw, htpasswd, "-B", "-i", "-c", f, "user-"+site)
+		ht[site+".htpasswd"] = read(f)
+		if site == "upstream" {
+			l.upstreamAuth = "user-upstream:" + pw
+		}
+	}
+	k.Secrets["upstream-htpasswd"] = map[string][]byte{"upstream.htpasswd": ht["upstream.htpasswd"]}
+	delete(ht, "upstream.htpasswd")
+	k.Secrets[Fullname+"-htpasswd"] = ht
+	k.Secrets[Fullname+"-gateway-admin"] = map[string][]byte{"token": []byte(randHex(t, 24))}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.ageID = id
+	run("", kubeletBin, "keygen", "--alg", "EdDSA", "--out", filepath.Join(dir, "backup-signing"))
+	k.Secrets[Fullname+"-backup"] = map[string][]byte{"age-recipients": []byte(id.Recipient().String() + "\n"),
+		"signing.key.pem": read(filepath.Join(dir, "backup-signing.key.pem"))}
+	return l
+}
+
+// syncSecret creates the sync's Secret: the upstream's verification key,
+// the CA of its certificate and its Basic Auth credentials (keys the
+// render names with sync.caKey and sync.basicAuthKey).
+func (l *lab) syncSecret(t *testing.T, k *Kubelet, pub []byte) {
+	ca, err := os.ReadFile(l.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Secrets[Fullname+"-sync"] = map[string][]byte{"signing.pub.pem": pub, "upstream-ca.pem": ca,
+		"upstream-auth": []byte(l.upstreamAuth + "\n")}
+}
+
 // startUpstream is the test's upstream mirror, run by the emulator too: a
 // job writes a signed fixture export (seed 7) into the claim
-// "upstream-exports", then an origin pod serves it without authentication
-// behind the Service "upstream" (port 8080, admin 9090). It returns the
-// fixture's public key (PEM) and the origin pod.
+// "upstream-exports"; then one pod holds an origin serving it without
+// authentication and, on the same pod network (localhost), a gateway in
+// front of it with TLS for upstream.<ns>.svc.cluster.local and Basic Auth
+// (Secrets upstream-tls and upstream-htpasswd from chartSecrets), behind
+// the Service "upstream" (https 8443, origin admin 9090). It returns the
+// fixture's public key (PEM) and the pod.
 func startUpstream(t *testing.T, k *Kubelet, image string) ([]byte, *RunningPod) {
 	t.Helper()
 	k.Claims["upstream-exports"] = true
@@ -492,7 +592,7 @@ func startUpstream(t *testing.T, k *Kubelet, image string) ([]byte, *RunningPod)
 		Containers: []corev1.Container{{Name: "fixture", Image: image, SecurityContext: csc,
 			Args:         []string{"fixture", "--out", "/exports", "--seed", "7", "--bundle-size", "256KiB", "--vex-size", "64KiB"},
 			VolumeMounts: []corev1.VolumeMount{{Name: "exports", MountPath: "/exports"}}}}}}
-	res := k.RunJob(fixture)
+	res := k.RunJob(t, fixture)
 	if res.ExitCode != 0 {
 		t.Fatalf("fixture job exit %d:\n%v", res.ExitCode, res.Logs)
 	}
@@ -500,33 +600,50 @@ func startUpstream(t *testing.T, k *Kubelet, image string) ([]byte, *RunningPod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var env []corev1.EnvVar
-	for k, v := range map[string]string{"ORIGIN__LISTEN": "0.0.0.0:8080", "ORIGIN__ADMINLISTEN": "0.0.0.0:9090"} {
-		env = append(env, corev1.EnvVar{Name: k, Value: v})
+	env := func(m map[string]string) []corev1.EnvVar {
+		var env []corev1.EnvVar
+		for k, v := range m {
+			env = append(env, corev1.EnvVar{Name: k, Value: v})
+		}
+		sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
+		return env
 	}
+	originEnv := map[string]string{"ORIGIN__LISTEN": "127.0.0.1:8080", "ORIGIN__ADMINLISTEN": "0.0.0.0:9090"}
 	for _, p := range []string{"CONCELIER", "EXCITITOR"} {
 		root := "CONCELIER__MIRROR__EXPORTROOT"
 		if p == "EXCITITOR" {
 			root = "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT"
 		}
-		env = append(env, corev1.EnvVar{Name: p + "__MIRROR__ENABLED", Value: "true"}, corev1.EnvVar{Name: root, Value: "/exports"},
-			corev1.EnvVar{Name: p + "__MIRROR__REQUIREAUTHENTICATION", Value: "false"})
+		originEnv[p+"__MIRROR__ENABLED"], originEnv[root], originEnv[p+"__MIRROR__REQUIREAUTHENTICATION"] = "true", "/exports", "false"
 		for i, d := range []string{"primary", "community"} {
-			env = append(env, corev1.EnvVar{Name: fmt.Sprintf("%s__MIRROR__DOMAINS__%d__ID", p, i), Value: d},
-				corev1.EnvVar{Name: fmt.Sprintf("%s__MIRROR__DOMAINS__%d__REQUIREAUTHENTICATION", p, i), Value: "false"})
+			originEnv[fmt.Sprintf("%s__MIRROR__DOMAINS__%d__ID", p, i)] = d
+			originEnv[fmt.Sprintf("%s__MIRROR__DOMAINS__%d__REQUIREAUTHENTICATION", p, i)] = "false"
 		}
 	}
-	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
+	host := "upstream." + k.Namespace + ".svc.cluster.local"
+	gatewayEnv := map[string]string{"GATEWAY__LISTEN": ":8443", "GATEWAY__HTTPLISTEN": ":8081", "GATEWAY__ADMINLISTEN": "0.0.0.0:9091",
+		"GATEWAY__ORIGIN": "http://127.0.0.1:8080", "GATEWAY__SITES__0__NAME": "upstream", "GATEWAY__SITES__0__HOSTS__0": host,
+		"GATEWAY__SITES__0__DOMAINS__0": "primary", "GATEWAY__SITES__0__DOMAINS__1": "community",
+		"GATEWAY__SITES__0__CERTFILE": "/tls/tls.crt", "GATEWAY__SITES__0__KEYFILE": "/tls/tls.key",
+		"GATEWAY__SITES__0__HTPASSWDFILE": "/auth/upstream.htpasswd"}
 	vol.PersistentVolumeClaim.ReadOnly = true
 	k.Services = append(k.Services, corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "upstream", Namespace: k.Namespace},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "upstream"}, Ports: []corev1.ServicePort{
-			{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}, {Name: "admin", Port: 9090}}}})
-	rp := k.StartPod(Pod{Name: "upstream-0", Labels: map[string]string{"app": "upstream"}, Spec: corev1.PodSpec{
-		SecurityContext: psc, Volumes: []corev1.Volume{vol},
-		Containers: []corev1.Container{{Name: "origin", Image: image, SecurityContext: csc, Args: []string{"origin"}, Env: env,
-			Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "admin", ContainerPort: 9090}},
+			{Name: "https", Port: 8443, TargetPort: intstr.FromString("https")}, {Name: "admin", Port: 9090}}}})
+	rp := k.StartPod(t, Pod{Name: "upstream-0", Labels: map[string]string{"app": "upstream"}, Spec: corev1.PodSpec{
+		SecurityContext: psc, Volumes: []corev1.Volume{vol,
+			{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "upstream-tls", DefaultMode: ptr[int32](0o440)}}},
+			{Name: "auth", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "upstream-htpasswd", DefaultMode: ptr[int32](0o440)}}}},
+		Containers: []corev1.Container{{Name: "origin", Image: image, SecurityContext: csc, Args: []string{"origin"}, Env: env(originEnv),
+			Ports:          []corev1.ContainerPort{{Name: "admin", ContainerPort: 9090}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health/ready", Port: intstr.FromString("admin")}}},
-			VolumeMounts:   []corev1.VolumeMount{{Name: "exports", MountPath: "/exports"}}}}}})
+			VolumeMounts:   []corev1.VolumeMount{{Name: "exports", MountPath: "/exports"}},
+		}, {Name: "gateway", Image: image, SecurityContext: csc, Args: []string{"gateway"}, Env: env(gatewayEnv),
+			Ports:          []corev1.ContainerPort{{Name: "https", ContainerPort: 8443}, {Name: "gw-admin", ContainerPort: 9091}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health/ready", Port: intstr.FromString("gw-admin")}}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/tls", ReadOnly: true},
+				{Name: "auth", MountPath: "/auth", ReadOnly: true}},
+		}}}})
 	return pub, rp
 }
 
@@ -546,25 +663,244 @@ func checkRestricted(t *testing.T, container string) {
 
 // TestKubeletRunsPods checks the emulator against the Docker engine with
 // hand-written pods: a job writes a claim that a second pod serves (the
-// claim is shared), the server is ready by its probe, runs as 65532 on a
-// read-only root, and a third pod reaches it by its Service name.
+// claim is shared), its two containers (origin and gateway) talk over the
+// pod's localhost and are ready by their probes, run as 65532 on a
+// read-only root, and a third pod reaches the pod by its Service name.
 func TestKubeletRunsPods(t *testing.T) {
 	requireDocker(t)
 	repo, tag := buildImage(t)
 	k := NewKubelet(t, "mirror")
+	chartSecrets(t, k)
 	_, up := startUpstream(t, k, repo+":"+tag)
-	checkRestricted(t, up.Containers["origin"])
+	for _, c := range up.Containers {
+		checkRestricted(t, c)
+	}
 	psc, csc := restricted()
 	for _, tc := range []struct {
-		host string
+		url  string
 		exit int
-	}{{"upstream.$(NS).svc.cluster.local", 0}, {"upstream", 0}, {"nosuchservice", 1}} {
-		res := k.RunJob(Pod{Name: "probe", Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc,
+	}{
+		{"http://upstream.$(NS).svc.cluster.local:9090/health/ready", 0},
+		{"http://upstream:9090/health/ready", 0},
+		{"http://nosuchservice:9090/health/ready", 1},
+		// The gateway's admin port is a container port, not a Service port:
+		// still reachable at the pod (Services are names, not a proxy).
+		{"http://upstream:9091/health/ready", 0},
+	} {
+		res := k.RunJob(t, Pod{Name: "probe", Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc,
 			Containers: []corev1.Container{{Name: "hc", Image: repo + ":" + tag, SecurityContext: csc,
 				Env:  []corev1.EnvVar{{Name: "NS", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}},
-				Args: []string{"healthcheck", "--timeout", "3s", "--url", "http://" + tc.host + ":9090/health/ready"}}}}})
+				Args: []string{"healthcheck", "--timeout", "3s", "--url", tc.url}}}}})
 		if res.ExitCode != tc.exit {
-			t.Errorf("healthcheck of %s from another pod: exit %d, want %d\n%v", tc.host, res.ExitCode, tc.exit, res.Logs)
+			t.Errorf("healthcheck of %s from another pod: exit %d, want %d\n%v", tc.url, res.ExitCode, tc.exit, res.Logs)
 		}
 	}
+}
+
+func randHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// renderFor renders values-mirror.yaml for the test's cluster: the local
+// image, the test's upstream as the sync source, the pod CIDR as the
+// origin's bypass network, plus extra --set pairs; it hands the rendered
+// ConfigMaps, Services and claims to the Kubelet.
+func renderFor(t *testing.T, k *Kubelet, repo, tag string, extra map[string]string) *Manifests {
+	t.Helper()
+	set := map[string]string{"image.repository": repo, "image.tag": tag,
+		"sync.source": "https://upstream." + Namespace + ".svc.cluster.local:8443",
+		"sync.caKey":  "upstream-ca.pem", "sync.basicAuthKey": "upstream-auth",
+		"origin.bypassNetworks": "{" + k.PodCIDR + "}"}
+	for key, v := range extra {
+		set[key] = v
+	}
+	m := Render(t, []string{"charts/stella-mirror/values-mirror.yaml"}, set)
+	for _, cm := range m.ConfigMaps {
+		k.ConfigMaps[cm.Name] = cm
+	}
+	var svcs []corev1.Service
+	for _, s := range k.Services {
+		if s.Name == "upstream" {
+			svcs = append(svcs, s)
+		}
+	}
+	for _, s := range m.Services {
+		svcs = append(svcs, *s)
+	}
+	k.Services = svcs
+	for _, pvc := range m.PVCs {
+		k.Claims[pvc.Name] = true
+	}
+	return m
+}
+
+// smoke runs `stella-mirror smoke` from the host against one site of a
+// gateway pod (its https port, by the site's real name through
+// --connect-to) with the origin check against the origin pod, and asserts
+// that every check passes, the cache answers HIT, and the origin refuses
+// the host (not in the pod CIDR) with a Bearer challenge.
+func smoke(t *testing.T, site, gatewayIP, originIP, ca, pwFile string, pub string) {
+	t.Helper()
+	out, err := exec.Command(kubeletBin, "smoke", "--base", "https://mirror-"+site+".example.org:8443", "--domain", site,
+		"--connect-to", net.JoinHostPort(gatewayIP, "8443"), "--user", "user-"+site, "--password-file", pwFile,
+		"--cacert", ca, "--public-key", pub, "--origin", "http://"+net.JoinHostPort(originIP, "8080"), "--expect-cache").CombinedOutput()
+	if err != nil {
+		t.Fatalf("smoke %s against gateway %s: %v\n%s", site, gatewayIP, err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 11 {
+		t.Errorf("smoke %s: %d lines, want one per check (11):\n%s", site, len(lines), out)
+	}
+	for _, want := range []string{"PASS gateway-auth", "PASS index ", "PASS index-cache-control", "PASS manifest", "PASS bundle-jws",
+		"PASS coherence ", "PASS excititor ", "PASS excititor-jws", "PASS cache-status", "PASS origin-auth", "SKIP budget"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("smoke %s: no %q line in:\n%s", site, want, out)
+		}
+	}
+	if strings.Contains(string(out), "FAIL") {
+		t.Errorf("smoke %s: a check failed:\n%s", site, out)
+	}
+	t.Logf("smoke %s via gateway %s: %d checks, exit 0", site, gatewayIP, len(lines))
+}
+
+// TestChartStartsLikeAKubelet renders the chart with values-mirror.yaml and
+// starts its pods with the Docker engine the way a kubelet would: the sync
+// CronJob's pod pulls the test's upstream into the exports claim, the
+// origin and two gateway pods become ready by their own probes, and
+// `stella-mirror smoke` passes for both sites on both gateways; the backup
+// CronJob's pod writes a signed, encrypted archive; then with
+// sync.mode=sidecar an origin pod syncs into its own emptyDir and the
+// gateway in front of it passes smoke again.
+func TestChartStartsLikeAKubelet(t *testing.T) {
+	requireDocker(t)
+	start := time.Now()
+	repo, tag := buildImage(t)
+	k := NewKubelet(t, Namespace)
+	l := chartSecrets(t, k)
+	syncPub, _ := startUpstream(t, k, repo+":"+tag)
+	l.syncSecret(t, k, syncPub)
+	ca, passwords, ageID := l.ca, l.passwords, l.ageID
+	pubFile := filepath.Join(t.TempDir(), "fixture.pub.pem")
+	if err := os.WriteFile(pubFile, syncPub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := renderFor(t, k, repo, tag, nil)
+	t.Logf("image, upstream, secrets and render: %.1fs", time.Since(start).Seconds())
+
+	var origin *RunningPod
+	var gateways []*RunningPod
+	t.Run("cronjob mode", func(t *testing.T) {
+		phase := time.Now()
+		res := k.RunJob(t, PodFromCronJob(m.CronJob(Fullname+"-sync")))
+		if res.ExitCode != 0 {
+			t.Fatalf("sync job exit %d:\n%v", res.ExitCode, res.Logs)
+		}
+		exports := k.ClaimDir(Fullname + "-exports")
+		if target, err := os.Readlink(filepath.Join(exports, "latest")); err != nil || target == "" {
+			t.Fatalf("the sync job published no export (latest: %q, %v)", target, err)
+		}
+		origin = k.StartPod(t, PodFromDeployment(m.Deployment(Fullname+"-origin"), 0))
+		for i := 0; i < 2; i++ {
+			gateways = append(gateways, k.StartPod(t, PodFromDeployment(m.Deployment(Fullname+"-gateway"), i)))
+		}
+		t.Logf("sync job, origin and 2 gateways ready: %.1fs", time.Since(phase).Seconds())
+		for _, gw := range gateways {
+			for _, site := range []string{"primary", "community"} {
+				smoke(t, site, gw.IP, origin.IP, ca, passwords[site], pubFile)
+			}
+		}
+		checkRestricted(t, origin.Containers["origin"])
+		for _, gw := range gateways {
+			checkRestricted(t, gw.Containers["gateway"])
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("backup", func(t *testing.T) {
+		res := k.RunJob(t, PodFromCronJob(m.CronJob(Fullname+"-backup")))
+		if res.ExitCode != 0 {
+			t.Fatalf("backup job exit %d:\n%v", res.ExitCode, res.Logs)
+		}
+		archives, _ := filepath.Glob(filepath.Join(k.ClaimDir(Fullname+"-backup"), "*.tar.gz.age"))
+		if len(archives) != 1 {
+			t.Fatalf("backup claim holds %q, want one .tar.gz.age archive\n%v", archives, res.Logs)
+		}
+		names := archiveNames(t, archives[0], ageID)
+		for _, want := range []string{"/MANIFEST.json", "/MANIFEST.sig", "/SHA256SUMS",
+			"/files/etc/stella-mirror/tls/primary/tls.crt", "/files/run/secrets/htpasswd/community.htpasswd",
+			"/files/run/secrets/sync/signing.pub.pem", "/files/etc/stella-mirror/profile/gateway.env"} {
+			if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, want) }) {
+				t.Errorf("archive %s has no …%s; it holds:\n%s", filepath.Base(archives[0]), want, strings.Join(names, "\n"))
+			}
+		}
+	})
+
+	t.Run("sidecar mode", func(t *testing.T) {
+		phase := time.Now()
+		k.StopPod(t, origin)
+		for _, gw := range gateways {
+			k.StopPod(t, gw)
+		}
+		ms := renderFor(t, k, repo, tag, map[string]string{"sync.mode": "sidecar"})
+		if ms.CronJob(Fullname+"-sync") != nil {
+			t.Fatal("sync.mode=sidecar still renders the sync CronJob")
+		}
+		op := PodFromDeployment(ms.Deployment(Fullname+"-origin"), 0)
+		if len(op.Spec.Containers)+len(op.Spec.InitContainers) < 2 {
+			t.Fatalf("sidecar mode: the origin pod has no sync container: %+v", op.Spec.Containers)
+		}
+		origin := k.StartPod(t, op)
+		gw := k.StartPod(t, PodFromDeployment(ms.Deployment(Fullname+"-gateway"), 0))
+		t.Logf("sidecar origin (synced into its emptyDir) and a gateway ready: %.1fs", time.Since(phase).Seconds())
+		if _, err := os.Readlink(filepath.Join(origin.Volumes["exports"], "latest")); err != nil {
+			t.Errorf("the sync sidecar published nothing into the pod's exports emptyDir: %v", err)
+		}
+		for _, site := range []string{"primary", "community"} {
+			smoke(t, site, gw.IP, origin.IP, ca, passwords[site], pubFile)
+		}
+		for _, c := range origin.Containers { // origin and its sync sidecar
+			checkRestricted(t, c)
+		}
+	})
+	t.Logf("total %.1fs", time.Since(start).Seconds())
+}
+
+// archiveNames decrypts a backup archive with the age identity and lists
+// its entries.
+func archiveNames(t *testing.T, file string, id *age.X25519Identity) []string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := age.Decrypt(f, id)
+	if err != nil {
+		t.Fatalf("age decrypt %s: %v", file, err)
+	}
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for i := 0; i < 10000; i++ {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("reading %s: %v", file, err)
+		}
+		names = append(names, h.Name)
+	}
+	t.Fatalf("%s: more than 10000 entries", file)
+	return nil
 }
