@@ -1,0 +1,141 @@
+package helm
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadValuesFail checks that a values file with a typo or a value out of
+// range fails `helm template` and `helm lint` with a message naming the
+// value (values.schema.json and templates/validate.yaml).
+func TestBadValuesFail(t *testing.T) {
+	cases := []struct {
+		name, values string
+		want         []string // every string must be in helm's error output
+		lint         bool     // also run helm lint
+	}{
+		{"typo in a key", "gateway:\n  replicass: 3\n", []string{"/gateway", "'replicass' not allowed"}, true},
+		{"typo at the top", "sycn:\n  mode: cronjob\n", []string{"'sycn' not allowed"}, false},
+		{"one gateway", "gateway:\n  replicas: 1\n", []string{"/gateway/replicas", "minimum: got 1, want 2"}, true},
+		{"bad schedule", "sync:\n  schedule: every 5 minutes\n", []string{"/sync/schedule", "'every 5 minutes' does not match"}, true},
+		{"four cron fields", "sync:\n  schedule: \"*/5 * * *\"\n", []string{"/sync/schedule"}, false},
+		{"bad backup schedule", "backup:\n  schedule: \"61 2 * * * *\"\n", []string{"/backup/schedule"}, false},
+		{"keep 1", "sync:\n  keep: 1\n", []string{"/sync/keep", "minimum: got 1, want 2"}, false},
+		{"unknown sync mode", "sync:\n  mode: loop\n", []string{"/sync/mode", "one of 'cronjob', 'sidecar'"}, false},
+		{"bad CIDR", "origin:\n  bypassNetworks: [10.0.0.0]\n", []string{"/origin/bypassNetworks/0"}, false},
+		{"foreign key in extraEnv", "gateway:\n  extraEnv:\n    SYNC__SOURCE: x\n", []string{"'SYNC__SOURCE' does not match pattern '^(GATEWAY)__"}, false},
+		{"ACME is not offered", "gateway:\n  sites:\n    - name: a\n      hosts: [a.example.org]\n      domains: [primary]\n      acme: true\n", []string{"/gateway/sites/0", "'acme' not allowed"}, false},
+		{"duplicate site", "gateway:\n  sites:\n    - {name: a, hosts: [a.example.org], domains: [primary]}\n    - {name: a, hosts: [b.example.org], domains: [community]}\n",
+			[]string{"gateway.sites[1].name", `"a" is used by another site`}, false},
+		{"PDB blocks drains", "gateway:\n  replicas: 2\n  pdb:\n    minAvailable: 2\n", []string{"gateway.pdb.minAvailable (2) must be below gateway.replicas (2)"}, false},
+		{"origin unreachable", "origin:\n  bypassNetworks: []\n", []string{"origin.bypassNetworks", "gateway.upstreamAuthority"}, false},
+		{"cert-manager without issuer", "tls:\n  certManager:\n    enabled: true\n", []string{"tls.certManager.issuerRef.name is required"}, false},
+		{"HPA replicas", "gateway:\n  replicas: 1\n  hpa:\n    enabled: true\n    minReplicas: 1\n", []string{"/gateway/hpa/minReplicas"}, false},
+	}
+	dir := t.TempDir()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			if err := os.WriteFile(file, []byte(tc.values), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := Template(t, []string{file}, nil)
+			if err == nil {
+				t.Fatalf("helm template accepted %q (case %d); rendered %d bytes", tc.values, i, len(out))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("helm template error does not mention %q:\n%v", w, err)
+				}
+			}
+			if tc.lint {
+				out, err := Lint(t, []string{file}, nil)
+				if err == nil {
+					t.Fatalf("helm lint accepted %q:\n%s", tc.values, out)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(out, w) {
+						t.Errorf("helm lint output does not mention %q:\n%s", w, out)
+					}
+				}
+			}
+		})
+	}
+	// The HPA lifts the two-replica minimum (the HPA's own minimum is 2).
+	if _, err := Template(t, nil, map[string]string{"gateway.replicas": "1", "gateway.hpa.enabled": "true"}); err != nil {
+		t.Errorf("gateway.replicas 1 with the HPA on: %v", err)
+	}
+}
+
+// TestAlertsCopyIsIdentical: the chart's PrometheusRule reads
+// files/alerts.yml (Helm reads no file outside the chart), which must be
+// the same bytes as monitoring/prometheus/alerts.yml; and the rendered
+// rule carries every group and alert of it.
+func TestAlertsCopyIsIdentical(t *testing.T) {
+	orig, err := os.ReadFile(filepath.Join(RepoRoot(), "monitoring", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := os.ReadFile(filepath.Join(ChartDir(), "files", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(orig, cp) {
+		t.Fatalf("charts/stella-mirror/files/alerts.yml differs from monitoring/prometheus/alerts.yml: cp monitoring/prometheus/alerts.yml charts/stella-mirror/files/alerts.yml")
+	}
+	m := Render(t, nil, map[string]string{"monitoring.prometheusRule.enabled": "true"})
+	if len(m.PrometheusRules) != 1 {
+		t.Fatalf("%d PrometheusRules rendered, want 1", len(m.PrometheusRules))
+	}
+	var alerts []string
+	for _, g := range m.PrometheusRules[0].Spec.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				alerts = append(alerts, r.Alert)
+				if r.Expr.String() == "" {
+					t.Errorf("alert %s: empty expr", r.Alert)
+				}
+			}
+		}
+	}
+	for _, line := range strings.Split(string(orig), "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "- alert: "); ok {
+			if !contains(alerts, strings.TrimSpace(name)) {
+				t.Errorf("alert %s of alerts.yml is not in the rendered PrometheusRule", name)
+			}
+		}
+	}
+	if len(alerts) < 10 {
+		t.Errorf("only %d alerts rendered: %v", len(alerts), alerts)
+	}
+	// Prometheus templates in annotations pass through Helm untouched.
+	if !strings.Contains(renderedAnnotations(m), "{{ $labels.job }}") {
+		t.Error("the rendered annotations lost the {{ $labels.job }} template of alerts.yml")
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func renderedAnnotations(m *Manifests) string {
+	var b strings.Builder
+	for _, pr := range m.PrometheusRules {
+		for _, g := range pr.Spec.Groups {
+			for _, r := range g.Rules {
+				for _, v := range r.Annotations {
+					b.WriteString(v + "\n")
+				}
+			}
+		}
+	}
+	return b.String()
+}
