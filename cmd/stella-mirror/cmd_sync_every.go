@@ -72,6 +72,10 @@ func syncEvery(ctx context.Context, every time.Duration, logger *slog.Logger,
 			logger.Info("sync stopped: signal received while waiting", "runs", n)
 			return nil
 		case <-t.C:
+			if ctx.Err() != nil { // both ready: the signal wins
+				logger.Info("sync stopped: signal received while waiting", "runs", n)
+				return nil
+			}
 		}
 	}
 }
