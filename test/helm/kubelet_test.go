@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -441,8 +442,25 @@ func TestExpand(t *testing.T) {
 // kubeletBin is the stella-mirror binary under test (STELLA_MIRROR_BIN).
 var kubeletBin string
 
+// TestMain takes the binary from STELLA_MIRROR_BIN (make test) or builds
+// it once, and exports it as STELLA_MIRROR_BIN to the package's other
+// tests (chartBinary), so one run never builds it twice.
 func TestMain(m *testing.M) {
-	os.Exit(testenv.MainWithBinary(m, &kubeletBin))
+	os.Exit(testenv.MainWithBinary(exportBinary{m}, &kubeletBin))
+}
+
+// exportBinary runs the tests with STELLA_MIRROR_BIN set to kubeletBin.
+type exportBinary struct{ m *testing.M }
+
+func (e exportBinary) Run() int {
+	if err := os.Setenv(testenv.BinaryEnv, kubeletBin); err != nil {
+		panic(err)
+	}
+	code := e.m.Run()
+	if imageRepo != "" {
+		_, _ = dockerRun(time.Minute, "rmi", "-f", imageRepo+":"+imageTag)
+	}
+	return code
 }
 
 // requireDocker ends the test (testenv.Missing) without a Docker engine.
@@ -456,27 +474,38 @@ func requireDocker(t *testing.T) {
 	}
 }
 
+var (
+	imageOnce sync.Once
+	imageRepo string
+	imageTag  string
+	imageErr  error
+)
+
 // buildImage builds the project's FROM scratch image from the binary under
-// test with compose/build-image.sh, under a tag of the test's own.
+// test with compose/build-image.sh, once per test binary, under a tag of
+// its own (TestMain removes it).
 func buildImage(t *testing.T) (repo, tag string) {
 	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
+	imageOnce.Do(func() {
+		var rnd [4]byte
+		_, _ = rand.Read(rnd[:])
+		// The tag is never all digits: --set would make it a number.
+		repo, tag := "stella-mirror-kubelet-test", "t"+hex.EncodeToString(rnd[:])
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, filepath.Join(RepoRoot(), "compose", "build-image.sh"), kubeletBin, repo+":"+tag, "kubelet-test").CombinedOutput()
+		if err != nil {
+			imageErr = fmt.Errorf("build-image.sh: %v\n%s", err, out)
+			return
+		}
+		imageRepo, imageTag = repo, tag
+		t.Logf("image %s:%s built in %.1fs", repo, tag, time.Since(start).Seconds())
+	})
+	if imageErr != nil {
+		t.Fatal(imageErr)
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	repo, tag = "stella-mirror-kubelet-test", "t"+hex.EncodeToString(rnd[:]) // never all digits: --set would make it a number
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(root, "compose", "build-image.sh"), kubeletBin, repo+":"+tag, "kubelet-test").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build-image.sh: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { _, _ = dockerRun(time.Minute, "rmi", "-f", repo+":"+tag) })
-	t.Logf("image %s:%s built in %.1fs", repo, tag, time.Since(start).Seconds())
-	return repo, tag
+	return imageRepo, imageTag
 }
 
 // restricted is the security context every pod of the tests runs with, the
