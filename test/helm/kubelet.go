@@ -38,6 +38,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
 // Kubelet runs pods as Docker containers on one user-defined Docker network.
@@ -221,6 +223,8 @@ func hostUses(cidr string) bool {
 const labelKey = "stella-mirror.test.kubelet"
 
 func newKubelet(t testing.TB, namespace string) *Kubelet {
+	// Volumes get the kubelet's ownership (root-owned files, group fsGroup).
+	testenv.Root(t, "the kubelet emulator (it gives volumes the kubelet's ownership: chown to fsGroup)")
 	var rnd [4]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)
@@ -382,6 +386,15 @@ func validatePod(p Pod) error {
 	}
 	if len(s.Containers) == 0 {
 		return fmt.Errorf("%s: no containers", where)
+	}
+	// Two kubelet defaults that inject what the emulator does not: a
+	// <SVC>_SERVICE_HOST/_PORT variable set per Service, and a
+	// ServiceAccount token volume. A pod must turn both off.
+	if s.EnableServiceLinks == nil || *s.EnableServiceLinks {
+		return fmt.Errorf("%s: enableServiceLinks unset or true: the kubelet would inject <SERVICE>_SERVICE_HOST/_PORT variables per Service; not emulated (set enableServiceLinks: false)", where)
+	}
+	if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
+		return fmt.Errorf("%s: automountServiceAccountToken unset or true: the kubelet would mount a token at /var/run/secrets/kubernetes.io/serviceaccount; not emulated (set it false)", where)
 	}
 	if sc := s.SecurityContext; sc != nil {
 		if err := checkFields("podSecurityContext", where+" securityContext", sc); err != nil {

@@ -53,6 +53,7 @@ func testKubelet(t *testing.T) *Kubelet {
 func basePod() Pod {
 	return Pod{Name: "origin-1", Namespace: "mirror", Labels: map[string]string{"app": "origin"},
 		Spec: corev1.PodSpec{
+			EnableServiceLinks: ptr(false), AutomountServiceAccountToken: ptr(false),
 			SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr[int64](65532), RunAsGroup: ptr[int64](65532),
 				RunAsNonRoot: ptr(true), FSGroup: ptr[int64](65532),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
@@ -274,6 +275,8 @@ func TestRefusals(t *testing.T) {
 			c0(p).RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
 		}, "only emulated on an initContainer"},
 		{"shareProcessNamespace", func(p *Pod, _ *Kubelet) { p.Spec.ShareProcessNamespace = ptr(true) }, "shareProcessNamespace not emulated"},
+		{"service links by default", func(p *Pod, _ *Kubelet) { p.Spec.EnableServiceLinks = nil }, "enableServiceLinks unset or true"},
+		{"service account token", func(p *Pod, _ *Kubelet) { p.Spec.AutomountServiceAccountToken = ptr(true) }, "automountServiceAccountToken unset or true"},
 		{"runAsNonRoot with uid 0", func(p *Pod, _ *Kubelet) { p.Spec.SecurityContext.RunAsUser = ptr[int64](0) }, "runAsNonRoot and runAsUser 0"},
 		{"runAsNonRoot with a root image", func(p *Pod, _ *Kubelet) {
 			p.Spec.SecurityContext.RunAsUser, p.Spec.SecurityContext.RunAsGroup = nil, nil
@@ -617,7 +620,7 @@ func startUpstream(t *testing.T, k *Kubelet, image string) ([]byte, *RunningPod)
 	psc, csc := restricted()
 	vol := corev1.Volume{Name: "exports", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "upstream-exports"}}}
 	fixture := Pod{Name: "upstream-fixture", Labels: map[string]string{"job": "fixture"}, Spec: corev1.PodSpec{
-		RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc, Volumes: []corev1.Volume{vol},
+		RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc, EnableServiceLinks: ptr(false), AutomountServiceAccountToken: ptr(false), Volumes: []corev1.Volume{vol},
 		Containers: []corev1.Container{{Name: "fixture", Image: image, SecurityContext: csc,
 			Args:         []string{"fixture", "--out", "/exports", "--seed", "7", "--bundle-size", "256KiB", "--vex-size", "64KiB"},
 			VolumeMounts: []corev1.VolumeMount{{Name: "exports", MountPath: "/exports"}}}}}}
@@ -660,7 +663,7 @@ func startUpstream(t *testing.T, k *Kubelet, image string) ([]byte, *RunningPod)
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "upstream"}, Ports: []corev1.ServicePort{
 			{Name: "https", Port: 8443, TargetPort: intstr.FromString("https")}, {Name: "admin", Port: 9090}}}})
 	rp := k.StartPod(t, Pod{Name: "upstream-0", Labels: map[string]string{"app": "upstream"}, Spec: corev1.PodSpec{
-		SecurityContext: psc, Volumes: []corev1.Volume{vol,
+		SecurityContext: psc, EnableServiceLinks: ptr(false), AutomountServiceAccountToken: ptr(false), Volumes: []corev1.Volume{vol,
 			{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "upstream-tls", DefaultMode: ptr[int32](0o440)}}},
 			{Name: "auth", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "upstream-htpasswd", DefaultMode: ptr[int32](0o440)}}}},
 		Containers: []corev1.Container{{Name: "origin", Image: image, SecurityContext: csc, Args: []string{"origin"}, Env: env(originEnv),
@@ -716,7 +719,7 @@ func TestKubeletRunsPods(t *testing.T) {
 		// still reachable at the pod (Services are names, not a proxy).
 		{"http://upstream:9091/health/ready", 0},
 	} {
-		res := k.RunJob(t, Pod{Name: "probe", Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc,
+		res := k.RunJob(t, Pod{Name: "probe", Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, SecurityContext: psc, EnableServiceLinks: ptr(false), AutomountServiceAccountToken: ptr(false),
 			Containers: []corev1.Container{{Name: "hc", Image: repo + ":" + tag, SecurityContext: csc,
 				Env:  []corev1.EnvVar{{Name: "NS", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}},
 				Args: []string{"healthcheck", "--timeout", "3s", "--url", tc.url}}}}})
@@ -847,6 +850,15 @@ func TestChartStartsLikeAKubelet(t *testing.T) {
 		for _, gw := range gateways {
 			checkRestricted(t, gw.Containers["gateway"])
 		}
+
+		// gateway.cache.medium=Memory: the cache on a tmpfs emptyDir.
+		mm := renderFor(t, k, repo, tag, map[string]string{"gateway.cache.medium": "Memory"})
+		gw := k.StartPod(t, PodFromDeployment(mm.Deployment(Fullname+"-gateway"), 2))
+		gateways = append(gateways, gw)
+		if typ, err := dockerRun(time.Minute, "volume", "inspect", "--format", "{{.Options.type}}", gw.Volumes["cache"]); err != nil || strings.TrimSpace(typ) != "tmpfs" {
+			t.Errorf("medium Memory cache volume %q: type %q, %v", gw.Volumes["cache"], typ, err)
+		}
+		smoke(t, "primary", gw.IP, origin.IP, ca, passwords["primary"], pubFile)
 	})
 	if t.Failed() {
 		return
@@ -874,7 +886,7 @@ func TestChartStartsLikeAKubelet(t *testing.T) {
 	t.Run("sidecar mode", func(t *testing.T) {
 		phase := time.Now()
 		k.StopPod(t, origin)
-		for _, gw := range gateways {
+		for _, gw := range gateways { // the three of cronjob mode
 			k.StopPod(t, gw)
 		}
 		ms := renderFor(t, k, repo, tag, map[string]string{"sync.mode": "sidecar"})
@@ -932,4 +944,50 @@ func archiveNames(t *testing.T, file string, id *age.X25519Identity) []string {
 	}
 	t.Fatalf("%s: more than 10000 entries", file)
 	return nil
+}
+
+// TestChartPodsWithinContract checks every pod the chart renders against
+// the emulator's contract, without Docker: the value sets the tests start
+// are accepted, and a value set that makes the chart use a feature outside
+// the contract (ports below 1024 add a sysctl) is refused naming it.
+func TestChartPodsWithinContract(t *testing.T) {
+	mirror := []string{"charts/stella-mirror/values-mirror.yaml"}
+	for _, tc := range []struct {
+		name   string
+		values []string
+		set    map[string]string
+		refuse string // "" accepted; else the refusal names this
+	}{
+		{"defaults", nil, nil, ""},
+		{"values-mirror", mirror, nil, ""},
+		{"values-mirror sidecar", mirror, map[string]string{"sync.mode": "sidecar"}, ""},
+		{"values-mirror memory cache", mirror, map[string]string{"gateway.cache.medium": "Memory"}, ""},
+		{"values-mirror port 443", mirror, map[string]string{"gateway.ports.https": "443", "gateway.ports.http": "80"}, "sysctls not emulated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := Render(t, tc.values, tc.set)
+			k := testKubelet(t)
+			for _, s := range m.Services {
+				k.Services = append(k.Services, *s)
+			}
+			var errs []string
+			for _, w := range m.Workloads() {
+				p := Pod{Name: w.Name, Namespace: Namespace, Labels: w.Labels, Spec: *w.Pod}
+				err := validatePod(p)
+				if err == nil {
+					_, err = k.serviceAliases(p)
+				}
+				if err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
+			got := strings.Join(errs, "\n")
+			switch {
+			case tc.refuse == "" && got != "":
+				t.Errorf("refused:\n%s", got)
+			case tc.refuse != "" && !strings.Contains(got, tc.refuse):
+				t.Errorf("refusals %q, want one naming %q", got, tc.refuse)
+			}
+		})
+	}
 }
