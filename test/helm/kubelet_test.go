@@ -727,6 +727,35 @@ func TestKubeletRunsPods(t *testing.T) {
 			t.Errorf("healthcheck of %s from another pod: exit %d, want %d\n%v", tc.url, res.ExitCode, tc.exit, res.Logs)
 		}
 	}
+
+	// Init containers run in order before the containers; a native sidecar
+	// (restartPolicy Always) is started, passes its startupProbe, and is
+	// reachable on the pod's localhost from the main container.
+	image := repo + ":" + tag
+	sidecarPod := func(initArgs []string) Pod {
+		return Pod{Name: "with-sidecar", Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			SecurityContext: psc, EnableServiceLinks: ptr(false), AutomountServiceAccountToken: ptr(false),
+			Volumes: []corev1.Volume{{Name: "exports", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "upstream-exports", ReadOnly: true}}}},
+			InitContainers: []corev1.Container{
+				{Name: "first", Image: image, SecurityContext: csc, Args: initArgs},
+				{Name: "side", Image: image, SecurityContext: csc, RestartPolicy: ptr(corev1.ContainerRestartPolicyAlways),
+					Args: []string{"origin", "--listen", "127.0.0.1:18080", "--admin-listen", "0.0.0.0:19090"},
+					Env: []corev1.EnvVar{{Name: "CONCELIER__MIRROR__EXPORTROOT", Value: "/exports"}, {Name: "CONCELIER__MIRROR__ENABLED", Value: "true"},
+						{Name: "CONCELIER__MIRROR__REQUIREAUTHENTICATION", Value: "false"}, {Name: "EXCITITOR__MIRROR__ENABLED", Value: "false"}},
+					Ports:        []corev1.ContainerPort{{Name: "admin", ContainerPort: 19090}},
+					StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health/live", Port: intstr.FromString("admin")}}},
+					VolumeMounts: []corev1.VolumeMount{{Name: "exports", MountPath: "/exports"}}},
+			},
+			Containers: []corev1.Container{{Name: "main", Image: image, SecurityContext: csc,
+				Args: []string{"healthcheck", "--timeout", "3s", "--url", "http://127.0.0.1:19090/health/ready"}}}}}
+	}
+	res := k.RunJob(t, sidecarPod([]string{"version"}))
+	if res.ExitCode != 0 || !strings.HasPrefix(res.Logs["first"], "stella-mirror ") {
+		t.Errorf("pod with an init container and a native sidecar: exit %d\n%v", res.ExitCode, res.Logs)
+	}
+	if _, err := k.startPod(sidecarPod([]string{"no-such-command"}), true); err == nil || !strings.Contains(err.Error(), "initContainer first: exit 2") {
+		t.Errorf("a failing init container: error %v, want one naming initContainer first and its exit status", err)
+	}
 }
 
 func randHex(t *testing.T, n int) string {
