@@ -515,6 +515,11 @@ func expectedSecrets(m *Manifests) map[string]bool {
 
 func checkReferences(t testing.TB, m *Manifests) {
 	secrets := expectedSecrets(m)
+	for _, name := range m.ReferencedSecrets() {
+		if !secrets[name] {
+			t.Errorf("Secret %s is referenced but not one the chart documents", name)
+		}
+	}
 	for _, w := range m.Workloads() {
 		where := w.Kind + " " + w.Name
 		vols := map[string]bool{}
@@ -684,4 +689,38 @@ func metav1LabelSelector(s *metav1.LabelSelector) (labels.Selector, error) {
 		return nil, fmt.Errorf("no selector")
 	}
 	return metav1.LabelSelectorAsSelector(s)
+}
+
+// TestSecretsAreDocumented: every Secret the chart may reference (the
+// expectedSecrets the reference check admits) is listed in the chart's
+// README, and the default render references each non-optional one.
+func TestSecretsAreDocumented(t *testing.T) {
+	readme := string(readFile(t, ChartDir()+"/README.md"))
+	m := Render(t, nil, nil)
+	for name := range expectedSecrets(m) {
+		doc := "<prefix>" + strings.TrimPrefix(name, Fullname)
+		if strings.HasPrefix(name, Fullname+"-tls-") {
+			doc = "<prefix>-tls-<site>"
+		}
+		if !strings.Contains(readme, "`"+doc+"`") {
+			t.Errorf("charts/stella-mirror/README.md does not list the Secret %s (as `%s`)", name, doc)
+		}
+	}
+	// NOTES.txt names every Secret a release needs.
+	for _, files := range [][]string{nil, {mirrorValues}} {
+		notes, err := Notes(t, files, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range Render(t, files, nil).ReferencedSecrets() {
+			if !strings.Contains(notes, "  - "+name+" (") {
+				t.Errorf("NOTES (values %v) do not name the Secret %s:\n%s", files, name, notes)
+			}
+		}
+	}
+	got := m.ReferencedSecrets()
+	want := []string{Fullname + "-backup", Fullname + "-gateway-admin", Fullname + "-htpasswd", Fullname + "-sync", Fullname + "-tls-primary"}
+	if !slices.Equal(got, want) {
+		t.Errorf("default render references Secrets %v, want %v", got, want)
+	}
 }

@@ -138,6 +138,8 @@ func RunHelm(t testing.TB, args ...string) (stdout, stderr string, err error) {
 		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
 		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+		// No cluster: nothing here may reach one.
+		"KUBECONFIG="+filepath.Join(home, "no-kubeconfig"),
 	)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -179,6 +181,22 @@ func Template(t testing.TB, valuesFiles []string, set map[string]string) (string
 		return "", fmt.Errorf("helm template: %v: %s", err, errOut)
 	}
 	return out, nil
+}
+
+// Notes returns the NOTES.txt helm prints after an install, from
+// `helm install --dry-run=client` (which contacts no cluster).
+func Notes(t testing.TB, valuesFiles []string, set map[string]string) (string, error) {
+	t.Helper()
+	args := append([]string{"install", Release, ChartDir(), "--namespace", Namespace, "--dry-run=client"}, valueArgs(valuesFiles, set)...)
+	out, errOut, err := RunHelm(t, args...)
+	if err != nil {
+		return "", fmt.Errorf("helm install --dry-run=client: %v: %s", err, errOut)
+	}
+	_, notes, ok := strings.Cut(out, "\nNOTES:\n")
+	if !ok {
+		return "", fmt.Errorf("helm install --dry-run=client printed no NOTES")
+	}
+	return notes, nil
 }
 
 // Lint runs `helm lint --strict` with the same values and returns its
@@ -456,6 +474,46 @@ func (m *Manifests) ContainerEnv(c *corev1.Container) (map[string]string, error)
 		}
 	}
 	return env, nil
+}
+
+// ReferencedSecrets returns, sorted, the names of the Secrets the rendered
+// workloads reference (secret volumes, envFrom secretRef, secretKeyRef):
+// the Secrets a test (or an operator) must create, since the chart renders
+// none. Keys: charts/stella-mirror/README.md.
+func (m *Manifests) ReferencedSecrets() []string {
+	seen := map[string]bool{}
+	for _, w := range m.Workloads() {
+		for _, v := range w.Pod.Volumes {
+			if v.Secret != nil {
+				seen[v.Secret.SecretName] = true
+			}
+		}
+		for _, c := range w.Pod.InitContainers {
+			addSecretRefs(seen, &c)
+		}
+		for _, c := range w.Pod.Containers {
+			addSecretRefs(seen, &c)
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func addSecretRefs(seen map[string]bool, c *corev1.Container) {
+	for _, f := range c.EnvFrom {
+		if f.SecretRef != nil {
+			seen[f.SecretRef.Name] = true
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			seen[e.ValueFrom.SecretKeyRef.Name] = true
+		}
+	}
 }
 
 // Certificate mirrors the fields of cert-manager's cert-manager.io/v1

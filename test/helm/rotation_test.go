@@ -76,6 +76,41 @@ func pollUntil(deadline time.Duration, cond func() (bool, string)) (bool, string
 	return false, detail
 }
 
+// start runs a component of the binary with exactly env (container paths
+// mapped below the root) until the test ends, and returns its output.
+func (p *podFS) start(t *testing.T, env map[string]string, args ...string) *syncbuf.Buffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, p.bin, args...)
+	cmd.Env = []string{"HOME=" + p.root}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+p.mapValue(v))
+	}
+	logs := &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+	return logs
+}
+
+// waitStatus polls url until it answers status (bounded: 20 s).
+func waitStatus(url string, status int) (bool, string) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return pollUntil(20*time.Second, func() (bool, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == status, resp.Status
+	})
+}
+
 // TestSecretRotationReachesTheGateway runs the gateway with the chart's
 // rendered environment (listeners moved to loopback, the origin unreachable)
 // over Secret volumes laid out as the kubelet does, then updates the
@@ -101,30 +136,8 @@ func TestSecretRotationReachesTheGateway(t *testing.T) {
 	env["GATEWAY__ORIGINSTATUSURL"] = fmt.Sprintf("http://127.0.0.1:%d/status.json", closed)
 	env["GATEWAY__LOGFORMAT"] = "text"
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "gateway")
-	cmd.Env = []string{"HOME=" + p.root}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+p.mapValue(v))
-	}
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	admin := &http.Client{Timeout: 2 * time.Second}
-	if ok, d := pollUntil(20*time.Second, func() (bool, string) {
-		resp, err := admin.Get(fmt.Sprintf("http://127.0.0.1:%d/health/live", adminPort))
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	}); !ok {
+	logs := p.start(t, env, "gateway")
+	if ok, d := waitStatus(fmt.Sprintf("http://127.0.0.1:%d/health/live", adminPort), 200); !ok {
 		t.Fatalf("gateway not live: %s\nlogs:\n%s", d, logs.String())
 	}
 
