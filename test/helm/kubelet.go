@@ -3,10 +3,41 @@ package helm
 // A Docker-based stand-in for the kubelet: it starts the chart's rendered
 // pods with the Docker engine the way a kubelet would (same image, command,
 // args, env, bind-mounted volumes, security context, pod network), so the
-// chart is known to start, not just to parse. It implements exactly the
-// subset of Kubernetes that /work/wt/prompts/CONTRACT.md (the chart
-// contract) names, and refuses loudly everything else, so the chart cannot
-// come to depend on a feature the test does not check.
+// chart is known to start, not just to parse.
+//
+// It implements exactly the subset of Kubernetes the chart is allowed to
+// use, and refuses loudly everything else (an allowlist of fields per
+// object), so the chart cannot come to depend on a feature this test does
+// not check:
+//   - pods: containers; initContainers (in order, to completion; one with
+//     restartPolicy Always is a native sidecar, kept running); volumes
+//     configMap and secret (items, defaultMode; one file per key),
+//     emptyDir (medium Memory: a tmpfs Docker volume with the sizeLimit),
+//     persistentVolumeClaim (a host directory shared by every pod that
+//     mounts the claim); enableServiceLinks and
+//     automountServiceAccountToken must be false;
+//   - securityContext: runAsUser/runAsGroup -> --user, fsGroup ->
+//     --group-add and the volumes' group (setgid, group rw, as the
+//     kubelet's volume ownership), runAsNonRoot checked like the kubelet,
+//     readOnlyRootFilesystem -> --read-only, capabilities.drop ->
+//     --cap-drop, allowPrivilegeEscalation false -> no-new-privileges,
+//     seccompProfile RuntimeDefault (none: unconfined, the kubelet's
+//     default);
+//   - containers: image, command/args (-> --entrypoint and arguments),
+//     env (value, valueFrom secretKeyRef/configMapKeyRef/fieldRef
+//     metadata.name, metadata.namespace, status.podIP), envFrom, $(VAR)
+//     expansion, volumeMounts (readOnly, subPath), ports, httpGet probes
+//     (polled from the host at the pod's address), resources (limits ->
+//     --memory, --cpus);
+//   - Services: a network alias per selecting Service (name, name.ns,
+//     name.ns.svc, name.ns.svc.cluster.local) on the pod's pause
+//     container; every port must equal its targetPort (no kube-proxy).
+//
+// Scheduling fields (affinity, topologySpreadConstraints, nodeSelector,
+// tolerations, priorityClassName) and serviceAccountName/imagePullSecrets
+// are accepted and ignored; probe timings (periods, thresholds) and
+// emptyDir sizeLimit on disk are not enforced; a LoadBalancer or NodePort
+// Service is reached by its in-cluster name only.
 
 import (
 	"bytes"
@@ -275,9 +306,17 @@ func buildPauseImage(t testing.TB, prefix string) string {
 	if err := os.Mkdir(ctxDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(ctxDir, "pause"), "main.go")
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module pause\n\ngo 1.22\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	goCmd, err := goBinary()
+	if err != nil {
+		testenv.Missing(t, "the go command (to build the pause program): %v", err)
+	}
+	build := exec.Command(goCmd, "build", "-trimpath", "-o", filepath.Join(ctxDir, "pause"), ".")
 	build.Dir = dir
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GO111MODULE=off")
+	// A module of its own, built statically, whatever the caller's settings.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GO111MODULE=on", "GOFLAGS=", "GOWORK=off")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the pause program: %v\n%s", err, out)
 	}
@@ -287,7 +326,15 @@ func buildPauseImage(t testing.TB, prefix string) string {
 	}
 	image := prefix + "-pause:test"
 	cmd := exec.Command("docker", "build", "--pull=false", "-q", "--label", labelKey+"="+prefix, "-t", image, ctxDir)
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if os.Getenv("DOCKER_BUILDKIT") == "" {
+		// As compose/build-image.sh: BuildKit needs the buildx plugin;
+		// without it the classic builder does the same job.
+		kit := "0"
+		if exec.Command("docker", "buildx", "version").Run() == nil {
+			kit = "1"
+		}
+		cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT="+kit)
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the pause image: %v\n%s", err, out)
 	}
