@@ -381,6 +381,11 @@ func TestSyncSIGTERMDuringRun(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dst, fx2.ExportID)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the new export was published despite the interruption (%v)", err)
 			}
+			// What was staged stays for the next run to resume (as after
+			// any interrupted run: operations.md, "Resume").
+			if _, err := os.Stat(filepath.Join(dst, ".staging", fx2.ExportID)); err != nil {
+				t.Errorf("no staging left to resume from: %v", err)
+			}
 
 			hold.Lock()
 			holdPath = ""
