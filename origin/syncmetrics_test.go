@@ -3,6 +3,7 @@ package origin
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -393,5 +394,23 @@ func TestSyncMetricsExportLogRateLimit(t *testing.T) {
 	scrape(t, h)
 	if n := count(); n != 2 {
 		t.Fatalf("%d lines after %v more, want 2", n, syncLogEvery)
+	}
+}
+
+// BenchmarkSyncMetricsGather is the cost the export adds to a scrape:
+// reading and parsing a real sync textfile (about 3 KiB).
+func BenchmarkSyncMetricsGather(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "sync.prom")
+	res := &mirrorsync.Result{Started: time.Now(), Duration: time.Second, Published: true}
+	if err := mirrorsync.WriteMetrics(path, res, nil, mirrorsync.State{GeneratedAt: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	g := &syncGatherer{path: path, logger: slog.New(slog.DiscardHandler), now: time.Now}
+	b.ReportAllocs()
+	for b.Loop() {
+		mfs, err := g.Gather()
+		if err != nil || len(mfs) < 10 {
+			b.Fatalf("%d families, %v", len(mfs), err)
+		}
 	}
 }
