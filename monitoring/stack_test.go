@@ -34,13 +34,20 @@ var notExported = map[string]string{
 	"up": "written by Prometheus for every scrape target",
 }
 
+// kubernetesOnly are names the rules use that only the Kubernetes path
+// exports (an origin with ORIGIN__SYNCMETRICSEXPORT=true), with the
+// reason; a host with node_exporter does without them.
+var kubernetesOnly = map[string]string{
+	"stella_mirror_origin_sync_textfile_up": "the origin serves the sync's textfile only with ORIGIN__SYNCMETRICSEXPORT=true",
+}
+
 // stack is the demo (the real origin and gateway, as `make run` starts
 // them) plus a real sync run and an origin serving its result.
 type stack struct {
 	demo        demo.State
 	client      *http.Client // TLS client of the gateway's sites
 	syncFile    string       // the sync run's textfile
-	syncOrigin  string       // admin URL of an origin over the sync's dest, with the textfile
+	syncOrigin  string       // admin URL of an origin over the sync's dest, with the textfile, exporting it
 	syncedID    string
 	gatewayAddr string
 }
@@ -116,6 +123,7 @@ func startStack(t *testing.T) *stack {
 	cfg.Concelier.Mirror.Enabled = true
 	cfg.Concelier.Mirror.ExportRoot = dest
 	cfg.Origin.SyncMetricsTextfile = s.syncFile
+	cfg.Origin.SyncMetricsExport = true // as the Helm chart sets it
 	o, err := origin.New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -235,9 +243,9 @@ func TestAgainstTheRealStack(t *testing.T) {
 	s := startStack(t)
 	s.traffic(t)
 
-	t.Run("every metric the rules and dashboard use is exported", func(t *testing.T) {
-		exported := map[string]bool{}
-		for what, u := range map[string]string{"origin": s.demo.OriginAdmin + "/metrics", "gateway": s.demo.GatewayAdmin + "/metrics"} {
+	scrape := func(t *testing.T, targets map[string]string, exported map[string]bool) {
+		t.Helper()
+		for what, u := range targets {
 			code, body := s.get(t, u, nil)
 			if code != http.StatusOK {
 				t.Fatalf("%s /metrics: %d", what, code)
@@ -246,6 +254,34 @@ func TestAgainstTheRealStack(t *testing.T) {
 				exported[n] = true
 			}
 		}
+	}
+	// checkUsed fails for every name the rules or the dashboard use that
+	// is not in exported nor excused by one of the maps.
+	checkUsed := func(t *testing.T, exported map[string]bool, excused ...map[string]string) {
+		t.Helper()
+		used := usedNames(t)
+		if len(used) < 30 {
+			t.Fatalf("only %d metric names used; parsing went wrong", len(used))
+		}
+		var missing []string
+		for n, where := range used {
+			if exported[n] || slices.ContainsFunc(excused, func(m map[string]string) bool { return m[n] != "" }) {
+				continue
+			}
+			slices.Sort(where)
+			missing = append(missing, fmt.Sprintf("%s (used by %s)", n, strings.Join(slices.Compact(where), ", ")))
+		}
+		slices.Sort(missing)
+		if len(missing) > 0 {
+			t.Errorf("metric names used but not exported:\n  %s", strings.Join(missing, "\n  "))
+		}
+	}
+
+	t.Run("every metric the rules and dashboard use is exported", func(t *testing.T) {
+		// A host: the origin and the gateway scraped, the sync's textfile
+		// exported by node_exporter's textfile collector.
+		exported := map[string]bool{}
+		scrape(t, map[string]string{"origin": s.demo.OriginAdmin + "/metrics", "gateway": s.demo.GatewayAdmin + "/metrics"}, exported)
 		data, err := os.ReadFile(s.syncFile)
 		if err != nil {
 			t.Fatal(err)
@@ -253,20 +289,30 @@ func TestAgainstTheRealStack(t *testing.T) {
 		for n := range exportedNames(t, "sync textfile", data) {
 			exported[n] = true
 		}
-		used := usedNames(t)
-		if len(used) < 30 {
-			t.Fatalf("only %d metric names used; parsing went wrong", len(used))
+		checkUsed(t, exported, notExported, kubernetesOnly)
+	})
+
+	t.Run("every metric the rules and dashboard use is exported without node_exporter", func(t *testing.T) {
+		// Kubernetes: no node_exporter; the origin with
+		// ORIGIN__SYNCMETRICSEXPORT=true serves the sync's metrics.
+		exported := map[string]bool{}
+		scrape(t, map[string]string{"origin": s.demo.OriginAdmin + "/metrics", "gateway": s.demo.GatewayAdmin + "/metrics",
+			"origin exporting the sync textfile": s.syncOrigin + "/metrics"}, exported)
+		checkUsed(t, exported, notExported)
+		// The sync's families, all of them, from the origin.
+		data, err := os.ReadFile(s.syncFile)
+		if err != nil {
+			t.Fatal(err)
 		}
-		var missing []string
-		for n, where := range used {
-			if !exported[n] && notExported[n] == "" {
-				slices.Sort(where)
-				missing = append(missing, fmt.Sprintf("%s (used by %s)", n, strings.Join(slices.Compact(where), ", ")))
+		_, body := s.get(t, s.syncOrigin+"/metrics", nil)
+		fromOrigin := exportedNames(t, "origin", body)
+		for n := range exportedNames(t, "sync textfile", data) {
+			if !fromOrigin[n] {
+				t.Errorf("the origin does not serve the textfile's %s", n)
 			}
 		}
-		slices.Sort(missing)
-		if len(missing) > 0 {
-			t.Errorf("metric names used but not exported by the origin, the gateway or the sync textfile:\n  %s", strings.Join(missing, "\n  "))
+		if !strings.Contains(string(body), "\nstella_mirror_origin_sync_textfile_up 1\n") {
+			t.Errorf("the origin's /metrics lacks stella_mirror_origin_sync_textfile_up 1")
 		}
 	})
 

@@ -207,6 +207,15 @@ type ServerConfig struct {
 	// shows the last sync run from it. Key: ORIGIN__SYNCMETRICSTEXTFILE.
 	// Default: none.
 	SyncMetricsTextfile string
+	// SyncMetricsExport also serves the textfile's stella_mirror_sync_*
+	// metric families on the admin listener's /metrics, read at each scrape
+	// (at most 1 MiB; other families are ignored, timestamps dropped), with
+	// stella_mirror_origin_sync_textfile_up (1 read and parsed, else 0 and
+	// no sync family). For clusters, where no node_exporter reads the file;
+	// leave it off where node_exporter's textfile collector exports it (the
+	// series would be scraped twice). Requires SyncMetricsTextfile. Key:
+	// ORIGIN__SYNCMETRICSEXPORT. Default: false.
+	SyncMetricsExport bool
 }
 
 // Configuration keys the origin names in messages.
@@ -440,6 +449,9 @@ func (s *ServerConfig) validate(add addFunc) {
 	checkAddr("ORIGIN__ADMINLISTEN", s.AdminListen)
 	if s.Listen == s.AdminListen && s.Listen != "" && !strings.HasSuffix(s.Listen, ":0") {
 		add("ORIGIN__ADMINLISTEN", "%q is the public listener's address; the admin listener must be separate", s.AdminListen)
+	}
+	if s.SyncMetricsExport && s.SyncMetricsTextfile == "" {
+		add("ORIGIN__SYNCMETRICSEXPORT", "true requires ORIGIN__SYNCMETRICSTEXTFILE (the sync's textfile to serve)")
 	}
 	switch s.LogFormat {
 	case "json", "text":

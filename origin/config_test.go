@@ -217,6 +217,10 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "same listener twice", env: []string{"CONCELIER__MIRROR__ENABLED=true", "ORIGIN__ADMINLISTEN=127.0.0.1:8080"},
 			want: []string{"ORIGIN__ADMINLISTEN: \"127.0.0.1:8080\" is the public listener's address"}},
+		{name: "sync metrics export without the textfile", env: []string{"CONCELIER__MIRROR__ENABLED=true", "ORIGIN__SYNCMETRICSEXPORT=true"},
+			want: []string{"ORIGIN__SYNCMETRICSEXPORT: true requires ORIGIN__SYNCMETRICSTEXTFILE"}},
+		{name: "sync metrics export with the textfile", env: []string{"CONCELIER__MIRROR__ENABLED=true",
+			"ORIGIN__SYNCMETRICSEXPORT=true", "ORIGIN__SYNCMETRICSTEXTFILE=/srv/exports/.stella-mirror-sync.prom"}},
 		{name: "negative budget set in code", env: []string{"CONCELIER__MIRROR__ENABLED=true"},
 			modify: func(c *Config) { c.Concelier.Mirror.MaxIndexRequestsPerHour = neg },
 			want:   []string{"CONCELIER__MIRROR__MAXINDEXREQUESTSPERHOUR: -1 is negative"}},
@@ -264,6 +268,7 @@ func TestConfigKeys(t *testing.T) {
 		"CONCELIER__AUTHORITY__JWKSURL", "CONCELIER__AUTHORITY__SIGNINGKEYFILE",
 		"EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT", "EXCITITOR__MIRROR__ENABLED", "EXCITITOR__AUTHORITY__BYPASSNETWORKS__{n}",
 		"ORIGIN__LISTEN", "ORIGIN__ADMINLISTEN", "ORIGIN__LOGFORMAT", "ORIGIN__LOGLEVEL",
+		"ORIGIN__SYNCMETRICSTEXTFILE", "ORIGIN__SYNCMETRICSEXPORT",
 	} {
 		if !strings.Contains(keys, want+"\n") {
 			t.Errorf("ConfigKeys lacks %s", want)

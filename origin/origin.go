@@ -54,7 +54,8 @@ type options struct {
 // logger receives operational logs (nil discards them). reg receives the
 // origin's metrics (nil: a private registry); when reg is also a
 // prometheus.Gatherer (a *prometheus.Registry is), AdminHandler serves it
-// at /metrics.
+// at /metrics, with the sync textfile's stella_mirror_sync_* families when
+// ORIGIN__SYNCMETRICSEXPORT is true.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Origin, error) {
 	return newOrigin(cfg, logger, reg, options{})
 }
@@ -99,6 +100,9 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		o.gatherer = g
+		if cfg.Origin.SyncMetricsExport {
+			o.gatherer = prometheus.Gatherers{g, &syncGatherer{path: cfg.Origin.SyncMetricsTextfile, logger: logger, now: opts.now}}
+		}
 	}
 	newProduct := func(name, rootKey, root string, mc *MirrorConfig, marker func(string) (time.Time, bool), load func(*exportState) error) *product {
 		if !mc.Enabled {

@@ -22,7 +22,9 @@ and malformed values stop start-up with an error naming the key.
 The access log (one JSON line per request, with the client identity, never
 a token) goes to stdout; everything else to stderr. /metrics and the status
 page (/status, /status.json; ORIGIN__SYNCMETRICSTEXTFILE adds the last sync
-run) are served on the admin listener only.
+run) are served on the admin listener only; ORIGIN__SYNCMETRICSEXPORT=true
+also serves that textfile's stella_mirror_sync_* metrics on /metrics (for
+clusters, where no node_exporter reads it).
 
 Access control per product: REQUIREAUTHENTICATION (global, per-domain
 override) is met by an OAuth2 bearer token from Authority with the scope

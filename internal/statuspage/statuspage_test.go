@@ -53,7 +53,7 @@ func TestReadSyncTextfileErrors(t *testing.T) {
 		{"missing", filepath.Join(dir, "nope.prom"), "nope.prom"},
 		{"garbage", write("bad.prom", "this is { not a textfile\n"), "bad.prom"},
 		{"no sync metrics", write("other.prom", "node_load1 0.5\n"), "no stella_mirror_sync_ metrics"},
-		{"too large", write("big.prom", strings.Repeat("# comment line\n", maxTextfile/15+10)), "larger than"},
+		{"too large", write("big.prom", strings.Repeat("# comment line\n", MaxTextfile/15+10)), "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadSyncTextfile(tc.path)

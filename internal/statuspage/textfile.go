@@ -13,30 +13,41 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// maxTextfile bounds what ReadSyncTextfile reads: a sync textfile is a few
-// kilobytes.
-const maxTextfile = 1 << 20
+// MaxTextfile bounds what ReadTextfile reads, in bytes: a sync textfile
+// is a few kilobytes.
+const MaxTextfile = 1 << 20
 
-// ReadSyncTextfile reads the Prometheus textfile a sync run wrote
-// (stella-mirror sync --metrics-textfile) and returns its last result and
-// times. Errors name the file.
-func ReadSyncTextfile(path string) (*Sync, error) {
+// ReadTextfile reads and parses a Prometheus textfile of at most
+// MaxTextfile bytes. A missing file's error satisfies
+// errors.Is(err, fs.ErrNotExist); errors name the file.
+func ReadTextfile(path string) (map[string]*dto.MetricFamily, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("sync textfile: %w", err)
 	}
 	defer f.Close()
 	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxTextfile+1)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxTextfile+1)); err != nil {
 		return nil, fmt.Errorf("sync textfile %s: %w", path, err)
 	}
-	if buf.Len() > maxTextfile {
-		return nil, fmt.Errorf("sync textfile %s: larger than %d bytes", path, maxTextfile)
+	if buf.Len() > MaxTextfile {
+		return nil, fmt.Errorf("sync textfile %s: larger than %d bytes", path, MaxTextfile)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(&buf)
 	if err != nil {
 		return nil, fmt.Errorf("sync textfile %s: %w", path, err)
+	}
+	return mfs, nil
+}
+
+// ReadSyncTextfile reads the Prometheus textfile a sync run wrote
+// (stella-mirror sync --metrics-textfile) with ReadTextfile and returns its
+// last result and times. Errors name the file.
+func ReadSyncTextfile(path string) (*Sync, error) {
+	mfs, err := ReadTextfile(path)
+	if err != nil {
+		return nil, err
 	}
 	s := &Sync{Textfile: path}
 	stamp := func(name string) time.Time {

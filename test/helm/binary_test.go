@@ -114,17 +114,22 @@ func readFile(t *testing.T, path string) []byte {
 // rendered profile: every key the chart writes is one the binary knows, and
 // every file it names is where the pods mount it. The last subtests show
 // that the check can fail: a key the binary does not know, passed through
-// the chart's extraEnv, is refused by --check-config naming the key.
+// the chart's extraEnv, is refused by --check-config naming the key. The
+// origin is pointed at the sync's textfile (the path the sync writes) with
+// ORIGIN__SYNCMETRICSEXPORT=true exactly when the chart runs the sync with
+// its textfile, and the binary refuses the export without the textfile.
 func TestRenderedConfigurationIsAccepted(t *testing.T) {
 	bin := chartBinary(t)
 	for _, tc := range []struct {
-		name  string
-		files []string
-		set   map[string]string
+		name        string
+		files       []string
+		set         map[string]string
+		syncMetrics bool // the origin serves the sync's textfile
 	}{
-		{"default", nil, nil},
-		{"values-mirror", []string{mirrorValues}, nil},
-		{"sidecar", []string{mirrorValues}, map[string]string{"sync.mode": "sidecar"}},
+		{"default", nil, nil, true},
+		{"values-mirror", []string{mirrorValues}, nil, true},
+		{"sidecar", []string{mirrorValues}, map[string]string{"sync.mode": "sidecar"}, true},
+		{"without the sync textfile", nil, map[string]string{"sync.metricsTextfile": "false"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := Render(t, tc.files, tc.set)
@@ -132,8 +137,16 @@ func TestRenderedConfigurationIsAccepted(t *testing.T) {
 			env := func(cm string) map[string]string { return p.env(t, m, cm) }
 			gwEnv := env("gateway-env")
 			sites := p.sites
-			if out, err := p.run(t, env("origin-env"), "origin", "--check-config"); err != nil {
+			originEnv := env("origin-env")
+			if out, err := p.run(t, originEnv, "origin", "--check-config"); err != nil {
 				t.Errorf("origin --check-config with the rendered environment: %v\n%s", err, out)
+			}
+			textfile, export := originEnv["ORIGIN__SYNCMETRICSTEXTFILE"], originEnv["ORIGIN__SYNCMETRICSEXPORT"]
+			switch syncFile := env("sync-env")["SYNC__METRICSTEXTFILE"]; {
+			case tc.syncMetrics && (textfile == "" || textfile != syncFile || export != "true"):
+				t.Errorf("origin: ORIGIN__SYNCMETRICSTEXTFILE %q (the sync writes %q), ORIGIN__SYNCMETRICSEXPORT %q; want the sync's file and true", textfile, syncFile, export)
+			case !tc.syncMetrics && (textfile != "" || export != "" || syncFile != ""):
+				t.Errorf("without the textfile: ORIGIN__SYNCMETRICSTEXTFILE %q, ORIGIN__SYNCMETRICSEXPORT %q, SYNC__METRICSTEXTFILE %q; want none", textfile, export, syncFile)
 			}
 			if out, err := p.run(t, gwEnv, "gateway", "--check-config"); err != nil {
 				t.Errorf("gateway --check-config with the rendered environment: %v\n%s", err, out)
@@ -181,6 +194,17 @@ func TestRenderedConfigurationIsAccepted(t *testing.T) {
 			}
 		})
 	}
+	t.Run("sync metrics export without the textfile refused by origin", func(t *testing.T) {
+		m := Render(t, nil, map[string]string{"sync.metricsTextfile": "false", "origin.extraEnv.ORIGIN__SYNCMETRICSEXPORT": "true"})
+		p := newPodFS(t, bin, m)
+		out, err := p.run(t, p.env(t, m, "origin-env"), "origin", "--check-config")
+		if err == nil {
+			t.Fatalf("origin --check-config accepted ORIGIN__SYNCMETRICSEXPORT without ORIGIN__SYNCMETRICSTEXTFILE:\n%s", out)
+		}
+		if !strings.Contains(out, "ORIGIN__SYNCMETRICSEXPORT") || !strings.Contains(out, "ORIGIN__SYNCMETRICSTEXTFILE") {
+			t.Errorf("origin --check-config failed without naming both keys:\n%s", out)
+		}
+	})
 	for _, tc := range []struct{ set, component, cm string }{
 		{"gateway.extraEnv.GATEWAY__CACHE__MAXSIZ", "gateway", "gateway-env"},
 		{"origin.extraEnv.CONCELIER__MIRROR__EXPORTROT", "origin", "origin-env"},

@@ -133,6 +133,8 @@ ORIGIN__LOGFORMAT: {{ $v.origin.logFormat | quote }}
 ORIGIN__LOGLEVEL: {{ $v.origin.logLevel | quote }}
 {{- if and $v.sync.enabled $v.sync.metricsTextfile }}
 ORIGIN__SYNCMETRICSTEXTFILE: {{ include "stella-mirror.syncTextfile" . | quote }}
+{{- /* No node_exporter reads the volume: the origin's /metrics serves the file. */}}
+ORIGIN__SYNCMETRICSEXPORT: "true"
 {{- end }}
 {{- range $p := list "CONCELIER" "EXCITITOR" }}
 {{- $prod := ternary $v.origin.concelier $v.origin.excititor (eq $p "CONCELIER") }}
