@@ -181,28 +181,7 @@ func startNginxFront(t *testing.T, prefix, config string, env []string) string {
 	if out, err := render.CombinedOutput(); err != nil {
 		t.Fatalf("nginx-conf: %v\n%s", err, out)
 	}
-	nargs := []string{"-p", prefix + "/", "-c", conf, "-e", filepath.Join(prefix, "error.log")}
-	if out, err := exec.Command("nginx", append([]string{"-t"}, nargs...)...).CombinedOutput(); err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
-	}
-	cmd := exec.Command("nginx", nargs...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
+	done, out := runNginx(t, prefix, conf)
 	// nginx is another process: poll its port, bounded.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
