@@ -53,7 +53,7 @@ test-short: build
 e2e-twonode: build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -run '^TestComposeTwoNodes$$' -v ./test/e2e/
 
-## e2e-cluster: three edge nodes (compose, own caches, S3 sync from a gofakes3 container) behind a round-robin nginx, a node stopped and restarted and a new export published mid-run (~4 min, needs Docker, nginx, awscli); not part of `make test`, which skips it naming this target
+## e2e-cluster: three edge nodes (compose, own caches, S3 sync from a gofakes3 container) behind a round-robin nginx, a node stopped and restarted and a new export published mid-run (~2.5 min, needs Docker, nginx, awscli); not part of `make test`, which skips it naming this target
 e2e-cluster: build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) STELLA_MIRROR_CLUSTER=1 $(GO) test -count=1 -timeout 15m -run '^TestComposeCluster$$' -v ./test/e2e/
 

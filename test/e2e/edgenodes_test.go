@@ -24,6 +24,56 @@ import (
 // the material every edge node shares, one compose project per node, the
 // round-robin nginx in front of them, the client loops and their tally.
 
+// multiNodeSetup starts a multi-node compose test: it needs a Docker
+// engine (requireDockerOrCI, naming what), the programs tools and a
+// Compose implementation; it builds the image from the binary under test
+// as stella-mirror:<tag>-<random> (removed at the end). It returns the
+// Compose tool, the repository root and the image.
+func multiNodeSetup(t *testing.T, what, tag string, tools ...string) (composeTool, string, string) {
+	t.Helper()
+	requireDockerOrCI(t, what)
+	requireTools(t, tools...)
+	compose := composeTools(t)
+	if len(compose) == 0 {
+		t.Fatal("a Docker engine answers but neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	image := "stella-mirror:" + tag + "-" + randomHex(t, 4)
+	run(t, nil, 5*time.Minute, filepath.Join(root, "compose", "build-image.sh"), bin, image, "e2e")
+	t.Logf("image %s built in %.0fs", image, time.Since(start).Seconds())
+	t.Cleanup(func() { _, _ = tryRun(nil, time.Minute, "docker", "rmi", "-f", image) })
+	return compose[0], root, image
+}
+
+// setSync makes n.sync from runSync, which runs one sync into n.root and
+// returns its output: n.sync times it and returns the export n.root's
+// latest then names; a failed run or no latest fails the test. It runs
+// the first sync, which must publish want.
+func (n *twoNode) setSync(t *testing.T, want string, runSync func() (string, error)) {
+	t.Helper()
+	n.sync = func() (time.Time, time.Time, string) {
+		t.Helper()
+		start := time.Now()
+		out, err := runSync()
+		end := time.Now()
+		if err != nil {
+			t.Fatalf("%s: sync: %v\n%s", n.name, err, out)
+		}
+		id, err := os.Readlink(filepath.Join(n.root, export.LatestLink))
+		if err != nil {
+			t.Fatalf("%s: sync published no latest: %v\n%s", n.name, err, out)
+		}
+		return start, end, filepath.Base(id)
+	}
+	if _, _, got := n.sync(); got != want {
+		t.Fatalf("%s: initial sync published %s, want %s", n.name, got, want)
+	}
+}
+
 // exportWriter writes signed fixture exports into one upstream root with
 // one signing key.
 type exportWriter struct {
@@ -435,25 +485,11 @@ http {
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	done, out := runNginx(t, prefix, confFile)
-	// nginx is another process: poll its port, bounded.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-		if err == nil {
-			c.Close()
-			return port
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("nginx exited: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx not listening on %d after 30s: %v\n%s", port, err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process's port, bounded above
-	}
+	runNginx(t, prefix, confFile, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+	})
+	return port
 }
 
 // checkEnd asserts a node's state at the end of a scenario: asked
@@ -471,33 +507,51 @@ func (c *twoNodeClient) checkEnd(t *testing.T, n *twoNode, idA, idB string) {
 	}
 }
 
-// runNginx checks the configuration file conf with `nginx -t` and runs
-// nginx with it (runtime files under prefix) until the test ends: SIGQUIT,
-// then SIGKILL of its process group after 30 s. done receives its exit;
-// out collects what it prints.
-func runNginx(t *testing.T, prefix, conf string) (done <-chan error, out *strings.Builder) {
+// runNginx checks the configuration file conf with `nginx -t`, runs nginx
+// with it (runtime files under prefix) until the test ends — SIGQUIT, then
+// SIGKILL of its process group after 30 s — and returns once dial
+// connects to it: nginx is another process, so it is polled, for 30 s at
+// most.
+func runNginx(t *testing.T, prefix, conf string, dial func(ctx context.Context) (net.Conn, error)) {
 	t.Helper()
 	nargs := []string{"-p", prefix + "/", "-c", conf, "-e", filepath.Join(prefix, "error.log")}
 	if out, err := exec.Command("nginx", append([]string{"-t"}, nargs...)...).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 	cmd := exec.Command("nginx", nargs...)
-	out = &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGQUIT)
 		select {
-		case <-exited:
+		case <-done:
 		case <-time.After(30 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			<-done
 		}
 	})
-	return exited, out
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, time.Second)
+		c, err := dial(attempt)
+		cancelAttempt()
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("nginx exited: %v\n%s", err, out.String())
+		case <-ctx.Done():
+			t.Fatalf("nginx not serving after 30s: %v\n%s", err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

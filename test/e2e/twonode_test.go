@@ -69,22 +69,8 @@ func TestComposeTwoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes two index TTLs (about two minutes)")
 	}
-	requireDockerOrCI(t, "the two-node compose test")
-	requireTools(t, "nginx")
-	tools := composeTools(t)
-	if len(tools) == 0 {
-		t.Fatal("a Docker engine answers but neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
-	}
-	root, err := filepath.Abs(repoRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
 	testStart := time.Now()
-
-	image := "stella-mirror:e2e2n-" + randomHex(t, 4)
-	run(t, nil, 5*time.Minute, filepath.Join(root, "compose", "build-image.sh"), bin, image, "e2e")
-	t.Logf("image built in %.0fs", time.Since(testStart).Seconds())
-	t.Cleanup(func() { _, _ = tryRun(nil, time.Minute, "docker", "rmi", "-f", image) })
+	tool, root, image := multiNodeSetup(t, "the two-node compose test", "e2e2n", "nginx")
 
 	work := t.TempDir()
 	ew := newExportWriter(t, work)
@@ -101,21 +87,10 @@ func TestComposeTwoNodes(t *testing.T) {
 	nodes := []*twoNode{{name: "node1"}, {name: "node2"}}
 	for _, n := range nodes {
 		n.root = filepath.Join(work, n.name+"-exports")
-		n.sync = func() (time.Time, time.Time, string) {
-			t.Helper()
-			start := time.Now()
-			out := run(t, nil, 2*time.Minute, bin, "sync", "--source", upstream, "--dest", n.root,
+		n.setSync(t, idA, func() (string, error) {
+			return tryRun(nil, 2*time.Minute, bin, "sync", "--source", upstream, "--dest", n.root,
 				"--public-key", ew.pubFile, "--log-format", "json")
-			end := time.Now()
-			id, err := os.Readlink(filepath.Join(n.root, export.LatestLink))
-			if err != nil {
-				t.Fatalf("%s: sync published no latest: %v\n%s", n.name, err, out)
-			}
-			return start, end, filepath.Base(id)
-		}
-		if _, _, got := n.sync(); got != idA {
-			t.Fatalf("%s: initial sync published %s, want %s", n.name, got, idA)
-		}
+		})
 		// The origin container reads the bind mount as MIRROR_UID.
 		if err := os.Chmod(n.root, 0o755); err != nil {
 			t.Fatal(err)
@@ -126,7 +101,7 @@ func TestComposeTwoNodes(t *testing.T) {
 	// list); two compose projects of the shipped file with the example env
 	// file: what two edge hosts run.
 	m := newEdgeMaterial(t, work)
-	newEdgeStacks(t, tools[0], root, image, "sm2n", m, nodes)
+	newEdgeStacks(t, tool, root, image, "sm2n", m, nodes)
 	upEdgeStacks(t, nodes)
 	t.Logf("two nodes healthy %.0fs after the test started", time.Since(testStart).Seconds())
 
