@@ -32,10 +32,12 @@ const (
 )
 
 // clusterNextUpstream is what the load balancer does when a node fails: a
-// GET or HEAD (idempotent) whose connection fails, times out, or gets a
-// 502/503/504 from a gateway (its origin down) goes to the next node,
-// before anything was sent to the client; at most 3 nodes, within 10 s.
-// The error and timeout cases are nginx's default; the 5xx ones are ours.
+// GET or HEAD (idempotent) whose connection fails, times out or closes
+// before the answer's header, or that gets a 502/503/504 (the gateway
+// cache's answers when its origin is unreachable and nothing stale is
+// held), goes to the next node before anything was sent to the client; at
+// most 3 nodes, within 10 s. error and timeout are nginx's default; the
+// 5xx cases are ours (docs/operations.md, "Scaling out").
 const clusterNextUpstream = `            proxy_next_upstream error timeout http_502 http_503 http_504;
             proxy_next_upstream_tries 3;
             proxy_next_upstream_timeout 10s;
