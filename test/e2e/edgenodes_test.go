@@ -263,6 +263,7 @@ type clientLoops struct {
 	wg   sync.WaitGroup
 }
 
+// newClientLoops returns loops that end with the test at the latest.
 func newClientLoops(t *testing.T) *clientLoops {
 	l := &clientLoops{}
 	l.ctx, l.stop = context.WithCancel(context.Background())
