@@ -17,7 +17,7 @@ IMAGE   ?= stella-mirror:local
 # Sites for `make dev-certs`, NAME=HOST[,HOST...] separated by spaces.
 SITES   ?= primary=mirror-primary.localhost community=mirror-community.localhost
 
-.PHONY: all deps build run test test-short e2e-twonode bench dos faults fuzz mutate lint fmt clean image dev-certs
+.PHONY: all deps build run test test-short e2e-twonode e2e-cluster bench dos faults fuzz mutate lint fmt clean image dev-certs
 
 all: build
 
@@ -52,6 +52,10 @@ test-short: build
 ## e2e-twonode: only the two-node compose test (two edge nodes behind a round-robin nginx, ~3 min, needs Docker); also part of `make test`
 e2e-twonode: build
 	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -run '^TestComposeTwoNodes$$' -v ./test/e2e/
+
+## e2e-cluster: three edge nodes (compose, own caches, S3 sync from a gofakes3 container) behind a round-robin nginx, a node stopped and restarted and a new export published mid-run (~2.5 min, needs Docker, nginx, awscli); not part of `make test`, which skips it naming this target
+e2e-cluster: build
+	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) STELLA_MIRROR_CLUSTER=1 $(GO) test -count=1 -timeout 15m -run '^TestComposeCluster$$' -v ./test/e2e/
 
 ## bench: origin and gateway vs nginx on the same files; table + bench/out/results.json
 bench: build

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // front is a TLS front (the Go gateway or nginx) in front of the demo's
@@ -181,44 +180,9 @@ func startNginxFront(t *testing.T, prefix, config string, env []string) string {
 	if out, err := render.CombinedOutput(); err != nil {
 		t.Fatalf("nginx-conf: %v\n%s", err, out)
 	}
-	nargs := []string{"-p", prefix + "/", "-c", conf, "-e", filepath.Join(prefix, "error.log")}
-	if out, err := exec.Command("nginx", append([]string{"-t"}, nargs...)...).CombinedOutput(); err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
-	}
-	cmd := exec.Command("nginx", nargs...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-	// nginx is another process: poll its port, bounded.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
+	runNginx(t, prefix, conf, func(ctx context.Context) (net.Conn, error) {
 		d := tls.Dialer{Config: &tls.Config{ServerName: "mirror-primary.localhost", InsecureSkipVerify: true}} // readiness only
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
-			return port
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("nginx exited: %v\n%s", err, out.String())
-		case <-ctx.Done():
-			t.Fatalf("nginx not serving on %s after 30s: %v\n%s", addr, err, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return d.DialContext(ctx, "tcp", addr)
+	})
+	return port
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -71,233 +69,58 @@ func TestComposeTwoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes two index TTLs (about two minutes)")
 	}
-	requireDockerOrCI(t, "the two-node compose test")
-	requireTools(t, "nginx")
-	tools := composeTools(t)
-	if len(tools) == 0 {
-		t.Fatal("a Docker engine answers but neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
-	}
-	root, err := filepath.Abs(repoRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
 	testStart := time.Now()
-
-	image := "stella-mirror:e2e2n-" + randomHex(t, 4)
-	run(t, nil, 5*time.Minute, filepath.Join(root, "compose", "build-image.sh"), bin, image, "e2e")
-	t.Logf("image built in %.0fs", time.Since(testStart).Seconds())
-	t.Cleanup(func() { _, _ = tryRun(nil, time.Minute, "docker", "rmi", "-f", image) })
+	tool, root, image := multiNodeSetup(t, "the two-node compose test", "e2e2n", "nginx")
 
 	work := t.TempDir()
-	tlsDir, secretsDir, upRoot := filepath.Join(work, "tls"), filepath.Join(work, "secrets"), filepath.Join(work, "upstream")
-	keyPrefix := filepath.Join(work, "signing")
-	run(t, nil, time.Minute, bin, "keygen", "--out", keyPrefix)
-	pubFile := keyPrefix + ".pub.pem"
-	fixture := func(seed string) string {
-		t.Helper()
-		run(t, nil, 2*time.Minute, bin, "fixture", "--out", upRoot, "--key", keyPrefix+".key.pem", "--seed", seed,
-			"--bundle-size", "256KiB", "--vex-size", "32KiB")
-		id, err := os.Readlink(filepath.Join(upRoot, export.LatestLink))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Base(id)
-	}
-	idA := fixture("1")
+	ew := newExportWriter(t, work)
+	idA := ew.write(t, "1")
 
 	// The upstream: one origin on loopback, open (the nodes' syncs are the
 	// only clients).
 	upstream, _ := startOrigin(t, []string{
-		"CONCELIER__MIRROR__ENABLED=true", "CONCELIER__MIRROR__EXPORTROOT=" + upRoot,
+		"CONCELIER__MIRROR__ENABLED=true", "CONCELIER__MIRROR__EXPORTROOT=" + ew.root,
 		"CONCELIER__MIRROR__REQUIREAUTHENTICATION=false",
-		"EXCITITOR__MIRROR__ENABLED=true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT=" + upRoot,
+		"EXCITITOR__MIRROR__ENABLED=true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT=" + ew.root,
 		"EXCITITOR__MIRROR__REQUIREAUTHENTICATION=false",
 	})
 	nodes := []*twoNode{{name: "node1"}, {name: "node2"}}
 	for _, n := range nodes {
 		n.root = filepath.Join(work, n.name+"-exports")
-		n.sync = func() (time.Time, time.Time, string) {
-			t.Helper()
-			start := time.Now()
-			out := run(t, nil, 2*time.Minute, bin, "sync", "--source", upstream, "--dest", n.root,
-				"--public-key", pubFile, "--log-format", "json")
-			end := time.Now()
-			id, err := os.Readlink(filepath.Join(n.root, export.LatestLink))
-			if err != nil {
-				t.Fatalf("%s: sync published no latest: %v\n%s", n.name, err, out)
-			}
-			return start, end, filepath.Base(id)
-		}
-		if _, _, got := n.sync(); got != idA {
-			t.Fatalf("%s: initial sync published %s, want %s", n.name, got, idA)
-		}
+		n.setSync(t, idA, func() (string, error) {
+			return tryRun(nil, 2*time.Minute, bin, "sync", "--source", upstream, "--dest", n.root,
+				"--public-key", ew.pubFile, "--log-format", "json")
+		})
 		// The origin container reads the bind mount as MIRROR_UID.
 		if err := os.Chmod(n.root, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	// TLS and users, shared by both nodes (one name, one CA, one user list).
-	run(t, nil, time.Minute, bin, "dev-certs", "--out", tlsDir)
-	if err := os.MkdirAll(secretsDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	for _, site := range []string{"primary", "community"} {
-		run(t, nil, time.Minute, bin, "passwd", "--file", filepath.Join(secretsDir, site+".htpasswd"),
-			"--user", "user-"+site, "--generate", "24", "--password-out", filepath.Join(work, site+".password"))
-	}
-	// The admin token the example env enables (GATEWAY__ADMINTOKENFILE).
-	if err := os.WriteFile(filepath.Join(secretsDir, "gateway-admin-token"), []byte(randomHex(t, 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pw, err := os.ReadFile(filepath.Join(work, "primary.password"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, password := "user-primary", strings.TrimSpace(string(pw))
-	uid, gid := os.Getuid(), os.Getgid()
-	if os.Geteuid() == 0 {
-		uid, gid = 65532, 65532
-		for _, pattern := range []string{"tls/*.crt", "tls/*.key", "secrets/*"} {
-			matches, _ := filepath.Glob(filepath.Join(work, pattern))
-			for _, m := range matches {
-				if err := os.Chown(m, uid, gid); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	for _, d := range []string{tlsDir, secretsDir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Two compose projects of the shipped file with the example env file:
-	// what two edge hosts run. Each publishes its gateway on loopback.
-	b := randomHex(t, 2)
-	netA, _ := strconv.ParseUint(b[:2], 16, 8)
-	netB, _ := strconv.ParseUint(b[2:], 16, 8)
-	for i, n := range nodes {
-		n.port = freeFixedPort(t)
-		subnet := fmt.Sprintf("10.%d.%d", 200+netA%50, (netB+uint64(i))%256)
-		n.stack = &stack{t: t, tool: tools[0], root: root, project: "sm2n" + strconv.Itoa(i+1) + randomHex(t, 3), env: []string{
-			"MIRROR_IMAGE=" + image,
-			"MIRROR_BIND_ADDRESS=127.0.0.1",
-			"MIRROR_HTTPS_PORT=" + strconv.Itoa(n.port),
-			"MIRROR_HTTP_PORT=" + strconv.Itoa(freeFixedPort(t)),
-			"MIRROR_EXPORT_ROOT=" + n.root,
-			"MIRROR_TLS_DIR=" + tlsDir,
-			"MIRROR_SECRETS_DIR=" + secretsDir,
-			"MIRROR_UID=" + strconv.Itoa(uid),
-			"MIRROR_GID=" + strconv.Itoa(gid),
-			"MIRROR_BACKEND_SUBNET=" + subnet + ".0/24",
-			"MIRROR_GATEWAY_BACKEND_IP=" + subnet + ".10",
-			"MIRROR_HEALTHCHECK_INTERVAL=1s",
-		}}
-		s := n.stack
-		t.Cleanup(func() {
-			if t.Failed() {
-				logs, _ := s.compose(time.Minute, "logs", "--no-color", "--tail", "40")
-				t.Logf("%s compose logs:\n%s", s.project, logs)
-			}
-			if out, err := s.compose(2*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "10"); err != nil {
-				t.Errorf("%s: compose down -v: %v\n%s", s.project, err, out)
-			}
-		})
-	}
-	// Both `up -d` at once (each returns once its origin is healthy).
-	upErrs := make([]error, len(nodes))
-	var upWG sync.WaitGroup
-	for i, n := range nodes {
-		upWG.Add(1)
-		go func() {
-			defer upWG.Done()
-			if out, err := n.stack.compose(3*time.Minute, "up", "-d"); err != nil {
-				upErrs[i] = fmt.Errorf("%s: compose up -d: %w\n%s", n.name, err, out)
-			}
-		}()
-	}
-	upWG.Wait()
-	if err := errors.Join(upErrs...); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		waitHealthy(t, n.stack.container("gateway"), 90*time.Second)
-	}
+	// TLS and users, shared by both nodes (one name, one CA, one user
+	// list); two compose projects of the shipped file with the example env
+	// file: what two edge hosts run.
+	m := newEdgeMaterial(t, work)
+	newEdgeStacks(t, tool, root, image, "sm2n", m, nodes)
+	upEdgeStacks(t, nodes)
 	t.Logf("two nodes healthy %.0fs after the test started", time.Since(testStart).Seconds())
 
-	ca := filepath.Join(tlsDir, "ca.pem")
-	lbPort := startRoundRobin(t, filepath.Join(work, "nginx"), ca, nodes[0].port, nodes[1].port)
-	for _, n := range nodes {
-		n.direct = demoClient(t, ca, fmt.Sprintf("https://mirror-primary.localhost:%d", n.port))
-	}
-	pub, err := jws.LoadPublicKeyPEM(pubFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &twoNodeClient{
-		user: user, password: password,
-		lb:    &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}},
-		lbURL: "http://127.0.0.1:" + strconv.Itoa(lbPort),
-		keys:  []jws.PublicKey{{Key: pub}},
-		nodeOf: map[string]string{
-			"127.0.0.1:" + strconv.Itoa(nodes[0].port): nodes[0].name,
-			"127.0.0.1:" + strconv.Itoa(nodes[1].port): nodes[1].name,
-		},
-	}
-	t.Cleanup(c.lb.CloseIdleConnections)
+	lbPort := startRoundRobin(t, filepath.Join(work, "nginx"), filepath.Join(m.tlsDir, "ca.pem"), "", nodes[0].port, nodes[1].port)
+	c := newTwoNodeClient(t, m, lbPort, ew.pubFile, nodes)
 
 	// The client loops and the observer run until the scenario is over.
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	loop := func(period time.Duration, offset time.Duration, f func()) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(offset): // the loops' phases, not synchronisation
-			}
-			tick := time.NewTicker(period)
-			defer tick.Stop()
-			for {
-				f()
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	}
-	loop(twoNodeSetPeriod, 0, func() { c.pinnedSet(ctx) })
-	loop(twoNodeSetPeriod, twoNodeSetPeriod/2, func() { c.unversionedSet(ctx) })
+	loops := newClientLoops(t)
+	loops.every(twoNodeSetPeriod, 0, c.pinnedSet)
+	loops.every(twoNodeSetPeriod, twoNodeSetPeriod/2, c.unversionedSet)
 	for _, n := range nodes {
-		loop(twoNodeObserve, 0, func() { c.observe(ctx, n) })
+		loops.every(twoNodeObserve, 0, func(ctx context.Context) { c.observe(ctx, n) })
 	}
-
-	// waitFor polls cond (state kept by the loops) until it holds or the
-	// deadline passes.
-	waitFor := func(what string, deadline time.Time, cond func() bool) {
-		t.Helper()
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not reached by the deadline (%s)", what, c.summary())
-			}
-			<-tick.C
-		}
-	}
-	waitFor("both nodes serving A, sets verifying", time.Now().Add(twoNodePrime), func() bool {
+	c.waitFor(t, "both nodes serving A, sets verifying", time.Now().Add(twoNodePrime), func() bool {
 		return c.seen(nodes[0].name, idA) && c.seen(nodes[1].name, idA) && c.okSets("pinned") >= 3 && c.okSets("unversioned") >= 3
 	})
 
 	// Export B upstream; node 1 syncs now, node 2 once node 1 serves B.
-	idB := fixture("2")
+	idB := ew.write(t, "2")
 	if idB == idA {
 		t.Fatalf("the second export has the first one's id %s", idA)
 	}
@@ -309,117 +132,43 @@ func TestComposeTwoNodes(t *testing.T) {
 	// The worst case for node 2: it syncs just after its gateway confirmed
 	// A at its origin (A fresh there for a whole TTL more), while node 1
 	// already serves B.
-	waitFor("node1 serving B, node2 re-confirmed A", sync1End.Add(twoNodeIndexTTL+twoNodeMargin), func() bool {
+	c.waitFor(t, "node1 serving B, node2 re-confirmed A", sync1End.Add(twoNodeIndexTTL+twoNodeMargin), func() bool {
 		return c.seen(nodes[0].name, idB) && c.refreshedSince(nodes[1].name, idA, sync1End)
 	})
 	if sync2Start, sync2End, got = nodes[1].sync(); got != idB {
 		t.Fatalf("node2 synced %s, want %s", got, idB)
 	}
-	waitFor("node2 serving B", sync2End.Add(twoNodeIndexTTL+twoNodeMargin), func() bool { return c.seen(nodes[1].name, idB) })
+	c.waitFor(t, "node2 serving B", sync2End.Add(twoNodeIndexTTL+twoNodeMargin), func() bool { return c.seen(nodes[1].name, idB) })
 	// A few more sets with both nodes on B, and in all longer than the
 	// index TTL since the first sync.
 	tailEnd := time.Now().Add(twoNodeTail)
 	if atLeast := sync1Start.Add(twoNodeIndexTTL + twoNodeTail); tailEnd.Before(atLeast) {
 		tailEnd = atLeast
 	}
-	waitFor("the tail", tailEnd.Add(time.Minute), func() bool { return time.Now().After(tailEnd) })
-	stop()
-	wg.Wait()
+	c.waitFor(t, "the tail", tailEnd.Add(time.Minute), func() bool { return time.Now().After(tailEnd) })
+	loops.end()
 
 	// The figures.
 	rel := func(tm time.Time) float64 { return tm.Sub(sync1Start).Seconds() }
-	sw := c.switches(nodes, idA, idB)
-	for _, n := range nodes {
-		s := sw[n.name]
-		t.Logf("%s: switched to B in (%.1fs, %.1fs] (times from node1's sync start; sync ended %.1fs / %.1fs)",
-			n.name, rel(s.lo), rel(s.hi), rel(sync1End), rel(sync2End))
-		if s.lo.IsZero() || s.hi.IsZero() || !s.lo.Before(s.hi) {
-			t.Errorf("%s: did not switch once from A to B: last answer of A began at %.1fs, first answer of B ended at %.1fs", n.name, rel(s.lo), rel(s.hi))
-		}
-	}
-	res := c.results()
-	var pinned, unv, pinnedBad, unvBad, retried, retries, unavailable int
-	var firstBad, lastBad time.Time
-	var sawA, sawB bool
-	minLo, maxHi := sw[nodes[0].name].lo, sw[nodes[0].name].hi
-	for _, n := range nodes[1:] {
-		if s := sw[n.name]; s.lo.Before(minLo) {
-			minLo = s.lo
-		}
-		if s := sw[n.name]; s.hi.After(maxHi) {
-			maxHi = s.hi
-		}
-	}
-	for _, r := range res {
-		if r.fetchErr != nil {
-			if r.kind == "pinned" {
-				unavailable++
-			}
-			t.Errorf("%s set at %.1fs: %v", r.kind, rel(r.start), r.fetchErr)
-			continue
-		}
-		switch r.kind {
-		case "pinned":
-			pinned++
-			retries += r.retries404
-			if r.retries404 > 0 {
-				retried++
-			}
-			if r.err != nil {
-				pinnedBad++
-				t.Errorf("pinned set at %.1fs mixed exports (%s): %v", rel(r.start), r.route(), r.err)
-			}
-		case "unversioned":
-			unv++
-			sawA = sawA || r.indexID == idA
-			sawB = sawB || r.indexID == idB
-			if r.err == nil {
-				continue
-			}
-			unvBad++
-			if firstBad.IsZero() || r.start.Before(firstBad) {
-				firstBad = r.start
-			}
-			if r.end.After(lastBad) {
-				lastBad = r.end
-			}
-			// Only while the nodes disagree: the set overlaps the span
-			// from the first node's switch to the last node's.
-			if r.end.Before(minLo) || r.start.After(maxHi) {
-				t.Errorf("unversioned set at %.1fs–%.1fs mixed exports outside the switches (%.1fs–%.1fs): %s: %v",
-					rel(r.start), rel(r.end), rel(minLo), rel(maxHi), r.route(), r.err)
-			}
-		}
-	}
-	window := lastBad.Sub(firstBad)
-	inWindow := 0
-	for _, r := range res {
-		if r.kind == "unversioned" && r.fetchErr == nil && !r.start.Before(firstBad) && !r.end.After(lastBad) {
-			inWindow++
-		}
-	}
+	t.Logf("times from node1's sync start")
+	sw := c.checkSwitches(t, nodes, idA, idB, []time.Time{sync1End, sync2End}, rel)
+	minLo, maxHi := switchSpan(sw)
+	n := c.tally(t, idA, idB, minLo, maxHi, rel)
+	window := n.lastBad.Sub(n.firstBad)
 	t.Logf("pinned sets: %d, mismatches %d, sets that retried a 404 %d (%d retries), unavailable %d",
-		pinned, pinnedBad, retried, retries, unavailable)
+		n.pinned, n.pinnedBad, n.retried, n.retries404, n.unavailable)
 	t.Logf("unversioned sets: %d, mismatches %d (of %d sets inside the window), window %.1fs (%.1fs–%.1fs after node1's sync started; node2 synced at %.1fs–%.1fs)",
-		unv, unvBad, inWindow, window.Seconds(), rel(firstBad), rel(lastBad), rel(sync2Start), rel(sync2End))
+		n.unv, n.unvBad, n.inWindow, window.Seconds(), rel(n.firstBad), rel(n.lastBad), rel(sync2Start), rel(sync2End))
 	t.Logf("loop ran %.0fs; test %.0fs", time.Since(sync1Start).Seconds(), time.Since(testStart).Seconds())
 
-	if pinnedBad != 0 {
-		t.Errorf("%d of %d pinned sets mixed two exports, want 0", pinnedBad, pinned)
-	}
-	if pinned < 20 || unv < 20 {
-		t.Errorf("only %d pinned and %d unversioned sets", pinned, unv)
-	}
-	if !sawA || !sawB {
-		t.Errorf("the unversioned sets did not span the switch (saw A %v, B %v)", sawA, sawB)
-	}
-	for i, n := range nodes {
+	n.check(t, 20)
+	for i, nd := range nodes {
 		end := []time.Time{sync1End, sync2End}[i]
-		if late := sw[n.name].hi.Sub(end); late > twoNodeIndexTTL+twoNodeMargin {
-			t.Errorf("%s served A until %.1fs after its sync, want at most the index TTL %v + %v", n.name, late.Seconds(), twoNodeIndexTTL, twoNodeMargin)
+		if late := sw[nd.name].hi.Sub(end); late > twoNodeIndexTTL+twoNodeMargin {
+			t.Errorf("%s served A until %.1fs after its sync, want at most the index TTL %v + %v", nd.name, late.Seconds(), twoNodeIndexTTL, twoNodeMargin)
 		}
 	}
-	if unvBad > 0 {
+	if n.unvBad > 0 {
 		// The window opens at node1's switch and closes at node2's, at
 		// most one TTL after node2's gateway last confirmed A, which was
 		// before node2's sync: so at most the TTL plus the time from
@@ -428,22 +177,15 @@ func TestComposeTwoNodes(t *testing.T) {
 		if limit := twoNodeIndexTTL + reaction + twoNodeMargin; window > limit {
 			t.Errorf("unversioned mismatches spanned %.1fs, want at most the index TTL + %.1fs reaction + %v", window.Seconds(), reaction.Seconds(), twoNodeMargin)
 		}
-		if firstBad.Before(sync1Start) || lastBad.After(sync2End.Add(twoNodeIndexTTL+twoNodeMargin)) {
-			t.Errorf("unversioned mismatches at %.1fs–%.1fs, want within node1's sync and node2's sync + TTL", rel(firstBad), rel(lastBad))
+		if n.firstBad.Before(sync1Start) || n.lastBad.After(sync2End.Add(twoNodeIndexTTL+twoNodeMargin)) {
+			t.Errorf("unversioned mismatches at %.1fs–%.1fs, want within node1's sync and node2's sync + TTL", rel(n.firstBad), rel(n.lastBad))
 		}
 	}
 
 	// At the end: each node, asked directly, serves B as one chain, and
 	// still serves A under A's pinned URLs.
-	for _, n := range nodes {
-		id, err := c.directChain(n)
-		if err != nil || id != idB {
-			t.Errorf("%s at the end: index names %s (want %s): %v", n.name, id, idB, err)
-		}
-		status, _, _, err := c.get(context.Background(), n.direct, "https://mirror-primary.localhost", export.PinnedFileURL(idA, "primary", export.BundleName))
-		if err != nil || status != http.StatusOK {
-			t.Errorf("%s at the end: A's pinned bundle: HTTP %d, %v; want 200 (sync keeps the previous export)", n.name, status, err)
-		}
+	for _, nd := range nodes {
+		c.checkEnd(t, nd, idA, idB)
 	}
 }
 
@@ -484,101 +226,6 @@ func waitHealthy(t *testing.T, id string, limit time.Duration) {
 	}
 }
 
-// startRoundRobin runs nginx on a loopback port as a plain-HTTP round-robin
-// in front of the two gateways (HTTPS on loopback, verified against ca,
-// SNI and Host = the client's Host). Basic Auth passes through; each answer
-// names the gateway that served it in X-Upstream. It returns the port.
-func startRoundRobin(t *testing.T, prefix, ca string, port1, port2 int) int {
-	t.Helper()
-	if err := os.MkdirAll(prefix, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;\n"
-	}
-	conf := fmt.Sprintf(`# Round-robin over two edge nodes (test/e2e/twonode_test.go).
-%sdaemon off;
-worker_processes 1;
-pid "%[2]s/nginx.pid";
-events { worker_connections 256; }
-http {
-    access_log "%[2]s/access.log";
-    client_body_temp_path "%[2]s/temp_client_body";
-    proxy_temp_path "%[2]s/temp_proxy";
-    fastcgi_temp_path "%[2]s/temp_fastcgi";
-    uwsgi_temp_path "%[2]s/temp_uwsgi";
-    scgi_temp_path "%[2]s/temp_scgi";
-    upstream edge_nodes {
-        server 127.0.0.1:%[3]d;
-        server 127.0.0.1:%[4]d;
-        keepalive 8;
-    }
-    server {
-        listen 127.0.0.1:%[5]d;
-        location / {
-            proxy_pass https://edge_nodes;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_ssl_server_name on;
-            proxy_ssl_name $host;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate "%[6]s";
-            proxy_ssl_session_reuse on;
-            proxy_max_temp_file_size 0;
-            add_header X-Upstream $upstream_addr always;
-        }
-    }
-}
-`, user, prefix, port1, port2, port, ca)
-	confFile := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	nargs := []string{"-p", prefix + "/", "-c", confFile, "-e", filepath.Join(prefix, "error.log")}
-	if out, err := exec.Command("nginx", append([]string{"-t"}, nargs...)...).CombinedOutput(); err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
-	}
-	cmd := exec.Command("nginx", nargs...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-	// nginx is another process: poll its port, bounded.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-		if err == nil {
-			c.Close()
-			return port
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("nginx exited: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx not listening on %d after 30s: %v\n%s", port, err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process's port, bounded above
-	}
-}
-
 // twoNode is one edge node: its export root, sync, compose project and a
 // client that reaches its gateway directly.
 type twoNode struct {
@@ -598,6 +245,7 @@ type twoNodeSet struct {
 	nodes      []string // the node that answered each request, in order
 	ids        []string // each answer's X-Stella-Export-Id
 	retries404 int
+	lbRetried  int   // requests nginx passed to another node after a failure
 	err        error // the four answers are not one export
 	fetchErr   error // a request failed (not a verdict on coherence)
 }
@@ -687,6 +335,7 @@ func (c *twoNodeClient) fetch(ctx context.Context, set *twoNodeSet, path string,
 	addr := h.Get("X-Upstream")
 	if i := strings.LastIndex(addr, ", "); i >= 0 { // nginx tried another node
 		addr = addr[i+2:]
+		set.lbRetried++
 	}
 	node := c.nodeOf[addr]
 	if node == "" {
