@@ -187,20 +187,7 @@ func latestTarget(root string) string {
 // each run, and a SIGTERM while it waits ends it at once with status 0.
 func TestSyncEveryPublishesNewExport(t *testing.T) {
 	src := t.TempDir()
-	key := fixture.DerivedKey(7)
-	write := func(seed uint64) *fixture.Result {
-		fx, err := fixture.Write(src, fixture.Options{Domains: []string{"primary"}, BundleSize: 16 << 10,
-			VEXSize: 2 << 10, Seed: seed, Key: key, SetLatest: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fx
-	}
-	fx1 := write(1)
-	pub := filepath.Join(t.TempDir(), "signing.pub.pem")
-	if err := os.WriteFile(pub, fx1.PublicKeyPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	write, fx1, pub := exportWriter(t, src, 7, 16 << 10)
 	dst, prom := t.TempDir(), filepath.Join(t.TempDir(), "sync.prom")
 	p := startSync(t, "--every", "200ms", "--source", src, "--dest", dst, "--public-key", pub, "--metrics-textfile", prom)
 
@@ -289,20 +276,7 @@ func TestSyncSIGTERMDuringRun(t *testing.T) {
 	for _, mode := range []string{"single", "every"} {
 		t.Run(mode, func(t *testing.T) {
 			src := t.TempDir()
-			key := fixture.DerivedKey(9)
-			write := func(seed uint64) *fixture.Result {
-				fx, err := fixture.Write(src, fixture.Options{Domains: []string{"primary"}, BundleSize: 64 << 10,
-					VEXSize: 2 << 10, Seed: seed, Key: key, SetLatest: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return fx
-			}
-			fx1 := write(1)
-			pub := filepath.Join(t.TempDir(), "signing.pub.pem")
-			if err := os.WriteFile(pub, fx1.PublicKeyPEM, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			write, fx1, pub := exportWriter(t, src, 9, 64 << 10)
 			o := origintest.New(t, src)
 			var (
 				holdPath string
@@ -586,4 +560,28 @@ func TestJitterBounds(t *testing.T) {
 	if len(seen) < 100 {
 		t.Errorf("only %d distinct jitters in 1000", len(seen))
 	}
+}
+
+// exportWriter returns a function that writes export number seed, signed
+// with fixture.DerivedKey(keySeed), into root and marks it latest; it
+// writes export 1 at once and returns it with the path of the key's
+// public PEM.
+func exportWriter(t *testing.T, root string, keySeed uint64, bundleSize int64) (write func(seed uint64) *fixture.Result, first *fixture.Result, pub string) {
+	t.Helper()
+	key := fixture.DerivedKey(keySeed)
+	write = func(seed uint64) *fixture.Result {
+		t.Helper()
+		fx, err := fixture.Write(root, fixture.Options{Domains: []string{"primary"}, BundleSize: bundleSize,
+			VEXSize: 2 << 10, Seed: seed, Key: key, SetLatest: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fx
+	}
+	first = write(1)
+	pub = filepath.Join(t.TempDir(), "signing.pub.pem")
+	if err := os.WriteFile(pub, first.PublicKeyPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return write, first, pub
 }

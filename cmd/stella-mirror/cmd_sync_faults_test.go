@@ -50,18 +50,7 @@ func TestSyncNewerExportBrokenFailsLoudly(t *testing.T) {
 	} {
 		t.Run(tc.kind+"/"+tc.fault, func(t *testing.T) {
 			root := t.TempDir()
-			key := fixture.DerivedKey(5)
-			write := func(seed uint64) *fixture.Result {
-				fx, err := fixture.Write(root, fixture.Options{Domains: []string{"primary"}, BundleSize: 16 << 10,
-					VEXSize: 2 << 10, Seed: seed, Key: key, SetLatest: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return fx
-			}
-			fx1 := write(1)
-			pub := filepath.Join(t.TempDir(), "signing.pub.pem")
-			os.WriteFile(pub, fx1.PublicKeyPEM, 0o644)
+			write, fx1, pub := exportWriter(t, root, 5, 16 << 10)
 			dst := t.TempDir()
 			prom := filepath.Join(t.TempDir(), "sync.prom")
 			args := []string{"sync", "--dest", dst, "--public-key", pub, "--log-format", "json", "--metrics-textfile", prom}
