@@ -187,7 +187,7 @@ func latestTarget(root string) string {
 // each run, and a SIGTERM while it waits ends it at once with status 0.
 func TestSyncEveryPublishesNewExport(t *testing.T) {
 	src := t.TempDir()
-	write, fx1, pub := exportWriter(t, src, 7, 16 << 10)
+	write, fx1, pub := exportWriter(t, src, 7, 16<<10)
 	dst, prom := t.TempDir(), filepath.Join(t.TempDir(), "sync.prom")
 	p := startSync(t, "--every", "200ms", "--source", src, "--dest", dst, "--public-key", pub, "--metrics-textfile", prom)
 
@@ -276,7 +276,7 @@ func TestSyncSIGTERMDuringRun(t *testing.T) {
 	for _, mode := range []string{"single", "every"} {
 		t.Run(mode, func(t *testing.T) {
 			src := t.TempDir()
-			write, fx1, pub := exportWriter(t, src, 9, 64 << 10)
+			write, fx1, pub := exportWriter(t, src, 9, 64<<10)
 			o := origintest.New(t, src)
 			var (
 				holdPath string

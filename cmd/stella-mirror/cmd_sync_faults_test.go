@@ -50,7 +50,7 @@ func TestSyncNewerExportBrokenFailsLoudly(t *testing.T) {
 	} {
 		t.Run(tc.kind+"/"+tc.fault, func(t *testing.T) {
 			root := t.TempDir()
-			write, fx1, pub := exportWriter(t, root, 5, 16 << 10)
+			write, fx1, pub := exportWriter(t, root, 5, 16<<10)
 			dst := t.TempDir()
 			prom := filepath.Join(t.TempDir(), "sync.prom")
 			args := []string{"sync", "--dest", dst, "--public-key", pub, "--log-format", "json", "--metrics-textfile", prom}
