@@ -79,7 +79,10 @@ func TestPeerToken(t *testing.T) {
 		cPublic = "/concelier/exports/mirror/community/manifest.json"
 		xIndex  = "/excititor/mirror/primary/index"
 	)
-	withBearer := func(m map[string]string, tok string) map[string]string { m["Authorization"] = "Bearer " + tok; return m }
+	withBearer := func(m map[string]string, tok string) map[string]string {
+		m["Authorization"] = "Bearer " + tok
+		return m
+	}
 	tests := []struct {
 		name    string
 		path    string
