@@ -131,6 +131,27 @@ func TestOriginPeerToken(t *testing.T) {
 			if n, off := h.peerTokensOff(gwPeerTok); n < 2 || len(off) > 0 {
 				t.Errorf("%d upstream requests; without exactly the gateway's token: %v", n, off)
 			}
+			if tc.cache {
+				// Nothing the cache stored (keys, headers, bodies) holds it.
+				stored := 0
+				err := filepath.WalkDir(filepath.Join(dir, "cache"), func(path string, d os.DirEntry, err error) error {
+					if err != nil || d.IsDir() {
+						return err
+					}
+					data, err := os.ReadFile(path)
+					if err != nil {
+						return err
+					}
+					stored++
+					if strings.Contains(string(data), gwPeerTok) || strings.Contains(path, gwPeerTok) {
+						t.Errorf("the cache file %s holds the peer token", path)
+					}
+					return nil
+				})
+				if err != nil || stored == 0 {
+					t.Errorf("cache directory: %d files, %v", stored, err)
+				}
+			}
 
 			// Rotation: the file's new first token is sent after the reload.
 			writeAtomic(t, filepath.Join(dir, "peer-token"), gwPeerTokNew+"\n"+gwPeerTok+"\n")
