@@ -48,6 +48,17 @@ type Settings struct {
 	// OriginCAFile is a PEM bundle trusted for an https Origin. Key:
 	// GATEWAY__ORIGINCAFILE. Default: the system roots.
 	OriginCAFile string
+	// OriginPeerTokenFile holds the peer token the gateway sends to the
+	// origin in X-Stella-Peer-Token on every request (fills, revalidations,
+	// readiness probes), so that the origin's ORIGIN__PEERTOKENFILE can
+	// require it of bypass-network peers: the first line that is a token
+	// (blank lines and # comments skipped; at least 32 bytes of visible
+	// ASCII). Read at start (an invalid file stops start-up, naming the
+	// file and line, never the token); re-read when it changes or on
+	// SIGHUP, an invalid new version keeping the token in service. A
+	// client's X-Stella-Peer-Token is always removed, set or not. Key:
+	// GATEWAY__ORIGINPEERTOKENFILE. Default: none.
+	OriginPeerTokenFile string
 	// TrustedProxies are CIDR prefixes of peers (e.g. a CDN) whose
 	// X-Forwarded-* headers are kept and whose X-Forwarded-For names the
 	// client for budgets. Keys: GATEWAY__TRUSTEDPROXIES__{n}. Default: none.

@@ -59,8 +59,9 @@ type Options struct {
 	// Now is the clock for budgets. Default: time.Now.
 	Now func() time.Time
 	// Reloaded, if set, is called after every reload attempt of a
-	// certificate ("certificate") or htpasswd file ("htpasswd") with the
-	// site and the error (nil on success). Default: nothing.
+	// certificate ("certificate"), htpasswd file ("htpasswd") or the
+	// origin peer token file ("peer_token", site "") with the site and the
+	// error (nil on success). Default: nothing.
 	Reloaded func(kind, site string, err error)
 
 	// bcryptCompare replaces bcrypt.CompareHashAndPassword (tests count
@@ -102,6 +103,7 @@ type Gateway struct {
 	access   *accesslog.Logger
 	cache    *cache.Cache // nil: off
 	admin    *adminToken  // nil: no admin token, no purge endpoint
+	peer     *peerToken   // GATEWAY__ORIGINPEERTOKENFILE; nil: none sent
 	metrics  *metrics
 	reg      prometheus.Registerer // for the servers' connection metrics (Serve)
 	gatherer prometheus.Gatherer
@@ -189,6 +191,18 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if g.admin, err = loadAdminToken(s.AdminTokenFile); err != nil {
 		return nil, err
 	}
+	if g.peer, err = loadPeerToken(s.OriginPeerTokenFile, o.Logger, func(err error) {
+		m.reloads.WithLabelValues("", "peer_token", result(err)).Inc()
+		if o.Reloaded != nil {
+			o.Reloaded("peer_token", "", err)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	var peerTok func() string // for the proxies; nil below the cache
+	if g.peer != nil {
+		peerTok = g.peer.current
+	}
 
 	// The cache is the proxies' transport: every site's requests reach it
 	// after auth, policy and budgets, and only its fills reach the origin.
@@ -201,6 +215,10 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		// endpoint leaves stored objects served (HIT, STALE) like a
 		// failing origin does.
 		var upstream http.RoundTripper = g.watch
+		if g.peer != nil {
+			upstream = &peerTokenTransport{base: upstream, tok: g.peer.current}
+			peerTok = nil
+		}
 		if g.tokens != nil {
 			upstream = &oauth2.Transport{Source: g.tokens, Base: g.watch}
 			proxyTokens = nil
@@ -296,7 +314,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		name := st.name
 		px, err := proxy.New(proxy.Options{
 			Origin: u, Transport: siteTransport, BodyIdleTimeout: s.UpstreamIdleTimeout, ErrorHeader: errorHeader,
-			TrustedProxies: s.TrustedProxies, Tokens: proxyTokens, Logger: o.Logger.With("site", name), CDNMaxAge: s.CDNMaxAge,
+			TrustedProxies: s.TrustedProxies, Tokens: proxyTokens, PeerToken: peerTok, Logger: o.Logger.With("site", name), CDNMaxAge: s.CDNMaxAge,
 			OnUpstreamError: func(_ *http.Request, reason string) {
 				m.upstreamErrs.WithLabelValues(name, reason).Inc()
 				if reason == "connect" || reason == "timeout" {
@@ -411,6 +429,9 @@ func (g *Gateway) Reload() error {
 	if g.admin != nil {
 		errs = append(errs, g.admin.reload())
 	}
+	if g.peer != nil {
+		errs = append(errs, g.peer.reload())
+	}
 	for _, st := range g.list {
 		if st.auth != nil {
 			errs = append(errs, st.auth.Reload())
@@ -422,6 +443,9 @@ func (g *Gateway) Reload() error {
 // WatchedFiles lists the files whose change triggers ReloadFile.
 func (g *Gateway) WatchedFiles() []string {
 	files := g.files.Files()
+	if g.peer != nil {
+		files = append(files, g.peer.path)
+	}
 	for _, st := range g.list {
 		if st.auth != nil {
 			files = append(files, st.auth.Path())
@@ -433,6 +457,9 @@ func (g *Gateway) WatchedFiles() []string {
 // ReloadFile reloads whatever uses path.
 func (g *Gateway) ReloadFile(path string) {
 	_ = g.files.ReloadFile(path)
+	if g.peer != nil && g.peer.path == path {
+		_ = g.peer.reload()
+	}
 	for _, st := range g.list {
 		if st.auth != nil && st.auth.Path() == path {
 			_ = st.auth.Reload()
@@ -653,6 +680,9 @@ func (g *Gateway) Ready(ctx context.Context) error {
 		if tok, err := g.tokens.Token(); err == nil {
 			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 		}
+	}
+	if g.peer != nil {
+		req.Header[proxy.PeerTokenHeader] = []string{g.peer.current()}
 	}
 	resp, err := g.ready.Do(req)
 	if err != nil {

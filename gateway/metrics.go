@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		budget: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "budget_rejections_total",
 			Help: "Requests refused with 429, by site and budget (index, download)."}, []string{"site", "budget"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reloads_total",
-			Help: "Reloads of certificates and htpasswd files, by site, kind (certificate, htpasswd) and result (success, failure)."}, []string{"site", "kind", "result"}),
+			Help: "Reloads of certificates, htpasswd files and the origin peer token file, by site (empty for the peer token), kind (certificate, htpasswd, peer_token) and result (success, failure)."}, []string{"site", "kind", "result"}),
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "certificate_expiry_timestamp_seconds",
 			Help: "NotAfter of the certificate in service, Unix seconds, by site."}, []string{"site"}),
 		unknownSNI: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "tls_unknown_server_name_total",

@@ -51,7 +51,7 @@ func TestRenderGolden(t *testing.T) {
 		"limit_req zone=stella_mirror_site0_index burst=599 nodelay;", "rate=10r/m;", "add_header Retry-After 6 always;",
 		"limit_req_zone $binary_remote_addr zone=stella_mirror_site2_index", "set_real_ip_from 198.51.100.0/24;",
 		"proxy_cache_lock on;", "add_header X-Cache-Status $upstream_cache_status always;", "return 308 https://$host$request_uri;",
-		`(?:primary|primary-extra)`, "proxy_set_header Authorization \"\";",
+		`(?:primary|primary-extra)`, "proxy_set_header Authorization \"\";", "proxy_set_header X-Stella-Peer-Token \"\";",
 	} {
 		if !strings.Contains(string(got), s) {
 			t.Errorf("rendered configuration lacks %q", s)

@@ -52,6 +52,7 @@ const authorityRetryAfter = "30"
 type accessControl struct {
 	products [2]*productAccess // concelier, excititor; nil when disabled
 	m        *accessMetrics
+	peers    *peerAuth // ORIGIN__PEERTOKENFILE; nil: bypass networks alone decide
 }
 
 var _ Authorizer = (*accessControl)(nil)
@@ -62,6 +63,7 @@ type productAccess struct {
 	validator *authority.Validator // nil when Authority is not enabled
 	fallback  bool
 	bypass    []netip.Prefix
+	peers     *peerAuth // nil: no peer token required of bypass peers
 
 	index     *ratelimit.Limiter            // index endpoints; nil: no budget
 	inherited *ratelimit.Limiter            // downloads of domains without their own budget
@@ -86,6 +88,11 @@ func newAccessControl(cfg *Config, logger *slog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("registering access metrics: %w", err)
 	}
 	ac := &accessControl{m: m}
+	if cfg.Origin.PeerTokenFile != "" {
+		if ac.peers, err = newPeerAuth(cfg.Origin.PeerTokenFile, logger, reg, opts.now); err != nil {
+			return nil, err
+		}
+	}
 	var errs []error
 	for i, p := range []struct {
 		name, prefix, scope string
@@ -99,7 +106,7 @@ func newAccessControl(cfg *Config, logger *slog.Logger, reg prometheus.Registere
 			continue
 		}
 		pa := &productAccess{
-			name: p.name, fallback: p.auth.AllowAnonymousFallback, bypass: p.auth.BypassNetworks,
+			name: p.name, fallback: p.auth.AllowAnonymousFallback, bypass: p.auth.BypassNetworks, peers: ac.peers,
 			labels: newDomainLabels(p.mirror.Domains),
 			missing: &Denial{Status: http.StatusUnauthorized,
 				Header:  http.Header{"Www-Authenticate": {`Bearer realm="` + Realm + `", scope="` + p.scope + `"`}},
@@ -196,6 +203,7 @@ const (
 	outcomeInvalid           = "invalid"            // a malformed, expired, foreign … token: 401 (400)
 	outcomeScope             = "insufficient_scope" // valid token without the scope: 403
 	outcomeUnavailable       = "unavailable"        // issuer keys unavailable: 503
+	// outcomePeerTokenInvalid (peertoken.go): a wrong peer token: 401.
 )
 
 // authenticate decides who the client is and whether it may proceed.
@@ -209,10 +217,21 @@ func (pa *productAccess) authenticate(r *http.Request, a Access) (client, outcom
 		return "ip:" + peer.Addr().Unmap().String()
 	}
 	if peerErr == nil && pa.bypassed(peer.Addr().Unmap()) {
-		if u, ok := forwardedUser(r.Header); ok {
-			return "user:" + u, outcomeBypass, nil
+		check := peerValid
+		if pa.peers != nil {
+			check = pa.peers.check(r.Header)
 		}
-		return ipClient(), outcomeBypass, nil
+		switch check {
+		case peerValid:
+			if u, ok := forwardedUser(r.Header); ok {
+				return "user:" + u, outcomeBypass, nil
+			}
+			return ipClient(), outcomeBypass, nil
+		case peerInvalid:
+			pa.peers.refused(pa.name, ipClient(), len(r.Header[PeerTokenHeader]))
+			return ipClient(), outcomePeerTokenInvalid, pa.peers.denial
+		}
+		// peerAbsent: like any other client, below.
 	}
 	tok, err := bearerToken(r.Header)
 	switch {

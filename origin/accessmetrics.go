@@ -14,7 +14,7 @@ func newAccessMetrics(reg prometheus.Registerer) (*accessMetrics, error) {
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "stella_mirror", Subsystem: "origin", Name: "auth_total",
 			Help: "Authentication outcomes of export requests by product, domain (_shared for the Concelier index) and outcome " +
-				"(token, bypass, anonymous, anonymous_fallback, missing, invalid, insufficient_scope, unavailable).",
+				"(token, bypass, anonymous, anonymous_fallback, missing, invalid, insufficient_scope, unavailable, peer_token_invalid).",
 		}, []string{"product", "domain", "outcome"}),
 		rejection: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "stella_mirror", Subsystem: "origin", Name: "budget_rejections_total",

@@ -13,6 +13,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/config"
+	"github.com/stella-ops/stella-mirror/internal/peertoken"
 )
 
 // Config is everything the origin reads from the runbook's environment
@@ -216,10 +217,26 @@ type ServerConfig struct {
 	// series would be scraped twice). Requires SyncMetricsTextfile. Key:
 	// ORIGIN__SYNCMETRICSEXPORT. Default: false.
 	SyncMetricsExport bool
+	// PeerTokenFile holds the tokens a gateway must present (header
+	// X-Stella-Peer-Token) to count as a bypass peer: one per line, at
+	// least 32 bytes each, blank lines and # comments ignored; several
+	// lines let a rotation accept the old and the new token at once. When
+	// set, a peer in a bypass network (<PRODUCT>__AUTHORITY__BYPASSNETWORKS,
+	// both products) without the header is treated like any other client
+	// (bearer-token rules; its X-Stella-Forwarded-User is ignored), and one
+	// with a wrong token is refused with 401. A token from outside the
+	// bypass networks grants nothing: network AND token. The file is read
+	// at start (an invalid file is a configuration error naming the file
+	// and line) and re-read when it changes or on SIGHUP (an invalid new
+	// version is logged and the tokens in service stay). Key:
+	// ORIGIN__PEERTOKENFILE. Default: none (bypass networks alone decide).
+	PeerTokenFile string
 }
 
 // Configuration keys the origin names in messages.
 const (
+	// KeyPeerTokenFile is the peer token file's key.
+	KeyPeerTokenFile = "ORIGIN__PEERTOKENFILE"
 	// KeyConcelierRoot is Concelier's export root key.
 	KeyConcelierRoot = "CONCELIER__MIRROR__EXPORTROOT"
 	// KeyExcititorRoot is Excititor's export root key.
@@ -289,6 +306,20 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckFiles reads the files the configuration names that New would
+// refuse to start with (ORIGIN__PEERTOKENFILE), for --check-config; each
+// error names the key, the file and, for a bad token, the line (never the
+// token).
+func (c *Config) CheckFiles() error {
+	if c.Origin.PeerTokenFile == "" {
+		return nil
+	}
+	if _, err := peertoken.ReadFile(c.Origin.PeerTokenFile); err != nil {
+		return fmt.Errorf("%s: %w", KeyPeerTokenFile, err)
+	}
+	return nil
+}
+
 // MissingRoots returns one message per enabled product whose export root
 // is set but is not an existing directory, naming the key and the path
 // (the origin starts with it, not-ready until the directory appears).
@@ -321,6 +352,11 @@ func (c *Config) Warnings() []string {
 	}
 	if c.Excititor.Mirror.Enabled && c.Excititor.Artifacts.FileSystem.Root == "" {
 		w = append(w, KeyExcititorRoot+": not set; the Excititor mirror stays not-ready")
+	}
+	if c.Origin.PeerTokenFile != "" && c.Authorizer == nil &&
+		!(c.Concelier.Mirror.Enabled && len(c.Concelier.Authority.BypassNetworks) > 0) &&
+		!(c.Excititor.Mirror.Enabled && len(c.Excititor.Authority.BypassNetworks) > 0) {
+		w = append(w, "ORIGIN__PEERTOKENFILE: set, but no enabled product has bypass networks; the peer token is never consulted")
 	}
 	for _, p := range []struct {
 		name string

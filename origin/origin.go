@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +17,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/buildinfo"
+	"github.com/stella-ops/stella-mirror/internal/filewatch"
 	"github.com/stella-ops/stella-mirror/internal/pprofmux"
 	"github.com/stella-ops/stella-mirror/internal/serve"
 )
@@ -24,6 +28,7 @@ type Origin struct {
 	logger   *slog.Logger
 	access   *accesslog.Logger
 	auth     Authorizer
+	peers    *peerAuth // ORIGIN__PEERTOKENFILE of the built-in Authorizer; nil: none
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 
@@ -96,7 +101,7 @@ func newOrigin(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts 
 		if err != nil {
 			return nil, fmt.Errorf("invalid origin configuration: %w", err)
 		}
-		o.auth = ac
+		o.auth, o.peers = ac, ac.peers
 	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		o.gatherer = g
@@ -206,9 +211,49 @@ func (o *Origin) Close() error {
 	return nil
 }
 
+// Reload re-reads ORIGIN__PEERTOKENFILE (what SIGHUP and a change of the
+// file do); nil when it is not set. An invalid file keeps the tokens in
+// service and is returned (and logged, and counted).
+func (o *Origin) Reload() error {
+	if o.peers == nil {
+		return nil
+	}
+	return o.peers.reload()
+}
+
+// watch reloads on SIGHUP and, when ORIGIN__PEERTOKENFILE is set, when the
+// file changes, until ctx is done. SIGHUP is caught either way: it must
+// not end the origin as it would by default.
+func (o *Origin) watch(ctx context.Context) {
+	if o.peers != nil {
+		if err := filewatch.Watch(ctx, []string{o.peers.path}, o.logger, func(string) { _ = o.Reload() }); err != nil {
+			o.logger.Warn("file watching unavailable; reload with SIGHUP", "error", err.Error())
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if o.peers == nil {
+					o.logger.Info("SIGHUP: nothing to reload")
+					continue
+				}
+				o.logger.Info("SIGHUP: reloading the peer token file")
+				_ = o.Reload()
+			}
+		}
+	}()
+}
+
 // Run validates cfg, binds the public (cfg.Origin.Listen) and admin
 // (cfg.Origin.AdminListen) listeners and serves both with net/http's server
-// until ctx is done, then shuts down gracefully.
+// until ctx is done, then shuts down gracefully. The peer token file
+// (ORIGIN__PEERTOKENFILE) is re-read when it changes and on SIGHUP.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -229,6 +274,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		pub.Close()
 		return err
 	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	o.watch(wctx)
 	return serve.Run(ctx, logger,
 		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
 		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler(), Private: true})

@@ -231,6 +231,8 @@ func (cf *ConfigFile) refs() []ref {
 		// Private signing keys are secrets (0600 in the archive and on restore).
 		add("CONCELIER__AUTHORITY__SIGNINGKEYFILE", &o.Concelier.Authority.SigningKeyFile, "key", true)
 		add("EXCITITOR__AUTHORITY__SIGNINGKEYFILE", &o.Excititor.Authority.SigningKeyFile, "key", true)
+		// The peer token: without it a restored origin does not start.
+		add(origin.KeyPeerTokenFile, &o.Origin.PeerTokenFile, "secret", true)
 		if o.Concelier.Mirror.Enabled {
 			state(origin.KeyConcelierRoot, &o.Concelier.Mirror.ExportRoot, o.Concelier.Mirror.ActiveExportID)
 		}
@@ -241,6 +243,7 @@ func (cf *ConfigFile) refs() []ref {
 	if g := cf.Gateway; g != nil {
 		s := &g.Gateway
 		add("GATEWAY__ORIGINCAFILE", &s.OriginCAFile, "tls", false)
+		add("GATEWAY__ORIGINPEERTOKENFILE", &s.OriginPeerTokenFile, "secret", true)
 		anyACME := false
 		for i := range s.Sites {
 			site := &s.Sites[i]

@@ -30,7 +30,9 @@ Access control per product: REQUIREAUTHENTICATION (global, per-domain
 override) is met by an OAuth2 bearer token from Authority with the scope
 concelier.mirror.read / excititor.mirror.read (AUTHORITY__ENABLED=true), or
 by a peer in AUTHORITY__BYPASSNETWORKS (TCP peer only; a gateway there may
-name its user in X-Stella-Forwarded-User). Missing token: 401 with
+name its user in X-Stella-Forwarded-User); with ORIGIN__PEERTOKENFILE such a
+peer must also send one of the file's tokens in X-Stella-Peer-Token (the
+file is re-read on change or SIGHUP). Missing token: 401 with
 WWW-Authenticate: Bearer. MAX…REQUESTSPERHOUR budgets answer 429 with
 Retry-After. Defaults and details: docs/configuration.md.
 
@@ -65,6 +67,9 @@ Example:
 		return err
 	}
 	if *checkConfig {
+		if err := cfg.CheckFiles(); err != nil {
+			return err
+		}
 		if missing := cfg.MissingRoots(); len(missing) > 0 {
 			// Valid settings, but the origin would start not-ready:
 			// not "configuration OK".

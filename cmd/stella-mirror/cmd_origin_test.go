@@ -33,6 +33,10 @@ func TestOriginHelpListsKeys(t *testing.T) {
 }
 
 func TestOriginCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	shortTokenFile, goodTokenFile := filepath.Join(dir, "short"), filepath.Join(dir, "good")
+	os.WriteFile(shortTokenFile, []byte("# peer token\nsecret-but-short\n"), 0o600)
+	os.WriteFile(goodTokenFile, []byte("peer-token-0123456789abcdef0123456789abcdef\n"), 0o600)
 	cases := []struct {
 		name        string
 		env         map[string]string
@@ -60,6 +64,14 @@ func TestOriginCheckConfig(t *testing.T) {
 			args: []string{"--listen", "nonsense"},
 			code: 1, errOut: `ORIGIN__LISTEN: "nonsense" is not host:port`},
 		{name: "bad flag", args: []string{"--no-such-flag"}, code: 2},
+		{name: "short peer token names the file and line, not the token",
+			env: map[string]string{"EXCITITOR__MIRROR__ENABLED": "true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT": os.TempDir(),
+				"EXCITITOR__AUTHORITY__BYPASSNETWORKS__0": "10.0.0.0/8", "ORIGIN__PEERTOKENFILE": shortTokenFile},
+			code: 1, errOut: "ORIGIN__PEERTOKENFILE: " + shortTokenFile + ":2: token shorter than 32 bytes"},
+		{name: "valid peer token file",
+			env: map[string]string{"EXCITITOR__MIRROR__ENABLED": "true", "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT": os.TempDir(),
+				"EXCITITOR__AUTHORITY__BYPASSNETWORKS__0": "10.0.0.0/8", "ORIGIN__PEERTOKENFILE": goodTokenFile},
+			code: 0, out: "configuration OK"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,6 +85,9 @@ func TestOriginCheckConfig(t *testing.T) {
 			}
 			if tc.code != 0 && strings.Contains(stdout.String(), "configuration OK") {
 				t.Errorf("exit %d but stdout says configuration OK", code)
+			}
+			if strings.Contains(stdout.String()+stderr.String(), "secret-but-short") {
+				t.Errorf("the output quotes the token")
 			}
 			if !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.errOut) {
 				t.Errorf("stdout %q (want %q), stderr %q (want %q)", stdout.String(), tc.out, stderr.String(), tc.errOut)

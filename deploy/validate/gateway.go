@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/gateway"
+	"github.com/stella-ops/stella-mirror/internal/peertoken"
 	"github.com/stella-ops/stella-mirror/origin"
 )
 
@@ -14,6 +15,9 @@ import (
 type gatewayState struct {
 	cfg  gateway.Config
 	file string
+	// peer is the token of GATEWAY__ORIGINPEERTOKENFILE ("": unset or
+	// unreadable), for the cross check with the origin's.
+	peer string
 }
 
 // checkGateway loads the gateway's configuration like `stella-mirror
@@ -33,6 +37,16 @@ func (c *checker) checkGateway() {
 	g := &cfg.Gateway
 	if g.OriginCAFile != "" {
 		c.checkCABundle(c.mapPath(g.OriginCAFile), "GATEWAY__ORIGINCAFILE", "origin CA bundle")
+	}
+	if path := g.OriginPeerTokenFile; path != "" {
+		path = c.mapPath(path)
+		if c.secretFile(path, keyGatewayPeerToken, "peer token file", false) {
+			if toks, err := peertoken.ReadFile(path); err != nil {
+				c.add(Error, path, keyGatewayPeerToken, "peer token file: %v", err)
+			} else {
+				c.gateway.peer = toks[0]
+			}
+		}
 	}
 	if a := &g.Authority; a.Enabled {
 		c.secretFile(c.mapPath(a.ClientSecretFile), "GATEWAY__AUTHORITY__CLIENTSECRETFILE", "Authority client secret", false)
@@ -146,6 +160,7 @@ func (c *checker) crossChecks() {
 	if o == nil {
 		return
 	}
+	c.crossCheckPeerToken(o, g)
 	for i, s := range g.cfg.Gateway.Sites {
 		if !s.Anonymous {
 			continue
@@ -195,4 +210,25 @@ func domainRequiresAuth(prefix string, m *origin.MirrorConfig, domain string) (s
 		}
 	}
 	return prefix + "__REQUIREAUTHENTICATION", m.RequireAuthentication
+}
+
+// keyGatewayPeerToken is the gateway's peer token file key.
+const keyGatewayPeerToken = "GATEWAY__ORIGINPEERTOKENFILE"
+
+// crossCheckPeerToken: when the origin requires a peer token of its bypass
+// peers, the gateway must send one the origin accepts (unless it presents
+// an Authority token instead); a token no origin asks for is pointless.
+func (c *checker) crossCheckPeerToken(o *originState, g *gatewayState) {
+	originFile, gwFile := o.cfg.Origin.PeerTokenFile, g.cfg.Gateway.OriginPeerTokenFile
+	switch {
+	case originFile != "" && gwFile == "" && !g.cfg.Gateway.Authority.Enabled:
+		c.add(Error, c.sourceOf(origin.KeyPeerTokenFile, c.opts.OriginConfig), origin.KeyPeerTokenFile,
+			"the origin requires a peer token of its bypass peers, but the gateway sends none (set %s to the same file) and no Authority token: every request through the gateway would be refused where authentication is required", keyGatewayPeerToken)
+	case originFile == "" && gwFile != "":
+		c.add(Warning, c.sourceOf(keyGatewayPeerToken, g.file), keyGatewayPeerToken,
+			"the gateway sends a peer token, but the origin does not require one (%s is unset): its bypass networks alone decide", origin.KeyPeerTokenFile)
+	case o.peers != nil && g.peer != "" && !o.peers.Match(g.peer):
+		c.add(Error, c.mapPath(gwFile), keyGatewayPeerToken,
+			"the gateway's peer token (the file's first token) is not one %s accepts: the origin would answer every request through the gateway 401", origin.KeyPeerTokenFile)
+	}
 }

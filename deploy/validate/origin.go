@@ -5,12 +5,16 @@ import (
 	"os"
 	"strings"
 
+	"github.com/stella-ops/stella-mirror/internal/peertoken"
 	"github.com/stella-ops/stella-mirror/origin"
 )
 
 // originState is what the cross checks need from the origin.
 type originState struct {
 	cfg origin.Config
+	// peers are the tokens of ORIGIN__PEERTOKENFILE (nil: unset or
+	// unreadable), for the cross check with the gateway's.
+	peers *peertoken.Set
 }
 
 // checkOrigin loads the origin's configuration like `stella-mirror origin`
@@ -50,6 +54,19 @@ func (c *checker) checkOrigin() {
 		if _, ok := c.fileExists(a.cfg.SigningKeyFile, key, "Authority signing key"); ok {
 			if err := checkPublicKeyPEM(a.cfg.SigningKeyFile); err != nil {
 				c.add(Error, a.cfg.SigningKeyFile, key, "Authority signing key: %v", err)
+			}
+		}
+	}
+
+	if path := cfg.Origin.PeerTokenFile; path != "" {
+		path = c.mapPath(path)
+		cfg.Origin.PeerTokenFile = "" // origin.New below reads it only when valid (reported here)
+		if c.secretFile(path, origin.KeyPeerTokenFile, "peer token file", false) {
+			if toks, err := peertoken.ReadFile(path); err != nil {
+				c.add(Error, path, origin.KeyPeerTokenFile, "peer token file: %v", err)
+			} else {
+				c.origin.peers = peertoken.NewSet(toks)
+				cfg.Origin.PeerTokenFile = path
 			}
 		}
 	}

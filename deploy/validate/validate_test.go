@@ -98,6 +98,25 @@ func (p *profile) htpasswd(t *testing.T, flag, file, user string) {
 	}
 }
 
+// validPeerToken is a peer token of a valid length.
+const validPeerToken = "validate-peer-token-0123456789abcdef0123456789"
+
+// peerToken writes secrets/<file> with data and mode, and names
+// /run/secrets/peer-token as both ORIGIN__PEERTOKENFILE and
+// GATEWAY__ORIGINPEERTOKENFILE.
+func (p *profile) peerToken(t *testing.T, file, data string, mode os.FileMode) {
+	t.Helper()
+	path := filepath.Join(p.dir, "secrets", file)
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	p.env["ORIGIN__PEERTOKENFILE"] = "/run/secrets/peer-token"
+	p.env["GATEWAY__ORIGINPEERTOKENFILE"] = "/run/secrets/peer-token"
+}
+
 // write writes the env file and returns its path.
 func (p *profile) write(t *testing.T) string {
 	t.Helper()
@@ -233,6 +252,21 @@ func TestProfile(t *testing.T) {
 			p.env["GATEWAY__AUTHORITY__TOKENURL"] = "https://authority.example.org/connect/token"
 			p.env["GATEWAY__AUTHORITY__CLIENTID"] = "mirror-gateway"
 		}, want{"secrets/concelier-authority-client", "GATEWAY__AUTHORITY__CLIENTSECRETFILE", "Authority client secret is world-readable"}},
+		{"short peer token", func(t *testing.T, p *profile) {
+			p.peerToken(t, "peer-token", "# shared\nshort-peer-token\n", 0o600)
+		}, want{"secrets/peer-token", "ORIGIN__PEERTOKENFILE", "peer-token:2: token shorter than 32 bytes"}},
+		{"world-readable peer token", func(t *testing.T, p *profile) {
+			p.peerToken(t, "peer-token", validPeerToken+"\n", 0o644)
+		}, want{"secrets/peer-token", "GATEWAY__ORIGINPEERTOKENFILE", "peer token file is world-readable"}},
+		{"gateway's peer token not accepted by the origin", func(t *testing.T, p *profile) {
+			p.peerToken(t, "peer-token", validPeerToken+"\n", 0o600)
+			p.peerToken(t, "gateway-peer-token", "x"+validPeerToken+"\n", 0o600)
+			p.env["GATEWAY__ORIGINPEERTOKENFILE"] = "/run/secrets/gateway-peer-token"
+		}, want{"secrets/gateway-peer-token", "GATEWAY__ORIGINPEERTOKENFILE", "is not one ORIGIN__PEERTOKENFILE accepts"}},
+		{"origin requires a peer token the gateway does not send", func(t *testing.T, p *profile) {
+			p.peerToken(t, "peer-token", validPeerToken+"\n", 0o600)
+			delete(p.env, "GATEWAY__ORIGINPEERTOKENFILE")
+		}, want{"mirror.env", "ORIGIN__PEERTOKENFILE", "the gateway sends none"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,6 +337,14 @@ func TestProfile(t *testing.T) {
 			}
 		}
 		t.Fatalf("no warning for bob's apr1 hash in %v", rep.Warnings())
+	})
+	t.Run("peer token on both sides: no finding", func(t *testing.T) {
+		p := newProfile(t, ca, root)
+		p.peerToken(t, "peer-token", "# gateway <-> origin\n"+validPeerToken+"\n", 0o600)
+		rep := p.check(t, validate.Options{})
+		if len(rep.Findings) != 0 {
+			t.Fatalf("findings: %v", rep.Findings)
+		}
 	})
 	t.Run("CDN that forwards Authorization: no warning", func(t *testing.T) {
 		p := newProfile(t, ca, root)

@@ -82,7 +82,11 @@ func (p *Proxy) ServeFast(fc *fasthttp.RequestCtx, in FastRequest, done func(Fas
 		token = tok.AccessToken
 	}
 	trusted := TrustedAddr(fc.RemoteAddr().String(), p.opts.TrustedProxies)
-	write := func(bw *bufio.Writer) { p.writeFastRequest(bw, fc, in, trusted, token) }
+	var peer string
+	if p.opts.PeerToken != nil {
+		peer = p.opts.PeerToken()
+	}
+	write := func(bw *bufio.Writer) { p.writeFastRequest(bw, fc, in, trusted, token, peer) }
 	rh := responseHeaders.Get().(*fasthttp.ResponseHeader)
 	defer func() { rh.Reset(); responseHeaders.Put(rh) }()
 	body, err := t.exchangeFast(context.Background(), p.opts.Origin.Scheme, p.opts.Origin.Host, head, write, rh)
@@ -238,8 +242,9 @@ func hasPrefixFold(k []byte, prefix string) bool {
 }
 
 // writeFastRequest writes the request for the origin: the rules of
-// rewrite, on fasthttp's header.
-func (p *Proxy) writeFastRequest(bw *bufio.Writer, fc *fasthttp.RequestCtx, in FastRequest, trusted bool, token string) {
+// rewrite, on fasthttp's header. peer is the gateway's peer token ("":
+// none).
+func (p *Proxy) writeFastRequest(bw *bufio.Writer, fc *fasthttp.RequestCtx, in FastRequest, trusted bool, token, peer string) {
 	rh := &fc.Request.Header
 	bw.Write(rh.Method())
 	bw.WriteByte(' ')
@@ -253,7 +258,8 @@ func (p *Proxy) writeFastRequest(bw *bufio.Writer, fc *fasthttp.RequestCtx, in F
 	for k, v := range rh.AllInOrder() {
 		switch {
 		case isHop(k, conn), bytes.EqualFold(k, []byte("Host")),
-			bytes.EqualFold(k, []byte("Authorization")), bytes.EqualFold(k, []byte("Cookie")):
+			bytes.EqualFold(k, []byte("Authorization")), bytes.EqualFold(k, []byte("Cookie")),
+			bytes.EqualFold(k, []byte(PeerTokenHeader)):
 			continue
 		case hasPrefixFold(k, "X-Forwarded-"):
 			if !trusted {
@@ -322,6 +328,11 @@ func (p *Proxy) writeFastRequest(bw *bufio.Writer, fc *fasthttp.RequestCtx, in F
 	if token != "" {
 		bw.WriteString("Authorization: Bearer ")
 		bw.WriteString(token)
+		bw.WriteString("\r\n")
+	}
+	if peer != "" {
+		bw.WriteString(PeerTokenHeader + ": ")
+		bw.WriteString(peer) // visible ASCII only (peertoken.Parse)
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")

@@ -3,10 +3,12 @@
 // forwarding headers the origin trusts, and no client credentials.
 //
 // Towards the origin it strips hop-by-hop headers, the client's
-// Authorization, and incoming X-Forwarded-*, Forwarded and
-// X-Stella-Forwarded-User unless the TCP peer is a configured trusted proxy;
-// it sets X-Forwarded-For/Proto/Host and X-Stella-Forwarded-User (the user
-// the gateway authenticated), and optionally a bearer token.
+// Authorization and Cookie, any X-Stella-Peer-Token (always, whoever sent
+// it), and incoming X-Forwarded-*, Forwarded and X-Stella-Forwarded-User
+// unless the TCP peer is a configured trusted proxy; it sets
+// X-Forwarded-For/Proto/Host and X-Stella-Forwarded-User (the user the
+// gateway authenticated), and optionally a bearer token and the gateway's
+// own peer token.
 //
 // A failure before the response starts is a 502 (504 on a timeout); a
 // failure in the middle of a body aborts the client connection, so a client
@@ -37,10 +39,15 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/stella-ops/stella-mirror/export"
+	"github.com/stella-ops/stella-mirror/internal/peertoken"
 )
 
 // UserHeader carries the authenticated user to the origin.
 const UserHeader = "X-Stella-Forwarded-User"
+
+// PeerTokenHeader carries the gateway's peer token to the origin
+// (GATEWAY__ORIGINPEERTOKENFILE). A client's copy is always removed.
+const PeerTokenHeader = peertoken.Header
 
 // Defaults of Options.
 const (
@@ -78,6 +85,11 @@ type Options struct {
 	// oauth2.ReuseTokenSource does). Default: no token (the origin trusts
 	// the gateway's network).
 	Tokens oauth2.TokenSource
+	// PeerToken, if set, returns the peer token sent to the origin in
+	// PeerTokenHeader on every request ("" sends none); it is called once
+	// per request and MUST be safe for concurrent use. The header a client
+	// sends is removed whether or not this is set. Default: nil, none.
+	PeerToken func() string
 	// Logger receives upstream failures. Default: discard.
 	Logger *slog.Logger
 	// OnUpstreamError is called once per failed upstream exchange with a
@@ -404,8 +416,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		h.Del("Authorization")
 		h.Del("Cookie")
 	}
+	delete(h, PeerTokenHeader) // never a client's, not even with Transparent
 	if info.token != "" {
 		h.Set("Authorization", "Bearer "+info.token)
+	}
+	if p.opts.PeerToken != nil {
+		if tok := p.opts.PeerToken(); tok != "" {
+			h[PeerTokenHeader] = []string{tok}
+		}
 	}
 }
 

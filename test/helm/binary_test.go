@@ -45,6 +45,9 @@ type podFS struct {
 	work string
 }
 
+// peerToken is the peer token the pods' Secret holds (peerToken.enabled).
+const peerToken = "peer-token-0123456789abcdef0123456789abcdef0123456789abcdef"
+
 // mountPrefixes are the container paths the chart mounts volumes at.
 var mountPrefixes = []string{"/etc/stella-mirror", "/run/secrets", "/srv/stella-mirror", "/var/cache/stella-mirror", "/var/backups/stella-mirror"}
 
@@ -192,6 +195,9 @@ func TestRenderedConfigurationIsAccepted(t *testing.T) {
 			if !strings.Contains(out, p.host("/run/secrets/sync/signing.pub.pem")) {
 				t.Errorf("the backup does not save the sync's public key:\n%s", out)
 			}
+			if tc.name != "default" && !strings.Contains(out, p.host("/run/secrets/peer-token/token")) {
+				t.Errorf("the backup does not save the peer token file:\n%s", out)
+			}
 		})
 	}
 	t.Run("sync metrics export without the textfile refused by origin", func(t *testing.T) {
@@ -263,6 +269,7 @@ func newPodFS(t *testing.T, bin string, m *Manifests) *podFS {
 	}
 	p.secretDir(t, "/run/secrets/htpasswd", htpasswd)
 	p.secretDir(t, "/run/secrets/gateway-admin", map[string][]byte{"token": []byte("0123456789abcdef0123456789abcdef\n")})
+	p.secretDir(t, "/run/secrets/peer-token", map[string][]byte{"token": []byte("# gateway-origin peer token\n" + peerToken + "\n")})
 
 	// An export tree (the origin's root) and the key it is signed with.
 	exports := p.host("/srv/stella-mirror/exports")

@@ -501,7 +501,7 @@ func namedPort(p *corev1.PodSpec, container, name string) int32 {
 func expectedSecrets(m *Manifests) map[string]bool {
 	s := map[string]bool{
 		Fullname + "-htpasswd": true, Fullname + "-gateway-admin": true, Fullname + "-gateway-authority": true,
-		Fullname + "-sync": true, Fullname + "-backup": true,
+		Fullname + "-sync": true, Fullname + "-backup": true, Fullname + "-peer-token": true,
 	}
 	if cm := m.ConfigMap(Fullname + "-gateway-env"); cm != nil {
 		for k, v := range cm.Data {

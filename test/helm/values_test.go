@@ -32,6 +32,10 @@ func TestBadValuesFail(t *testing.T) {
 			[]string{"gateway.sites[1].name", `"a" is used by another site`}, false},
 		{"PDB blocks drains", "gateway:\n  replicas: 2\n  pdb:\n    minAvailable: 2\n", []string{"gateway.pdb.minAvailable (2) must be below gateway.replicas (2)"}, false},
 		{"origin unreachable", "origin:\n  bypassNetworks: []\n", []string{"origin.bypassNetworks", "gateway.upstreamAuthority"}, false},
+		{"peer token typo", "peerToken:\n  enable: true\n", []string{"/peerToken", "'enable' not allowed"}, false},
+		{"peer token without bypass networks", "peerToken:\n  enabled: true\norigin:\n  bypassNetworks: []\n  authority:\n    enabled: true\n    issuer: https://authority.example.org\n" +
+			"gateway:\n  upstreamAuthority:\n    enabled: true\n    tokenURL: https://authority.example.org/connect/token\n    clientID: gw\n",
+			[]string{"peerToken.enabled with an empty origin.bypassNetworks"}, false},
 		{"cert-manager without issuer", "tls:\n  certManager:\n    enabled: true\n", []string{"tls.certManager.issuerRef.name is required"}, false},
 		{"HPA replicas", "gateway:\n  replicas: 1\n  hpa:\n    enabled: true\n    minReplicas: 1\n", []string{"/gateway/hpa/minReplicas"}, false},
 	}

@@ -75,6 +75,29 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "stella-mirror.adminTokenSecret" -}}
 {{- default (printf "%s-gateway-admin" (include "stella-mirror.fullname" .)) .Values.gateway.adminToken.existingSecret }}
 {{- end }}
+{{- define "stella-mirror.peerTokenSecret" -}}
+{{- default (printf "%s-peer-token" (include "stella-mirror.fullname" .)) .Values.peerToken.existingSecret }}
+{{- end }}
+{{/* The peer token file as the gateway and origin pods see it. */}}
+{{- define "stella-mirror.peerTokenFile" -}}
+{{- printf "/run/secrets/peer-token/%s" .Values.peerToken.key }}
+{{- end }}
+{{/* The peer token Secret volume and its mount (gateway, origin, backup). */}}
+{{- define "stella-mirror.peerTokenVolume" -}}
+{{- if .Values.peerToken.enabled }}
+- name: peer-token
+  secret:
+    secretName: {{ include "stella-mirror.peerTokenSecret" . }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- define "stella-mirror.peerTokenMount" -}}
+{{- if .Values.peerToken.enabled }}
+- name: peer-token
+  mountPath: /run/secrets/peer-token
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- define "stella-mirror.gatewayAuthoritySecret" -}}
 {{- default (printf "%s-gateway-authority" (include "stella-mirror.fullname" .)) .Values.gateway.upstreamAuthority.existingSecret }}
 {{- end }}
@@ -179,6 +202,9 @@ EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT: {{ include "stella-mirror.exportRoot" $ 
 {{ $p }}__AUTHORITY__BYPASSNETWORKS__{{ $i }}: {{ $n | quote }}
 {{- end }}
 {{- end }}
+{{- if $v.peerToken.enabled }}
+ORIGIN__PEERTOKENFILE: {{ include "stella-mirror.peerTokenFile" $ | quote }}
+{{- end }}
 {{- range $k, $val := $v.origin.extraEnv }}
 {{ $k }}: {{ $val | toString | quote }}
 {{- end }}
@@ -215,6 +241,9 @@ GATEWAY__CACHE__STALEIFERRORGRACE: {{ . | quote }}
 {{- end }}
 {{- if $v.gateway.adminToken.enabled }}
 GATEWAY__ADMINTOKENFILE: {{ printf "/run/secrets/gateway-admin/%s" $v.gateway.adminToken.key | quote }}
+{{- end }}
+{{- if $v.peerToken.enabled }}
+GATEWAY__ORIGINPEERTOKENFILE: {{ include "stella-mirror.peerTokenFile" . | quote }}
 {{- end }}
 {{- if $v.gateway.upstreamAuthority.enabled }}
 GATEWAY__AUTHORITY__ENABLED: "true"
@@ -335,6 +364,7 @@ SYNC__S3__PATHSTYLE: {{ $v.sync.s3.pathStyle | toString | quote }}
     secretName: {{ include "stella-mirror.adminTokenSecret" . }}
     defaultMode: 0440
 {{- end }}
+{{- include "stella-mirror.peerTokenVolume" . }}
 {{- if .Values.gateway.upstreamAuthority.enabled }}
 - name: gateway-authority
   secret:
@@ -359,6 +389,7 @@ SYNC__S3__PATHSTYLE: {{ $v.sync.s3.pathStyle | toString | quote }}
   mountPath: /run/secrets/gateway-admin
   readOnly: true
 {{- end }}
+{{- include "stella-mirror.peerTokenMount" . }}
 {{- if .Values.gateway.upstreamAuthority.enabled }}
 - name: gateway-authority
   mountPath: /run/secrets/gateway-authority
