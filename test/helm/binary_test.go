@@ -195,8 +195,12 @@ func TestRenderedConfigurationIsAccepted(t *testing.T) {
 			if !strings.Contains(out, p.host("/run/secrets/sync/signing.pub.pem")) {
 				t.Errorf("the backup does not save the sync's public key:\n%s", out)
 			}
-			if tc.name != "default" && !strings.Contains(out, p.host("/run/secrets/peer-token/token")) {
-				t.Errorf("the backup does not save the peer token file:\n%s", out)
+			// The peer token (values-mirror.yaml turns it on) is saved
+			// whenever the origin is given one.
+			if peer := env("origin-env")["ORIGIN__PEERTOKENFILE"]; (peer != "") != (len(tc.files) > 0) {
+				t.Errorf("ORIGIN__PEERTOKENFILE %q with values files %v: want it set exactly with values-mirror.yaml's peer token", peer, tc.files)
+			} else if peer != "" && !strings.Contains(out, p.host(peer)) {
+				t.Errorf("the backup does not save the peer token file %s:\n%s", peer, out)
 			}
 		})
 	}

@@ -583,6 +583,8 @@ func chartSecrets(t *testing.T, k *Kubelet) *lab {
 	delete(ht, "upstream.htpasswd")
 	k.Secrets[Fullname+"-htpasswd"] = ht
 	k.Secrets[Fullname+"-gateway-admin"] = map[string][]byte{"token": []byte(randHex(t, 24))}
+	// values-mirror.yaml's peer token (gateway → origin).
+	k.Secrets[Fullname+"-peer-token"] = map[string][]byte{"token": []byte(randHex(t, 32) + "\n")}
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
