@@ -34,6 +34,22 @@ func TestBadValuesFail(t *testing.T) {
 		{"origin unreachable", "origin:\n  bypassNetworks: []\n", []string{"origin.bypassNetworks", "gateway.upstreamAuthority"}, false},
 		{"cert-manager without issuer", "tls:\n  certManager:\n    enabled: true\n", []string{"tls.certManager.issuerRef.name is required"}, false},
 		{"HPA replicas", "gateway:\n  replicas: 1\n  hpa:\n    enabled: true\n    minReplicas: 1\n", []string{"/gateway/hpa/minReplicas"}, false},
+		// `sync --every` refuses an interval below 1m (exit 2): the sidecar
+		// would crash-loop; 0 would run once, exit 0 and be restarted.
+		{"sidecar interval below 1m", "sync:\n  mode: sidecar\n  every: 30s\n", []string{"sync.every", "30s", "at least 1m"}, false},
+		{"sidecar interval 0", "sync:\n  mode: sidecar\n  every: 0s\n", []string{"sync.every", "at least 1m"}, false},
+		{"sidecar interval in ms", "sync:\n  mode: sidecar\n  every: 59999ms\n", []string{"sync.every", "at least 1m"}, false},
+		// SIGKILL would cut the gateway's drain short.
+		{"shutdown outlives the grace period", "gateway:\n  shutdownTimeout: 1m\n  terminationGracePeriodSeconds: 40\n",
+			[]string{"gateway.shutdownTimeout", "gateway.terminationGracePeriodSeconds (40)"}, false},
+		// extraEnv must not silently replace a key the chart sets (here the
+		// admin listener the probes and the NetworkPolicy rely on).
+		{"extraEnv redefines a chart key", "origin:\n  extraEnv:\n    ORIGIN__ADMINLISTEN: 127.0.0.1:9090\n",
+			[]string{"origin.extraEnv.ORIGIN__ADMINLISTEN", "set by the chart"}, false},
+		{"gateway extraEnv redefines a chart key", "gateway:\n  extraEnv:\n    GATEWAY__ORIGIN: http://elsewhere:8080\n",
+			[]string{"gateway.extraEnv.GATEWAY__ORIGIN", "set by the chart"}, false},
+		{"sync extraEnv redefines a chart key", "sync:\n  extraEnv:\n    SYNC__DEST: /tmp/x\n",
+			[]string{"sync.extraEnv.SYNC__DEST", "set by the chart"}, false},
 	}
 	dir := t.TempDir()
 	for i, tc := range cases {
@@ -63,6 +79,20 @@ func TestBadValuesFail(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Intervals of 1m and more, in any unit, and extraEnv keys the chart
+	// does not set, pass.
+	for _, set := range []map[string]string{
+		{"sync.mode": "sidecar", "sync.every": "1m"},
+		{"sync.mode": "sidecar", "sync.every": "60s"},
+		{"sync.mode": "sidecar", "sync.every": "1h30m"},
+		{"sync.mode": "sidecar", "sync.every": "0.5h"},
+		{"gateway.shutdownTimeout": "39s"},
+		{"origin.extraEnv.ORIGIN__ADMINPPROF": "false"},
+	} {
+		if _, err := Template(t, nil, set); err != nil {
+			t.Errorf("%v: %v", set, err)
+		}
 	}
 	// The HPA lifts the two-replica minimum (the HPA's own minimum is 2).
 	if _, err := Template(t, nil, map[string]string{"gateway.replicas": "1", "gateway.hpa.enabled": "true"}); err != nil {
