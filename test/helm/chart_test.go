@@ -100,6 +100,7 @@ func checkPolicies(t *testing.T, m *Manifests) {
 		{"network policy", checkNetworkPolicy},
 		{"references", checkReferences},
 		{"service ports", checkServicePorts},
+		{"admin not public", checkAdminNotPublic},
 		{"service account token", checkServiceAccountToken},
 		{"gateway cache", checkGatewayCache},
 		{"labels", checkLabels},
@@ -429,6 +430,15 @@ func checkNetworkPolicy(t testing.TB, m *Manifests) {
 	}
 	originLabels := labels.Set(origin.Spec.Template.Labels)
 	gatewayLabels := labels.Set(gateway.Spec.Template.Labels)
+	// The gateway pods of another release in the namespace are not this
+	// origin's bypass peers: the origin's selector must tell them apart.
+	otherGateway := labels.Set{}
+	for k, v := range gatewayLabels {
+		otherGateway[k] = v
+	}
+	otherGateway["app.kubernetes.io/instance"] = "another-release"
+	checkAdminPeers(t, m, gatewayLabels, &gateway.Spec.Template.Spec, "gateway")
+	checkAdminPeers(t, m, originLabels, &origin.Spec.Template.Spec, "origin")
 	originPod := &origin.Spec.Template.Spec
 	httpPort := namedPort(originPod, "origin", "http")
 	selecting := 0
@@ -463,7 +473,7 @@ func checkNetworkPolicy(t testing.TB, m *Manifests) {
 				gatewayOnly := peer.PodSelector != nil && peer.NamespaceSelector == nil && peer.IPBlock == nil
 				if gatewayOnly {
 					ps, err := metav1LabelSelector(peer.PodSelector)
-					gatewayOnly = err == nil && ps.Matches(gatewayLabels) && !ps.Empty() && !ps.Matches(originLabels)
+					gatewayOnly = err == nil && ps.Matches(gatewayLabels) && !ps.Empty() && !ps.Matches(originLabels) && !ps.Matches(otherGateway)
 				}
 				if admitsHTTP && !gatewayOnly {
 					t.Errorf("NetworkPolicy %s ingress[%d] admits %+v to the origin's public port: only gateway pods may", np.Name, i, peer)
@@ -484,6 +494,59 @@ func checkNetworkPolicy(t testing.TB, m *Manifests) {
 	}
 	if !deny {
 		t.Error("no default-deny NetworkPolicy over the release's pods")
+	}
+}
+
+// checkAdminPeers: the admin port (health, /metrics, /status, the cache
+// purge) of the pods with podLabels is admitted by the NetworkPolicies only
+// from peers that name namespaces (Prometheus's) or pods; never from every
+// peer, an empty selector or an ipBlock.
+func checkAdminPeers(t testing.TB, m *Manifests, podLabels labels.Set, pod *corev1.PodSpec, container string) {
+	admin := namedPort(pod, container, "admin")
+	for _, np := range m.NetworkPolicies {
+		sel, err := metav1LabelSelector(&np.Spec.PodSelector)
+		if err != nil || !sel.Matches(podLabels) {
+			continue
+		}
+		for i, rule := range np.Spec.Ingress {
+			admits := len(rule.Ports) == 0
+			for _, p := range rule.Ports {
+				if p.Port == nil {
+					admits = true
+				} else if n, ok := resolvePort(findContainer(pod, container), *p.Port); ok && n == admin {
+					admits = true
+				}
+			}
+			if !admits {
+				continue
+			}
+			if len(rule.From) == 0 {
+				t.Errorf("NetworkPolicy %s ingress[%d] admits every peer to the %s admin port %d", np.Name, i, container, admin)
+			}
+			for _, peer := range rule.From {
+				if peer.IPBlock != nil || (peer.NamespaceSelector != nil && len(peer.NamespaceSelector.MatchLabels)+len(peer.NamespaceSelector.MatchExpressions) == 0) ||
+					(peer.PodSelector != nil && peer.NamespaceSelector == nil && len(peer.PodSelector.MatchLabels)+len(peer.PodSelector.MatchExpressions) == 0) {
+					t.Errorf("NetworkPolicy %s ingress[%d] admits %+v to the %s admin port %d: only Prometheus's namespace or this release's pods may", np.Name, i, peer, container, admin)
+				}
+			}
+		}
+	}
+}
+
+// checkAdminNotPublic: the gateway's public Service never carries its admin
+// listener (it is on the ClusterIP ...-gateway-admin Service only).
+func checkAdminNotPublic(t testing.TB, m *Manifests) {
+	d := m.Deployment(Fullname + "-gateway")
+	s := m.Service(Fullname + "-gateway")
+	if d == nil || s == nil {
+		t.Fatal("no gateway Deployment or Service")
+	}
+	c := findContainer(&d.Spec.Template.Spec, "gateway")
+	admin := namedPort(&d.Spec.Template.Spec, "gateway", "admin")
+	for _, p := range s.Spec.Ports {
+		if n, ok := resolvePort(c, p.TargetPort); ok && n == admin {
+			t.Errorf("Service %s (%s) port %s targets the gateway's admin listener %d", s.Name, s.Spec.Type, p.Name, admin)
+		}
 	}
 }
 

@@ -122,6 +122,35 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 				}
 			}
 		}, "admits every peer to the origin"},
+		{"origin open to another release's gateways", checkNetworkPolicy, func(m *Manifests) {
+			for _, np := range m.NetworkPolicies {
+				if np.Name == Fullname+"-origin" {
+					np.Spec.Ingress[0].From[0].PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/component": "gateway"}
+				}
+			}
+		}, "only gateway pods may"},
+		{"gateway admin port open to all", checkNetworkPolicy, func(m *Manifests) {
+			for _, np := range m.NetworkPolicies {
+				if np.Name == Fullname+"-gateway" {
+					admin := intstr.FromString("admin")
+					np.Spec.Ingress[0].Ports = append(np.Spec.Ingress[0].Ports, networkingv1.NetworkPolicyPort{Port: &admin})
+				}
+			}
+		}, "admits every peer to the gateway admin port"},
+		{"origin admin port open to every namespace", checkNetworkPolicy, func(m *Manifests) {
+			for _, np := range m.NetworkPolicies {
+				if np.Name == Fullname+"-origin" {
+					admin := intstr.FromString("admin")
+					np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+						From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}},
+						Ports: []networkingv1.NetworkPolicyPort{{Port: &admin}}})
+				}
+			}
+		}, "to the origin admin port"},
+		{"admin on the public Service", checkAdminNotPublic, func(m *Manifests) {
+			s := m.Service(gw)
+			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "admin", Port: 9091, TargetPort: intstr.FromString("admin")})
+		}, "targets the gateway's admin listener"},
 		{"no default deny", checkNetworkPolicy, func(m *Manifests) {
 			var keep []*networkingv1.NetworkPolicy
 			for _, np := range m.NetworkPolicies {
