@@ -245,6 +245,12 @@ func checkProbes(t testing.TB, m *Manifests) {
 			if !slices.Contains(adminHealthPaths, p.HTTPGet.Path) {
 				t.Errorf("%s: path %q is not an admin health path %v", where, p.HTTPGet.Path, adminHealthPaths)
 			}
+			// An origin is ready only with an export to serve: a new origin
+			// pod (a sidecar that has not synced yet, a fresh PVC) must not
+			// get the gateways' requests.
+			if name == "readiness" && tc.container == "origin" && p.HTTPGet.Path != "/health/ready" {
+				t.Errorf("%s: path %q; the origin is ready only once it serves an export (/health/ready)", where, p.HTTPGet.Path)
+			}
 			if name == "liveness" && p.HTTPGet.Path != "/health/live" {
 				t.Errorf("%s: path %q; liveness must not depend on the origin (/health/live)", where, p.HTTPGet.Path)
 			}

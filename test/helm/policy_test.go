@@ -84,6 +84,9 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 		{"probe on the public port", checkProbes, func(m *Manifests) {
 			container(m, origin, "origin").LivenessProbe.HTTPGet.Port = intstr.FromString("http")
 		}, "ORIGIN__ADMINLISTEN"},
+		{"origin ready without an export", checkProbes, func(m *Manifests) {
+			container(m, origin, "origin").ReadinessProbe.HTTPGet.Path = "/health/live"
+		}, "ready only once it serves an export"},
 		{"liveness on readiness", checkProbes, func(m *Manifests) {
 			container(m, gw, "gateway").LivenessProbe.HTTPGet.Path = "/health/ready"
 		}, "liveness must not depend on the origin"},
