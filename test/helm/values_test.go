@@ -2,6 +2,7 @@ package helm
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,4 +169,53 @@ func renderedAnnotations(m *Manifests) string {
 		}
 	}
 	return b.String()
+}
+
+// TestChangedEnvironmentRollsPods: pods read their ConfigMap (envFrom) only
+// at start, so a value that changes a Deployment's environment must change
+// its pod template (the checksum/env annotation), or `helm upgrade` updates
+// the ConfigMap and the running pods keep the old settings; a value that
+// does not reach a Deployment must leave its template alone (no needless
+// rollout, every gateway cache lost).
+func TestChangedEnvironmentRollsPods(t *testing.T) {
+	gw, origin := Fullname+"-gateway", Fullname+"-origin"
+	template := func(m *Manifests, name string) string {
+		t.Helper()
+		d := m.Deployment(name)
+		if d == nil {
+			t.Fatalf("no Deployment %s", name)
+		}
+		b, err := json.Marshal(d.Spec.Template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	cases := []struct {
+		name       string
+		base, set  map[string]string
+		roll, stay []string
+	}{
+		{"gateway log level", nil, map[string]string{"gateway.logLevel": "debug"}, []string{gw}, []string{origin}},
+		{"origin log level", nil, map[string]string{"origin.logLevel": "debug"}, []string{origin}, []string{gw}},
+		{"CDN max-age", nil, map[string]string{"gateway.cdnMaxAge": "120s"}, []string{gw}, []string{origin}},
+		{"sidecar sync keep", map[string]string{"sync.mode": "sidecar"}, map[string]string{"sync.mode": "sidecar", "sync.keep": "5"}, []string{origin}, []string{gw}},
+		{"cronjob sync keep", nil, map[string]string{"sync.keep": "5"}, nil, []string{gw, origin}},
+		{"backup retention", nil, map[string]string{"backup.keepDaily": "10"}, nil, []string{gw, origin}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before, after := Render(t, nil, tc.base), Render(t, nil, tc.set)
+			for _, d := range tc.roll {
+				if template(before, d) == template(after, d) {
+					t.Errorf("%v: Deployment %s's pod template is unchanged: its pods would keep the old environment", tc.set, d)
+				}
+			}
+			for _, d := range tc.stay {
+				if template(before, d) != template(after, d) {
+					t.Errorf("%v: Deployment %s's pod template changed: a needless rollout", tc.set, d)
+				}
+			}
+		})
+	}
 }
