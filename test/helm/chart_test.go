@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -370,6 +371,19 @@ func checkCronJobs(t testing.TB, m *Manifests) {
 	if cj := m.CronJob(Fullname + "-sync"); cj != nil {
 		if cj.Spec.Schedule != "*/5 * * * *" {
 			t.Errorf("sync CronJob schedule %q, want */5 * * * *", cj.Spec.Schedule)
+		}
+		// Exit 2 (invalid configuration) cannot heal: no retry.
+		failsOn2 := false
+		if pfp := cj.Spec.JobTemplate.Spec.PodFailurePolicy; pfp != nil {
+			for _, r := range pfp.Rules {
+				if r.Action == batchv1.PodFailurePolicyActionFailJob && r.OnExitCodes != nil &&
+					r.OnExitCodes.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn && slices.Contains(r.OnExitCodes.Values, 2) {
+					failsOn2 = true
+				}
+			}
+		}
+		if !failsOn2 {
+			t.Errorf("sync CronJob: no podFailurePolicy rule FailJob on exit code 2 (a bad configuration would be retried)")
 		}
 		c := findContainer(&cj.Spec.JobTemplate.Spec.Template.Spec, "sync")
 		if c == nil || !slices.Equal(c.Args, []string{"sync"}) {

@@ -106,6 +106,9 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 		{"concurrency", checkCronJobs, func(m *Manifests) {
 			m.CronJob(Fullname + "-sync").Spec.ConcurrencyPolicy = "Allow"
 		}, "want Forbid"},
+		{"bad configuration retried", checkCronJobs, func(m *Manifests) {
+			m.CronJob(Fullname + "-sync").Spec.JobTemplate.Spec.PodFailurePolicy = nil
+		}, "FailJob on exit code 2"},
 		{"one gateway", checkGatewayAvailability, func(m *Manifests) {
 			one := int32(1)
 			m.Deployment(gw).Spec.Replicas = &one
