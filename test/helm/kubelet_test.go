@@ -388,6 +388,12 @@ func TestVolumeFiles(t *testing.T) {
 			t.Errorf("%s: mode %o gid %d %q, want %o %d %q", tc.file, fi.Mode().Perm(), gid, data, tc.mode, tc.gid, tc.content)
 		}
 	}
+	// The atomic writer's layout: a key is a symlink into ..data.
+	for _, f := range []string{filepath.Join(vols["cfg"].dir, "ORIGIN__LISTEN"), filepath.Join(vols["tls"].dir, "site")} {
+		if target, err := os.Readlink(f); err != nil || !strings.HasPrefix(target, "..data/") {
+			t.Errorf("%s: symlink into ..data expected, got %q %v", f, target, err)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(vols["tls"].dir, "tls.key")); !os.IsNotExist(err) {
 		t.Errorf("tls.key not in items but written (%v)", err)
 	}
