@@ -102,6 +102,7 @@ func checkPolicies(t *testing.T, m *Manifests) {
 		{"references", checkReferences},
 		{"service ports", checkServicePorts},
 		{"admin not public", checkAdminNotPublic},
+		{"read-only mounts", checkReadOnlyMounts},
 		{"service account token", checkServiceAccountToken},
 		{"gateway cache", checkGatewayCache},
 		{"labels", checkLabels},
@@ -547,6 +548,33 @@ func checkAdminPeers(t testing.TB, m *Manifests, podLabels labels.Set, pod *core
 				if peer.IPBlock != nil || (peer.NamespaceSelector != nil && len(peer.NamespaceSelector.MatchLabels)+len(peer.NamespaceSelector.MatchExpressions) == 0) ||
 					(peer.PodSelector != nil && peer.NamespaceSelector == nil && len(peer.PodSelector.MatchLabels)+len(peer.PodSelector.MatchExpressions) == 0) {
 					t.Errorf("NetworkPolicy %s ingress[%d] admits %+v to the %s admin port %d: only Prometheus's namespace or this release's pods may", np.Name, i, peer, container, admin)
+				}
+			}
+		}
+	}
+}
+
+// checkReadOnlyMounts: only the sync writes the exports; the origin (which
+// serves them) and the backup (which saves them) mount them read-only, and
+// no container mounts a Secret writable.
+func checkReadOnlyMounts(t testing.TB, m *Manifests) {
+	for _, w := range m.Workloads() {
+		secretVols := map[string]bool{}
+		for _, v := range w.Pod.Volumes {
+			if v.Secret != nil {
+				secretVols[v.Name] = true
+			}
+		}
+		for _, c := range allContainers(w.Pod) {
+			for _, vm := range c.VolumeMounts {
+				if vm.ReadOnly {
+					continue
+				}
+				if vm.Name == "exports" && c.Name != "sync" {
+					t.Errorf("%s %s container %s: exports mounted writable (only the sync writes them)", w.Kind, w.Name, c.Name)
+				}
+				if secretVols[vm.Name] {
+					t.Errorf("%s %s container %s: Secret volume %s mounted writable", w.Kind, w.Name, c.Name, vm.Name)
 				}
 			}
 		}

@@ -109,6 +109,21 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 		{"bad configuration retried", checkCronJobs, func(m *Manifests) {
 			m.CronJob(Fullname + "-sync").Spec.JobTemplate.Spec.PodFailurePolicy = nil
 		}, "FailJob on exit code 2"},
+		{"origin writes its exports", checkReadOnlyMounts, func(m *Manifests) {
+			for i, vm := range container(m, origin, "origin").VolumeMounts {
+				if vm.Name == "exports" {
+					container(m, origin, "origin").VolumeMounts[i].ReadOnly = false
+				}
+			}
+		}, "exports mounted writable"},
+		{"writable Secret", checkReadOnlyMounts, func(m *Manifests) {
+			c := container(m, gw, "gateway")
+			for i, vm := range c.VolumeMounts {
+				if strings.HasPrefix(vm.Name, "tls-") {
+					c.VolumeMounts[i].ReadOnly = false
+				}
+			}
+		}, "Secret volume tls-primary mounted writable"},
 		{"one gateway", checkGatewayAvailability, func(m *Manifests) {
 			one := int32(1)
 			m.Deployment(gw).Spec.Replicas = &one
