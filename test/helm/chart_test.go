@@ -103,6 +103,7 @@ func checkPolicies(t *testing.T, m *Manifests) {
 		{"service ports", checkServicePorts},
 		{"admin not public", checkAdminNotPublic},
 		{"read-only mounts", checkReadOnlyMounts},
+		{"PVCs kept", checkPVCsKept},
 		{"service account token", checkServiceAccountToken},
 		{"gateway cache", checkGatewayCache},
 		{"labels", checkLabels},
@@ -438,6 +439,10 @@ func checkGatewayAvailability(t testing.TB, m *Manifests) {
 	if len(d.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
 		t.Error("gateway: no topologySpreadConstraints")
 	}
+	// A rollout removes an old gateway only once a new one is ready.
+	if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
+		t.Errorf("gateway: rolling update maxUnavailable %v, want 0", ru)
+	}
 }
 
 func checkNetworkPolicy(t testing.TB, m *Manifests) {
@@ -577,6 +582,16 @@ func checkReadOnlyMounts(t testing.TB, m *Manifests) {
 					t.Errorf("%s %s container %s: Secret volume %s mounted writable", w.Kind, w.Name, c.Name, vm.Name)
 				}
 			}
+		}
+	}
+}
+
+// checkPVCsKept: the exports (hours to re-sync) and the backup archives
+// survive `helm uninstall` (docs §14, "Upgrades").
+func checkPVCsKept(t testing.TB, m *Manifests) {
+	for _, pvc := range m.PVCs {
+		if pvc.Annotations["helm.sh/resource-policy"] != "keep" {
+			t.Errorf("PersistentVolumeClaim %s: no helm.sh/resource-policy: keep (helm uninstall would delete it)", pvc.Name)
 		}
 	}
 }

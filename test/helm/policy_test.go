@@ -128,6 +128,13 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 			one := int32(1)
 			m.Deployment(gw).Spec.Replicas = &one
 		}, "gateway replicas 1, want >= 2"},
+		{"rollout below capacity", checkGatewayAvailability, func(m *Manifests) {
+			one := intstr.FromInt32(1)
+			m.Deployment(gw).Spec.Strategy.RollingUpdate.MaxUnavailable = &one
+		}, "maxUnavailable"},
+		{"exports deleted on uninstall", checkPVCsKept, func(m *Manifests) {
+			delete(m.PVCs[0].Annotations, "helm.sh/resource-policy")
+		}, "no helm.sh/resource-policy: keep"},
 		{"no PDB", checkGatewayAvailability, func(m *Manifests) { m.PDBs = nil }, "no PodDisruptionBudget selects the gateway pods"},
 		{"origin open to a namespace", checkNetworkPolicy, func(m *Manifests) {
 			for _, np := range m.NetworkPolicies {
