@@ -26,6 +26,9 @@ func TestBadValuesFail(t *testing.T) {
 		{"bad backup schedule", "backup:\n  schedule: \"61 2 * * * *\"\n", []string{"/backup/schedule"}, false},
 		{"keep 1", "sync:\n  keep: 1\n", []string{"/sync/keep", "minimum: got 1, want 2"}, false},
 		{"unknown sync mode", "sync:\n  mode: loop\n", []string{"/sync/mode", "one of 'cronjob', 'sidecar'"}, false},
+		// The FROM scratch image has no rsync nor /bin/sh: every run would fail.
+		{"rsync source", "sync:\n  source: rsync://mirror.example.org/exports\n", []string{"/sync/source", "does not match pattern"}, true},
+		{"ssh rsync source", "sync:\n  source: mirror.example.org:/srv/exports\n", []string{"/sync/source"}, false},
 		{"bad CIDR", "origin:\n  bypassNetworks: [10.0.0.0]\n", []string{"/origin/bypassNetworks/0"}, false},
 		{"foreign key in extraEnv", "gateway:\n  extraEnv:\n    SYNC__SOURCE: x\n", []string{"'SYNC__SOURCE' does not match pattern '^(GATEWAY)__"}, false},
 		{"ACME is not offered", "gateway:\n  sites:\n    - name: a\n      hosts: [a.example.org]\n      domains: [primary]\n      acme: true\n", []string{"/gateway/sites/0", "'acme' not allowed"}, false},
