@@ -886,8 +886,9 @@ func TestChartStartsLikeAKubelet(t *testing.T) {
 			checkRestricted(t, gw.Containers["gateway"])
 		}
 
-		// gateway.cache.medium=Memory: the cache on a tmpfs emptyDir.
-		mm := renderFor(t, k, repo, tag, map[string]string{"gateway.cache.medium": "Memory"})
+		// gateway.cache.medium=Memory: the cache on a tmpfs emptyDir, sized
+		// within the memory limit (the chart refuses a tmpfs above it).
+		mm := renderFor(t, k, repo, tag, map[string]string{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "256"})
 		gw := k.StartPod(t, PodFromDeployment(mm.Deployment(Fullname+"-gateway"), 2))
 		gateways = append(gateways, gw)
 		if typ, err := dockerRun(time.Minute, "volume", "inspect", "--format", "{{.Options.type}}", gw.Volumes["cache"]); err != nil || strings.TrimSpace(typ) != "tmpfs" {
@@ -996,7 +997,7 @@ func TestChartPodsWithinContract(t *testing.T) {
 		{"defaults", nil, nil, ""},
 		{"values-mirror", mirror, nil, ""},
 		{"values-mirror sidecar", mirror, map[string]string{"sync.mode": "sidecar"}, ""},
-		{"values-mirror memory cache", mirror, map[string]string{"gateway.cache.medium": "Memory"}, ""},
+		{"values-mirror memory cache", mirror, map[string]string{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "512"}, ""},
 		{"values-mirror port 443", mirror, map[string]string{"gateway.ports.https": "443", "gateway.ports.http": "80"}, "sysctls not emulated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,6 +43,9 @@ func TestBadValuesFail(t *testing.T) {
 		{"sidecar interval below 1m", "sync:\n  mode: sidecar\n  every: 30s\n", []string{"sync.every", "30s", "at least 1m"}, false},
 		{"sidecar interval 0", "sync:\n  mode: sidecar\n  every: 0s\n", []string{"sync.every", "at least 1m"}, false},
 		{"sidecar interval in ms", "sync:\n  mode: sidecar\n  every: 59999ms\n", []string{"sync.every", "at least 1m"}, false},
+		// A tmpfs cache counts against the memory limit (3072Mi vs 1Gi).
+		{"memory cache above the memory limit", "gateway:\n  cache:\n    medium: Memory\n",
+			[]string{"gateway.cache.medium Memory", "3072Mi", "gateway.resources.limits.memory (1Gi)"}, false},
 		// SIGKILL would cut the gateway's drain short.
 		{"shutdown outlives the grace period", "gateway:\n  shutdownTimeout: 1m\n  terminationGracePeriodSeconds: 40\n",
 			[]string{"gateway.shutdownTimeout", "gateway.terminationGracePeriodSeconds (40)"}, false},
@@ -92,6 +95,8 @@ func TestBadValuesFail(t *testing.T) {
 		{"sync.mode": "sidecar", "sync.every": "1h30m"},
 		{"sync.mode": "sidecar", "sync.every": "0.5h"},
 		{"gateway.shutdownTimeout": "39s"},
+		{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "256"},
+		{"gateway.cache.medium": "Memory", "gateway.resources.limits.memory": "4G"},
 		{"origin.extraEnv.ORIGIN__ADMINPPROF": "false"},
 	} {
 		if _, err := Template(t, nil, set); err != nil {
