@@ -1027,3 +1027,39 @@ func TestChartPodsWithinContract(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvOverridesEnvFrom: as in the kubelet, an env entry replaces the
+// value an envFrom source gave the same name (one variable, env's value),
+// and a later envFrom source replaces an earlier one.
+func TestEnvOverridesEnvFrom(t *testing.T) {
+	k := testKubelet(t)
+	k.ConfigMaps["second"] = &corev1.ConfigMap{Data: map[string]string{"ORIGIN__LISTEN": ":9999", "ONLY_SECOND": "2"}}
+	p := basePod()
+	c := p.Spec.Containers[0]
+	c.EnvFrom = append(c.EnvFrom, corev1.EnvFromSource{ConfigMapRef: &corev1.ConfigMapEnvSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "second"}}})
+	env, vars, err := k.containerEnv(p, c, "172.18.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vars["ORIGIN__LISTEN"] != ":9999" || vars["ONLY_SECOND"] != "2" {
+		t.Errorf("a later envFrom source does not win: %v", vars)
+	}
+	c.Env = append(c.Env, corev1.EnvVar{Name: "ORIGIN__LISTEN", Value: "127.0.0.1:1"})
+	env, vars, err = k.containerEnv(p, c, "172.18.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range env {
+		if e.name == "ORIGIN__LISTEN" {
+			n++
+			if e.value != "127.0.0.1:1" {
+				t.Errorf("env does not override envFrom: ORIGIN__LISTEN=%q", e.value)
+			}
+		}
+	}
+	if n != 1 || vars["ORIGIN__LISTEN"] != "127.0.0.1:1" {
+		t.Errorf("ORIGIN__LISTEN passed %d times, value %q; want once, the env's", n, vars["ORIGIN__LISTEN"])
+	}
+}
