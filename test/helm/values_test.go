@@ -49,6 +49,8 @@ func TestBadValuesFail(t *testing.T) {
 		// SIGKILL would cut the gateway's drain short.
 		{"shutdown outlives the grace period", "gateway:\n  shutdownTimeout: 1m\n  terminationGracePeriodSeconds: 40\n",
 			[]string{"gateway.shutdownTimeout", "gateway.terminationGracePeriodSeconds (40)"}, false},
+		{"shutdown outlives the grace period (hh:mm:ss)", "gateway:\n  shutdownTimeout: \"00:01:00\"\n",
+			[]string{"gateway.shutdownTimeout (00:01:00)", "gateway.terminationGracePeriodSeconds (40)"}, false},
 		// extraEnv must not silently replace a key the chart sets (here the
 		// admin listener the probes and the NetworkPolicy rely on).
 		{"extraEnv redefines a chart key", "origin:\n  extraEnv:\n    ORIGIN__ADMINLISTEN: 127.0.0.1:9090\n",
@@ -95,6 +97,7 @@ func TestBadValuesFail(t *testing.T) {
 		{"sync.mode": "sidecar", "sync.every": "1h30m"},
 		{"sync.mode": "sidecar", "sync.every": "0.5h"},
 		{"gateway.shutdownTimeout": "39s"},
+		{"gateway.shutdownTimeout": "00:00:39"},
 		{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "256"},
 		{"gateway.cache.medium": "Memory", "gateway.resources.limits.memory": "4G"},
 		{"origin.extraEnv.ORIGIN__ADMINPPROF": "false"},
