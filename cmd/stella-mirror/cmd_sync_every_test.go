@@ -585,3 +585,76 @@ func exportWriter(t *testing.T, root string, keySeed uint64, bundleSize int64) (
 	}
 	return write, first, pub
 }
+
+// TestSyncEveryFailureWaitsTheInterval: a run that fails at once (an
+// upstream that refuses every request) is not retried at once: the loop
+// schedules the next run an interval after the failed one started, so a
+// permanently failing upstream costs one request per interval, not a busy
+// loop. The decision is read from the "next sync run" line (its wait) and
+// from the number of runs, with no clock involved: the interval is an hour.
+func TestSyncEveryFailureWaitsTheInterval(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"failed", syncFailure(loggedError{errors.New("upstream down")})},
+		{"locked", &exitError{code: exitLocked, err: errors.New("another sync run holds the lock")}},
+		{"succeeded", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			lines := make(chan string, 16)
+			logger := slog.New(slog.NewJSONHandler(lineWriter(lines), nil))
+			calls := 0
+			done := make(chan error, 1)
+			go func() {
+				done <- syncEvery(ctx, time.Hour, logger, func(context.Context) (string, error) {
+					calls++
+					return mirrorsync.ResultFailed, tc.err
+				}, func(time.Duration) time.Duration { return 0 })
+			}()
+			deadline := time.After(30 * time.Second)
+			for {
+				var line string
+				select {
+				case line = <-lines:
+				case <-deadline:
+					t.Fatal("no \"next sync run\" line within 30s")
+				}
+				if !strings.Contains(line, `"msg":"next sync run"`) {
+					continue
+				}
+				var r logRecord
+				if err := json.Unmarshal([]byte(line), &r); err != nil {
+					t.Fatal(err)
+				}
+				wait, err := time.ParseDuration(r.str("wait"))
+				if err != nil || wait < 30*time.Minute {
+					t.Errorf("after a %s run the next is due in %q, want about the interval (1h)", tc.name, r.str("wait"))
+				}
+				break
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("signal while waiting: returned %v, want nil", err)
+			}
+			if calls != 1 {
+				t.Errorf("%d runs, want 1 (the next is an hour away)", calls)
+			}
+		})
+	}
+}
+
+// lineWriter sends each write (slog writes one line per record) to the
+// channel, and drops it when the channel is full (a loop gone wrong must
+// not block on its log).
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	select {
+	case w <- string(p):
+	default:
+	}
+	return len(p), nil
+}

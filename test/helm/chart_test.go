@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,6 +101,9 @@ func checkPolicies(t *testing.T, m *Manifests) {
 		{"network policy", checkNetworkPolicy},
 		{"references", checkReferences},
 		{"service ports", checkServicePorts},
+		{"admin not public", checkAdminNotPublic},
+		{"read-only mounts", checkReadOnlyMounts},
+		{"PVCs kept", checkPVCsKept},
 		{"service account token", checkServiceAccountToken},
 		{"gateway cache", checkGatewayCache},
 		{"labels", checkLabels},
@@ -244,6 +248,12 @@ func checkProbes(t testing.TB, m *Manifests) {
 			if !slices.Contains(adminHealthPaths, p.HTTPGet.Path) {
 				t.Errorf("%s: path %q is not an admin health path %v", where, p.HTTPGet.Path, adminHealthPaths)
 			}
+			// An origin is ready only with an export to serve: a new origin
+			// pod (a sidecar that has not synced yet, a fresh PVC) must not
+			// get the gateways' requests.
+			if name == "readiness" && tc.container == "origin" && p.HTTPGet.Path != "/health/ready" {
+				t.Errorf("%s: path %q; the origin is ready only once it serves an export (/health/ready)", where, p.HTTPGet.Path)
+			}
 			if name == "liveness" && p.HTTPGet.Path != "/health/live" {
 				t.Errorf("%s: path %q; liveness must not depend on the origin (/health/live)", where, p.HTTPGet.Path)
 			}
@@ -364,6 +374,19 @@ func checkCronJobs(t testing.TB, m *Manifests) {
 		if cj.Spec.Schedule != "*/5 * * * *" {
 			t.Errorf("sync CronJob schedule %q, want */5 * * * *", cj.Spec.Schedule)
 		}
+		// Exit 2 (invalid configuration) cannot heal: no retry.
+		failsOn2 := false
+		if pfp := cj.Spec.JobTemplate.Spec.PodFailurePolicy; pfp != nil {
+			for _, r := range pfp.Rules {
+				if r.Action == batchv1.PodFailurePolicyActionFailJob && r.OnExitCodes != nil &&
+					r.OnExitCodes.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn && slices.Contains(r.OnExitCodes.Values, 2) {
+					failsOn2 = true
+				}
+			}
+		}
+		if !failsOn2 {
+			t.Errorf("sync CronJob: no podFailurePolicy rule FailJob on exit code 2 (a bad configuration would be retried)")
+		}
 		c := findContainer(&cj.Spec.JobTemplate.Spec.Template.Spec, "sync")
 		if c == nil || !slices.Equal(c.Args, []string{"sync"}) {
 			t.Errorf("sync CronJob: container sync with args [sync] expected, got %+v", c)
@@ -416,6 +439,10 @@ func checkGatewayAvailability(t testing.TB, m *Manifests) {
 	if len(d.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
 		t.Error("gateway: no topologySpreadConstraints")
 	}
+	// A rollout removes an old gateway only once a new one is ready.
+	if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
+		t.Errorf("gateway: rolling update maxUnavailable %v, want 0", ru)
+	}
 }
 
 func checkNetworkPolicy(t testing.TB, m *Manifests) {
@@ -429,6 +456,15 @@ func checkNetworkPolicy(t testing.TB, m *Manifests) {
 	}
 	originLabels := labels.Set(origin.Spec.Template.Labels)
 	gatewayLabels := labels.Set(gateway.Spec.Template.Labels)
+	// The gateway pods of another release in the namespace are not this
+	// origin's bypass peers: the origin's selector must tell them apart.
+	otherGateway := labels.Set{}
+	for k, v := range gatewayLabels {
+		otherGateway[k] = v
+	}
+	otherGateway["app.kubernetes.io/instance"] = "another-release"
+	checkAdminPeers(t, m, gatewayLabels, &gateway.Spec.Template.Spec, "gateway")
+	checkAdminPeers(t, m, originLabels, &origin.Spec.Template.Spec, "origin")
 	originPod := &origin.Spec.Template.Spec
 	httpPort := namedPort(originPod, "origin", "http")
 	selecting := 0
@@ -463,7 +499,7 @@ func checkNetworkPolicy(t testing.TB, m *Manifests) {
 				gatewayOnly := peer.PodSelector != nil && peer.NamespaceSelector == nil && peer.IPBlock == nil
 				if gatewayOnly {
 					ps, err := metav1LabelSelector(peer.PodSelector)
-					gatewayOnly = err == nil && ps.Matches(gatewayLabels) && !ps.Empty() && !ps.Matches(originLabels)
+					gatewayOnly = err == nil && ps.Matches(gatewayLabels) && !ps.Empty() && !ps.Matches(originLabels) && !ps.Matches(otherGateway)
 				}
 				if admitsHTTP && !gatewayOnly {
 					t.Errorf("NetworkPolicy %s ingress[%d] admits %+v to the origin's public port: only gateway pods may", np.Name, i, peer)
@@ -484,6 +520,96 @@ func checkNetworkPolicy(t testing.TB, m *Manifests) {
 	}
 	if !deny {
 		t.Error("no default-deny NetworkPolicy over the release's pods")
+	}
+}
+
+// checkAdminPeers: the admin port (health, /metrics, /status, the cache
+// purge) of the pods with podLabels is admitted by the NetworkPolicies only
+// from peers that name namespaces (Prometheus's) or pods; never from every
+// peer, an empty selector or an ipBlock.
+func checkAdminPeers(t testing.TB, m *Manifests, podLabels labels.Set, pod *corev1.PodSpec, container string) {
+	admin := namedPort(pod, container, "admin")
+	for _, np := range m.NetworkPolicies {
+		sel, err := metav1LabelSelector(&np.Spec.PodSelector)
+		if err != nil || !sel.Matches(podLabels) {
+			continue
+		}
+		for i, rule := range np.Spec.Ingress {
+			admits := len(rule.Ports) == 0
+			for _, p := range rule.Ports {
+				if p.Port == nil {
+					admits = true
+				} else if n, ok := resolvePort(findContainer(pod, container), *p.Port); ok && n == admin {
+					admits = true
+				}
+			}
+			if !admits {
+				continue
+			}
+			if len(rule.From) == 0 {
+				t.Errorf("NetworkPolicy %s ingress[%d] admits every peer to the %s admin port %d", np.Name, i, container, admin)
+			}
+			for _, peer := range rule.From {
+				if peer.IPBlock != nil || (peer.NamespaceSelector != nil && len(peer.NamespaceSelector.MatchLabels)+len(peer.NamespaceSelector.MatchExpressions) == 0) ||
+					(peer.PodSelector != nil && peer.NamespaceSelector == nil && len(peer.PodSelector.MatchLabels)+len(peer.PodSelector.MatchExpressions) == 0) {
+					t.Errorf("NetworkPolicy %s ingress[%d] admits %+v to the %s admin port %d: only Prometheus's namespace or this release's pods may", np.Name, i, peer, container, admin)
+				}
+			}
+		}
+	}
+}
+
+// checkReadOnlyMounts: only the sync writes the exports; the origin (which
+// serves them) and the backup (which saves them) mount them read-only, and
+// no container mounts a Secret writable.
+func checkReadOnlyMounts(t testing.TB, m *Manifests) {
+	for _, w := range m.Workloads() {
+		secretVols := map[string]bool{}
+		for _, v := range w.Pod.Volumes {
+			if v.Secret != nil {
+				secretVols[v.Name] = true
+			}
+		}
+		for _, c := range allContainers(w.Pod) {
+			for _, vm := range c.VolumeMounts {
+				if vm.ReadOnly {
+					continue
+				}
+				if vm.Name == "exports" && c.Name != "sync" {
+					t.Errorf("%s %s container %s: exports mounted writable (only the sync writes them)", w.Kind, w.Name, c.Name)
+				}
+				if secretVols[vm.Name] {
+					t.Errorf("%s %s container %s: Secret volume %s mounted writable", w.Kind, w.Name, c.Name, vm.Name)
+				}
+			}
+		}
+	}
+}
+
+// checkPVCsKept: the exports (hours to re-sync) and the backup archives
+// survive `helm uninstall` (docs §14, "Upgrades").
+func checkPVCsKept(t testing.TB, m *Manifests) {
+	for _, pvc := range m.PVCs {
+		if pvc.Annotations["helm.sh/resource-policy"] != "keep" {
+			t.Errorf("PersistentVolumeClaim %s: no helm.sh/resource-policy: keep (helm uninstall would delete it)", pvc.Name)
+		}
+	}
+}
+
+// checkAdminNotPublic: the gateway's public Service never carries its admin
+// listener (it is on the ClusterIP ...-gateway-admin Service only).
+func checkAdminNotPublic(t testing.TB, m *Manifests) {
+	d := m.Deployment(Fullname + "-gateway")
+	s := m.Service(Fullname + "-gateway")
+	if d == nil || s == nil {
+		t.Fatal("no gateway Deployment or Service")
+	}
+	c := findContainer(&d.Spec.Template.Spec, "gateway")
+	admin := namedPort(&d.Spec.Template.Spec, "gateway", "admin")
+	for _, p := range s.Spec.Ports {
+		if n, ok := resolvePort(c, p.TargetPort); ok && n == admin {
+			t.Errorf("Service %s (%s) port %s targets the gateway's admin listener %d", s.Name, s.Spec.Type, p.Name, admin)
+		}
 	}
 }
 

@@ -11,7 +11,9 @@ package helm
 // not check:
 //   - pods: containers; initContainers (in order, to completion; one with
 //     restartPolicy Always is a native sidecar, kept running); volumes
-//     configMap and secret (items, defaultMode; one file per key),
+//     configMap and secret (items, defaultMode; one file per key, laid
+//     out as the kubelet's atomic writer does: name -> ..data/name,
+//     ..data -> a timestamped folder),
 //     emptyDir (medium Memory: a tmpfs Docker volume with the sizeLimit),
 //     persistentVolumeClaim (a host directory shared by every pod that
 //     mounts the claim); enableServiceLinks and
@@ -840,8 +842,26 @@ func writeKeyVolume(dir, what string, data map[string][]byte, items []corev1.Key
 	if err := makeSharedDir(dir, 0o755, fsGroup); err != nil {
 		return err
 	}
+	// The kubelet's atomic writer: the files in a timestamped folder,
+	// ..data a symlink to it, and each top-level name a symlink into ..data
+	// (what the binary follows, and what an update swaps).
+	const ts = "..2026_12_07_23_00_00.000000001"
+	if err := makeSharedDir(filepath.Join(dir, ts), 0o755, fsGroup); err != nil {
+		return err
+	}
+	if err := os.Symlink(ts, filepath.Join(dir, "..data")); err != nil {
+		return err
+	}
+	top := map[string]bool{}
 	for name, m := range files {
-		f := filepath.Join(dir, filepath.FromSlash(name))
+		first, _, _ := strings.Cut(name, "/")
+		if !top[first] {
+			top[first] = true
+			if err := os.Symlink(path.Join("..data", first), filepath.Join(dir, first)); err != nil {
+				return err
+			}
+		}
+		f := filepath.Join(dir, ts, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 			return err
 		}

@@ -388,6 +388,12 @@ func TestVolumeFiles(t *testing.T) {
 			t.Errorf("%s: mode %o gid %d %q, want %o %d %q", tc.file, fi.Mode().Perm(), gid, data, tc.mode, tc.gid, tc.content)
 		}
 	}
+	// The atomic writer's layout: a key is a symlink into ..data.
+	for _, f := range []string{filepath.Join(vols["cfg"].dir, "ORIGIN__LISTEN"), filepath.Join(vols["tls"].dir, "site")} {
+		if target, err := os.Readlink(f); err != nil || !strings.HasPrefix(target, "..data/") {
+			t.Errorf("%s: symlink into ..data expected, got %q %v", f, target, err)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(vols["tls"].dir, "tls.key")); !os.IsNotExist(err) {
 		t.Errorf("tls.key not in items but written (%v)", err)
 	}
@@ -882,8 +888,9 @@ func TestChartStartsLikeAKubelet(t *testing.T) {
 			checkRestricted(t, gw.Containers["gateway"])
 		}
 
-		// gateway.cache.medium=Memory: the cache on a tmpfs emptyDir.
-		mm := renderFor(t, k, repo, tag, map[string]string{"gateway.cache.medium": "Memory"})
+		// gateway.cache.medium=Memory: the cache on a tmpfs emptyDir, sized
+		// within the memory limit (the chart refuses a tmpfs above it).
+		mm := renderFor(t, k, repo, tag, map[string]string{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "256"})
 		gw := k.StartPod(t, PodFromDeployment(mm.Deployment(Fullname+"-gateway"), 2))
 		gateways = append(gateways, gw)
 		if typ, err := dockerRun(time.Minute, "volume", "inspect", "--format", "{{.Options.type}}", gw.Volumes["cache"]); err != nil || strings.TrimSpace(typ) != "tmpfs" {
@@ -992,7 +999,7 @@ func TestChartPodsWithinContract(t *testing.T) {
 		{"defaults", nil, nil, ""},
 		{"values-mirror", mirror, nil, ""},
 		{"values-mirror sidecar", mirror, map[string]string{"sync.mode": "sidecar"}, ""},
-		{"values-mirror memory cache", mirror, map[string]string{"gateway.cache.medium": "Memory"}, ""},
+		{"values-mirror memory cache", mirror, map[string]string{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "512"}, ""},
 		{"values-mirror port 443", mirror, map[string]string{"gateway.ports.https": "443", "gateway.ports.http": "80"}, "sysctls not emulated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1020,5 +1027,41 @@ func TestChartPodsWithinContract(t *testing.T) {
 				t.Errorf("refusals %q, want one naming %q", got, tc.refuse)
 			}
 		})
+	}
+}
+
+// TestEnvOverridesEnvFrom: as in the kubelet, an env entry replaces the
+// value an envFrom source gave the same name (one variable, env's value),
+// and a later envFrom source replaces an earlier one.
+func TestEnvOverridesEnvFrom(t *testing.T) {
+	k := testKubelet(t)
+	k.ConfigMaps["second"] = &corev1.ConfigMap{Data: map[string]string{"ORIGIN__LISTEN": ":9999", "ONLY_SECOND": "2"}}
+	p := basePod()
+	c := p.Spec.Containers[0]
+	c.EnvFrom = append(c.EnvFrom, corev1.EnvFromSource{ConfigMapRef: &corev1.ConfigMapEnvSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "second"}}})
+	env, vars, err := k.containerEnv(p, c, "172.18.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vars["ORIGIN__LISTEN"] != ":9999" || vars["ONLY_SECOND"] != "2" {
+		t.Errorf("a later envFrom source does not win: %v", vars)
+	}
+	c.Env = append(c.Env, corev1.EnvVar{Name: "ORIGIN__LISTEN", Value: "127.0.0.1:1"})
+	env, vars, err = k.containerEnv(p, c, "172.18.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range env {
+		if e.name == "ORIGIN__LISTEN" {
+			n++
+			if e.value != "127.0.0.1:1" {
+				t.Errorf("env does not override envFrom: ORIGIN__LISTEN=%q", e.value)
+			}
+		}
+	}
+	if n != 1 || vars["ORIGIN__LISTEN"] != "127.0.0.1:1" {
+		t.Errorf("ORIGIN__LISTEN passed %d times, value %q; want once, the env's", n, vars["ORIGIN__LISTEN"])
 	}
 }

@@ -84,6 +84,9 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 		{"probe on the public port", checkProbes, func(m *Manifests) {
 			container(m, origin, "origin").LivenessProbe.HTTPGet.Port = intstr.FromString("http")
 		}, "ORIGIN__ADMINLISTEN"},
+		{"origin ready without an export", checkProbes, func(m *Manifests) {
+			container(m, origin, "origin").ReadinessProbe.HTTPGet.Path = "/health/live"
+		}, "ready only once it serves an export"},
 		{"liveness on readiness", checkProbes, func(m *Manifests) {
 			container(m, gw, "gateway").LivenessProbe.HTTPGet.Path = "/health/ready"
 		}, "liveness must not depend on the origin"},
@@ -103,10 +106,35 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 		{"concurrency", checkCronJobs, func(m *Manifests) {
 			m.CronJob(Fullname + "-sync").Spec.ConcurrencyPolicy = "Allow"
 		}, "want Forbid"},
+		{"bad configuration retried", checkCronJobs, func(m *Manifests) {
+			m.CronJob(Fullname + "-sync").Spec.JobTemplate.Spec.PodFailurePolicy = nil
+		}, "FailJob on exit code 2"},
+		{"origin writes its exports", checkReadOnlyMounts, func(m *Manifests) {
+			for i, vm := range container(m, origin, "origin").VolumeMounts {
+				if vm.Name == "exports" {
+					container(m, origin, "origin").VolumeMounts[i].ReadOnly = false
+				}
+			}
+		}, "exports mounted writable"},
+		{"writable Secret", checkReadOnlyMounts, func(m *Manifests) {
+			c := container(m, gw, "gateway")
+			for i, vm := range c.VolumeMounts {
+				if strings.HasPrefix(vm.Name, "tls-") {
+					c.VolumeMounts[i].ReadOnly = false
+				}
+			}
+		}, "Secret volume tls-primary mounted writable"},
 		{"one gateway", checkGatewayAvailability, func(m *Manifests) {
 			one := int32(1)
 			m.Deployment(gw).Spec.Replicas = &one
 		}, "gateway replicas 1, want >= 2"},
+		{"rollout below capacity", checkGatewayAvailability, func(m *Manifests) {
+			one := intstr.FromInt32(1)
+			m.Deployment(gw).Spec.Strategy.RollingUpdate.MaxUnavailable = &one
+		}, "maxUnavailable"},
+		{"exports deleted on uninstall", checkPVCsKept, func(m *Manifests) {
+			delete(m.PVCs[0].Annotations, "helm.sh/resource-policy")
+		}, "no helm.sh/resource-policy: keep"},
 		{"no PDB", checkGatewayAvailability, func(m *Manifests) { m.PDBs = nil }, "no PodDisruptionBudget selects the gateway pods"},
 		{"origin open to a namespace", checkNetworkPolicy, func(m *Manifests) {
 			for _, np := range m.NetworkPolicies {
@@ -122,6 +150,35 @@ func TestPolicyChecksCatchViolations(t *testing.T) {
 				}
 			}
 		}, "admits every peer to the origin"},
+		{"origin open to another release's gateways", checkNetworkPolicy, func(m *Manifests) {
+			for _, np := range m.NetworkPolicies {
+				if np.Name == Fullname+"-origin" {
+					np.Spec.Ingress[0].From[0].PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/component": "gateway"}
+				}
+			}
+		}, "only gateway pods may"},
+		{"gateway admin port open to all", checkNetworkPolicy, func(m *Manifests) {
+			for _, np := range m.NetworkPolicies {
+				if np.Name == Fullname+"-gateway" {
+					admin := intstr.FromString("admin")
+					np.Spec.Ingress[0].Ports = append(np.Spec.Ingress[0].Ports, networkingv1.NetworkPolicyPort{Port: &admin})
+				}
+			}
+		}, "admits every peer to the gateway admin port"},
+		{"origin admin port open to every namespace", checkNetworkPolicy, func(m *Manifests) {
+			for _, np := range m.NetworkPolicies {
+				if np.Name == Fullname+"-origin" {
+					admin := intstr.FromString("admin")
+					np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+						From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}},
+						Ports: []networkingv1.NetworkPolicyPort{{Port: &admin}}})
+				}
+			}
+		}, "to the origin admin port"},
+		{"admin on the public Service", checkAdminNotPublic, func(m *Manifests) {
+			s := m.Service(gw)
+			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "admin", Port: 9091, TargetPort: intstr.FromString("admin")})
+		}, "targets the gateway's admin listener"},
 		{"no default deny", checkNetworkPolicy, func(m *Manifests) {
 			var keep []*networkingv1.NetworkPolicy
 			for _, np := range m.NetworkPolicies {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,9 +51,39 @@ func (p *podFS) updateSecretDir(t *testing.T, dir string, files map[string][]byt
 	}
 }
 
-// freeLoopbackPort returns a TCP port free on 127.0.0.1 right now.
+// freeLoopbackPort returns a TCP port free on 127.0.0.1 right now, taken
+// below the kernel's ephemeral range (ip_local_port_range) when it can: a
+// port from ":0" is an ephemeral one, which any outgoing connection on the
+// host (the test's own HTTP clients, the gateway's to the origin) may take
+// before the component binds it ("address already in use", seen under
+// load). Ports outside that range are only ever taken by listeners. Each
+// port is handed out once per test binary.
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		if low <= 11000 {
+			break
+		}
+		port := 10000 + mathrand.IntN(low-10000)
+		if portsGiven[port] {
+			continue
+		}
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			portsGiven[port] = true
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +91,11 @@ func freeLoopbackPort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // pollUntil calls cond every 100 ms until it returns true or the deadline
 // passes; it returns the last detail cond reported.

@@ -2,6 +2,7 @@ package helm
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,9 @@ func TestBadValuesFail(t *testing.T) {
 		{"bad backup schedule", "backup:\n  schedule: \"61 2 * * * *\"\n", []string{"/backup/schedule"}, false},
 		{"keep 1", "sync:\n  keep: 1\n", []string{"/sync/keep", "minimum: got 1, want 2"}, false},
 		{"unknown sync mode", "sync:\n  mode: loop\n", []string{"/sync/mode", "one of 'cronjob', 'sidecar'"}, false},
+		// The FROM scratch image has no rsync nor /bin/sh: every run would fail.
+		{"rsync source", "sync:\n  source: rsync://mirror.example.org/exports\n", []string{"/sync/source", "does not match pattern"}, true},
+		{"ssh rsync source", "sync:\n  source: mirror.example.org:/srv/exports\n", []string{"/sync/source"}, false},
 		{"bad CIDR", "origin:\n  bypassNetworks: [10.0.0.0]\n", []string{"/origin/bypassNetworks/0"}, false},
 		{"foreign key in extraEnv", "gateway:\n  extraEnv:\n    SYNC__SOURCE: x\n", []string{"'SYNC__SOURCE' does not match pattern '^(GATEWAY)__"}, false},
 		{"ACME is not offered", "gateway:\n  sites:\n    - name: a\n      hosts: [a.example.org]\n      domains: [primary]\n      acme: true\n", []string{"/gateway/sites/0", "'acme' not allowed"}, false},
@@ -38,6 +42,27 @@ func TestBadValuesFail(t *testing.T) {
 			[]string{"peerToken.enabled with an empty origin.bypassNetworks"}, false},
 		{"cert-manager without issuer", "tls:\n  certManager:\n    enabled: true\n", []string{"tls.certManager.issuerRef.name is required"}, false},
 		{"HPA replicas", "gateway:\n  replicas: 1\n  hpa:\n    enabled: true\n    minReplicas: 1\n", []string{"/gateway/hpa/minReplicas"}, false},
+		// `sync --every` refuses an interval below 1m (exit 2): the sidecar
+		// would crash-loop; 0 would run once, exit 0 and be restarted.
+		{"sidecar interval below 1m", "sync:\n  mode: sidecar\n  every: 30s\n", []string{"sync.every", "30s", "at least 1m"}, false},
+		{"sidecar interval 0", "sync:\n  mode: sidecar\n  every: 0s\n", []string{"sync.every", "at least 1m"}, false},
+		{"sidecar interval in ms", "sync:\n  mode: sidecar\n  every: 59999ms\n", []string{"sync.every", "at least 1m"}, false},
+		// A tmpfs cache counts against the memory limit (3072Mi vs 1Gi).
+		{"memory cache above the memory limit", "gateway:\n  cache:\n    medium: Memory\n",
+			[]string{"gateway.cache.medium Memory", "3072Mi", "gateway.resources.limits.memory (1Gi)"}, false},
+		// SIGKILL would cut the gateway's drain short.
+		{"shutdown outlives the grace period", "gateway:\n  shutdownTimeout: 1m\n  terminationGracePeriodSeconds: 40\n",
+			[]string{"gateway.shutdownTimeout", "gateway.terminationGracePeriodSeconds (40)"}, false},
+		{"shutdown outlives the grace period (hh:mm:ss)", "gateway:\n  shutdownTimeout: \"00:01:00\"\n",
+			[]string{"gateway.shutdownTimeout (00:01:00)", "gateway.terminationGracePeriodSeconds (40)"}, false},
+		// extraEnv must not silently replace a key the chart sets (here the
+		// admin listener the probes and the NetworkPolicy rely on).
+		{"extraEnv redefines a chart key", "origin:\n  extraEnv:\n    ORIGIN__ADMINLISTEN: 127.0.0.1:9090\n",
+			[]string{"origin.extraEnv.ORIGIN__ADMINLISTEN", "set by the chart"}, false},
+		{"gateway extraEnv redefines a chart key", "gateway:\n  extraEnv:\n    GATEWAY__ORIGIN: http://elsewhere:8080\n",
+			[]string{"gateway.extraEnv.GATEWAY__ORIGIN", "set by the chart"}, false},
+		{"sync extraEnv redefines a chart key", "sync:\n  extraEnv:\n    SYNC__DEST: /tmp/x\n",
+			[]string{"sync.extraEnv.SYNC__DEST", "set by the chart"}, false},
 	}
 	dir := t.TempDir()
 	for i, tc := range cases {
@@ -67,6 +92,23 @@ func TestBadValuesFail(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Intervals of 1m and more, in any unit, and extraEnv keys the chart
+	// does not set, pass.
+	for _, set := range []map[string]string{
+		{"sync.mode": "sidecar", "sync.every": "1m"},
+		{"sync.mode": "sidecar", "sync.every": "60s"},
+		{"sync.mode": "sidecar", "sync.every": "1h30m"},
+		{"sync.mode": "sidecar", "sync.every": "0.5h"},
+		{"gateway.shutdownTimeout": "39s"},
+		{"gateway.shutdownTimeout": "00:00:39"},
+		{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "256"},
+		{"gateway.cache.medium": "Memory", "gateway.resources.limits.memory": "4G"},
+		{"origin.extraEnv.ORIGIN__ADMINPPROF": "false"},
+	} {
+		if _, err := Template(t, nil, set); err != nil {
+			t.Errorf("%v: %v", set, err)
+		}
 	}
 	// The HPA lifts the two-replica minimum (the HPA's own minimum is 2).
 	if _, err := Template(t, nil, map[string]string{"gateway.replicas": "1", "gateway.hpa.enabled": "true"}); err != nil {
@@ -142,4 +184,53 @@ func renderedAnnotations(m *Manifests) string {
 		}
 	}
 	return b.String()
+}
+
+// TestChangedEnvironmentRollsPods: pods read their ConfigMap (envFrom) only
+// at start, so a value that changes a Deployment's environment must change
+// its pod template (the checksum/env annotation), or `helm upgrade` updates
+// the ConfigMap and the running pods keep the old settings; a value that
+// does not reach a Deployment must leave its template alone (no needless
+// rollout, every gateway cache lost).
+func TestChangedEnvironmentRollsPods(t *testing.T) {
+	gw, origin := Fullname+"-gateway", Fullname+"-origin"
+	template := func(m *Manifests, name string) string {
+		t.Helper()
+		d := m.Deployment(name)
+		if d == nil {
+			t.Fatalf("no Deployment %s", name)
+		}
+		b, err := json.Marshal(d.Spec.Template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	cases := []struct {
+		name       string
+		base, set  map[string]string
+		roll, stay []string
+	}{
+		{"gateway log level", nil, map[string]string{"gateway.logLevel": "debug"}, []string{gw}, []string{origin}},
+		{"origin log level", nil, map[string]string{"origin.logLevel": "debug"}, []string{origin}, []string{gw}},
+		{"CDN max-age", nil, map[string]string{"gateway.cdnMaxAge": "120s"}, []string{gw}, []string{origin}},
+		{"sidecar sync keep", map[string]string{"sync.mode": "sidecar"}, map[string]string{"sync.mode": "sidecar", "sync.keep": "5"}, []string{origin}, []string{gw}},
+		{"cronjob sync keep", nil, map[string]string{"sync.keep": "5"}, nil, []string{gw, origin}},
+		{"backup retention", nil, map[string]string{"backup.keepDaily": "10"}, nil, []string{gw, origin}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before, after := Render(t, nil, tc.base), Render(t, nil, tc.set)
+			for _, d := range tc.roll {
+				if template(before, d) == template(after, d) {
+					t.Errorf("%v: Deployment %s's pod template is unchanged: its pods would keep the old environment", tc.set, d)
+				}
+			}
+			for _, d := range tc.stay {
+				if template(before, d) != template(after, d) {
+					t.Errorf("%v: Deployment %s's pod template changed: a needless rollout", tc.set, d)
+				}
+			}
+		})
+	}
 }
