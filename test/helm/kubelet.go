@@ -374,7 +374,10 @@ var allowed = map[string][]string{
 		"terminationGracePeriodSeconds", "serviceAccountName", "automountServiceAccountToken",
 		"enableServiceLinks", "affinity", "topologySpreadConstraints", "nodeSelector",
 		"tolerations", "priorityClassName", "imagePullSecrets"},
-	"podSecurityContext": {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "seccompProfile"},
+	// fsGroupChangePolicy only decides when the kubelet re-owns a volume;
+	// the emulator's volumes are new, so it always owns them (as both
+	// policies would).
+	"podSecurityContext": {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "fsGroupChangePolicy", "seccompProfile"},
 	"container": {"name", "image", "imagePullPolicy", "command", "args", "env", "envFrom",
 		"volumeMounts", "ports", "readinessProbe", "livenessProbe", "startupProbe",
 		"securityContext", "resources", "restartPolicy"},

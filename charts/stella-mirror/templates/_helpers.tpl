@@ -125,6 +125,9 @@ runAsNonRoot: true
 runAsUser: 65532
 runAsGroup: 65532
 fsGroup: 65532
+# Re-own a volume only when its root is not the pod's group already: a
+# large exports PVC is not walked and chowned on every pod start.
+fsGroupChangePolicy: OnRootMismatch
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
