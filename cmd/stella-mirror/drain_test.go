@@ -200,7 +200,7 @@ func drainOrigin(t *testing.T, delay string) (*serverProc, string, string, func(
 
 // drainGateway starts an origin (no delay) and a gateway with engine in
 // front of it with, if delay is set, GATEWAY__SHUTDOWNDELAY.
-func drainGateway(engine string) func(t *testing.T, delay string) (*serverProc, string, string, func(bool) *http.Client) {
+func drainGateway(engine string, extraEnv ...string) func(t *testing.T, delay string) (*serverProc, string, string, func(bool) *http.Client) {
 	return func(t *testing.T, delay string) (*serverProc, string, string, func(bool) *http.Client) {
 		_, originURL, _, _ := drainOrigin(t, "")
 		dir := t.TempDir()
@@ -223,7 +223,7 @@ func drainGateway(engine string) func(t *testing.T, delay string) (*serverProc, 
 		if delay != "" {
 			env = append(env, "GATEWAY__SHUTDOWNDELAY="+delay)
 		}
-		p, addrs := startServer(t, "gateway", env, "gateway", "gateway-admin")
+		p, addrs := startServer(t, "gateway", append(env, extraEnv...), "gateway", "gateway-admin")
 		gw := addrs["gateway"]
 		client := func(keepAlive bool) *http.Client {
 			return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
@@ -369,6 +369,47 @@ func TestShutdownDelayEnds(t *testing.T) {
 				t.Errorf("the admin port %s still accepts after the exit", admin)
 			}
 		})
+	}
+}
+
+// TestShutdownDelayNotifiesStopping: under systemd (NOTIFY_SOCKET) the
+// gateway sends STOPPING=1 when the drain starts, not when it ends: the
+// datagram is there while the 5m drain still runs.
+func TestShutdownDelayNotifiesStopping(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers as processes")
+	}
+	path := filepath.Join(t.TempDir(), "notify")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	read := func() string {
+		t.Helper()
+		buf := make([]byte, 4096)
+		sock.SetReadDeadline(time.Now().Add(60 * time.Second))
+		n, err := sock.Read(buf)
+		if err != nil {
+			t.Fatalf("notify socket: %v", err)
+		}
+		return string(buf[:n])
+	}
+	p, _, _, _ := drainGateway("fast", "NOTIFY_SOCKET="+path)(t, "5m")
+	if got := read(); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	p.signal(t)
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("after SIGTERM: %q, want STOPPING=1", got)
+	}
+	p.waitLog(t, msgDraining)
+	if p.index(msgDrainOver) >= 0 || p.index(msgStopped) >= 0 {
+		t.Fatalf("the 5m drain is over already:\n%s", p.stderr())
+	}
+	p.signal(t)
+	if code := p.exitCode(t); code != 0 {
+		t.Fatalf("exit status %d:\n%s", code, p.stderr())
 	}
 }
 
