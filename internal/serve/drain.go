@@ -36,7 +36,10 @@ func (g *Group) Draining() bool { return g.draining.Load() }
 // Drain returns when delay has passed, at once when delay <= 0, early
 // when a SIGTERM or SIGINT arrives during it (an operator's second
 // Ctrl-C: the first one started the shutdown), or when a server stops
-// by itself: its error is returned then (Err does not receive it).
+// by itself: its error is returned then (Err does not receive it). Only
+// signals that arrive once Drain has begun count: one that comes between
+// the first signal and the call is absorbed by the caller's
+// signal.NotifyContext, and the delay runs in full.
 func (g *Group) Drain(delay time.Duration) error {
 	if delay <= 0 {
 		return nil
