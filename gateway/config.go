@@ -75,6 +75,15 @@ type Settings struct {
 	// ShutdownTimeout is how long in-flight downloads may finish after
 	// SIGTERM/SIGINT. Key: GATEWAY__SHUTDOWNTIMEOUT. Default: 30s.
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long the gateway keeps accepting and serving
+	// after SIGTERM/SIGINT before the graceful shutdown begins (a drain:
+	// /health/ready answers 503, HTTP/1.1 responses carry Connection:
+	// close), so that load balancers and Kubernetes stop routing to it
+	// before its ports close; a second signal ends it early. At most 5m.
+	// A supervisor's kill deadline (terminationGracePeriodSeconds,
+	// stop_grace_period, TimeoutStopSec) must exceed ShutdownDelay +
+	// ShutdownTimeout. Key: GATEWAY__SHUTDOWNDELAY. Default: 0 (none).
+	ShutdownDelay time.Duration
 	// UpstreamDialTimeout bounds connecting to the origin. Key:
 	// GATEWAY__UPSTREAMDIALTIMEOUT. Default: 5s.
 	UpstreamDialTimeout time.Duration
@@ -394,6 +403,9 @@ func (c *Config) Validate() error {
 		if d.v < 0 || (d.v == 0 && d.key != "GATEWAY__HSTSMAXAGE") {
 			add(d.key, "%s must be positive", d.v)
 		}
+	}
+	if d := g.ShutdownDelay; d < 0 || d > serve.MaxShutdownDelay {
+		add("GATEWAY__SHUTDOWNDELAY", "%s: want 0 (no drain) to %s", d, serve.MaxShutdownDelay)
 	}
 	if g.AuthThrottle.MaxFailures < 0 {
 		add("GATEWAY__AUTHTHROTTLE__MAXFAILURES", "%d is negative (0 disables the throttle)", g.AuthThrottle.MaxFailures)

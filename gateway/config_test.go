@@ -81,6 +81,8 @@ func TestValidate(t *testing.T) {
 		{"zero timeout", func(c *Config) { c.Gateway.ReadHeaderTimeout = 0 }, "GATEWAY__READHEADERTIMEOUT: 0s must be positive"},
 		{"negative max failures", func(c *Config) { c.Gateway.AuthThrottle.MaxFailures = -1 }, "GATEWAY__AUTHTHROTTLE__MAXFAILURES: -1 is negative"},
 		{"zero throttle window", func(c *Config) { c.Gateway.AuthThrottle.Window = 0 }, "GATEWAY__AUTHTHROTTLE__WINDOW: 0s must be positive"},
+		{"negative drain delay", func(c *Config) { c.Gateway.ShutdownDelay = -time.Second }, "GATEWAY__SHUTDOWNDELAY: -1s: want 0 (no drain) to 5m0s"},
+		{"drain delay above 5m", func(c *Config) { c.Gateway.ShutdownDelay = 5*time.Minute + time.Second }, "GATEWAY__SHUTDOWNDELAY: 5m1s"},
 		{"negative concurrent checks", func(c *Config) { c.Gateway.AuthThrottle.MaxConcurrentChecks = -2 }, "GATEWAY__AUTHTHROTTLE__MAXCONCURRENTCHECKS: -2 is negative"},
 	}
 	for _, tt := range tests {
@@ -96,6 +98,12 @@ func TestValidate(t *testing.T) {
 	c := good()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
+	}
+	for _, d := range []time.Duration{time.Second, 5 * time.Minute} {
+		c.Gateway.ShutdownDelay = d
+		if err := c.Validate(); err != nil {
+			t.Errorf("GATEWAY__SHUTDOWNDELAY %s: %v", d, err)
+		}
 	}
 }
 

@@ -64,8 +64,9 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 
 // Serve serves the listeners until ctx ends: it obtains ACME certificates,
 // watches the certificate and htpasswd files (and reloads on SIGHUP), then
-// shuts down gracefully, giving in-flight downloads ShutdownTimeout to
-// finish, and closes the gateway (Close). ready, if set, is called once
+// drains for ShutdownDelay (serve.Group.Drain: still serving, not ready,
+// Connection: close), shuts down gracefully, giving in-flight downloads
+// ShutdownTimeout to finish, and closes the gateway (Close). ready, if set, is called once
 // every listener serves.
 func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	defer g.Close()
@@ -78,7 +79,7 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	}
 	eps := []serve.Endpoint{
 		{Name: "gateway", Listener: l.HTTPS, Handler: g.Handler(), TLS: g.TLSConfig(), Fast: true, Native: native},
-		{Name: "gateway-admin", Listener: l.Admin, Handler: g.AdminHandler(), Private: true},
+		{Name: "gateway-admin", Listener: l.Admin, Handler: g.AdminHandler(), Private: true, Ready: true},
 	}
 	if l.HTTP != nil {
 		eps = append(eps, serve.Endpoint{Name: "gateway-http", Listener: l.HTTP, Handler: g.RedirectHandler(httpsPort)})
@@ -122,10 +123,11 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 	// Under systemd (Type=notify): every listener serves.
 	g.notify(sdnotify.Ready)
 	var runErr error
+	stopped := false // asked to stop (ctx), not a server failing
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
-			done = true
+			done, stopped = true, true
 		case <-hup:
 			g.logger.Info("SIGHUP: reloading certificates and htpasswd files")
 			g.notify(sdnotify.Reloading())
@@ -138,6 +140,10 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners, ready func()) error {
 		}
 	}
 	g.notify(sdnotify.Stopping)
+	if stopped {
+		// Keep serving while load balancers notice (GATEWAY__SHUTDOWNDELAY).
+		runErr = servers.Drain(g.cfg.ShutdownDelay)
+	}
 	err = g.shutdown(servers)
 	g.logger.Info("stopped")
 	return errors.Join(runErr, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/stella-ops/stella-mirror/internal/accesslog"
 	"github.com/stella-ops/stella-mirror/internal/config"
 	"github.com/stella-ops/stella-mirror/internal/peertoken"
+	"github.com/stella-ops/stella-mirror/internal/serve"
 )
 
 // Config is everything the origin reads from the runbook's environment
@@ -231,6 +232,15 @@ type ServerConfig struct {
 	// version is logged and the tokens in service stay). Key:
 	// ORIGIN__PEERTOKENFILE. Default: none (bypass networks alone decide).
 	PeerTokenFile string
+	// ShutdownDelay is how long the origin keeps accepting and serving
+	// after SIGTERM/SIGINT before its graceful shutdown (15 s for
+	// in-flight requests) begins: a drain during which /health/ready
+	// answers 503 and HTTP/1.1 responses carry Connection: close, so that
+	// load balancers and Kubernetes stop routing to it before its ports
+	// close; a second signal ends it early. At most 5m. A supervisor's
+	// kill deadline must exceed ShutdownDelay + 15s. Key:
+	// ORIGIN__SHUTDOWNDELAY. Default: 0 (none).
+	ShutdownDelay time.Duration
 }
 
 // Configuration keys the origin names in messages.
@@ -488,6 +498,9 @@ func (s *ServerConfig) validate(add addFunc) {
 	}
 	if s.SyncMetricsExport && s.SyncMetricsTextfile == "" {
 		add("ORIGIN__SYNCMETRICSEXPORT", "true requires ORIGIN__SYNCMETRICSTEXTFILE (the sync's textfile to serve)")
+	}
+	if d := s.ShutdownDelay; d < 0 || d > serve.MaxShutdownDelay {
+		add("ORIGIN__SHUTDOWNDELAY", "%s: want 0 (no drain) to %s", d, serve.MaxShutdownDelay)
 	}
 	switch s.LogFormat {
 	case "json", "text":

@@ -252,7 +252,8 @@ func (o *Origin) watch(ctx context.Context) {
 
 // Run validates cfg, binds the public (cfg.Origin.Listen) and admin
 // (cfg.Origin.AdminListen) listeners and serves both with net/http's server
-// until ctx is done, then shuts down gracefully. The peer token file
+// until ctx is done, then drains for ORIGIN__SHUTDOWNDELAY (serve.Group.Drain)
+// and shuts down gracefully. The peer token file
 // (ORIGIN__PEERTOKENFILE) is re-read when it changes and on SIGHUP.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) error {
 	if logger == nil {
@@ -277,7 +278,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	o.watch(wctx)
-	return serve.Run(ctx, logger,
-		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler()},
-		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler(), Private: true})
+	return serve.RunWith(ctx, serve.Options{Logger: logger, Limits: serve.Limits{MaxConnsPerIP: -1},
+		ShutdownDelay: cfg.Origin.ShutdownDelay},
+		serve.Endpoint{Name: "origin", Listener: pub, Handler: o.Handler(), Ready: true},
+		serve.Endpoint{Name: "origin-admin", Listener: admin, Handler: o.AdminHandler(), Private: true, Ready: true})
 }

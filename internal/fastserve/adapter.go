@@ -28,10 +28,22 @@ const bufferLimit = 64 << 10
 // serve runs the net/http handler for one request.
 func (s *Server) serve(fc *fasthttp.RequestCtx) {
 	defer setDate(fc)
+	if s.cfg.CloseConnections != nil {
+		defer s.closeIfDraining(fc)
+	}
 	if s.cfg.Native != nil && s.native(fc) {
 		return
 	}
 	s.adapt(fc)
+}
+
+// closeIfDraining marks fc's response Connection: close when
+// Config.CloseConnections says so; a streamed body's headers are written
+// after serve returns, so they carry it too.
+func (s *Server) closeIfDraining(fc *fasthttp.RequestCtx) {
+	if s.cfg.CloseConnections() {
+		fc.SetConnectionClose()
+	}
 }
 
 // adapt runs the net/http handler for fc's request and returns once fc's

@@ -89,6 +89,11 @@ type Config struct {
 	// net/http's types; Plain tells it which requests are simple enough
 	// to take.
 	Native func(fc *fasthttp.RequestCtx) bool
+	// CloseConnections, if set, is asked after each HTTP/1.1 response
+	// (Native's or Handler's) is set: true adds "Connection: close" to it
+	// and closes the connection after it (a server draining before its
+	// shutdown). Default: nil (keep-alive as the client asks).
+	CloseConnections func() bool
 }
 
 // Defaults of Config.

@@ -163,6 +163,10 @@ type Endpoint struct {
 	// network): its connections are not counted against the caps, so
 	// that clients of the public listeners cannot lock the operator out.
 	Private bool
+	// Ready marks an endpoint whose Handler serves ReadyPath: while the
+	// group drains (Group.Drain) that path answers 503 before Handler
+	// sees it.
+	Ready bool
 }
 
 // Options are what Start takes besides the endpoints.
@@ -182,6 +186,10 @@ type Options struct {
 	// ShutdownTimeout is how long Run gives in-flight requests. Default:
 	// ShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long RunWith keeps serving, draining
+	// (Group.Drain), after ctx ends and before its Shutdown. Default: 0
+	// (shut down at once).
+	ShutdownDelay time.Duration
 }
 
 // Server is what Start runs: an *http.Server or a *fastserve.Server.
@@ -199,6 +207,7 @@ type Group struct {
 	servers  []Server
 	errc     chan error
 	stopping atomic.Bool
+	draining atomic.Bool
 }
 
 // Start builds a server for every endpoint, as Options.Limits say, and
@@ -229,7 +238,8 @@ func Start(o Options, endpoints ...Endpoint) (*Group, error) {
 			epGuard = private
 		}
 		gl := epGuard.Listen(ep.Listener, ep.Name)
-		srv, serveFn := build(ep, lim, o.Logger, epGuard)
+		ep.Handler = g.drainHandler(ep.Handler, ep.Ready)
+		srv, serveFn := build(ep, lim, o.Logger, epGuard, g.draining.Load)
 		g.names = append(g.names, ep.Name)
 		g.servers = append(g.servers, srv)
 		o.Logger.Info("listening", "endpoint", ep.Name, "addr", ep.Listener.Addr().String(), "engine", engineOf(ep, lim))
@@ -257,7 +267,10 @@ func engineOf(ep Endpoint, lim Limits) string {
 }
 
 // build returns ep's server and the call that serves it on a listener.
-func build(ep Endpoint, lim Limits, logger *slog.Logger, guard *connguard.Guard) (Server, func(net.Listener) error) {
+// closeConns reports whether HTTP/1.1 responses must close their
+// connection (the group drains); fastserve asks it after a Native hook
+// answered, which the handler wrapper never sees.
+func build(ep Endpoint, lim Limits, logger *slog.Logger, guard *connguard.Guard, closeConns func() bool) (Server, func(net.Listener) error) {
 	hs := newHTTPServer(ep.Handler, logger, lim, guard)
 	if engineOf(ep, lim) == EngineFast {
 		fs := fastserve.New(fastserve.Config{
@@ -270,6 +283,7 @@ func build(ep Endpoint, lim Limits, logger *slog.Logger, guard *connguard.Guard)
 			MaxHeaderBytes:       hs.MaxHeaderBytes,
 			WriteProgressTimeout: lim.WriteProgressTimeout,
 			HTTP2:                hs,
+			CloseConnections:     closeConns,
 		})
 		return fs, fs.Serve
 	}
@@ -377,7 +391,8 @@ func NewServer(h http.Handler, logger *slog.Logger) *http.Server {
 // address (an origin's clients are a few gateways, each with many
 // connections) until ctx is done or one of them stops, then shuts all of
 // them down gracefully (ShutdownTimeout) and returns why it stopped: nil
-// after ctx ended and a clean shutdown.
+// after ctx ended and a clean shutdown. RunWith with
+// Options.ShutdownDelay drains first (Group.Drain).
 func Run(ctx context.Context, logger *slog.Logger, endpoints ...Endpoint) error {
 	return RunWith(ctx, Options{Logger: logger, Limits: Limits{MaxConnsPerIP: -1}}, endpoints...)
 }
@@ -394,6 +409,7 @@ func RunWith(ctx context.Context, o Options, endpoints ...Endpoint) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		runErr = g.Drain(o.ShutdownDelay)
 	case runErr = <-g.Err():
 	}
 	timeout := o.ShutdownTimeout

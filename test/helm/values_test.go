@@ -55,6 +55,17 @@ func TestBadValuesFail(t *testing.T) {
 			[]string{"gateway.shutdownTimeout", "gateway.terminationGracePeriodSeconds (40)"}, false},
 		{"shutdown outlives the grace period (hh:mm:ss)", "gateway:\n  shutdownTimeout: \"00:01:00\"\n",
 			[]string{"gateway.shutdownTimeout (00:01:00)", "gateway.terminationGracePeriodSeconds (40)"}, false},
+		// The drain delay comes before the shutdown timeout: their sum
+		// must stay below the grace period, for both components.
+		{"drain and shutdown outlive the grace period", "gateway:\n  shutdownDelay: 11s\n",
+			[]string{"gateway.shutdownDelay (11s) + gateway.shutdownTimeout (30s)", "gateway.terminationGracePeriodSeconds (40)"}, false},
+		{"drain and shutdown outlive the grace period (hh:mm:ss)", "gateway:\n  shutdownDelay: \"00:00:10\"\n",
+			[]string{"gateway.shutdownDelay (00:00:10)", "gateway.terminationGracePeriodSeconds (40)"}, false},
+		{"origin drain outlives the grace period", "origin:\n  shutdownDelay: 15s\n",
+			[]string{"origin.shutdownDelay (15s)", "15s shutdown timeout", "origin.terminationGracePeriodSeconds (30)"}, false},
+		{"drain above 5m", "gateway:\n  shutdownDelay: 6m\n  terminationGracePeriodSeconds: 1000\n",
+			[]string{"gateway.shutdownDelay (6m)", "at most 5m"}, false},
+		{"negative drain", "origin:\n  shutdownDelay: -1s\n", []string{"/origin/shutdownDelay", "does not match pattern"}, false},
 		// extraEnv must not silently replace a key the chart sets (here the
 		// admin listener the probes and the NetworkPolicy rely on).
 		{"extraEnv redefines a chart key", "origin:\n  extraEnv:\n    ORIGIN__ADMINLISTEN: 127.0.0.1:9090\n",
@@ -100,8 +111,14 @@ func TestBadValuesFail(t *testing.T) {
 		{"sync.mode": "sidecar", "sync.every": "60s"},
 		{"sync.mode": "sidecar", "sync.every": "1h30m"},
 		{"sync.mode": "sidecar", "sync.every": "0.5h"},
-		{"gateway.shutdownTimeout": "39s"},
-		{"gateway.shutdownTimeout": "00:00:39"},
+		{"gateway.shutdownTimeout": "39s", "gateway.shutdownDelay": "0s"},
+		{"gateway.shutdownTimeout": "00:00:39", "gateway.shutdownDelay": "00:00:00"},
+		{"gateway.shutdownTimeout": "34s"}, // + the default 5s drain: 39s
+		{"gateway.shutdownDelay": "9s"},
+		{"gateway.shutdownDelay": "00:00:09"},
+		{"origin.shutdownDelay": "14s"},
+		{"origin.shutdownDelay": "0s"},
+		{"gateway.shutdownDelay": "5m", "gateway.terminationGracePeriodSeconds": "331"},
 		{"gateway.cache.medium": "Memory", "gateway.cache.maxSizeMiB": "256"},
 		{"gateway.cache.medium": "Memory", "gateway.resources.limits.memory": "4G"},
 		{"origin.extraEnv.ORIGIN__ADMINPPROF": "false"},

@@ -157,6 +157,7 @@ ORIGIN__LISTEN: {{ printf "0.0.0.0:%d" (int $v.origin.ports.http) | quote }}
 ORIGIN__ADMINLISTEN: {{ printf "0.0.0.0:%d" (int $v.origin.ports.admin) | quote }}
 ORIGIN__LOGFORMAT: {{ $v.origin.logFormat | quote }}
 ORIGIN__LOGLEVEL: {{ $v.origin.logLevel | quote }}
+ORIGIN__SHUTDOWNDELAY: {{ $v.origin.shutdownDelay | quote }}
 {{- if and $v.sync.enabled $v.sync.metricsTextfile }}
 ORIGIN__SYNCMETRICSTEXTFILE: {{ include "stella-mirror.syncTextfile" . | quote }}
 {{- /* No node_exporter reads the volume: the origin's /metrics serves the file. */}}
@@ -223,6 +224,7 @@ GATEWAY__ORIGINSTATUSURL: {{ printf "%s/status.json" (include "stella-mirror.ori
 GATEWAY__LOGFORMAT: {{ $v.gateway.logFormat | quote }}
 GATEWAY__LOGLEVEL: {{ $v.gateway.logLevel | quote }}
 GATEWAY__SHUTDOWNTIMEOUT: {{ $v.gateway.shutdownTimeout | quote }}
+GATEWAY__SHUTDOWNDELAY: {{ $v.gateway.shutdownDelay | quote }}
 {{- with $v.gateway.hstsMaxAge }}
 GATEWAY__HSTSMAXAGE: {{ . | quote }}
 {{- end }}
