@@ -88,7 +88,9 @@ func TestUnitsHardened(t *testing.T) {
 	want["stella-mirror-sync@.service"] = append(want["stella-mirror-sync@.service"], "PrivateUsers=yes", "UMask=0022")
 	want["stella-mirror-origin.service"] = append(want["stella-mirror-origin.service"], "PrivateUsers=yes", "UMask=0077",
 		"IPAddressDeny=any", "IPAddressAllow=localhost")
-	want["stella-mirror-gateway.service"] = append(want["stella-mirror-gateway.service"], "UMask=0027")
+	// Above GATEWAY__SHUTDOWNTIMEOUT's default 30 s: the graceful shutdown
+	// ends before systemd's SIGKILL.
+	want["stella-mirror-gateway.service"] = append(want["stella-mirror-gateway.service"], "UMask=0027", "TimeoutStopSec=40s")
 	want["stella-mirror-backup.service"] = append(want["stella-mirror-backup.service"], "IPAddressDeny=any",
 		"KillMode=mixed", "TimeoutStopSec=30s")
 	// PrivateUsers= would break binding :443 (gateway) and reading other
