@@ -275,7 +275,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		pub.Close()
 		return err
 	}
-	wctx, stop := context.WithCancel(ctx)
+	// The watch (and SIGHUP's handler) lives until Run returns, not until
+	// ctx is done: a SIGHUP during the drain or the graceful shutdown
+	// after SIGTERM must not end the origin as SIGHUP does by default.
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	o.watch(wctx)
 	return serve.RunWith(ctx, serve.Options{Logger: logger, Limits: serve.Limits{MaxConnsPerIP: -1},

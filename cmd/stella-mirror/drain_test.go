@@ -433,3 +433,28 @@ func TestShutdownDelayValidated(t *testing.T) {
 		})
 	}
 }
+
+// TestOriginSIGHUPWhileDraining: a SIGHUP (a reload, e.g. by a config
+// tool or `systemctl reload`) that arrives while the origin drains after
+// SIGTERM is caught like any other SIGHUP: the origin keeps serving and
+// ends normally. Before, the SIGHUP handler stopped with the first
+// SIGTERM and the default action killed the origin mid-drain.
+func TestOriginSIGHUPWhileDraining(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers as processes")
+	}
+	p, base, _, client := drainOrigin(t, "5m")
+	p.signal(t)
+	p.waitLog(t, msgDraining)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "SIGHUP: nothing to reload")
+	if st, _, _, err := get(client(false), base+"/concelier/exports/index.json"); err != nil || st != http.StatusOK {
+		t.Fatalf("after SIGHUP while draining: %d, %v\n%s", st, err, p.stderr())
+	}
+	p.signal(t)
+	if code := p.exitCode(t); code != 0 {
+		t.Fatalf("exit status %d after the second SIGTERM:\n%s", code, p.stderr())
+	}
+}
