@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -88,57 +85,19 @@ func (r logRecord) num(k string) int    { f, _ := r[k].(float64); return int(f) 
 // loopProc is `stella-mirror sync` (this test binary as stella-mirror) run
 // as a process, its stderr read line by line.
 type loopProc struct {
-	cmd   *exec.Cmd
+	*mainProc
 	lines chan logRecord
-	mu    sync.Mutex
-	log   bytes.Buffer
-	done  chan struct{} // closed once it exited; then code is set
-	code  int
 }
 
 // startSync starts the command with args after "sync" and the test
 // binary's --every minimum lowered to 100ms.
 func startSync(t *testing.T, args ...string) *loopProc {
 	t.Helper()
-	p := &loopProc{lines: make(chan logRecord, 1000), done: make(chan struct{})}
-	p.cmd = exec.Command(os.Args[0], append([]string{"sync", "--log-format", "json"}, args...)...)
-	p.cmd.Env = []string{"STELLA_MIRROR_TEST_RUN_MAIN=1", "STELLA_MIRROR_TEST_MIN_EVERY=100ms",
-		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout = io.Discard
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			var r logRecord
-			if json.Unmarshal(sc.Bytes(), &r) == nil {
-				p.lines <- r
-			}
-		}
-		close(p.lines)
-		p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill() // a no-op once it exited
-		<-p.done
-	})
+	p := &loopProc{mainProc: &mainProc{}, lines: make(chan logRecord, 1000)}
+	p.start(t, append([]string{"sync", "--log-format", "json"}, args...),
+		[]string{"STELLA_MIRROR_TEST_MIN_EVERY=100ms"},
+		func(r logRecord) { p.lines <- r }, func() { close(p.lines) })
 	return p
-}
-
-func (p *loopProc) stderr() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
 }
 
 // next returns the next log record with message msg, skipping others.

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,12 +31,8 @@ const (
 // stella-mirror) run as a process; every JSON line of its stderr is kept
 // in order.
 type serverProc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	recs []logRecord
-	log  bytes.Buffer
-	done chan struct{} // closed once it exited; then code is set
-	code int
+	*mainProc
+	recs []logRecord // guarded by mainProc.mu
 }
 
 // startServer starts the subcommand with env (besides PATH and HOME) and
@@ -48,40 +40,12 @@ type serverProc struct {
 // whose addresses it returns by endpoint name.
 func startServer(t *testing.T, sub string, env []string, want ...string) (*serverProc, map[string]string) {
 	t.Helper()
-	p := &serverProc{done: make(chan struct{})}
-	p.cmd = exec.Command(os.Args[0], sub)
-	p.cmd.Env = append([]string{"STELLA_MIRROR_TEST_RUN_MAIN=1", "PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout = io.Discard
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var r logRecord
-			ok := json.Unmarshal(sc.Bytes(), &r) == nil
-			p.mu.Lock()
-			if p.log.Len() < 1<<20 {
-				p.log.WriteString(sc.Text() + "\n")
-			}
-			if ok {
-				p.recs = append(p.recs, r)
-			}
-			p.mu.Unlock()
-		}
-		p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill() // a no-op once it exited
-		<-p.done
-	})
+	p := &serverProc{mainProc: &mainProc{}}
+	p.start(t, []string{sub}, env, func(r logRecord) {
+		p.mu.Lock()
+		p.recs = append(p.recs, r)
+		p.mu.Unlock()
+	}, nil)
 	addrs := map[string]string{}
 	p.waitFor(t, "listening on "+strings.Join(want, ", "), func() bool {
 		p.mu.Lock()
@@ -112,12 +76,6 @@ func (p *serverProc) index(prefix string) int {
 		}
 	}
 	return -1
-}
-
-func (p *serverProc) stderr() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
 }
 
 // waitFor polls cond every 20 ms, for at most 60 s, failing early when
