@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/stella-ops/stella-mirror/gateway"
-	"github.com/stella-ops/stella-mirror/internal/devcert"
 	"github.com/stella-ops/stella-mirror/origin/origintest"
 )
 
@@ -27,18 +26,7 @@ func TestPurgeAndStatusCommands(t *testing.T) {
 	defer originSrv.Close()
 
 	dir := t.TempDir()
-	ca, err := devcert.NewCA("admin test CA", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(devcert.LeafOptions{Names: []string{"mirror.localhost"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := leaf.WriteFiles(certFile, keyFile); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile, _ := siteCert(t, "mirror.localhost")
 	const token = "purge-token-0123456789abcdef"
 	tokenFile := filepath.Join(dir, "admin-token")
 	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)

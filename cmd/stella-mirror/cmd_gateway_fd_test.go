@@ -10,14 +10,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/stella-ops/stella-mirror/internal/devcert"
 	"github.com/stella-ops/stella-mirror/internal/testenv"
 )
 
@@ -37,19 +35,7 @@ func TestGatewaySurvivesFDExhaustion(t *testing.T) {
 	}
 	prlimit := testenv.Tool(t, "prlimit", "util-linux")
 	start := time.Now()
-	dir := t.TempDir()
-	ca, err := devcert.NewCA("fd test CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(devcert.LeafOptions{Names: []string{"mirror.localhost"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := leaf.WriteFiles(cert, key); err != nil {
-		t.Fatal(err)
-	}
+	cert, key, roots := siteCert(t, "mirror.localhost")
 	cmd := exec.Command(prlimit, "--nofile=120", os.Args[0], "gateway")
 	cmd.Env = append(os.Environ(), "STELLA_MIRROR_TEST_RUN_MAIN=1",
 		"GATEWAY__LISTEN=127.0.0.1:0", "GATEWAY__HTTPLISTEN=127.0.0.1:0", "GATEWAY__ADMINLISTEN=127.0.0.1:0",
@@ -141,7 +127,7 @@ func TestGatewaySurvivesFDExhaustion(t *testing.T) {
 		c.Close()
 	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
+		TLSClientConfig: &tls.Config{RootCAs: roots},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, gw)
 		}}}

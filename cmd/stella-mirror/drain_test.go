@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/stella-ops/stella-mirror/export/fixture"
-	"github.com/stella-ops/stella-mirror/internal/devcert"
 )
 
 // Log messages of the drain (internal/serve/drain.go).
@@ -161,19 +160,7 @@ func drainOrigin(t *testing.T, delay string) (*serverProc, string, string, func(
 func drainGateway(engine string, extraEnv ...string) func(t *testing.T, delay string) (*serverProc, string, string, func(bool) *http.Client) {
 	return func(t *testing.T, delay string) (*serverProc, string, string, func(bool) *http.Client) {
 		_, originURL, _, _ := drainOrigin(t, "")
-		dir := t.TempDir()
-		ca, err := devcert.NewCA("drain test CA", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, err := ca.Issue(devcert.LeafOptions{Names: []string{"mirror.localhost"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		if err := leaf.WriteFiles(cert, key); err != nil {
-			t.Fatal(err)
-		}
+		cert, key, roots := siteCert(t, "mirror.localhost")
 		env := []string{"GATEWAY__LISTEN=127.0.0.1:0", "GATEWAY__HTTPLISTEN=", "GATEWAY__ADMINLISTEN=127.0.0.1:0",
 			"GATEWAY__ORIGIN=" + originURL, "GATEWAY__LOGFORMAT=json", "GATEWAY__SERVER__ENGINE=" + engine,
 			"GATEWAY__SITES__0__HOSTS__0=mirror.localhost", "GATEWAY__SITES__0__DOMAINS__0=primary",
@@ -187,7 +174,7 @@ func drainGateway(engine string, extraEnv ...string) func(t *testing.T, delay st
 			return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 				DisableKeepAlives: !keepAlive,
 				// HTTP/1.1 only: Connection: close is an HTTP/1.x header.
-				TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}},
+				TLSClientConfig: &tls.Config{RootCAs: roots, NextProtos: []string{"http/1.1"}},
 				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 					return (&net.Dialer{}).DialContext(ctx, network, gw)
 				}}}

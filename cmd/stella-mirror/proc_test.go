@@ -1,9 +1,14 @@
 package main
 
 import (
+	"crypto/x509"
+	"path/filepath"
+	"time"
+
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"github.com/stella-ops/stella-mirror/internal/devcert"
 	"io"
 	"os"
 	"os/exec"
@@ -73,4 +78,25 @@ func (p *mainProc) stderr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.log.String()
+}
+
+// siteCert writes a certificate and key for host, issued by a new test
+// CA, into a new temporary directory and returns their paths and the
+// CA's pool (for the clients).
+func siteCert(t *testing.T, host string) (cert, key string, roots *x509.CertPool) {
+	t.Helper()
+	ca, err := devcert.NewCA("cmd test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(devcert.LeafOptions{Names: []string{host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := leaf.WriteFiles(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key, ca.Pool()
 }
