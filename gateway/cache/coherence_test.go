@@ -691,16 +691,8 @@ func TestCoherenceQueryStrings(t *testing.T) {
 // only when someone asked for the index, and a files-only gateway served
 // the old export's files as HITs indefinitely.
 func TestCoherenceFilesOnlyAfterSwitch(t *testing.T) {
-	clk := newClock()
-	a, b := newExportFiles("20261130T100000Z", 1), newExportFiles("20261130T110000Z", 2)
-	o := newExportOrigin(t, clk, a, b)
-	c, base := coherentCache(t, o, nil)
-	cl := client(t)
-	if id, err := verifyChain(fetchSet(t, cl, base)); err != nil || id != a.id {
-		t.Fatalf("first set: export %s, %v", id, err)
-	}
-	c.bg.Wait()
-	o.switchTo(b.id)
+	p := newPrimedSwitch(t)
+	clk, a, b, base, cl := p.clk, p.a, p.b, p.base, p.cl
 	// Within the index's max-age the files stay the index's export (A).
 	clk.Advance(30 * time.Second)
 	if r := get(t, cl, http.MethodGet, base+pathManifest); r.header.Get(ExportIDHeader) != a.id || r.cache != "HIT" {
@@ -743,16 +735,8 @@ func TestCoherenceOwnChainAcrossIndexExpiry(t *testing.T) {
 		{"just inside the grace", GenerationGrace - time.Second, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newClock()
-			a, b := newExportFiles("20261130T100000Z", 1), newExportFiles("20261130T110000Z", 2)
-			o := newExportOrigin(t, clk, a, b)
-			c, base := coherentCache(t, o, nil)
-			cl := client(t)
-			if id, err := verifyChain(fetchSet(t, cl, base)); err != nil || id != a.id {
-				t.Fatalf("priming: export %s, %v", id, err)
-			}
-			c.bg.Wait()
-			o.switchTo(b.id)
+			p := newPrimedSwitch(t)
+			clk, a, b, o, base, cl := p.clk, p.a, p.b, p.o, p.base, p.cl
 			clk.Advance(59 * time.Second)
 			s := chainSet{index: get(t, cl, http.MethodGet, base+pathIndex)}
 			if s.index.cache != "HIT" {
@@ -785,4 +769,31 @@ func TestCoherenceOwnChainAcrossIndexExpiry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// primedSwitch is a cache in front of an export origin whose client has
+// fetched one set of export A (verified as a chain, fills committed),
+// after which the origin switched to export B; the cache has not asked it
+// since.
+type primedSwitch struct {
+	clk  *clock
+	a, b exportFiles
+	o    *exportOrigin
+	c    *Cache
+	base string
+	cl   *http.Client
+}
+
+func newPrimedSwitch(t *testing.T) *primedSwitch {
+	t.Helper()
+	p := &primedSwitch{clk: newClock(), a: newExportFiles("20261130T100000Z", 1), b: newExportFiles("20261130T110000Z", 2)}
+	p.o = newExportOrigin(t, p.clk, p.a, p.b)
+	p.c, p.base = coherentCache(t, p.o, nil)
+	p.cl = client(t)
+	if id, err := verifyChain(fetchSet(t, p.cl, p.base)); err != nil || id != p.a.id {
+		t.Fatalf("priming: export %s, %v", id, err)
+	}
+	p.c.bg.Wait()
+	p.o.switchTo(p.b.id)
+	return p
 }
