@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
 )
 
 // tarMember is one member of an archive's tar stream, as written.
@@ -286,6 +288,50 @@ func TestRestoreIntoRootWithEscapingLinks(t *testing.T) {
 			if b, _ := os.ReadFile(filepath.Join(root, token)); string(b) != "s3cr3t-token\n" {
 				t.Errorf("restored token %q", b)
 			}
+		})
+	}
+}
+
+// TestDamagedAgeMagicNamed: an encrypted archive whose first line (the age
+// version line) is damaged is reported as a damaged age header, not as
+// "not a stella-mirror backup" — the file is named .age and starts like
+// one. A file that is neither (random bytes) still gets the generic error.
+func TestDamagedAgeMagicNamed(t *testing.T) {
+	p := newProfile(t)
+	id, idFile := identity(t)
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir(), Recipients: []age.Recipient{id.Recipient()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(res.Archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		is     error
+		want   string
+	}{
+		{"version v1 → v2", func(b []byte) []byte {
+			return bytes.Replace(b, []byte("age-encryption.org/v1"), []byte("age-encryption.org/v2"), 1)
+		},
+			ErrAgeHeader, "damaged age header"},
+		{"first byte flipped", func(b []byte) []byte { b[0] ^= 0x20; return b }, ErrAgeHeader, "damaged age header"},
+		{"newline of the first line lost", func(b []byte) []byte { b[len(ageMagic)-1] = ' '; return b }, ErrAgeHeader, "damaged age header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), filepath.Base(res.Archive))
+			if err := os.WriteFile(name, tc.damage(bytes.Clone(good)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			root := filepath.Join(t.TempDir(), "root")
+			_, err := testRestore(RestoreOptions{Archive: name, Root: root, Identities: []age.Identity{id}, IdentityFile: idFile})
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant %v mentioning %q", err, tc.is, tc.want)
+			}
+			t.Log(err)
+			emptyDir(t, root)
 		})
 	}
 }
