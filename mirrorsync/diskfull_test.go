@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/smallfs"
 	"github.com/stella-ops/stella-mirror/internal/syncbuf"
@@ -249,4 +251,51 @@ func equalSets(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestInodesRunOutAtEveryStep: a file system that runs out at any step of
+// a run — creating staging, a downloaded file, a folder, the export's
+// rename into the root, the new latest symlink, the state file — (a
+// tmpfs whose inode count allows one more file per case) never leaves
+// latest naming anything but a complete export: the run either publishes
+// the new export or fails with ENOSPC and the old one is still served;
+// and once room is back the next run publishes the new export by itself.
+func TestInodesRunOutAtEveryStep(t *testing.T) {
+	src1, src12 := t.TempDir(), t.TempDir()
+	old := writeSource(t, src1, 1)
+	writeSource(t, src12, 1)
+	next := writeSource(t, src12, 2)
+	failed, published := 0, false
+	var last error // the last failure: the step just before the run would have published
+	for extra := uint64(0); extra < 200 && !published; extra++ { // bounded: an export is ~40 files and folders
+		mnt := smallfs.MountInodes(t, 64<<20)
+		dst := filepath.Join(mnt, "root")
+		mustRun(t, baseOptions(dst, newLocal(t, src1)))
+		smallfs.LimitInodes(t, mnt, smallfs.InodesUsed(t, mnt)+extra)
+		_, err := mirrorsync.Run(context.Background(), baseOptions(dst, newLocal(t, src12)))
+		switch {
+		case err == nil:
+			published = true
+			sourcetest.CheckPublished(t, dst, next)
+		case errors.Is(err, syscall.ENOSPC):
+			failed++
+			last = err
+			sourcetest.CheckPublished(t, dst, old)
+		default:
+			t.Fatalf("%d inodes more: %v, want ENOSPC or success", extra, err)
+		}
+		if err != nil && extra%8 == 0 || published {
+			t.Logf("%d inodes more: %v", extra, err)
+		}
+		smallfs.LimitInodes(t, mnt, 1<<20)
+		if _, err := mirrorsync.Run(context.Background(), baseOptions(dst, newLocal(t, src12))); err != nil {
+			t.Fatalf("%d inodes more, then room again: %v", extra, err)
+		}
+		sourcetest.CheckPublished(t, dst, next)
+		unix.Unmount(mnt, unix.MNT_DETACH)
+	}
+	if !published || failed == 0 {
+		t.Fatalf("%d runs failed, published %v: the sweep did not cross the run", failed, published)
+	}
+	t.Logf("%d runs ran out of inodes at successive steps, each recovered; the last one: %v", failed, last)
 }
