@@ -266,8 +266,10 @@ func TestInodesRunOutAtEveryStep(t *testing.T) {
 	writeSource(t, src12, 1)
 	next := writeSource(t, src12, 2)
 	failed, published := 0, false
-	var last error                                               // the last failure: the step just before the run would have published
-	for extra := uint64(0); extra < 200 && !published; extra++ { // bounded: an export is ~40 files and folders
+	// last is the last failure: the step just before the run would publish.
+	var last error
+	// Bounded: an export is ~40 files and folders.
+	for extra := uint64(0); extra < 200 && !published; extra++ {
 		mnt := smallfs.MountInodes(t, 64<<20)
 		dst := filepath.Join(mnt, "root")
 		mustRun(t, baseOptions(dst, newLocal(t, src1)))
