@@ -253,13 +253,15 @@ func equalSets(a, b []string) bool {
 	return true
 }
 
-// TestInodesRunOutAtEveryStep: a file system that runs out at any step of
-// a run — creating staging, a downloaded file, a folder, the export's
-// rename into the root, the new latest symlink, the state file — (a
+// TestInodesRunOutAtEveryStep: a file system whose inodes run out (a
 // tmpfs whose inode count allows one more file per case) never leaves
 // latest naming anything but a complete export: the run either publishes
 // the new export or fails with ENOSPC and the old one is still served;
 // and once room is back the next run publishes the new export by itself.
+// Before the space check counted inodes, the cases ran out at every step
+// of the run — creating staging, a downloaded file, a folder, the new
+// latest symlink in publish — and held the same; now the check stops
+// them before staging, with a margin.
 func TestInodesRunOutAtEveryStep(t *testing.T) {
 	src1, src12 := t.TempDir(), t.TempDir()
 	old := writeSource(t, src1, 1)
@@ -300,4 +302,43 @@ func TestInodesRunOutAtEveryStep(t *testing.T) {
 		t.Fatalf("%d runs failed, published %v: the sweep did not cross the run", failed, published)
 	}
 	t.Logf("%d runs ran out of inodes at successive steps, each recovered; the last one: %v", failed, last)
+}
+
+// TestInodesShortPrunesBeyondKeep: with keep=3 on a file system whose
+// inodes (not bytes) run short — three exports published, room for a few
+// more files only — the fourth export used to fail with ENOSPC on every
+// run, forever: the space check counted bytes only, so it never pruned the
+// export retention would remove anyway. Now the check counts the files
+// and folders the export needs against the free inodes, prunes beyond
+// keep first, and the run publishes.
+func TestInodesShortPrunesBeyondKeep(t *testing.T) {
+	src := t.TempDir()
+	mnt := smallfs.MountInodes(t, 64<<20)
+	dst := filepath.Join(mnt, "root")
+	var ids []string
+	for seed := uint64(1); seed <= 3; seed++ {
+		ids = append(ids, writeSource(t, src, seed).ExportID)
+		mustRun(t, baseOptions(dst, newLocal(t, src)))
+	}
+	smallfs.LimitInodes(t, mnt, smallfs.InodesUsed(t, mnt)+12)
+	next := writeSource(t, src, 4)
+	var logs syncbuf.Buffer
+	opts := baseOptions(dst, newLocal(t, src))
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	res, err := mirrorsync.Run(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("run with inodes short: %v\n%s", err, logs.String())
+	}
+	sourcetest.CheckPublished(t, dst, next)
+	if !slices.Contains(res.Pruned, ids[0]) {
+		t.Errorf("pruned %v, want the export beyond keep %s", res.Pruned, ids[0])
+	}
+	if !strings.Contains(logs.String(), "inodes") {
+		t.Errorf("the pruning is not explained with inodes:\n%s", logs.String())
+	}
+	for _, id := range ids[1:] {
+		if _, err := os.Stat(filepath.Join(dst, id)); err != nil {
+			t.Errorf("kept export %s: %v", id, err)
+		}
+	}
 }
