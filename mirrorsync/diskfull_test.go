@@ -342,3 +342,28 @@ func TestInodesShortPrunesBeyondKeep(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskFillsDuringDownloadNoRetry: when the disk fills during a
+// download anyway (another writer; here the space check is told there is
+// room), the run stops at the first ENOSPC: it used to retry the fetch
+// (three attempts), downloading the same bytes again onto a full disk.
+func TestDiskFillsDuringDownloadNoRetry(t *testing.T) {
+	src, mnt := t.TempDir(), smallfs.Mount(t, 8<<20)
+	dst := filepath.Join(mnt, "root")
+	old := writeSource(t, src, 1)
+	mustRun(t, baseOptions(dst, newLocal(t, src)))
+	smallfs.Ballast(t, filepath.Join(mnt, "ballast"), 64<<10)
+	writeSource(t, src, 2)
+	var logs syncbuf.Buffer
+	opts := baseOptions(dst, newLocal(t, src))
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	mirrorsync.SetStatfs(&opts, func(string) (uint64, uint64, error) { return 1 << 40, 4096, nil })
+	_, err := mirrorsync.Run(context.Background(), opts)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("want ENOSPC, got %v", err)
+	}
+	if strings.Contains(logs.String(), "retrying") {
+		t.Errorf("a fetch that hit ENOSPC was retried:\n%s", logs.String())
+	}
+	sourcetest.CheckPublished(t, dst, old)
+}
