@@ -335,3 +335,35 @@ func TestDamagedAgeMagicNamed(t *testing.T) {
 		})
 	}
 }
+
+// TestForgedStateFileNames: entries named like the documented state files
+// but with traversal, or in a folder no configuration names as an export
+// root, are refused (signed archives; nothing written).
+func TestForgedStateFileNames(t *testing.T) {
+	p := newProfile(t)
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		is         error
+		want       string
+	}{
+		{"traversal after the state file", p.exports + "/.sync-state.json/../../../../etc/cron.d/x", ErrCorrupt, "not a clean absolute path"},
+		{"traversal into the export root", p.exports + "/../../etc/cron.d/.sync-state.json", ErrCorrupt, "not a clean absolute path"},
+		{"a state file name where no export root is", "/etc/cron.d/.sync-state.json", ErrRefused, "/etc/cron.d/.sync-state.json"},
+		{"a state file name beside the export root", p.exports + "-evil/.sync-state.json", ErrRefused, "-evil/.sync-state.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fg := unpack(t, res.Archive)
+			fg.add(tc.path, "0644", "state", []byte("* * * * * root id\n"))
+			root := filepath.Join(t.TempDir(), "root")
+			_, err := testRestore(RestoreOptions{Archive: fg.write(t, testSigningKey, nil), Root: root})
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant %v mentioning %q", err, tc.is, tc.want)
+			}
+			emptyDir(t, root)
+		})
+	}
+}
