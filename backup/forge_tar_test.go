@@ -4,15 +4,19 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"filippo.io/age"
+
+	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 )
 
 // tarMember is one member of an archive's tar stream, as written.
@@ -364,6 +368,62 @@ func TestForgedStateFileNames(t *testing.T) {
 				t.Fatalf("err = %v\nwant %v mentioning %q", err, tc.is, tc.want)
 			}
 			emptyDir(t, root)
+		})
+	}
+}
+
+// TestNothingWrittenBeforeTheRules: the configuration files an archive
+// names are read to decide which entries it may restore — but nothing,
+// not even those files, is written under the restore root before the
+// rules accepted every entry. A forged configuration (here an unsigned
+// archive restored with --allow-unsigned naming /etc/cron.d/evil as a
+// configuration) used to be written to ROOT/etc/cron.d/evil first and
+// only removed when loading it failed: on a live host cron acts the
+// moment it exists.
+func TestNothingWrittenBeforeTheRules(t *testing.T) {
+	p := newProfile(t)
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := func() string {
+		fg := unpack(t, res.Archive)
+		fg.add("/etc/cron.d/evil", "0644", "config", []byte("* * * * * root id\n"))
+		fg.m.Configs = append(fg.m.Configs, ConfigRef{Path: "/etc/cron.d/evil", Format: "env"})
+		return fg.write(t, nil, nil)
+	}
+	for _, tc := range []struct {
+		name     string
+		archive  func() string
+		unsigned bool
+		fails    bool
+	}{
+		{"genuine", func() string { return res.Archive }, false, false},
+		{"a forged configuration", forged, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "root")
+			var early []string
+			refs := func(ctx context.Context, r string, configs []string, maps []PathMapping) ([]Reference, error) {
+				filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+					if err == nil && !d.IsDir() {
+						early = append(early, p)
+					}
+					return nil
+				})
+				return bprofile.References(ctx, r, configs, maps)
+			}
+			_, err := testRestore(RestoreOptions{Archive: tc.archive(), Root: root, AllowUnsigned: tc.unsigned, References: refs})
+			if tc.fails != (err != nil) {
+				t.Fatalf("err = %v, want failure %v", err, tc.fails)
+			}
+			t.Log(err)
+			if len(early) > 0 {
+				t.Errorf("written under the root before the rules accepted the archive: %v", early)
+			}
+			if tc.fails {
+				emptyDir(t, root)
+			}
 		})
 	}
 }
