@@ -142,7 +142,14 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) (re
 	}
 	defer rc.Close()
 	if err := checkSourceSize(rc, f); err != nil {
-		return false, err
+		if resumed {
+			// The rest of the file was to be spliced onto the partial
+			// bytes: drop them, so the caller's one whole download (a
+			// VerifyError after a resume) starts from 0.
+			os.Remove(partPath(dst))
+			os.Remove(partInfoPath(dst))
+		}
+		return resumed, err
 	}
 	tmp, infoPath := partPath(dst), partInfoPath(dst)
 	var out *os.File
