@@ -427,3 +427,26 @@ func TestNothingWrittenBeforeTheRules(t *testing.T) {
 		})
 	}
 }
+
+// TestDryRunAppliesTheRules: restore --dry-run checks the restore rules
+// too (the configurations are read from a private temporary folder, so it
+// still writes nothing): a signed archive with a path no configuration
+// references is refused by the dry run, not only by the real restore. It
+// used to pass the dry run.
+func TestDryRunAppliesTheRules(t *testing.T) {
+	p := newProfile(t)
+	res, err := testBackup(Options{Configs: p.configs, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg := unpack(t, res.Archive)
+	fg.add("/etc/cron.d/evil", "0644", "config", []byte("* * * * * root id\n"))
+	root := filepath.Join(t.TempDir(), "root")
+	_, err = testRestore(RestoreOptions{Archive: fg.write(t, testSigningKey, nil), Root: root, DryRun: true})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "/etc/cron.d/evil") {
+		t.Fatalf("dry run: %v, want %v naming /etc/cron.d/evil", err, ErrRefused)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dry run created %s: %v", root, err)
+	}
+}

@@ -46,8 +46,9 @@ type RestoreOptions struct {
 	// Force overwrites existing files; without it any existing file is
 	// an error and nothing is written.
 	Force bool
-	// DryRun decrypts and verifies the archive and reports what would be
-	// written and what exists; nothing is written.
+	// DryRun decrypts and verifies the archive, checks the restore rules
+	// (when References is set) and reports what would be written and what
+	// exists; nothing is written under Root.
 	DryRun bool
 	// Chown restores numeric owners (only root can). Default: false; the
 	// command sets it when it runs as root.
@@ -139,14 +140,14 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	if len(res.Existing) > 0 && !o.Force && !o.DryRun {
 		return res, fmt.Errorf("restore: %d file(s) exist under %s, nothing written (use --force to overwrite): %s", len(res.Existing), root, listSome(res.Existing))
 	}
-	if o.DryRun {
+	if o.DryRun && o.References == nil {
 		return res, nil
 	}
 	// The configurations first, read from a private folder outside ROOT:
 	// the rules need what they reference, and nothing — not even a
 	// configuration — is written under ROOT before the rules accepted
 	// every entry (on a live host, a file in /etc/cron.d acts the moment
-	// it exists).
+	// it exists). A dry run checks the rules too.
 	var configs []string
 	isConfig := make(map[string]bool)
 	for _, c := range m.Configs {
@@ -160,6 +161,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	secret, err := checkRules(m, refs, v.keyID != "")
 	if err != nil {
 		return res, fmt.Errorf("restore: %w (nothing was written under %s)", err, root)
+	}
+	if o.DryRun {
+		return res, nil
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
