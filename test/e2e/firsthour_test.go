@@ -246,6 +246,31 @@ func TestDemoPortBase(t *testing.T) {
 	}
 }
 
+// TestDemoPortBaseTaken: with --port-base N and one of N..N+3 taken, the
+// demo fails naming the taken address and --port-base N (the flag the
+// operator gave), not the per-listener flag it was never given.
+func TestDemoPortBaseTaken(t *testing.T) {
+	base := freePortBase(t)
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out, err := exec.Command(bin, "demo", "--dir", t.TempDir(), "--bundle-size", "1MiB",
+		"--port-base", strconv.Itoa(base)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("demo with --port-base %d and %s taken succeeded:\n%s", base, l.Addr(), out)
+	}
+	for _, w := range []string{l.Addr().String(), "address already in use", "--port-base " + strconv.Itoa(base)} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("error output lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(string(out), "set by --origin-admin-listen") {
+		t.Errorf("error output blames --origin-admin-listen, which was not given:\n%s", out)
+	}
+}
+
 // freePortBase finds N such that 127.0.0.1 ports N..N+3 are free right
 // now (bounded: 50 tries).
 func freePortBase(t *testing.T) int {
