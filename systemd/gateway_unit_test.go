@@ -161,6 +161,14 @@ func TestGatewayUnitReloadsRotatedFiles(t *testing.T) {
 	tlsDir, htpasswd := at("/etc/stella-mirror/tls"), at("/etc/stella-mirror/secrets/primary.htpasswd")
 	run("dev-certs", "--out", tlsDir, "--site", "primary=mirror-primary.example.org")
 	run("passwd", "--file", htpasswd, "--user", "alice", "--password-file", pw("a1", "alice-first-password"))
+	// The docs' install step: root:stella-mirror 0640, read by the gateway
+	// through its group (the test runs as root, so only the mode is checked).
+	siteFiles := []string{filepath.Join(tlsDir, "primary.crt"), filepath.Join(tlsDir, "primary.key"), htpasswd}
+	for _, f := range siteFiles {
+		if err := os.Chmod(f, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
 	httpsAddr, adminAddr := freeAddr(t), freeAddr(t)
 	envFile := strings.TrimPrefix(envFiles[0], "-") // "-": optional
 	if err := os.WriteFile(rewrite(envFile), []byte("# site-specific overrides\nGATEWAY__LISTEN="+httpsAddr+
@@ -228,6 +236,16 @@ func TestGatewayUnitReloadsRotatedFiles(t *testing.T) {
 	run("dev-certs", "--out", tlsDir, "--site", "primary=mirror-primary.example.org")
 	run("passwd", "--file", htpasswd, "--user", "alice", "--rotate", "--password-file", pw("a2", "alice-second-password"))
 	run("passwd", "--file", htpasswd, "--user", "bob", "--password-file", pw("b1", "bob-password-1234"))
+	// A rotation must leave the files readable by the service's group.
+	for _, f := range siteFiles {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o640 {
+			t.Errorf("after rotation %s has mode %v, want 0640 as installed", f, fi.Mode().Perm())
+		}
+	}
 	// ExecReload, with $MAINPID as systemd expands it.
 	reloadArgv := strings.Fields(strings.ReplaceAll(reload[0], "$MAINPID", strconv.Itoa(cmd.Process.Pid)))
 	if out, err := exec.Command(reloadArgv[0], reloadArgv[1:]...).CombinedOutput(); err != nil {
