@@ -429,7 +429,7 @@ func printBanner(w io.Writer, dir, bin string, moved []string, st State) {
 	fmt.Fprintf(&b, "  export         %s (root %s)\n", st.ExportID, st.ExportRoots["concelier"])
 	fmt.Fprintf(&b, "  public key     %s (kid %s)\n", st.PublicKey, st.KeyID)
 	fmt.Fprintf(&b, "  configs        %s, %s\n", st.Configs["origin"], st.Configs["gateway"])
-	fmt.Fprintf(&b, "  gateway cache  %s (purge: curl -X POST -H \"Authorization: Bearer $(cat %s)\" '%s/admin/cache/purge?all=true')\n",
+	fmt.Fprintf(&b, "  gateway cache  %s (purge: curl -sS -X POST -H \"Authorization: Bearer $(cat %s)\" '%s/admin/cache/purge?all=true')\n",
 		st.CacheDir, st.AdminTokenFile, st.GatewayAdmin)
 	fmt.Fprintf(&b, "  state          %s\n\n", filepath.Join(dir, StateFile))
 	fmt.Fprintf(&b, "Try (through the gateway: TLS + Basic Auth; *.localhost is loopback):\n")
