@@ -85,6 +85,21 @@ func (n *notifySocket) allowAll() {
 	}
 }
 
+// copyExecutable copies the file src to dst (mode 0755, directories made).
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // mustChown changes path's owner and group.
 func mustChown(t *testing.T, path string, uid, gid int) {
 	t.Helper()
@@ -254,7 +269,19 @@ func runGatewayUnit(t *testing.T, cred *syscall.Credential) {
 		t.Fatalf("ExecStart runs %s", argv[0])
 	}
 	notify := newNotifySocket(t)
-	cmd := exec.Command(bin, argv[1:]...)
+	exe := bin
+	if cred != nil {
+		// The binary where ExecStart has it, readable by the service user
+		// (the test's build may sit in a root-only temporary directory).
+		exe = at("/usr/local/bin/stella-mirror")
+		copyExecutable(t, bin, exe)
+		for d := filepath.Dir(exe); d != root; d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cmd := exec.Command(exe, argv[1:]...)
 	if cred != nil {
 		notify.allowAll()
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
