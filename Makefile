@@ -41,9 +41,9 @@ run: build
 deps:
 	scripts/test-deps
 
-## test: install missing test packages, lint, then unit + integration + end-to-end tests with the race detector
+## test: install missing test packages, lint, then unit + integration + end-to-end tests with the race detector (beside a sentinel process named nginx that must survive: scripts/with-sentinel)
 test: deps lint build
-	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 12m ./...
+	STELLA_MIRROR_BIN=$(CURDIR)/$(BIN) scripts/with-sentinel $(GO) test -race -count=1 -timeout 12m ./...
 
 ## test-short: the same without the race detector, for quick iteration
 test-short: build

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -205,11 +206,30 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	var moved []string
 	for i, addr := range []string{opts.OriginListen, opts.OriginAdminListen, opts.GatewayListen, opts.GatewayAdminListen} {
+		// The gateway is reached as https://mirror-<domain>.localhost:PORT,
+		// and *.localhost is 127.0.0.1 and ::1 (clients may try ::1 first):
+		// a default port another process holds on [::1] counts as taken.
+		localhostNamed := listenerNames[i] == "gateway" && opts.PickFreePorts && opts.defaulted[i]
 		l, err := net.Listen("tcp", addr)
+		why := ""
+		if err == nil && localhostNamed && heldOnIPv6Loopback(l.Addr()) {
+			l.Close()
+			err = syscall.EADDRINUSE
+			why = fmt.Sprintf("%s is free but [::1]:%d is in use (*.localhost clients may try it first)", addr, l.Addr().(*net.TCPAddr).Port)
+		}
 		if err != nil && opts.PickFreePorts && opts.defaulted[i] && errors.Is(err, syscall.EADDRINUSE) {
 			host, _, _ := net.SplitHostPort(addr)
-			if l, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
-				moved = append(moved, fmt.Sprintf("%s: %s was taken, using %s", listenerNames[i], addr, l.Addr()))
+			for try := 0; try < 20; try++ { // bounded: a port free on both loopbacks
+				if l, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil || !localhostNamed || !heldOnIPv6Loopback(l.Addr()) {
+					break
+				}
+				l.Close()
+			}
+			if err == nil {
+				if why == "" {
+					why = addr + " was taken"
+				}
+				moved = append(moved, fmt.Sprintf("%s: %s, using %s", listenerNames[i], why, l.Addr()))
 			}
 		}
 		if err != nil {
@@ -429,7 +449,7 @@ func printBanner(w io.Writer, dir, bin string, moved []string, st State) {
 	fmt.Fprintf(&b, "  export         %s (root %s)\n", st.ExportID, st.ExportRoots["concelier"])
 	fmt.Fprintf(&b, "  public key     %s (kid %s)\n", st.PublicKey, st.KeyID)
 	fmt.Fprintf(&b, "  configs        %s, %s\n", st.Configs["origin"], st.Configs["gateway"])
-	fmt.Fprintf(&b, "  gateway cache  %s (purge: curl -X POST -H \"Authorization: Bearer $(cat %s)\" '%s/admin/cache/purge?all=true')\n",
+	fmt.Fprintf(&b, "  gateway cache  %s (purge: curl -sS -X POST -H \"Authorization: Bearer $(cat %s)\" '%s/admin/cache/purge?all=true')\n",
 		st.CacheDir, st.AdminTokenFile, st.GatewayAdmin)
 	fmt.Fprintf(&b, "  state          %s\n\n", filepath.Join(dir, StateFile))
 	fmt.Fprintf(&b, "Try (through the gateway: TLS + Basic Auth; *.localhost is loopback):\n")
@@ -443,4 +463,19 @@ func printBanner(w io.Writer, dir, bin string, moved []string, st State) {
 		bin, st.Sites[d], d, u.User, filepath.Join(dir, "auth", d+".password"), st.CA, st.PublicKey)
 	fmt.Fprintf(&b, "The origin directly (no auth): curl -s %s/excititor/mirror/%s/index | jq -r '.exports[].exportKey'\n\n", st.Origin, d)
 	io.WriteString(w, b.String())
+}
+
+// heldOnIPv6Loopback reports whether another socket holds a's port on
+// [::1] (a probe bind, released at once). Without IPv6 it reports false.
+func heldOnIPv6Loopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() || ta.IP.To4() == nil {
+		return false
+	}
+	l, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(ta.Port)))
+	if err != nil {
+		return errors.Is(err, syscall.EADDRINUSE)
+	}
+	l.Close()
+	return false
 }

@@ -38,7 +38,8 @@ type Settings struct {
 	AdminListen string
 	// AdminPprof serves Go's runtime profiles (net/http/pprof) under
 	// /debug/pprof/ on the admin listener, for profiling a production
-	// gateway. No authentication: turn it on only while profiling, with
+	// gateway: behind the admin bearer token when AdminTokenFile is set,
+	// else without authentication. Turn it on only while profiling, with
 	// the admin listener on loopback. Key: GATEWAY__ADMINPPROF. Default:
 	// false.
 	AdminPprof bool

@@ -634,7 +634,8 @@ func jsonError(code, msg string) string {
 // AdminHandler serves /health/live, /health/ready and /metrics, and, when
 // the cache is on and GATEWAY__ADMINTOKENFILE is set, the purge endpoint
 // /admin/cache/purge (POST ?path=/… or ?all=true, with the admin bearer
-// token; 401 without it).
+// token; 401 without it). With GATEWAY__ADMINPPROF it also serves
+// /debug/pprof/, behind the admin token when one is set.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) {
@@ -665,7 +666,14 @@ func (g *Gateway) AdminHandler() http.Handler {
 		})
 	}
 	if g.cfg.AdminPprof {
-		return pprofmux.Wrap(mux)
+		// Behind the admin token when there is one, like the purge
+		// endpoint: profiles show argv and stacks, and a CPU profile or
+		// trace costs the server while it runs.
+		if g.admin != nil {
+			mux.Handle(pprofmux.Prefix, g.admin.requireAdmin(pprofmux.Handler()))
+		} else {
+			mux.Handle(pprofmux.Prefix, pprofmux.Handler())
+		}
 	}
 	return mux
 }

@@ -71,6 +71,43 @@ func newNotifySocket(t *testing.T) *notifySocket {
 	return &notifySocket{t: t, path: path, conn: c}
 }
 
+// allowAll lets another user send to the socket (its file and directory).
+func (n *notifySocket) allowAll() {
+	n.t.Helper()
+	for _, p := range []string{n.path, filepath.Dir(n.path), filepath.Dir(filepath.Dir(n.path))} {
+		mode := os.FileMode(0o755)
+		if p == n.path {
+			mode = 0o777
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			n.t.Fatal(err)
+		}
+	}
+}
+
+// copyExecutable copies the file src to dst (mode 0755, directories made).
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustChown changes path's owner and group.
+func mustChown(t *testing.T, path string, uid, gid int) {
+	t.Helper()
+	if err := os.Chown(path, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // expect reads the next datagram and fails unless it starts with want.
 func (n *notifySocket) expect(want string) {
 	n.t.Helper()
@@ -96,6 +133,23 @@ func (n *notifySocket) expect(want string) {
 // connections get the new certificate and the new passwords, and that a
 // stop sends STOPPING=1 and exits 0.
 func TestGatewayUnitReloadsRotatedFiles(t *testing.T) {
+	runGatewayUnit(t, nil)
+}
+
+// TestGatewayUnitReloadsRotatedFilesAsServiceUser is the same run with the
+// gateway as an unprivileged user, as User=stella-mirror runs it: the
+// files are root:<its group> 0640 in root:<its group> 0750 directories, as
+// the docs install them, and rotations (run as root, like an operator's
+// dev-certs, passwd or deploy hook) must stay readable to it. A rotation
+// that made a key 0600 root-owned left the old certificate in service.
+func TestGatewayUnitReloadsRotatedFilesAsServiceUser(t *testing.T) {
+	testenv.Root(t, "running the gateway as another user")
+	runGatewayUnit(t, &syscall.Credential{Uid: 65534, Gid: 65534})
+}
+
+// runGatewayUnit is TestGatewayUnitReloadsRotatedFiles with the gateway
+// run as cred (nil: as the test's user).
+func runGatewayUnit(t *testing.T, cred *syscall.Credential) {
 	const unit = "stella-mirror-gateway.service"
 	if got := unitSettings(t, unit, "Type"); len(got) != 1 || got[0] != "notify" {
 		t.Fatalf("%s Type=%v, want notify", unit, got)
@@ -161,6 +215,46 @@ func TestGatewayUnitReloadsRotatedFiles(t *testing.T) {
 	tlsDir, htpasswd := at("/etc/stella-mirror/tls"), at("/etc/stella-mirror/secrets/primary.htpasswd")
 	run("dev-certs", "--out", tlsDir, "--site", "primary=mirror-primary.example.org")
 	run("passwd", "--file", htpasswd, "--user", "alice", "--password-file", pw("a1", "alice-first-password"))
+	// The docs' install step: root:stella-mirror 0640, read by the gateway
+	// through its group (the test runs as root, so only the mode is checked).
+	siteFiles := []string{filepath.Join(tlsDir, "primary.crt"), filepath.Join(tlsDir, "primary.key"), htpasswd}
+	for _, f := range siteFiles {
+		if err := os.Chmod(f, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cred != nil {
+		// The service user's view: its group on the configuration
+		// (tmpfiles: root:stella-mirror 0750, files 0640), its own cache
+		// directory (CacheDirectory=), and a way down to them through the
+		// test's temporary directories.
+		gid := int(cred.Gid)
+		for _, f := range siteFiles {
+			mustChown(t, f, 0, gid)
+		}
+		for _, d := range []string{"/etc/stella-mirror", "/etc/stella-mirror/tls", "/etc/stella-mirror/secrets"} {
+			mustChown(t, at(d), 0, gid)
+			if err := os.Chmod(at(d), 0o750); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustChown(t, at("/etc/stella-mirror/gateway.yaml"), 0, gid)
+		if err := os.Chmod(at("/etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustChown(t, at("/var/cache/stella-mirror/gateway"), int(cred.Uid), gid)
+		for d := at("/var/cache/stella-mirror"); d != filepath.Dir(root); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for d := filepath.Dir(root); d != "/" && strings.HasPrefix(d, os.TempDir()) && d != filepath.Clean(os.TempDir()); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil { // the test's own t.TempDir parents
+				t.Fatal(err)
+			}
+		}
+		// ca.pem and the CA key stay root's: the gateway does not read them.
+	}
 	httpsAddr, adminAddr := freeAddr(t), freeAddr(t)
 	envFile := strings.TrimPrefix(envFiles[0], "-") // "-": optional
 	if err := os.WriteFile(rewrite(envFile), []byte("# site-specific overrides\nGATEWAY__LISTEN="+httpsAddr+
@@ -175,7 +269,23 @@ func TestGatewayUnitReloadsRotatedFiles(t *testing.T) {
 		t.Fatalf("ExecStart runs %s", argv[0])
 	}
 	notify := newNotifySocket(t)
-	cmd := exec.Command(bin, argv[1:]...)
+	exe := bin
+	if cred != nil {
+		// The binary where ExecStart has it, readable by the service user
+		// (the test's build may sit in a root-only temporary directory).
+		exe = at("/usr/local/bin/stella-mirror")
+		copyExecutable(t, bin, exe)
+		for d := filepath.Dir(exe); d != root; d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cmd := exec.Command(exe, argv[1:]...)
+	if cred != nil {
+		notify.allowAll()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	cmd.Env = append(append(os.Environ(), readEnvFile(t, rewrite(envFile))...), "NOTIFY_SOCKET="+notify.path)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -228,6 +338,16 @@ func TestGatewayUnitReloadsRotatedFiles(t *testing.T) {
 	run("dev-certs", "--out", tlsDir, "--site", "primary=mirror-primary.example.org")
 	run("passwd", "--file", htpasswd, "--user", "alice", "--rotate", "--password-file", pw("a2", "alice-second-password"))
 	run("passwd", "--file", htpasswd, "--user", "bob", "--password-file", pw("b1", "bob-password-1234"))
+	// A rotation must leave the files readable by the service's group.
+	for _, f := range siteFiles {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o640 {
+			t.Errorf("after rotation %s has mode %v, want 0640 as installed", f, fi.Mode().Perm())
+		}
+	}
 	// ExecReload, with $MAINPID as systemd expands it.
 	reloadArgv := strings.Fields(strings.ReplaceAll(reload[0], "$MAINPID", strconv.Itoa(cmd.Process.Pid)))
 	if out, err := exec.Command(reloadArgv[0], reloadArgv[1:]...).CombinedOutput(); err != nil {

@@ -70,11 +70,43 @@ func TestSysusersAndTmpfiles(t *testing.T) {
 		}
 	}
 	// Every directory the units write or read (ReadWritePaths=,
-	// ReadOnlyPaths=, the gateway's configuration) is one the snippet makes.
+	// ReadOnlyPaths=, optional "-" ones included, and the gateway's
+	// configuration) is one the snippet makes; and a unit running as the
+	// service user can write its ReadWritePaths= (owner or group), e.g. the
+	// sync's --metrics-textfile directory: sync refuses to run when that
+	// directory is missing, and Debian's prometheus-node-exporter makes it
+	// root:root 0755.
 	conf, _ := os.ReadFile("stella-mirror.tmpfiles.conf")
-	for _, p := range []string{"/srv/stella-mirror/exports", "/var/backups/stella-mirror", "/etc/stella-mirror/tls", "/etc/stella-mirror/secrets"} {
+	dirs := []string{"/etc/stella-mirror/tls", "/etc/stella-mirror/secrets"}
+	writable := map[string]bool{}
+	for _, u := range units {
+		asService := len(unitSettings(t, u, "User")) > 0 && unitSettings(t, u, "User")[0] == "stella-mirror"
+		for _, key := range []string{"ReadWritePaths", "ReadOnlyPaths"} {
+			for _, v := range unitSettings(t, u, key) {
+				for _, p := range strings.Fields(v) {
+					p = strings.TrimPrefix(p, "-")
+					dirs = append(dirs, p)
+					if key == "ReadWritePaths" && asService {
+						writable[p] = true
+					}
+				}
+			}
+		}
+	}
+	for _, p := range dirs {
 		if !strings.Contains(string(conf), " "+p+" ") {
 			t.Errorf("tmpfiles snippet lacks %s", p)
+		}
+	}
+	for p := range writable {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Errorf("%s (ReadWritePaths= of a unit run as stella-mirror): %v", p, err)
+			continue
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if !(int(st.Uid) == uid && fi.Mode().Perm()&0o200 != 0) && !(int(st.Gid) == gid && fi.Mode().Perm()&0o020 != 0) {
+			t.Errorf("%s: mode %o owner %d:%d, not writable by stella-mirror (%d:%d), whose unit writes it", p, fi.Mode().Perm(), st.Uid, st.Gid, uid, gid)
 		}
 	}
 }

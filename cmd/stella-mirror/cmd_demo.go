@@ -106,9 +106,14 @@ Example:
 	})
 	if le, ok := errors.AsType[*demo.ListenError](err); ok {
 		for i, n := range []string{"origin", "origin-admin", "gateway", "gateway-admin"} {
-			if le.Name == n {
-				return fmt.Errorf("%w (set by --%s; choose another address, or --port-base N for all four)", err, flagNames[i])
+			if le.Name != n {
+				continue
 			}
+			if set["port-base"] {
+				// The operator gave --port-base, not the per-listener flag.
+				return fmt.Errorf("%w (set by --port-base %d: port N+%d is the %s; choose another N)", err, *portBase, i, n)
+			}
+			return fmt.Errorf("%w (set by --%s; choose another address, or --port-base N for all four)", err, flagNames[i])
 		}
 	}
 	return err

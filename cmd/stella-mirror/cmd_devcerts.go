@@ -74,9 +74,11 @@ Files written in --out (the layout compose/ and docs/operations.md expect):
   <site>.crt        the site's certificate (leaf), signed by the CA
   <site>.key        its ECDSA P-256 key (0600)
 Site certificates are issued anew on every run; the gateway reloads them
-without a restart. Rewritten files keep their owner, so after a one-time
-chown to the containers' user (65532, see tls/README.md) renewals stay
-readable by the gateway.
+without a restart. Rewritten files keep their owner, group and mode (a key
+never becomes readable by others), so after a one-time chown to the
+containers' user (65532, see tls/README.md), or chgrp stella-mirror and
+chmod 0640 (systemd, docs/operations.md), renewals stay readable by the
+gateway.
 
 Without --site the example profile's sites are used:
   primary=mirror-primary.localhost community=mirror-community.localhost
@@ -124,10 +126,13 @@ Examples:
 		// The key first: the gateway pairs files on reload, and a new
 		// certificate never lands before the key it needs.
 		// Rewrites keep the files' owner (e.g. the containers' uid 65532).
-		if err := atomicfile.WriteFileKeepOwner(key, leaf.KeyPEM, 0o600); err != nil {
+		// They keep their mode too (a key never readable by others): the
+		// systemd layout's root:stella-mirror 0640 stays readable by the
+		// gateway's group after a renewal.
+		if err := atomicfile.WriteFileKeepOwner(key, leaf.KeyPEM, renewalMode(key, 0o600)&^0o007); err != nil {
 			return err
 		}
-		if err := atomicfile.WriteFileKeepOwner(crt, leaf.CertPEM, 0o644); err != nil {
+		if err := atomicfile.WriteFileKeepOwner(crt, leaf.CertPEM, renewalMode(crt, 0o644)); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "site: %-10s %s + %s for %s (until %s)\n", s.name, crt, key,
@@ -135,4 +140,12 @@ Examples:
 	}
 	fmt.Fprintf(stdout, "trust: curl --cacert %s https://%s/...\n", caCert, sites[0].hosts[0])
 	return nil
+}
+
+// renewalMode is the mode of the file at path, or def when there is none.
+func renewalMode(path string, def os.FileMode) os.FileMode {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		return fi.Mode().Perm()
+	}
+	return def
 }

@@ -98,3 +98,31 @@ func TestDevCertsDefaultsAndErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDevCertsRenewalKeepsModes: a renewal keeps the modes an operator gave
+// the site's files, so the systemd layout (root:stella-mirror 0640, read by
+// the gateway through its group) stays readable after a rotation; a key
+// never becomes readable by others, and new files get 0600/0644.
+func TestDevCertsRenewalKeepsModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	mustRun(t, "dev-certs", "--out", dir, "--site", "primary=mirror-primary.lab", "--site", "community=mirror-community.lab")
+	for name, mode := range map[string]os.FileMode{"primary.key": 0o640, "primary.crt": 0o640, "community.key": 0o604} {
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, "dev-certs", "--out", dir, "--site", "primary=mirror-primary.lab", "--site", "community=mirror-community.lab", "--site", "third=mirror-third.lab")
+	for name, want := range map[string]os.FileMode{
+		"primary.key": 0o640, "primary.crt": 0o640, // kept: group-readable for the service
+		"community.key": 0o600, "community.crt": 0o644, // a key loses "others"
+		"third.key": 0o600, "third.crt": 0o644, // new files
+	} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("after renewal %s mode %v, want %v", name, fi.Mode().Perm(), want)
+		}
+	}
+}

@@ -224,7 +224,7 @@ func parseFileArg(fs *flag.FlagSet, args []string) (string, error) {
 // parseFlagsOnly is fs.Parse with parseFlags' error mapping, leaving
 // positional arguments to the caller.
 func parseFlagsOnly(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseRouted(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}

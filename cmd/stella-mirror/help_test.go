@@ -32,3 +32,34 @@ func TestEveryHelpGoesToStdout(t *testing.T) {
 		t.Errorf("top-level help does not say the demo runs the gateway:\n%s", stdout.String())
 	}
 }
+
+// TestHelpRoutedByOutcome: the usage goes to stdout (exit 0) exactly when
+// help was asked for and parsed as such; a mistake on a command line that
+// also holds "--help" (a bad flag before it, or "--help" taken as a flag's
+// value) is reported on stderr with exit 2, and stdout stays empty.
+func TestHelpRoutedByOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		args         []string
+		code         int
+		stdout, errs string // substrings; "" means empty
+	}{
+		{[]string{"origin", "--help=true"}, 0, "Usage: stella-mirror origin", ""},
+		{[]string{"verify", "--public-key", "k.pem", "file.json", "--help"}, 0, "Usage: stella-mirror verify", ""},
+		{[]string{"origin", "--bogus", "--help"}, 2, "", "flag provided but not defined: -bogus"},
+		{[]string{"healthcheck", "--url", "--help"}, 2, "", `--url "--help"`},
+		{[]string{"sign", "--key", "--help"}, 2, "", "missing FILE"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tc.args, &stdout, &stderr)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, tc.code)
+		}
+		for _, c := range []struct {
+			name, got, want string
+		}{{"stdout", stdout.String(), tc.stdout}, {"stderr", stderr.String(), tc.errs}} {
+			if (c.want == "" && c.got != "") || !strings.Contains(c.got, c.want) {
+				t.Errorf("%v: %s %.200q, want %q", tc.args, c.name, c.got, c.want)
+			}
+		}
+	}
+}

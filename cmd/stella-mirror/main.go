@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -75,12 +76,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		errOut := stderr
-		if asksHelp(args[1:]) {
-			// --help is asked for, not a mistake: the usage goes to
-			// stdout (exit 0), as the top-level help does.
-			errOut = stdout
-		}
+		// --help asked for is not a mistake: parseFlags sends that usage
+		// to stdout (exit 0), as the top-level help does; everything else
+		// the command reports, usage errors included, goes to stderr.
+		errOut := &stderrWithHelp{Writer: stderr, help: stdout}
 		err := c.run(ctx, args[1:], stdout, errOut)
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
@@ -111,17 +110,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// asksHelp reports whether args hold -h, -help or --help before "--".
-func asksHelp(args []string) bool {
-	for _, a := range args {
-		switch {
-		case a == "-h" || a == "-help" || a == "--help" || a == "--h":
-			return true
-		case a == "--":
-			return false
-		}
+// stderrWithHelp is the stderr a subcommand gets: writes go to stderr, and
+// parseFlags sends a usage that was asked for (-h, --help, --help=true,
+// parsed as such by the flag package) to help, the command's stdout. The
+// routing follows the parse's outcome, not a scan for "--help": a bad flag
+// before it, or "--help" taken as a flag's value, is a mistake on stderr.
+type stderrWithHelp struct {
+	io.Writer           // stderr
+	help      io.Writer // stdout
+}
+
+// parseRouted is fs.Parse with its output (usage, flag errors) buffered and
+// then written to the help writer when help was asked for, else to fs's
+// output.
+func parseRouted(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	dst := out
+	if h, ok := out.(*stderrWithHelp); ok && errors.Is(err, flag.ErrHelp) {
+		dst = h.help
 	}
-	return false
+	dst.Write(buf.Bytes())
+	return err
 }
 
 func printUsage(w io.Writer) {
@@ -150,7 +163,7 @@ func newFlagSet(name, synopsis, explain string, stderr io.Writer) *flag.FlagSet 
 // parseFlags parses args, mapping a bad flag to errUsage and --help to
 // flag.ErrHelp (exit 0). Stray positional arguments are a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseRouted(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}

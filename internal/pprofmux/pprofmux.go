@@ -16,11 +16,20 @@ const Prefix = "/debug/pprof/"
 // Prefix and passes every other request to next.
 func Wrap(next http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle(Prefix, Handler())
+	mux.Handle("/", next)
+	return mux
+}
+
+// Handler serves the pprof index and profiles for requests under Prefix
+// (mount it at Prefix, behind whatever guard the listener needs); any other
+// path is 404.
+func Handler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc(Prefix, pprof.Index) // also /debug/pprof/heap, goroutine, allocs, …
 	mux.HandleFunc(Prefix+"cmdline", pprof.Cmdline)
 	mux.HandleFunc(Prefix+"profile", pprof.Profile)
 	mux.HandleFunc(Prefix+"symbol", pprof.Symbol)
 	mux.HandleFunc(Prefix+"trace", pprof.Trace)
-	mux.Handle("/", next)
 	return mux
 }

@@ -30,3 +30,20 @@ func TestWrap(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerServesOnlyProfiles: Handler answers under Prefix and 404
+// elsewhere, so mounting it cannot shadow the listener's own endpoints.
+func TestHandlerServesOnlyProfiles(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	for path, want := range map[string]int{"/debug/pprof/": 200, "/debug/pprof/goroutine?debug=1": 200, "/metrics": 404, "/": 404} {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}

@@ -62,6 +62,7 @@ import (
 	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/jws"
 	"github.com/stella-ops/stella-mirror/internal/httprange"
+	"github.com/stella-ops/stella-mirror/internal/loopname"
 	"github.com/stella-ops/stella-mirror/mirrorsync"
 )
 
@@ -135,7 +136,11 @@ func New(ctx context.Context, opts Options) (*Source, error) {
 		WithTransportOptions(func(t *http.Transport) {
 			t.ResponseHeaderTimeout = timeout
 			t.TLSHandshakeTimeout = timeout
-			t.DialContext = conns.track(t.DialContext) // after the dialer's: it sets DialContext
+			// After the dialer's: it sets DialContext. An endpoint named
+			// localhost or *.localhost dials loopback (RFC 6761 §6.3), never
+			// through a proxy, as sync's other network sources do.
+			t.DialContext = conns.track(loopname.Wrap(t.DialContext))
+			t.Proxy = loopname.NoProxy(t.Proxy)
 		})
 	load := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if opts.Region != "" {

@@ -331,3 +331,21 @@ func TestS3CandidateRule(t *testing.T) {
 		})
 	}
 }
+
+// TestS3EndpointLocalhostName: an S3 endpoint named s3.localhost (RFC 6761
+// §6.3, as the demo's and compose's *.localhost names) is dialled on
+// loopback, as sync's upstream source, smoke and healthcheck do, instead
+// of failing with "no such host" from the system resolver.
+func TestS3EndpointLocalhostName(t *testing.T) {
+	endpoint := newS3(t)
+	src, dst := t.TempDir(), t.TempDir()
+	fx := writeSource(t, src, 1)
+	putTree(t, endpoint, "exports", "stella/", src)
+	named := strings.Replace(endpoint, "127.0.0.1", "s3-upstream.localhost", 1)
+	opts := mirrorsync.Options{Root: dst, Source: newSource(t, named, "s3://exports/stella"), Keys: keys}
+	res, err := mirrorsync.Run(context.Background(), opts)
+	if err != nil || !res.Published {
+		t.Fatalf("sync from %s: %+v %v", named, res, err)
+	}
+	sourcetest.CheckPublished(t, dst, fx)
+}

@@ -10,8 +10,26 @@ import (
 )
 
 // byName matches commands that act on processes or services the caller did
-// not start: by process name, or through the service manager.
-var byName = regexp.MustCompile(`\b(pkill|killall|pgrep\s.*\|\s*xargs\s+kill)\b|\bsystemctl\s+(stop|kill|restart|reload|disable|mask)\b|\bservice\s+\S+\s+(stop|restart)\b|\bnginx\s+-s\s+(stop|quit)\b`)
+// not start: by process name, through the service manager or init scripts
+// (in shell and as Go exec argv), by a pid looked up by name, read from a
+// system pid file or found by port, and on every container.
+var byName = regexp.MustCompile(strings.Join([]string{
+	`\b(pkill|killall)\b`,
+	// the service manager and init scripts, in shell and as Go argv
+	`\bsystemctl\s+(--?\S+\s+)*(stop|kill|restart|reload|disable|mask)\b`,
+	`"systemctl",\s*("-[^"]*",\s*)*"(stop|kill|restart|reload|disable|mask)"`,
+	`\bservice\s+\S+\s+(stop|restart)\b`, `"service",\s*"[^"]+",\s*"(stop|restart)"`,
+	`\binvoke-rc\.d\s+\S+\s+(stop|restart)\b`,
+	// nginx -s without -p/-c signals the pid file of the host's nginx
+	`\bnginx\s+-s\s+(stop|quit)\b`, `"nginx",\s*"-s",\s*"(stop|quit|reload|reopen)"`,
+	// a pid looked up by name, from a system pid file, or by port
+	`\bkill\b[^\n;]*(\$\(|` + "`" + `)\s*(pidof|pgrep)\b`,
+	`\b(pidof|pgrep|lsof)\b[^\n]*\|\s*xargs\s+(-\S+\s+)*kill\b`,
+	`\bkill\b[^\n]*\$\(cat\s+/(var/)?run/`,
+	`\bfuser\b[^\n|;]*\s-[a-z]*k`,
+	// every container, not the ones a test created
+	`\bdocker\s+(stop|kill|rm)\b[^\n]*\$\(\s*docker\s+ps`,
+}, "|"))
 
 // TestNothingStopsProcessesByName scans what `make test` and `.ci/run` run
 // — the Makefile, .ci/, scripts/, compose/ scripts, every Go test file and
@@ -101,7 +119,31 @@ func TestPatternCatchesWhatIssue20Found(t *testing.T) {
 		{"sudo service nginx stop", true},
 		{"nginx -s stop", true},
 		{`exec.Command("pkill", "-x", "nginx")`, true},
+		// Look-alikes found in review: the same commands as Go argv, by
+		// pid lookup, by port, through the init scripts, on all containers.
+		{`exec.Command("systemctl", "stop", "nginx")`, true},
+		{`exec.Command("systemctl", "--quiet", "stop", "nginx")`, true},
+		{`exec.Command("service", "nginx", "stop")`, true},
+		{`exec.Command("nginx", "-s", "quit")`, true},
+		{`exec.Command("killall", "-q", "nginx")`, true},
+		{"kill $(pidof nginx)", true},
+		{"kill -9 `pgrep -x nginx`", true},
+		{"pidof nginx | xargs -r kill", true},
+		{"kill \"$(cat /run/nginx.pid)\"", true},
+		{"kill -HUP $(cat /var/run/nginx.pid)", true},
+		{"fuser -k 8080/tcp", true},
+		{"fuser -n tcp -k 8443", true},
+		{"lsof -t -i :8080 | xargs kill", true},
+		{"invoke-rc.d nginx stop", true},
+		{"systemctl --user stop something", true},
+		{"docker rm -f $(docker ps -aq)", true},
+		{"docker kill $(docker ps -q)", true},
 		{"systemctl daemon-reload", false},
+		{"systemctl is-active nginx", false},
+		{`exec.Command("nginx", "-p", prefix, "-c", conf, "-s", "quit")`, false},
+		{"kill \"$(cat \"$prefix/nginx.pid\")\"", false},
+		{`exec.Command("docker", "rm", "-f", name)`, false},
+		{"fuser 8080/tcp", false},
 		{"kill -TERM \"$pid\"", false},
 		{"ExecReload=/bin/kill -HUP $MAINPID", false},
 		{"nginx -p \"$prefix\" -c nginx.conf -g 'daemon off;'", false},
