@@ -55,6 +55,7 @@ type originWatch struct {
 	mu         sync.Mutex
 	down       bool
 	downSince  time.Time
+	upAt       time.Time // wall clock (time.Now, as outcome.start) of the last recovery
 	stale      map[string]struct{}
 	staleSince time.Time
 	staleCount int64 // objects served stale in this period, beyond the map too
@@ -150,6 +151,7 @@ func (w *originWatch) reachable() {
 		return
 	}
 	w.down = false
+	w.upAt = time.Now()
 	d := w.now().Sub(w.downSince)
 	w.mu.Unlock()
 	w.up.Set(1)
@@ -182,6 +184,12 @@ func (w *originWatch) served(o outcome) {
 	key := o.st.name + "\x00" + gen + "\x00" + o.path
 	w.mu.Lock()
 	if _, seen := w.stale[key]; seen {
+		w.mu.Unlock()
+		return
+	}
+	if !w.down && o.start.Before(w.upAt) {
+		// Served before the origin came back, accounted after: it
+		// belongs to the period that ended.
 		w.mu.Unlock()
 		return
 	}

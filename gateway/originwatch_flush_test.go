@@ -97,3 +97,41 @@ func TestOriginWatchLogEndsWithTheTrueState(t *testing.T) {
 		t.Errorf("last origin line %q, want origin unreachable (the origin is down)", msg)
 	}
 }
+
+// TestOriginWatchLateStaleAnswerAfterRecovery: a STALE answer that was
+// served while the origin was down but is accounted (served runs after the
+// response is written) only after the origin came back belongs to the
+// period that ended: it must not start a new stale-serving period with its
+// own "serving stale" and "stale serving ended" lines. Before, it did
+// (seen as a flaky TestOriginOutageLogsAndMetrics: two "stale serving
+// ended" lines, the second with duration 0 and cause "origin answered a
+// fill").
+func TestOriginWatchLateStaleAnswerAfterRecovery(t *testing.T) {
+	logs := &syncBuffer{}
+	now := time.Unix(1_700_000_000, 0)
+	w, err := newOriginWatch(http.DefaultTransport, slog.New(slog.NewJSONHandler(logs, nil)), prometheus.NewRegistry(),
+		func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &site{name: "mirror-primary.example"}
+	w.failedReason("connect", "refused")
+	before := time.Now() // the late answer's request started while the origin was down
+	w.served(outcome{st: st, path: "/a", status: http.StatusOK, cache: "STALE", start: before})
+	w.reachable() // ends the period
+	w.served(outcome{st: st, path: "/a", status: http.StatusOK, cache: "STALE", start: before})
+	w.served(outcome{st: st, path: "/a", status: http.StatusOK, cache: "MISS", start: time.Now()})
+
+	if n := len(logLines(t, logs, "serving stale")); n != 1 {
+		t.Errorf("%d serving stale lines, want 1:\n%s", n, logs.String())
+	}
+	if n := len(logLines(t, logs, "stale serving ended")); n != 1 {
+		t.Errorf("%d stale serving ended lines, want 1:\n%s", n, logs.String())
+	}
+	// A STALE answer to a request that started after the recovery is a new
+	// period (the origin failed again without a failed exchange seen yet).
+	w.served(outcome{st: st, path: "/b", status: http.StatusOK, cache: "STALE", start: time.Now()})
+	if n := len(logLines(t, logs, "serving stale")); n != 2 {
+		t.Errorf("%d serving stale lines after a new STALE answer, want 2:\n%s", n, logs.String())
+	}
+}
