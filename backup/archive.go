@@ -117,6 +117,11 @@ func openArchive(name string, ids []age.Identity, identityFile string) (*openedA
 		f.Close()
 		return nil, fmt.Errorf("%s is an ASCII-armored age file; this program writes and reads binary age files", name)
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+	case strings.HasSuffix(name, ".age") || strings.HasPrefix(string(head), "age-encryption.org/"):
+		// Named or started like an age file, but its version line is not
+		// age's: a damaged header, not some other file.
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: it starts with %q, an age file with %q", name, ErrAgeHeader, head, strings.TrimSuffix(ageMagic, "\n"))
 	default:
 		f.Close()
 		return nil, fmt.Errorf("%s is not a stella-mirror backup (neither age-encrypted nor gzip)", name)

@@ -46,14 +46,16 @@ type RestoreOptions struct {
 	// Force overwrites existing files; without it any existing file is
 	// an error and nothing is written.
 	Force bool
-	// DryRun decrypts and verifies the archive and reports what would be
-	// written and what exists; nothing is written.
+	// DryRun decrypts and verifies the archive, checks the restore rules
+	// (when References is set) and reports what would be written and what
+	// exists; nothing is written under Root.
 	DryRun bool
 	// Chown restores numeric owners (only root can). Default: false; the
 	// command sets it when it runs as root.
 	Chown bool
 	// References loads the restored configurations (configs are their
-	// original paths, each read from root + its path, maps the archive's
+	// original paths, each read from root + its path — root is a private
+	// temporary folder holding only the configurations —, maps the archive's
 	// --map rewrites) and returns every path they reference on this host
 	// (package backup/profile: profile.References). Every entry of the
 	// archive must be one of them (or inside a referenced folder), a
@@ -92,12 +94,13 @@ type RestoreResult struct {
 var ErrRefused = errors.New("archive refused")
 
 // Restore verifies every checksum and the signature of the archive, then
-// writes its configurations under Root, checks that every entry is a path
-// they reference, writes the other entries and their modes (all writes
-// through an os.Root) and runs Validate. Nothing is written when a check of the archive fails or
-// when a file exists and Force is not set; when a later check fails,
-// everything the restore wrote is removed and the files it replaced are
-// put back.
+// loads its configurations from a private temporary folder, checks that
+// every entry is a path they reference, and only then writes the entries
+// and their modes under Root (all writes through an os.Root) and runs
+// Validate. Nothing is written under Root when a check of the archive or
+// a rule fails, or when a file exists and Force is not set; when a later
+// step fails, everything the restore wrote is removed and the files it
+// replaced are put back.
 func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	if o.Archive == "" || o.Root == "" {
 		return nil, errors.New("restore: --from ARCHIVE and --to ROOT are required")
@@ -137,6 +140,28 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	if len(res.Existing) > 0 && !o.Force && !o.DryRun {
 		return res, fmt.Errorf("restore: %d file(s) exist under %s, nothing written (use --force to overwrite): %s", len(res.Existing), root, listSome(res.Existing))
 	}
+	if o.DryRun && o.References == nil {
+		return res, nil
+	}
+	// The configurations first, read from a private folder outside ROOT:
+	// the rules need what they reference, and nothing — not even a
+	// configuration — is written under ROOT before the rules accepted
+	// every entry (on a live host, a file in /etc/cron.d acts the moment
+	// it exists). A dry run checks the rules too.
+	var configs []string
+	isConfig := make(map[string]bool)
+	for _, c := range m.Configs {
+		configs = append(configs, c.Path)
+		isConfig[c.Path] = true
+	}
+	refs, err := configReferences(ctx, o, v, configs, isConfig, root)
+	if err != nil {
+		return res, fmt.Errorf("restore: %w (nothing was written under %s)", err, root)
+	}
+	secret, err := checkRules(m, refs, v.keyID != "")
+	if err != nil {
+		return res, fmt.Errorf("restore: %w (nothing was written under %s)", err, root)
+	}
 	if o.DryRun {
 		return res, nil
 	}
@@ -157,27 +182,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		}
 		return res, fmt.Errorf("restore: %w", err)
 	}
-	// The configurations first: the rules need what they reference, and
-	// no other entry is written before the rules accepted it (on a live
-	// host, a file in /etc/cron.d acts the moment it exists).
-	var configs []string
-	isConfig := make(map[string]bool)
-	for _, c := range m.Configs {
-		configs = append(configs, c.Path)
-		isConfig[c.Path] = true
-	}
-	if res.Encrypted, err = extract(ctx, o, tx, v, func(e *Entry) bool { return isConfig[e.Path] }); err != nil {
-		return fail(err)
-	}
-	refs, err := o.References(ctx, root, configs, m.PathMap)
-	if err != nil {
-		return fail(fmt.Errorf("%w: loading the restored configurations: %v", ErrRefused, err))
-	}
-	secret, err := checkRules(m, refs, v.keyID != "")
-	if err != nil {
-		return fail(err)
-	}
-	if _, err = extract(ctx, o, tx, v, func(e *Entry) bool { return !isConfig[e.Path] }); err != nil {
+	if res.Encrypted, err = extract(ctx, o, tx, v, func(*Entry) bool { return true }); err != nil {
 		return fail(err)
 	}
 	if err := applyModes(tx, m, secret); err != nil {
@@ -195,6 +200,32 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	return res, nil
+}
+
+// configReferences writes the archive's configuration files into a
+// private temporary folder (0700, outside the restore root, removed at
+// once), loads them there with o.References and returns what they
+// reference. Messages name the files under root, where they would go.
+func configReferences(ctx context.Context, o RestoreOptions, v *verified, configs []string, isConfig map[string]bool, root string) ([]Reference, error) {
+	dir, err := os.MkdirTemp("", "stella-mirror-restore-configs-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	o.Chown = false
+	if _, err := extract(ctx, o, &restoreTx{r: r}, v, func(e *Entry) bool { return isConfig[e.Path] }); err != nil {
+		return nil, fmt.Errorf("reading the configuration files: %w", err)
+	}
+	refs, err := o.References(ctx, dir, configs, v.manifest.PathMap)
+	if err != nil {
+		return nil, fmt.Errorf("%w: loading the restored configurations: %v", ErrRefused, strings.ReplaceAll(err.Error(), dir, root))
+	}
+	return refs, nil
 }
 
 // listSome lists up to five paths.

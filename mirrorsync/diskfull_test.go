@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stella-ops/stella-mirror/export/fixture"
 	"github.com/stella-ops/stella-mirror/internal/smallfs"
 	"github.com/stella-ops/stella-mirror/internal/syncbuf"
@@ -249,4 +251,119 @@ func equalSets(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestInodesRunOutAtEveryStep: a file system whose inodes run out (a
+// tmpfs whose inode count allows one more file per case) never leaves
+// latest naming anything but a complete export: the run either publishes
+// the new export or fails with ENOSPC and the old one is still served;
+// and once room is back the next run publishes the new export by itself.
+// Before the space check counted inodes, the cases ran out at every step
+// of the run — creating staging, a downloaded file, a folder, the new
+// latest symlink in publish — and held the same; now the check stops
+// them before staging, with a margin.
+func TestInodesRunOutAtEveryStep(t *testing.T) {
+	src1, src12 := t.TempDir(), t.TempDir()
+	old := writeSource(t, src1, 1)
+	writeSource(t, src12, 1)
+	next := writeSource(t, src12, 2)
+	failed, published := 0, false
+	// last is the last failure: the step just before the run would publish.
+	var last error
+	// Bounded: an export is ~40 files and folders.
+	for extra := uint64(0); extra < 200 && !published; extra++ {
+		mnt := smallfs.MountInodes(t, 64<<20)
+		dst := filepath.Join(mnt, "root")
+		mustRun(t, baseOptions(dst, newLocal(t, src1)))
+		smallfs.LimitInodes(t, mnt, smallfs.InodesUsed(t, mnt)+extra)
+		_, err := mirrorsync.Run(context.Background(), baseOptions(dst, newLocal(t, src12)))
+		switch {
+		case err == nil:
+			published = true
+			sourcetest.CheckPublished(t, dst, next)
+		case errors.Is(err, syscall.ENOSPC):
+			failed++
+			last = err
+			sourcetest.CheckPublished(t, dst, old)
+		default:
+			t.Fatalf("%d inodes more: %v, want ENOSPC or success", extra, err)
+		}
+		if err != nil && extra%8 == 0 || published {
+			t.Logf("%d inodes more: %v", extra, err)
+		}
+		smallfs.LimitInodes(t, mnt, 1<<20)
+		if _, err := mirrorsync.Run(context.Background(), baseOptions(dst, newLocal(t, src12))); err != nil {
+			t.Fatalf("%d inodes more, then room again: %v", extra, err)
+		}
+		sourcetest.CheckPublished(t, dst, next)
+		unix.Unmount(mnt, unix.MNT_DETACH)
+	}
+	if !published || failed == 0 {
+		t.Fatalf("%d runs failed, published %v: the sweep did not cross the run", failed, published)
+	}
+	t.Logf("%d runs ran out of inodes at successive steps, each recovered; the last one: %v", failed, last)
+}
+
+// TestInodesShortPrunesBeyondKeep: with keep=3 on a file system whose
+// inodes (not bytes) run short — three exports published, room for a few
+// more files only — the fourth export used to fail with ENOSPC on every
+// run, forever: the space check counted bytes only, so it never pruned the
+// export retention would remove anyway. Now the check counts the files
+// and folders the export needs against the free inodes, prunes beyond
+// keep first, and the run publishes.
+func TestInodesShortPrunesBeyondKeep(t *testing.T) {
+	src := t.TempDir()
+	mnt := smallfs.MountInodes(t, 64<<20)
+	dst := filepath.Join(mnt, "root")
+	var ids []string
+	for seed := uint64(1); seed <= 3; seed++ {
+		ids = append(ids, writeSource(t, src, seed).ExportID)
+		mustRun(t, baseOptions(dst, newLocal(t, src)))
+	}
+	smallfs.LimitInodes(t, mnt, smallfs.InodesUsed(t, mnt)+12)
+	next := writeSource(t, src, 4)
+	var logs syncbuf.Buffer
+	opts := baseOptions(dst, newLocal(t, src))
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	res, err := mirrorsync.Run(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("run with inodes short: %v\n%s", err, logs.String())
+	}
+	sourcetest.CheckPublished(t, dst, next)
+	if !slices.Contains(res.Pruned, ids[0]) {
+		t.Errorf("pruned %v, want the export beyond keep %s", res.Pruned, ids[0])
+	}
+	if !strings.Contains(logs.String(), "inodes") {
+		t.Errorf("the pruning is not explained with inodes:\n%s", logs.String())
+	}
+	for _, id := range ids[1:] {
+		if _, err := os.Stat(filepath.Join(dst, id)); err != nil {
+			t.Errorf("kept export %s: %v", id, err)
+		}
+	}
+}
+
+// TestDiskFillsDuringDownloadNoRetry: when the disk fills during a
+// download anyway (another writer; here the space check is told there is
+// room), the run stops at the first ENOSPC: it used to retry the fetch
+// (three attempts), downloading the same bytes again onto a full disk.
+func TestDiskFillsDuringDownloadNoRetry(t *testing.T) {
+	src, mnt := t.TempDir(), smallfs.Mount(t, 8<<20)
+	dst := filepath.Join(mnt, "root")
+	old := writeSource(t, src, 1)
+	mustRun(t, baseOptions(dst, newLocal(t, src)))
+	smallfs.Ballast(t, filepath.Join(mnt, "ballast"), 64<<10)
+	writeSource(t, src, 2)
+	var logs syncbuf.Buffer
+	opts := baseOptions(dst, newLocal(t, src))
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	mirrorsync.SetStatfs(&opts, func(string) (uint64, uint64, error) { return 1 << 40, 4096, nil })
+	_, err := mirrorsync.Run(context.Background(), opts)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("want ENOSPC, got %v", err)
+	}
+	if strings.Contains(logs.String(), "retrying") {
+		t.Errorf("a fetch that hit ENOSPC was retried:\n%s", logs.String())
+	}
+	sourcetest.CheckPublished(t, dst, old)
 }

@@ -111,18 +111,27 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) (re
 				return true, r.finishPart(dst, f, off, ph)
 			}
 			rc, start, err = ro.OpenFrom(ctx, id, f.rel, off, validator)
+			if err == nil && start != off && start != 0 {
+				rc.Close()
+				err = fmt.Errorf("%s: asked for the bytes from %d on, the source sent them from %d: %w", f.rel, off, start, ErrBadRange)
+			}
 			switch {
+			case errors.Is(err, ErrBadRange):
+				// A source (or a proxy) that mangles ranges would otherwise
+				// fail every run on the same partial file: start over.
+				r.log.Warn("the source answered the range request wrongly; discarding the partial download and fetching the whole file",
+					"export_id", id, "path", f.rel, "offset", off, "err", err)
+				os.Remove(partPath(dst))
+				os.Remove(partInfoPath(dst))
+				rc, start, err = nil, 0, nil
 			case err != nil:
 				return false, err
 			case start == off:
 				h, resumed = ph, true
 				r.log.Info("resuming partial download", "export_id", id, "path", f.rel, "offset", off, "size", f.size)
-			case start == 0:
+			default: // start == 0
 				r.log.Info("the source sent the whole file instead of the rest; downloading it again",
 					"export_id", id, "path", f.rel, "offset", off)
-			default:
-				rc.Close()
-				return false, fmt.Errorf("%s: asked for the bytes from %d on, the source sent them from %d", f.rel, off, start)
 			}
 		}
 	}
@@ -133,7 +142,14 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) (re
 	}
 	defer rc.Close()
 	if err := checkSourceSize(rc, f); err != nil {
-		return false, err
+		if resumed {
+			// The rest of the file was to be spliced onto the partial
+			// bytes: drop them, so the caller's one whole download (a
+			// VerifyError after a resume) starts from 0.
+			os.Remove(partPath(dst))
+			os.Remove(partInfoPath(dst))
+		}
+		return resumed, err
 	}
 	tmp, infoPath := partPath(dst), partInfoPath(dst)
 	var out *os.File

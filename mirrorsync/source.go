@@ -2,6 +2,7 @@ package mirrorsync
 
 import (
 	"context"
+	"errors"
 	"io"
 )
 
@@ -68,10 +69,17 @@ type MirrorFile struct {
 // transfer reported through Validator ("" when it reported none); a source
 // that can tell that the file changed since then MUST return the whole
 // file from 0 rather than splice two versions. A served range that does
-// not start at offset MUST be an error.
+// not start at offset, or whose Content-Range does not parse, MUST be an
+// error wrapping ErrBadRange: the engine then discards the partial file
+// and fetches the whole file with Open.
 type RangeOpener interface {
 	OpenFrom(ctx context.Context, id, rel string, offset int64, validator string) (rc io.ReadCloser, start int64, err error)
 }
+
+// ErrBadRange is wrapped by RangeOpener.OpenFrom's error when the source
+// answered the range request with bytes it cannot splice onto the partial
+// file (a range starting elsewhere, a Content-Range that does not parse).
+var ErrBadRange = errors.New("the source answered the range request with another range")
 
 // Sizer is implemented by readers from Source.Open and RangeOpener.OpenFrom
 // that know the whole file's size at the source before sending it

@@ -23,6 +23,9 @@ type SpaceError struct {
 	// hard-linked from a published export or is not staged yet, rounded
 	// to blocks, plus a margin); Free the bytes available.
 	Need, Free uint64
+	// NeedInodes and FreeInodes are the same for inodes (files and
+	// folders), on file systems that count them (0, 0 where they do not).
+	NeedInodes, FreeInodes uint64
 	// Keep is the run's keep; Pruned the exports the run removed first.
 	Keep   int
 	Pruned []string
@@ -33,8 +36,12 @@ func (e *SpaceError) Error() string {
 	if len(e.Pruned) > 0 {
 		pruned = fmt.Sprintf("pruned %v, nothing else may go (never the active or the previous export)", e.Pruned)
 	}
-	return fmt.Sprintf("no space left in %s for export %s: it needs %s, %s free; %s; keep=%d needs room for %d exports (docs/operations.md, \"Space needs\")",
-		e.Root, e.ExportID, HumanBytes(e.Need), HumanBytes(e.Free), pruned, e.Keep, e.Keep+1)
+	need := fmt.Sprintf("it needs %s, %s free", HumanBytes(e.Need), HumanBytes(e.Free))
+	if e.NeedInodes > e.FreeInodes {
+		need = fmt.Sprintf("it needs %d inodes (files and folders), %d free", e.NeedInodes, e.FreeInodes)
+	}
+	return fmt.Sprintf("no space left in %s for export %s: %s; %s; keep=%d needs room for %d exports (docs/operations.md, \"Space needs\")",
+		e.Root, e.ExportID, need, pruned, e.Keep, e.Keep+1)
 }
 
 // Unwrap makes errors.Is(err, syscall.ENOSPC) hold.
@@ -76,6 +83,22 @@ func statfs(dir string) (avail, block uint64, err error) {
 	return st.Bavail * bs, bs, nil
 }
 
+// inodeMargin is added to the inodes an export needs: the state file's
+// temporary copy, the latest symlink's, a partial download's record, the
+// staging and trash folders.
+const inodeMargin = 8
+
+// freeInodes returns the inodes available in the export root's file
+// system; ok is false when it does not count them (btrfs, a tmpfs without
+// a limit report none) or cannot be asked.
+func (r *run) freeInodes() (free uint64, ok bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.opts.Root, &st); err != nil || st.Files == 0 {
+		return 0, false
+	}
+	return st.Ffree, true
+}
+
 // freeSpace is the Options.statfs hook, or statfs.
 func (r *run) freeSpace() (avail, block uint64, err error) {
 	if r.opts.statfs != nil {
@@ -88,13 +111,14 @@ func (r *run) freeSpace() (avail, block uint64, err error) {
 // file that is neither staged with its declared size nor hard-linkable
 // from a published export (a candidate of the declared size), rounded up
 // to whole blocks, less what a partial download already holds, plus one
-// block per new directory and a margin.
-func (r *run) spaceNeeded(p *plan, block uint64) uint64 {
+// block per new directory and a margin. inodes counts the files and
+// folders it creates the same way (a hard link takes none), plus a margin.
+func (r *run) spaceNeeded(p *plan, block uint64) (need, inodes uint64) {
 	if block == 0 {
 		block = 4096
 	}
 	roundUp := func(n int64) uint64 { return (uint64(n) + block - 1) / block * block }
-	need := uint64(spaceMargin)
+	need, inodes = uint64(spaceMargin), inodeMargin
 	newDirs := map[string]bool{}
 	for i := range p.files {
 		f := &p.files[i]
@@ -111,6 +135,8 @@ func (r *run) spaceNeeded(p *plan, block uint64) uint64 {
 		}
 		if fi, err := os.Lstat(filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".part")); err == nil && fi.Mode().IsRegular() && fi.Size() <= size {
 			size -= fi.Size()
+		} else {
+			inodes++
 		}
 		need += roundUp(size)
 		for d := filepath.Dir(dst); d != r.staging && !newDirs[d]; d = filepath.Dir(d) {
@@ -119,9 +145,10 @@ func (r *run) spaceNeeded(p *plan, block uint64) uint64 {
 			}
 			newDirs[d] = true
 			need += block
+			inodes++
 		}
 	}
-	return need
+	return need, inodes
 }
 
 // linkable reports whether a published file of f's declared size is a
@@ -183,14 +210,24 @@ func (r *run) ensureSpace(p *plan) error {
 		r.log.Warn("cannot read the free space of the export root; not checking it", "root", r.opts.Root, "error", err)
 		return nil
 	}
-	need := r.spaceNeeded(p, block)
-	if need <= free {
-		r.log.Debug("free space", "need", HumanBytes(need), "free", HumanBytes(free))
+	freeInodes, countsInodes := r.freeInodes()
+	need, needInodes := r.spaceNeeded(p, block)
+	fits := func() bool { return need <= free && (!countsInodes || needInodes <= freeInodes) }
+	// space describes the shortage for the log lines.
+	space := func() []any {
+		a := []any{"need", HumanBytes(need), "free", HumanBytes(free)}
+		if countsInodes {
+			a = append(a, "need_inodes", needInodes, "free_inodes", freeInodes)
+		}
+		return a
+	}
+	if fits() {
+		r.log.Debug("free space", space()...)
 		return nil
 	}
 	for _, c := range r.pruneCandidates(p) {
 		r.log.Warn("not enough free space; pruning an export before downloading",
-			"export_id", c.id, "reason", c.reason, "need", HumanBytes(need), "free", HumanBytes(free))
+			append([]any{"export_id", c.id, "reason", c.reason}, space()...)...)
 		aside, err := r.toTrash(c.id)
 		if err != nil {
 			return err
@@ -204,12 +241,17 @@ func (r *run) ensureSpace(p *plan) error {
 		if free, block, err = r.freeSpace(); err != nil {
 			return fmt.Errorf("reading free space: %w", err)
 		}
-		if need = r.spaceNeeded(p, block); need <= free {
-			r.log.Info("enough free space after pruning", "pruned", r.res.Pruned, "need", HumanBytes(need), "free", HumanBytes(free))
+		freeInodes, countsInodes = r.freeInodes()
+		if need, needInodes = r.spaceNeeded(p, block); fits() {
+			r.log.Info("enough free space after pruning", append([]any{"pruned", r.res.Pruned}, space()...)...)
 			return nil
 		}
 	}
-	return &SpaceError{Root: r.opts.Root, ExportID: p.id, Need: need, Free: free, Keep: r.opts.Keep, Pruned: r.res.Pruned}
+	se := &SpaceError{Root: r.opts.Root, ExportID: p.id, Need: need, Free: free, Keep: r.opts.Keep, Pruned: r.res.Pruned}
+	if countsInodes {
+		se.NeedInodes, se.FreeInodes = needInodes, freeInodes
+	}
+	return se
 }
 
 // isNoSpace reports whether err is a full file system or quota.

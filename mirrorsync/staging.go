@@ -196,7 +196,8 @@ func (r *run) download(ctx context.Context, id string, f *planFile, dst string) 
 			attempt--
 			continue
 		}
-		if err == nil || attempt == maxAttempts || ctx.Err() != nil || errors.As(err, &ve) || errors.Is(err, fs.ErrNotExist) {
+		// A full disk is not retried: the same bytes would not fit again.
+		if err == nil || attempt == maxAttempts || ctx.Err() != nil || errors.As(err, &ve) || errors.Is(err, fs.ErrNotExist) || isNoSpace(err) {
 			if err != nil && !errors.As(err, &ve) {
 				err = fmt.Errorf("source %s: fetching %s of export %s: %w", r.opts.Source, f.rel, id, err)
 			}

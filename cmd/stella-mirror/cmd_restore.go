@@ -66,7 +66,7 @@ Examples:
 	allowUnsigned := fs.Bool("allow-unsigned", false, "restore an archive without checking a signature (unsigned archives, or no --verify-key)")
 	to := fs.String("to", "", "restore under this `root` (/ for the original locations)")
 	force := fs.Bool("force", false, "overwrite existing files")
-	dryRun := fs.Bool("dry-run", false, "decrypt and verify, list what would be written; write nothing")
+	dryRun := fs.Bool("dry-run", false, "decrypt and verify, check the restore rules, list what would be written; write nothing")
 	drill := fs.Bool("drill", false, "restore drill: restore into a temporary root, validate, probe the gateway, clean up")
 	keep := fs.Bool("keep", false, "with --drill: keep the drill's root folder")
 	if err := parseFlags(fs, args); err != nil {

@@ -130,3 +130,39 @@ func Ballast(t testing.TB, path string, leave int64) int64 {
 	}
 	return fi.Size()
 }
+
+// MountInodes mounts a new tmpfs of size bytes whose inode count can be
+// limited later (LimitInodes): file creation then fails with ENOSPC at a
+// chosen step, however little data it writes (a symlink, a directory, a
+// state file). Only a tmpfs can change its inode count while mounted, so
+// there is no ext4 fallback: without tmpfs the test is skipped, or fails
+// when CI is set. It is unmounted when the test ends.
+func MountInodes(t testing.TB, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)+",mode=0755"); err != nil {
+		testenv.Missing(t, "cannot mount a tmpfs here: %v (needs root with CAP_SYS_ADMIN)", err)
+		return ""
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// InodesUsed returns the inodes in use in dir's file system.
+func InodesUsed(t testing.TB, dir string) uint64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Files - st.Ffree
+}
+
+// LimitInodes remounts the tmpfs dir (from MountInodes) with room for n
+// inodes in all (at least the ones in use).
+func LimitInodes(t testing.TB, dir string, n uint64) {
+	t.Helper()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_REMOUNT, "nr_inodes="+strconv.FormatUint(n, 10)); err != nil {
+		t.Fatalf("remounting %s with nr_inodes=%d: %v", dir, n, err)
+	}
+}

@@ -157,6 +157,15 @@ func TestMissingAndSymlinkedFilesRefused(t *testing.T) {
 			os.Rename(dir, dir+".real")
 			os.Symlink(filepath.Base(dir)+".real", dir)
 		}, []string{"/mirror/community is a symbolic link (-> community.real)", "regular files only"}, nil},
+		{"symlink loop", func(t *testing.T, file string) {
+			os.Remove(file)
+			os.Symlink(filepath.Base(file), file) // bundle.json -> bundle.json
+		}, []string{"is a symbolic link (-> bundle.json)", "regular files only"}, nil},
+		{"symlink cycle", func(t *testing.T, file string) {
+			os.Remove(file)
+			os.Symlink("other", file)
+			os.Symlink(filepath.Base(file), filepath.Join(filepath.Dir(file), "other")) // bundle.json -> other -> bundle.json
+		}, []string{"is a symbolic link (-> other)", "regular files only"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

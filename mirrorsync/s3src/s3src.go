@@ -421,7 +421,7 @@ func (s *Source) get(ctx context.Context, id, rel string, offset int64, validato
 	}
 	if err != nil {
 		out.Body.Close()
-		return nil, 0, fmt.Errorf("s3://%s/%s: ranged GET: %w", s.bucket, key, err)
+		return nil, 0, fmt.Errorf("s3://%s/%s: ranged GET: %w (%w)", s.bucket, key, err, mirrorsync.ErrBadRange)
 	}
 	obj.size = cr.Complete
 	return obj, cr.First, nil

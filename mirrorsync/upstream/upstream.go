@@ -462,7 +462,7 @@ func (s *Source) OpenFrom(ctx context.Context, id, rel string, offset int64, val
 	}
 	if err != nil {
 		resp.Body.Close()
-		return nil, 0, fmt.Errorf("GET %s: 206: %w", p, err)
+		return nil, 0, fmt.Errorf("GET %s: 206: %w (%w)", p, err, mirrorsync.ErrBadRange)
 	}
 	resp.Body.size = cr.Complete
 	return resp.Body, cr.First, nil
