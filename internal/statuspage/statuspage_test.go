@@ -191,3 +191,32 @@ func TestHandlerEscapesEveryString(t *testing.T) {
 		t.Errorf("the escaped string appears %d times, want one per field (14):\n%s", n, b)
 	}
 }
+
+// TestSyncHintNamesWhatIsMissing: without a sync run on the page, the hint
+// names the setting that is missing: on a gateway that reads the origin's
+// status, the origin's textfile (not GATEWAY__ORIGINSTATUSURL, which is
+// set: the demo's page said to set it).
+func TestSyncHintNamesWhatIsMissing(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		st         Status
+		want, lack string
+	}{
+		{"origin", Status{Component: "origin"}, "ORIGIN__SYNCMETRICSTEXTFILE", "GATEWAY__ORIGINSTATUSURL"},
+		{"gateway reading the origin", Status{Component: "gateway", Gateway: &Gateway{OriginStatus: true}}, "ORIGIN__SYNCMETRICSTEXTFILE", "GATEWAY__ORIGINSTATUSURL"},
+		{"gateway alone", Status{Component: "gateway", Gateway: &Gateway{}}, "GATEWAY__ORIGINSTATUSURL", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := tc.st
+			st.Now, st.StartedAt = now, now
+			h := Handler(func(context.Context) Status { return st })
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+			b := rec.Body.String()
+			if !strings.Contains(b, tc.want) || tc.lack != "" && strings.Contains(b, tc.lack) {
+				t.Errorf("page: want %q, not %q:\n%s", tc.want, tc.lack, b)
+			}
+		})
+	}
+}
