@@ -149,7 +149,7 @@ func (g *Gateway) Status(ctx context.Context) statuspage.Status {
 		}
 	}
 	values := g.gatheredValues()
-	gw := &statuspage.Gateway{Sites: []statuspage.Site{}}
+	gw := &statuspage.Gateway{Sites: []statuspage.Site{}, OriginStatus: g.cfg.OriginStatusURL != ""}
 	if g.cache != nil {
 		if id := g.cache.Generation(); id != "" {
 			gw.Generations = append(gw.Generations, statuspage.Generation{Product: "concelier", ExportID: id})

@@ -23,7 +23,9 @@ const staleMaxKeys = 4096
 // gateway has with it (cache fills and the readiness probe through its
 // RoundTrip; requests of sites without the cache through the proxy's
 // upstream errors and the upstream time of their answers), and which stored objects are being served STALE. It writes one
-// log line per change (rate-limited like the login lines):
+// log line per change (rate-limited like the login lines; when the limit
+// hides the line of the latest change, the current state is written once
+// the limit allows, so the log's last word on each is true):
 //
 //   - "origin unreachable" (reason: connect, timeout, other) when an
 //     exchange fails after the last one succeeded;
@@ -42,6 +44,9 @@ type originWatch struct {
 	now    func() time.Time
 	gen    func() string // the cache's export generation ("" without a cache)
 	lim    *logLimiter
+	// after runs f once d has passed (time.AfterFunc; tests replace it):
+	// the flush of a suppressed state line.
+	after func(d time.Duration, f func())
 
 	up          prometheus.Gauge
 	unreachable *prometheus.CounterVec
@@ -50,9 +55,26 @@ type originWatch struct {
 	mu         sync.Mutex
 	down       bool
 	downSince  time.Time
+	upAt       time.Time // wall clock (time.Now, as outcome.start) of the last recovery
 	stale      map[string]struct{}
 	staleSince time.Time
 	staleCount int64 // objects served stale in this period, beyond the map too
+
+	// State lines (origin up/down, stale serving started/ended) the
+	// limiter suppressed: the latest per topic waits in pending and is
+	// written by a flush once the limiter allows, unless the log's last
+	// line of that topic (written) already says the same.
+	logMu   sync.Mutex
+	pending map[string]stateLine
+	written map[string]string
+	armed   bool
+}
+
+// stateLine is a log line about a state (of a topic: "origin", "stale").
+type stateLine struct {
+	level slog.Level
+	msg   string
+	args  []any
 }
 
 func newOriginWatch(base http.RoundTripper, logger *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*originWatch, error) {
@@ -64,7 +86,10 @@ func newOriginWatch(base http.RoundTripper, logger *slog.Logger, reg prometheus.
 			Help: "Changes of the origin from reachable to unreachable, by reason of the first failed exchange (connect, timeout, other)."}, []string{"reason"}),
 		staleObjs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stale_objects_total",
 			Help: "Objects (export generation and path) served STALE for the first time in a stale-serving period, by site."}, []string{"site"}),
-		stale: make(map[string]struct{}),
+		stale:   make(map[string]struct{}),
+		pending: make(map[string]stateLine),
+		written: make(map[string]string),
+		after:   func(d time.Duration, f func()) { time.AfterFunc(d, f) },
 	}
 	w.up.Set(1)
 	for _, c := range []prometheus.Collector{w.up, w.unreachable, w.staleObjs} {
@@ -116,9 +141,7 @@ func (w *originWatch) failedReason(reason, msg string) {
 	w.mu.Unlock()
 	w.up.Set(0)
 	w.unreachable.WithLabelValues(reason).Inc()
-	if ok, n := w.lim.allow(); ok {
-		w.logger.Warn("origin unreachable", "reason", reason, "error", msg, "suppressed", n)
-	}
+	w.logState("origin", slog.LevelWarn, "origin unreachable", "reason", reason, "error", msg)
 }
 
 func (w *originWatch) reachable() {
@@ -128,12 +151,11 @@ func (w *originWatch) reachable() {
 		return
 	}
 	w.down = false
+	w.upAt = time.Now()
 	d := w.now().Sub(w.downSince)
 	w.mu.Unlock()
 	w.up.Set(1)
-	if ok, n := w.lim.allow(); ok {
-		w.logger.Info("origin reachable again", "down_duration_s", d.Seconds(), "suppressed", n)
-	}
+	w.logState("origin", slog.LevelInfo, "origin reachable again", "down_duration_s", d.Seconds())
 	w.endStale("origin reachable again")
 }
 
@@ -165,6 +187,12 @@ func (w *originWatch) served(o outcome) {
 		w.mu.Unlock()
 		return
 	}
+	if !w.down && o.start.Before(w.upAt) {
+		// Served before the origin came back, accounted after: it
+		// belongs to the period that ended.
+		w.mu.Unlock()
+		return
+	}
 	if len(w.stale) == 0 && w.staleCount == 0 {
 		w.staleSince = w.now()
 	}
@@ -178,9 +206,7 @@ func (w *originWatch) served(o outcome) {
 	if !logIt {
 		return
 	}
-	if ok, n := w.lim.allow(); ok {
-		w.logger.Warn("serving stale", "site", o.st.name, "path", o.path, "export_id", gen, "suppressed", n)
-	}
+	w.logState("stale", slog.LevelWarn, "serving stale", "site", o.st.name, "path", o.path, "export_id", gen)
 }
 
 func (w *originWatch) endStale(why string) {
@@ -194,7 +220,56 @@ func (w *originWatch) endStale(why string) {
 	w.stale = make(map[string]struct{})
 	w.staleCount = 0
 	w.mu.Unlock()
-	if ok, s := w.lim.allow(); ok {
-		w.logger.Info("stale serving ended", "objects", n, "duration_s", d.Seconds(), "cause", why, "suppressed", s)
+	w.logState("stale", slog.LevelInfo, "stale serving ended", "objects", n, "duration_s", d.Seconds(), "cause", why)
+}
+
+// logState writes a state line of topic if the limiter allows; else it
+// keeps it as the topic's pending line and schedules a flush, so the log
+// never ends on a state that is no longer true.
+func (w *originWatch) logState(topic string, level slog.Level, msg string, args ...any) {
+	w.logMu.Lock()
+	defer w.logMu.Unlock()
+	if ok, n := w.lim.allow(); ok {
+		delete(w.pending, topic)
+		w.written[topic] = msg
+		w.logger.Log(context.Background(), level, msg, append(args, "suppressed", n)...)
+		return
+	}
+	w.pending[topic] = stateLine{level, msg, args}
+	w.armFlush()
+}
+
+// armFlush schedules one flush (logMu held).
+func (w *originWatch) armFlush() {
+	if !w.armed {
+		w.armed = true
+		w.after(authLogEvery, w.flush)
+	}
+}
+
+// flush writes each topic's pending line whose message differs from the
+// topic's last written line, as the limiter allows; what it cannot write
+// yet waits for the next flush.
+func (w *originWatch) flush() {
+	w.logMu.Lock()
+	defer w.logMu.Unlock()
+	w.armed = false
+	for _, topic := range []string{"origin", "stale"} {
+		l, ok := w.pending[topic]
+		if !ok {
+			continue
+		}
+		if w.written[topic] == l.msg {
+			delete(w.pending, topic)
+			continue
+		}
+		allowed, n := w.lim.allow()
+		if !allowed {
+			w.armFlush()
+			return
+		}
+		delete(w.pending, topic)
+		w.written[topic] = l.msg
+		w.logger.Log(context.Background(), l.level, l.msg, append(l.args, "suppressed", n)...)
 	}
 }

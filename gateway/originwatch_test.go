@@ -89,6 +89,16 @@ func TestOriginOutageLogsAndMetrics(t *testing.T) {
 			t.Fatalf("origin down, request %d: %d %q, want 200 STALE\n%s", i, r.status, r.header.Get("X-Cache-Status"), logs.String())
 		}
 	}
+	// A streamed answer is accounted (originWatch.served) once its body
+	// is written, which can be just after the client read it: wait for
+	// the first STALE answer's line, bounded in count and time.
+	deadline = time.Now().Add(20 * time.Second)
+	for i := 0; len(logLines(t, logs, "serving stale")) == 0; i++ {
+		if i == 2000 || time.Now().After(deadline) {
+			t.Fatalf("no serving stale line:\n%s", logs.String())
+		}
+		h.metrics() // a round trip between looks
+	}
 	down := logLines(t, logs, "origin unreachable")
 	if len(down) != 1 || down[0]["reason"] != "connect" || down[0]["level"] != "WARN" {
 		t.Fatalf("unreachable lines: %v, want one with reason connect", down)

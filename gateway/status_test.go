@@ -46,6 +46,9 @@ func TestStatusPageCountsBudgetRejections(t *testing.T) {
 	if st.Component != "gateway" || len(st.Problems) != 0 || len(st.Products) != 1 || st.Products[0].ExportID != "20261207T1200Z" || st.Sync == nil || st.Sync.LastResult != "published" {
 		t.Fatalf("status %+v", st)
 	}
+	if !st.Gateway.OriginStatus {
+		t.Error("gateway.originStatus false with GATEWAY__ORIGINSTATUSURL set")
+	}
 	got := map[string]int64{}
 	for _, s := range st.Gateway.Sites {
 		got[s.Name] = s.BudgetRejectionsLastHour

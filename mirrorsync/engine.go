@@ -207,7 +207,7 @@ func (r *run) run(ctx context.Context) error {
 
 	prev, err := ReadState(root)
 	if err != nil {
-		r.log.Warn("ignoring unreadable sync state", "err", err)
+		r.log.Warn("ignoring unreadable sync state", "error", err)
 	}
 	if !o.Force && r.current(prev, p) {
 		r.res.Skipped = true
@@ -215,7 +215,7 @@ func (r *run) run(ctx context.Context) error {
 		prev.LastSuccess = o.Now()
 		if err := writeState(root, prev); isNoSpace(err) {
 			// Nothing changed: a full disk must not fail the run.
-			r.log.Warn("cannot record the last success in the sync state; the metrics textfile still has it", "err", err)
+			r.log.Warn("cannot record the last success in the sync state; the metrics textfile still has it", "error", err)
 		} else if err != nil {
 			return err
 		}
@@ -278,7 +278,7 @@ func (r *run) checkExcititorKeys(p *plan) error {
 		}
 		ixs, err := export.ReadExcititorIndexes(filepath.Join(r.opts.Root, x))
 		if err != nil {
-			r.log.Warn("cannot read the excititor indexes of a kept export; not comparing its export keys", "export_id", x, "err", err)
+			r.log.Warn("cannot read the excititor indexes of a kept export; not comparing its export keys", "export_id", x, "error", err)
 			continue
 		}
 		all = append(all, ixs...)
@@ -294,7 +294,7 @@ func (r *run) checkExcititorKeys(p *plan) error {
 
 // phase logs, at debug level, how long the run took to reach a step.
 func (r *run) phase(name string) {
-	r.log.Debug("sync phase", "phase", name, "elapsed", r.opts.Now().Sub(r.res.Started).Round(time.Millisecond).String())
+	r.log.Debug("sync phase", "phase", name, "elapsed_s", r.opts.Now().Sub(r.res.Started).Seconds())
 }
 
 // fetchPlan reads the source's indexes and builds the plan.

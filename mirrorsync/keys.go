@@ -49,7 +49,7 @@ func KeySource(pemPaths []string, jwksURL string, client *http.Client, expectKey
 		if len(pems) == 0 {
 			return nil, err
 		}
-		logger.Warn("key registry unreachable; using the PEM keys", "jwks_url", jwksURL, "err", err)
+		logger.Warn("key registry unreachable; using the PEM keys", "jwks_url", jwksURL, "error", err)
 		return pems, nil
 	}, nil
 }

@@ -138,7 +138,7 @@ func (r *run) toTrash(id string) (string, error) {
 // emptyTrash removes what earlier steps moved aside.
 func (r *run) emptyTrash() {
 	if err := os.RemoveAll(filepath.Join(r.opts.Root, trashDir)); err != nil {
-		r.log.Warn("emptying trash", "err", err)
+		r.log.Warn("emptying trash", "error", err)
 	}
 }
 
@@ -155,7 +155,7 @@ func (r *run) retain(active string) {
 			continue
 		}
 		if _, err := r.toTrash(id); err != nil {
-			r.log.Warn("retention", "export_id", id, "err", err)
+			r.log.Warn("retention", "export_id", id, "error", err)
 			continue
 		}
 		r.res.Removed = append(r.res.Removed, id)

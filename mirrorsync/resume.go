@@ -120,7 +120,7 @@ func (r *run) fetch(ctx context.Context, id string, f *planFile, dst string) (re
 				// A source (or a proxy) that mangles ranges would otherwise
 				// fail every run on the same partial file: start over.
 				r.log.Warn("the source answered the range request wrongly; discarding the partial download and fetching the whole file",
-					"export_id", id, "path", f.rel, "offset", off, "err", err)
+					"export_id", id, "path", f.rel, "offset", off, "error", err)
 				os.Remove(partPath(dst))
 				os.Remove(partInfoPath(dst))
 				rc, start, err = nil, 0, nil

@@ -29,7 +29,7 @@ func (r *run) markRunning() (unmark func()) {
 		r.log.Warn("previous run was killed before it finished; resuming from what it staged",
 			"started", fi.ModTime().UTC(), "marker", path)
 		if err := os.Remove(path); err != nil {
-			r.log.Warn("cannot remove the marker of the killed run", "err", err)
+			r.log.Warn("cannot remove the marker of the killed run", "error", err)
 		}
 	}
 	if r.opts.Started != nil {
@@ -37,14 +37,14 @@ func (r *run) markRunning() (unmark func()) {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		r.log.Warn("cannot create the running marker; a kill of this run will go unnoticed", "err", err)
+		r.log.Warn("cannot create the running marker; a kill of this run will go unnoticed", "error", err)
 		return func() {}
 	}
 	f.Close()
 	syncDir(r.opts.Root)
 	return func() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			r.log.Warn("cannot remove the running marker", "err", err)
+			r.log.Warn("cannot remove the running marker", "error", err)
 		}
 	}
 }

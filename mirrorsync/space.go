@@ -207,7 +207,7 @@ func (r *run) pruneCandidates(p *plan) []pruneCandidate {
 func (r *run) ensureSpace(p *plan) error {
 	free, block, err := r.freeSpace()
 	if err != nil {
-		r.log.Warn("cannot read the free space of the export root; not checking it", "root", r.opts.Root, "err", err)
+		r.log.Warn("cannot read the free space of the export root; not checking it", "root", r.opts.Root, "error", err)
 		return nil
 	}
 	freeInodes, countsInodes := r.freeInodes()

@@ -172,7 +172,7 @@ func (r *run) link(dst string, f *planFile) bool {
 			continue
 		}
 		if err := os.Link(c, dst); err != nil {
-			r.log.Warn("cannot hard-link published file; downloading instead", "file", c, "err", err)
+			r.log.Warn("cannot hard-link published file; downloading instead", "file", c, "error", err)
 			return false
 		}
 		return true
@@ -192,7 +192,7 @@ func (r *run) download(ctx context.Context, id string, f *planFile, dst string) 
 		if resumed && errors.As(err, &ve) && !retriedFull && ctx.Err() == nil {
 			retriedFull = true
 			r.log.Warn("resumed download failed verification; downloading the whole file again",
-				"export_id", id, "path", f.rel, "err", err)
+				"export_id", id, "path", f.rel, "error", err)
 			attempt--
 			continue
 		}
@@ -203,7 +203,7 @@ func (r *run) download(ctx context.Context, id string, f *planFile, dst string) 
 			}
 			return err
 		}
-		r.log.Warn("fetch failed; retrying", "path", f.rel, "attempt", attempt, "err", err)
+		r.log.Warn("fetch failed; retrying", "path", f.rel, "attempt", attempt, "error", err)
 	}
 }
 

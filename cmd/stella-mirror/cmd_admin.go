@@ -68,7 +68,10 @@ func readAdminToken(path string) (string, error) {
 		return "", fmt.Errorf("--token-file: %w", err)
 	}
 	tok := strings.TrimRight(string(data), "\r\n")
-	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s: is empty (write the gateway's admin token into it)", path)
+	}
+	if strings.ContainsAny(tok, " \t\r\n") {
 		return "", fmt.Errorf("--token-file %s: want one token without spaces", path)
 	}
 	return tok, nil

@@ -113,3 +113,49 @@ func TestPurgeAndStatusCommands(t *testing.T) {
 		t.Fatalf("status --metrics printed no gateway metrics:\n%.400s", out.String())
 	}
 }
+
+// TestPurgeTokenFileErrors: a token file that is unset, missing, empty,
+// blank, a directory or holds two words stops purge with exit 1 and a
+// message naming the problem and the file, before anything is sent (no
+// gateway runs here: a request would fail differently).
+func TestPurgeTokenFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Setenv("GATEWAY__ADMINTOKENFILE", "")
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"unset", "", []string{"no admin token file", "GATEWAY__ADMINTOKENFILE"}},
+		{"missing", filepath.Join(dir, "nope"), []string{"nope", "no such file"}},
+		{"empty", write("empty", ""), []string{"empty", "is empty"}},
+		{"blank", write("blank", "\n\n"), []string{"blank", "is empty"}},
+		{"directory", dir, []string{dir, "is a directory"}},
+		{"two words", write("two", "abc def\n"), []string{"two", "one token without spaces"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"purge", "--all", "--admin", "127.0.0.1:1"}
+			if tc.file != "" {
+				args = append(args, "--token-file", tc.file)
+			}
+			var out, errb bytes.Buffer
+			if code := run(args, &out, &errb); code != 1 {
+				t.Fatalf("exit %d, want 1: %s", code, errb.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("message %q lacks %q", errb.String(), w)
+				}
+			}
+			if strings.Contains(errb.String(), "127.0.0.1:1") {
+				t.Errorf("a request was attempted: %s", errb.String())
+			}
+		})
+	}
+}

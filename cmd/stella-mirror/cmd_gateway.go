@@ -119,7 +119,7 @@ Example (gateway.yaml):
 		memoryLimitFor(int64(cfg.Gateway.Cache.MemoryMaxSize), os.Getenv)
 	}
 	// Access lines are batched (64 KiB, flushed every second and on exit).
-	access := accesslog.New(stdout, accesslog.Options{FlushInterval: time.Second})
+	access := accesslog.New(stdout, accesslog.Options{FlushInterval: time.Second, Component: "gateway"})
 	defer access.Close()
 	return gateway.Run(ctx, cfg, gateway.Options{Logger: logger, AccessLog: access, Registerer: newRegistry()})
 }

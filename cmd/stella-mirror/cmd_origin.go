@@ -86,7 +86,7 @@ Example:
 	if err != nil {
 		return err
 	}
-	cfg.AccessLog = accesslog.New(stdout, accesslog.Options{})
+	cfg.AccessLog = accesslog.New(stdout, accesslog.Options{Component: "origin"})
 	defer cfg.AccessLog.Close()
 	return origin.Run(ctx, cfg, logger, newRegistry())
 }

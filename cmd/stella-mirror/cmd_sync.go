@@ -241,7 +241,7 @@ func syncOnce(ctx context.Context, cfg *mirrorsync.Config, force bool, logger *s
 		}
 		st, _ := mirrorsync.ReadState(cfg.Sync.Dest)
 		if err := mirrorsync.WriteMetrics(cfg.Sync.MetricsTextfile, res, runErr, st); err != nil {
-			logger.Error("writing metrics textfile", "file", cfg.Sync.MetricsTextfile, "err", err)
+			logger.Error("writing metrics textfile", "file", cfg.Sync.MetricsTextfile, "error", err)
 		}
 	}
 	fail := func(err error) (string, error) {
@@ -345,12 +345,12 @@ func logResult(logger *slog.Logger, res *mirrorsync.Result, err error) {
 	attrs := []any{"result", mirrorsync.ResultOf(res, err), "export_id", res.ExportID,
 		"downloaded_bytes", res.BytesDownloaded, "index_bytes", res.IndexBytes,
 		"files_downloaded", res.FilesDownloaded, "files_reused", res.FilesReused, "files_resumed", res.FilesResumed,
-		"duration", res.Duration.Round(time.Millisecond).String()}
+		logging.KeyDuration, res.Duration.Seconds()}
 	if len(res.Removed) > 0 {
 		attrs = append(attrs, "removed", res.Removed)
 	}
 	if err != nil {
-		logger.Error("sync failed", append(attrs, "err", err)...)
+		logger.Error("sync failed", append(attrs, "error", err)...)
 		return
 	}
 	logger.Info("sync done", attrs...)

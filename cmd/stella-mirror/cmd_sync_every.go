@@ -54,16 +54,16 @@ func syncEvery(ctx context.Context, every time.Duration, logger *slog.Logger,
 		}
 		switch {
 		case status == exitLocked:
-			logger.Warn("sync skipped", "result", result, "err", err)
+			logger.Warn("sync skipped", "result", result, "error", err)
 		case err != nil && !errors.As(err, new(loggedError)):
 			// A single run leaves these to run(), which prints them
 			// once at exit; the loop goes on, so it logs them here.
-			logger.Error("sync failed", "result", result, "err", err)
+			logger.Error("sync failed", "result", result, "error", err)
 		}
 		next := start.Add(every + jitter(every))
 		wait := max(time.Until(next), 0)
 		logger.Info("next sync run", "run", n, "result", result, "status", status,
-			"next_run", time.Now().Add(wait).UTC().Format(time.RFC3339), "wait", wait.Round(time.Millisecond).String(),
+			"next_run", time.Now().Add(wait).UTC().Format(time.RFC3339), "wait_s", wait.Seconds(),
 			"goroutines", runtime.NumGoroutine())
 		t := time.NewTimer(wait)
 		select {

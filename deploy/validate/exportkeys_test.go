@@ -73,3 +73,51 @@ func TestActiveExportVerifiesWithConfiguredKey(t *testing.T) {
 		})
 	}
 }
+
+// TestActiveExportWithoutLatestVerifiesWithConfiguredKey: an export root
+// without a latest symlink is served from its newest complete export (the
+// origin's own resolution); the key check must follow that resolution, not
+// skip the root. Before, a stale key passed unnoticed there.
+func TestActiveExportWithoutLatestVerifiesWithConfiguredKey(t *testing.T) {
+	root := t.TempDir()
+	res, err := fixture.Write(root, fixture.Options{Domains: []string{"primary"}, BundleSize: 8 << 10, VEXSize: 2 << 10, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "latest")); err == nil {
+		t.Fatal("set-up: the fixture wrote a latest symlink")
+	}
+	other, err := fixture.Write(t.TempDir(), fixture.Options{Domains: []string{"primary"}, BundleSize: 8 << 10, VEXSize: 2 << 10, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(t.TempDir(), "stale.pub.pem")
+	os.WriteFile(stale, other.PublicKeyPEM, 0o644)
+	for _, tc := range []struct{ name, originRoot string }{
+		{"origin root is the sync dest", root},
+		{"origin root elsewhere", root},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := root
+			if tc.name == "origin root elsewhere" {
+				dest = t.TempDir()
+			}
+			env := filepath.Join(t.TempDir(), "mirror.env")
+			os.WriteFile(env, []byte("CONCELIER__MIRROR__ENABLED=true\nCONCELIER__MIRROR__EXPORTROOT="+tc.originRoot+
+				"\nSYNC__SOURCE=https://upstream.example\nSYNC__DEST="+dest+"\nSYNC__PUBLICKEYS__0="+stale+"\n"), 0o644)
+			rep, err := validate.Profile(t.Context(), validate.Options{EnvFiles: []string{env}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found string
+			for _, f := range rep.Errors() {
+				if strings.Contains(f.Message, "does not verify") {
+					found = f.String()
+				}
+			}
+			if found == "" || !strings.Contains(found, res.ExportID) {
+				t.Fatalf("no error naming export %s and the key: %q (findings %v)", res.ExportID, found, rep.Findings)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -15,6 +16,10 @@ type originState struct {
 	// peers are the tokens of ORIGIN__PEERTOKENFILE (nil: unset or
 	// unreadable), for the cross check with the gateway's.
 	peers *peertoken.Set
+	// active is the export id each product is served from, as the origin
+	// resolves it (ACTIVEEXPORTID, latest, else the newest complete
+	// export), for the key check of the export that is served.
+	active map[string]string
 }
 
 // checkOrigin loads the origin's configuration like `stella-mirror origin`
@@ -109,6 +114,12 @@ func (c *checker) checkOrigin() {
 	}
 	defer o.Close()
 	readyErr := o.Ready()
+	c.origin.active = map[string]string{}
+	for _, p := range o.Status(context.Background()).Products {
+		if p.ExportID != "" {
+			c.origin.active[p.Name] = p.ExportID
+		}
+	}
 	var failed []string
 	if readyErr != nil {
 		for _, line := range strings.Split(readyErr.Error(), "\n") {

@@ -60,9 +60,15 @@ func (c *checker) checkSync() {
 			c.activeExportKeyFindings(dest, "SYNC__DEST", "", syncKeys(c, &cfg), kid)
 			// The origin's export root, when it is another directory or
 			// pins an export: what clients are served must verify too.
+			// Without a latest symlink the origin serves the newest
+			// complete export, which the check above cannot see.
 			if o := c.origin; o != nil && o.cfg.Concelier.Mirror.Enabled {
 				root, id := c.mapPath(o.cfg.Concelier.Mirror.ExportRoot), o.cfg.Concelier.Mirror.ActiveExportID
-				if root != dest || id != "" {
+				_, noLatest := os.Lstat(filepath.Join(dest, export.LatestLink))
+				if root != dest || id != "" || noLatest != nil {
+					if id == "" {
+						id = o.active["concelier"]
+					}
 					c.activeExportKeyFindings(root, origin.KeyConcelierRoot, id, syncKeys(c, &cfg), kid)
 				}
 			}

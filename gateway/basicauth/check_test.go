@@ -261,6 +261,14 @@ func TestSafeUser(t *testing.T) {
 		{strings.Repeat("u", 100), strings.Repeat("u", 64) + "…"},
 		{strings.Repeat("u", 63) + "ö", strings.Repeat("u", 63) + "?…"},
 		{"\xff", "?"},
+		// C1 controls (NEL), line/paragraph separators, bidi overrides and
+		// zero-width characters: a log viewer may break or reorder the
+		// line, or hide part of the name.
+		{"a\u0085b", "a?b"},
+		{"a\u2028b\u2029c", "a?b?c"},
+		{"adm\u202eni", "adm?ni"},
+		{"ad\u200bmin", "ad?min"},
+		{"jürgen o'neil", "jürgen o'neil"},
 	}
 	for _, tt := range tests {
 		if got := SafeUser(tt.in); got != tt.want {

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Bounds of a Basic credential. A longer user name or password is refused
@@ -77,8 +79,10 @@ func hasControl(s string) bool {
 	return false
 }
 
-// SafeUser renders a user name for a log line: control characters become
-// '?', and a name longer than 64 bytes is cut with "…".
+// SafeUser renders a user name for a log line: control characters (C0,
+// DEL and C1), invalid UTF-8 and every other rune that is not printable
+// (line and paragraph separators, bidi overrides, zero-width characters)
+// become '?', and a name longer than 64 bytes is cut with "…".
 func SafeUser(name string) string {
 	const max = 64
 	cut := len(name) > max
@@ -95,6 +99,12 @@ func SafeUser(name string) string {
 		name = string(b)
 	}
 	name = strings.ToValidUTF8(name, "?")
+	name = strings.Map(func(r rune) rune {
+		if r < utf8.RuneSelf || unicode.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, name)
 	if cut {
 		name += "…"
 	}

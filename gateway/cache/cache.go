@@ -566,7 +566,7 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		}
 		fl, ferr := c.newFill(storeKey, resp, reqAt, respAt)
 		if ferr != nil {
-			c.log.Warn("cache: cannot store", "key", f.key, "err", ferr)
+			c.log.Warn("cache: cannot store", "key", f.key, "error", ferr)
 			break
 		}
 		fl.ctx = out.Context()
@@ -609,7 +609,7 @@ func (c *Cache) refresh(old *entry, h http.Header, reqAt, respAt time.Time) *ent
 	m.RequestTime, m.ResponseTime = reqAt, respAt
 	e := newEntry(c.dir, m)
 	if err := c.writeMeta(m); err != nil {
-		c.log.Warn("cache: writing revalidated metadata", "key", m.Key, "err", err)
+		c.log.Warn("cache: writing revalidated metadata", "key", m.Key, "error", err)
 	}
 	c.mu.Lock()
 	if c.entries[m.Key] == old {
@@ -732,7 +732,7 @@ func (c *Cache) ErrorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		code = http.StatusGatewayTimeout
 	}
 	if !errors.Is(err, context.Canceled) {
-		c.log.Warn("cache: upstream failed", "path", r.URL.Path, "err", err)
+		c.log.Warn("cache: upstream failed", "path", r.URL.Path, "error", err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)

@@ -149,7 +149,7 @@ func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 		} else {
 			c.m.fillFailures.Inc()
 			c.log.Warn("cache: fill failed, not stored", "key", f.key, "export_id", f.header.Get(ExportIDHeader),
-				"bytes", f.written, "content_length", f.size, "err", err)
+				"bytes", f.written, "content_length", f.size, "error", err)
 		}
 		f.finish(err)
 		os.Remove(tmpName)
@@ -161,7 +161,7 @@ func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 	f.finish(nil)
 	e, cerr := f.commit(tmpName, sum)
 	if cerr != nil {
-		c.log.Warn("cache: storing object", "key", f.key, "err", cerr)
+		c.log.Warn("cache: storing object", "key", f.key, "error", cerr)
 		os.Remove(tmpName)
 		done(nil)
 		return

@@ -132,7 +132,7 @@ func (c *Cache) loadIndex() error {
 		}
 		m, err := c.readMeta(name)
 		if err != nil {
-			c.log.Warn("cache: ignoring unreadable object", "file", name, "err", err)
+			c.log.Warn("cache: ignoring unreadable object", "file", name, "error", err)
 			continue
 		}
 		if old, ok := newest[m.Key]; !ok || m.ResponseTime.After(old.ResponseTime) {
@@ -148,7 +148,7 @@ func (c *Cache) loadIndex() error {
 	for _, de := range des {
 		if !keep[de.Name()] {
 			if err := os.RemoveAll(filepath.Join(c.dir, de.Name())); err != nil {
-				c.log.Warn("cache: removing stray file", "file", de.Name(), "err", err)
+				c.log.Warn("cache: removing stray file", "file", de.Name(), "error", err)
 			}
 		}
 	}
@@ -249,10 +249,10 @@ func (c *Cache) unlinkLocked(e *entry) {
 func (c *Cache) removeFiles(es []*entry) {
 	for _, e := range es {
 		if err := os.Remove(c.metaPath(e.meta.Stem)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn("cache: removing object", "key", e.meta.Key, "err", err)
+			c.log.Warn("cache: removing object", "key", e.meta.Key, "error", err)
 		}
 		if err := os.Remove(e.body); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn("cache: removing object", "key", e.meta.Key, "err", err)
+			c.log.Warn("cache: removing object", "key", e.meta.Key, "error", err)
 		}
 	}
 }

@@ -37,12 +37,16 @@ type Options struct {
 	FlushInterval time.Duration
 	// Now stamps lines; time.Now when nil.
 	Now func() time.Time
+	// Component, when set, is written as "component" on every line
+	// (internal/logging's common field: "origin", "gateway"). Default: none.
+	Component string
 }
 
 // Logger writes access-log lines to an io.Writer. It is safe for
 // concurrent use. A nil *Logger discards everything.
 type Logger struct {
-	now func() time.Time
+	now  func() time.Time
+	comp []byte // `,"component":"…"`, or nil
 
 	mu      sync.Mutex
 	out     io.Writer
@@ -61,6 +65,9 @@ func New(w io.Writer, opts Options) *Logger {
 		opts.Now = time.Now
 	}
 	l := &Logger{now: opts.Now, out: w}
+	if opts.Component != "" {
+		l.comp = appendString([]byte(`,"component":`), opts.Component)
+	}
 	if opts.BufferSize >= 0 {
 		size := opts.BufferSize
 		if size == 0 {
@@ -153,6 +160,9 @@ func (l *Logger) Start(msg string) *Line {
 	ln.b = now().AppendFormat(ln.b, time.RFC3339Nano)
 	ln.b = append(ln.b, `","level":"INFO","msg":`...)
 	ln.b = appendString(ln.b, msg)
+	if l != nil {
+		ln.b = append(ln.b, l.comp...)
+	}
 	return ln
 }
 

@@ -128,3 +128,26 @@ func BenchmarkLine(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestComponentField: with Options.Component every line carries
+// "component" (the schema of the other log lines, internal/logging), so
+// access lines can be told apart from another component's in one stream;
+// without it there is no such key.
+func TestComponentField(t *testing.T) {
+	for _, comp := range []string{"gateway", "origin", ""} {
+		var out bytes.Buffer
+		l := New(&out, Options{BufferSize: -1, Component: comp})
+		l.Write(l.Start("request").Str("path", "/x").Int("status", 200))
+		var got map[string]any
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, out.String())
+		}
+		c, ok := got["component"]
+		if comp == "" && ok || comp != "" && c != comp {
+			t.Errorf("Component %q: line %s", comp, out.String())
+		}
+		if got["msg"] != "request" || got["path"] != "/x" {
+			t.Errorf("line %s", out.String())
+		}
+	}
+}

@@ -73,6 +73,9 @@ type Gateway struct {
 	Cache *Cache `json:"cache,omitempty"`
 	// Sites lists every site with its certificate and budget rejections.
 	Sites []Site `json:"sites"`
+	// OriginStatus is true when the exports and the sync run come from
+	// the origin's /status.json (GATEWAY__ORIGINSTATUSURL is set).
+	OriginStatus bool `json:"originStatus"`
 }
 
 // Generation is the export one product's unversioned answers come from.

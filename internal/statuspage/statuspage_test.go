@@ -121,3 +121,102 @@ func TestHandler(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// TestSyncTextfileOutOfRangeStamps: a textfile whose timestamps are NaN,
+// ±Inf or beyond year 9999 (a garbled or hand-edited file) must not break
+// the page: such a stamp counts as unknown, and /status.json still encodes
+// (time.Time's MarshalJSON refuses years outside 0–9999, which answered
+// every /status.json with a 500).
+func TestSyncTextfileOutOfRangeStamps(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"NaN", "+Inf", "-Inf", "1e300", "1e15", "9.3e18"} {
+		t.Run(v, func(t *testing.T) {
+			p := filepath.Join(dir, "sync.prom")
+			data := "stella_mirror_sync_last_attempt_timestamp_seconds " + v + "\n" +
+				"stella_mirror_sync_last_success_timestamp_seconds " + v + "\n" +
+				"stella_mirror_sync_export_generated_timestamp_seconds 1.69e+09\n" +
+				"stella_mirror_sync_last_result{result=\"published\"} 1\n"
+			if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := ReadSyncTextfile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.LastAttempt.IsZero() || !s.LastSuccess.IsZero() {
+				t.Errorf("stamps %v / %v from %s, want unknown (zero)", s.LastAttempt, s.LastSuccess, v)
+			}
+			if s.UpstreamGeneratedAt.Unix() != 1690000000 || s.LastResult != "published" {
+				t.Errorf("the valid fields were lost: %+v", s)
+			}
+			now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+			h := Handler(func(context.Context) Status {
+				return Status{Component: "origin", Now: now, StartedAt: now, Sync: s}
+			})
+			for _, path := range []string{"/status.json", "/status"} {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+				if rec.Code != 200 {
+					t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+// TestHandlerEscapesEveryString: export ids, domain and site names, host
+// names, certificate sources, errors, problems and the sync textfile path
+// are shown as text, never as markup (a crafted export directory name or
+// Host must not inject into the operator's page).
+func TestHandlerEscapesEveryString(t *testing.T) {
+	const evil = `"><script>alert(1)</script><img src=x onerror=alert(2)>`
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	h := Handler(func(context.Context) Status {
+		return Status{Component: "gateway", Version: evil, Now: now, StartedAt: now,
+			Problems: []string{evil},
+			Products: []Product{{Name: evil, ExportID: evil, Domains: []Domain{{ID: evil, GeneratedAt: now}}},
+				{Name: "excititor", Error: evil}},
+			Sync: &Sync{Textfile: evil, LastResult: evil, LastAttempt: now},
+			Gateway: &Gateway{Generations: []Generation{{Product: evil, ExportID: evil}},
+				Sites: []Site{{Name: evil, Hosts: []string{evil}, Domains: []string{evil}, Certificate: evil, NotAfter: now}},
+				Cache: &Cache{}}}
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+	b := rec.Body.String()
+	if rec.Code != 200 || strings.Contains(b, "<script") || strings.Contains(b, "<img") {
+		t.Fatalf("code %d; markup from a string reached the page:\n%s", rec.Code, b)
+	}
+	if n := strings.Count(b, "&lt;script&gt;alert(1)&lt;/script&gt;"); n < 14 {
+		t.Errorf("the escaped string appears %d times, want one per field (14):\n%s", n, b)
+	}
+}
+
+// TestSyncHintNamesWhatIsMissing: without a sync run on the page, the hint
+// names the setting that is missing: on a gateway that reads the origin's
+// status, the origin's textfile (not GATEWAY__ORIGINSTATUSURL, which is
+// set: the demo's page said to set it).
+func TestSyncHintNamesWhatIsMissing(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		st         Status
+		want, lack string
+	}{
+		{"origin", Status{Component: "origin"}, "ORIGIN__SYNCMETRICSTEXTFILE", "GATEWAY__ORIGINSTATUSURL"},
+		{"gateway reading the origin", Status{Component: "gateway", Gateway: &Gateway{OriginStatus: true}}, "ORIGIN__SYNCMETRICSTEXTFILE", "GATEWAY__ORIGINSTATUSURL"},
+		{"gateway alone", Status{Component: "gateway", Gateway: &Gateway{}}, "GATEWAY__ORIGINSTATUSURL", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := tc.st
+			st.Now, st.StartedAt = now, now
+			h := Handler(func(context.Context) Status { return st })
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+			b := rec.Body.String()
+			if !strings.Contains(b, tc.want) || tc.lack != "" && strings.Contains(b, tc.lack) {
+				t.Errorf("page: want %q, not %q:\n%s", tc.want, tc.lack, b)
+			}
+		})
+	}
+}

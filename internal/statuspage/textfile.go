@@ -41,6 +41,10 @@ func ReadTextfile(path string) (map[string]*dto.MetricFamily, error) {
 	return mfs, nil
 }
 
+// maxStamp is the last second of year 9999 (Unix time), the latest
+// instant a time.Time encodes as JSON.
+const maxStamp = 253402300799
+
 // ReadSyncTextfile reads the Prometheus textfile a sync run wrote
 // (stella-mirror sync --metrics-textfile) with ReadTextfile and returns its
 // last result and times. Errors name the file.
@@ -56,7 +60,9 @@ func ReadSyncTextfile(path string) (*Sync, error) {
 			return time.Time{}
 		}
 		v, ok := gaugeValue(mf.Metric[0])
-		if !ok || v <= 0 {
+		// NaN, ±Inf and stamps past year 9999 (a garbled file) count as
+		// unknown: time.Time's JSON encoding refuses such years.
+		if !ok || !(v > 0 && v <= maxStamp) {
 			return time.Time{}
 		}
 		sec, frac := math.Modf(v)

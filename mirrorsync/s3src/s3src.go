@@ -289,7 +289,7 @@ func (s *Source) Resolve(ctx context.Context) (string, error) {
 				id, s.url, id, missing, age.Round(time.Second), s.grace)}
 		}
 		s.log.Info("upload in progress: the newest export is incomplete; offering the previous one",
-			"source", s.url, "export_id", id, "missing", missing, "index_age", age.Round(time.Second).String(), "grace", s.grace.String())
+			"source", s.url, "export_id", id, "missing", missing, "index_age_s", age.Seconds(), "grace", s.grace.String())
 		cands = slices.DeleteFunc(cands, func(c mirrorsync.Candidate) bool { return c.ID == id })
 	}
 	return "", fmt.Errorf("no complete export under %s: %w", s.url, fs.ErrNotExist)

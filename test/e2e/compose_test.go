@@ -131,6 +131,13 @@ func TestComposeDeployment(t *testing.T) {
 		if !strings.HasPrefix(out, "stella-mirror ") {
 			t.Fatalf("docker run %s version: %q", image, out)
 		}
+		// `docker compose exec gateway stella-mirror purge --all` (the
+		// issue's and purge --help's command) finds the binary by name:
+		// exec resolves it through the image's PATH.
+		out = run(t, nil, time.Minute, "docker", "run", "--rm", "--read-only", "--entrypoint", "stella-mirror", image, "version")
+		if !strings.HasPrefix(out, "stella-mirror ") {
+			t.Fatalf("docker run --entrypoint stella-mirror %s version: %q", image, out)
+		}
 	})
 
 	for _, tool := range tools {
