@@ -24,9 +24,10 @@
 //     SYNC__DEST) that declare one key with different digests are an error
 //     naming the key and both exports (see excititorKeyFindings);
 //   - the active export of sync's export root (and of the origin's Concelier
-//     root when it differs or pins an export) verifies with sync's configured
-//     PEM public keys: every bundle's JWS under the kid its index declares
-//     (see activeExportKeyFindings);
+//     and Excititor roots when one differs or pins an export) verifies with
+//     sync's configured PEM public keys: every Concelier bundle's and every
+//     Excititor export's JWS under the kid its index declares (see
+//     activeExportKeyFindings);
 //   - budgets are sane (see budgetFindings);
 //   - exposure: a domain that requires authentication at the origin but is
 //     reachable through an anonymous gateway site, and an authenticated site

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stella-ops/stella-mirror/deploy/validate"
+	"github.com/stella-ops/stella-mirror/export"
 	"github.com/stella-ops/stella-mirror/export/fixture"
 )
 
@@ -120,4 +121,85 @@ func TestActiveExportWithoutLatestVerifiesWithConfiguredKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExcititorSignaturesVerifyWithConfiguredKey: the key check covers
+// Excititor exports as sync does (each export's detached JWS under its
+// domain's index), not only Concelier bundles. Before, an Excititor export
+// signed by another key passed, and an Excititor export root (the origin's
+// EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT, without a Concelier index) was
+// skipped without a word.
+func TestExcititorSignaturesVerifyWithConfiguredKey(t *testing.T) {
+	opts := func(seed uint64) fixture.Options {
+		return fixture.Options{Domains: []string{"primary"}, BundleSize: 8 << 10, VEXSize: 2 << 10, SetLatest: true, Seed: seed}
+	}
+	verifyErrors := func(t *testing.T, env string) []string {
+		t.Helper()
+		rep, err := validate.Profile(t.Context(), validate.Options{EnvFiles: []string{env}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range rep.Errors() {
+			if strings.Contains(f.Message, "does not verify") {
+				out = append(out, f.String())
+			}
+		}
+		return out
+	}
+
+	t.Run("an Excititor export signed by another key", func(t *testing.T) {
+		root := t.TempDir()
+		res, err := fixture.Write(root, opts(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := fixture.Write(t.TempDir(), opts(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := res.Domains[0].ExportKeys[0]
+		sig := export.ExcititorSignaturePath("primary", key)
+		forged, err := os.ReadFile(filepath.Join(other.Dir, filepath.FromSlash(export.ExcititorSignaturePath("primary", other.Domains[0].ExportKeys[0]))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(res.Dir, filepath.FromSlash(sig)), forged, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pub := filepath.Join(t.TempDir(), "good.pub.pem")
+		os.WriteFile(pub, res.PublicKeyPEM, 0o644)
+		env := filepath.Join(t.TempDir(), "sync.env")
+		os.WriteFile(env, []byte("SYNC__SOURCE=https://upstream.example\nSYNC__DEST="+root+"\nSYNC__PUBLICKEYS__0="+pub+"\n"), 0o644)
+		errs := verifyErrors(t, env)
+		if len(errs) != 1 || !strings.Contains(errs[0], sig) || !strings.Contains(errs[0], res.ExportID) {
+			t.Fatalf("want one error naming %s of export %s, got %q", sig, res.ExportID, errs)
+		}
+	})
+
+	t.Run("the origin's Excititor root signed by another key", func(t *testing.T) {
+		dest, vexRoot := t.TempDir(), t.TempDir()
+		res, err := fixture.Write(dest, opts(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := fixture.Write(vexRoot, opts(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An Excititor export root: no Concelier files at all.
+		if err := os.RemoveAll(filepath.Join(other.Dir, "mirror")); err != nil {
+			t.Fatal(err)
+		}
+		pub := filepath.Join(t.TempDir(), "good.pub.pem")
+		os.WriteFile(pub, res.PublicKeyPEM, 0o644)
+		env := filepath.Join(t.TempDir(), "mirror.env")
+		os.WriteFile(env, []byte("EXCITITOR__MIRROR__ENABLED=true\nEXCITITOR__ARTIFACTS__FILESYSTEM__ROOT="+vexRoot+
+			"\nCONCELIER__MIRROR__ENABLED=true\nCONCELIER__MIRROR__EXPORTROOT="+dest+
+			"\nSYNC__SOURCE=https://upstream.example\nSYNC__DEST="+dest+"\nSYNC__PUBLICKEYS__0="+pub+"\n"), 0o644)
+		errs := verifyErrors(t, env)
+		if len(errs) != 1 || !strings.Contains(errs[0], "EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT") || !strings.Contains(errs[0], other.ExportID) {
+			t.Fatalf("want one error naming EXCITITOR__ARTIFACTS__FILESYSTEM__ROOT and export %s, got %q", other.ExportID, errs)
+		}
+	})
 }

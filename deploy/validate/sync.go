@@ -62,14 +62,28 @@ func (c *checker) checkSync() {
 			// pins an export: what clients are served must verify too.
 			// Without a latest symlink the origin serves the newest
 			// complete export, which the check above cannot see.
-			if o := c.origin; o != nil && o.cfg.Concelier.Mirror.Enabled {
-				root, id := c.mapPath(o.cfg.Concelier.Mirror.ExportRoot), o.cfg.Concelier.Mirror.ActiveExportID
+			if o := c.origin; o != nil {
 				_, noLatest := os.Lstat(filepath.Join(dest, export.LatestLink))
-				if root != dest || id != "" || noLatest != nil {
-					if id == "" {
-						id = o.active["concelier"]
+				checked := map[string]bool{}
+				for _, p := range []struct {
+					product, key, root, id string
+					enabled                bool
+				}{
+					{"concelier", origin.KeyConcelierRoot, o.cfg.Concelier.Mirror.ExportRoot, o.cfg.Concelier.Mirror.ActiveExportID, o.cfg.Concelier.Mirror.Enabled},
+					{"excititor", origin.KeyExcititorRoot, o.cfg.Excititor.Artifacts.FileSystem.Root, o.cfg.Excititor.Mirror.ActiveExportID, o.cfg.Excititor.Mirror.Enabled},
+				} {
+					root, id := c.mapPath(p.root), p.id
+					if !p.enabled || p.root == "" || (root == dest && id == "" && noLatest == nil) {
+						continue
 					}
-					c.activeExportKeyFindings(root, origin.KeyConcelierRoot, id, syncKeys(c, &cfg), kid)
+					if id == "" {
+						id = o.active[p.product]
+					}
+					if id == "" || checked[root+"\x00"+id] {
+						continue
+					}
+					checked[root+"\x00"+id] = true
+					c.activeExportKeyFindings(root, p.key, id, syncKeys(c, &cfg), kid)
 				}
 			}
 		}
