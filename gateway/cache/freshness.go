@@ -203,17 +203,22 @@ func heuristicLifetime(h http.Header, responseAt time.Time) time.Duration {
 	return min(date.Sub(lm)/HeuristicFraction, MaxHeuristicLifetime)
 }
 
-// initialAge is corrected_initial_age of RFC 9111 section 4.2.3.
+// maxAge is the largest age the cache computes or sends: 2^31 seconds
+// (RFC 9111 sections 1.2.2 and 5.1: a calculation that overflows is
+// 2147483648). An upstream Date far in the past would otherwise saturate
+// time.Duration, and the resident time added to it wrap the age around
+// to a negative value: fresh forever.
+const maxAge = time.Duration(maxAgeValue) * time.Second
+
+// initialAge is corrected_initial_age of RFC 9111 section 4.2.3, at most
+// maxAge.
 func initialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
 	var apparent time.Duration
 	if date, err := http.ParseTime(h.Get("Date")); err == nil && responseTime.After(date) {
 		apparent = responseTime.Sub(date)
 	}
-	delay := responseTime.Sub(requestTime)
-	if delay < 0 {
-		delay = 0
-	}
-	return max(apparent, seconds(ageValue(h))+delay)
+	delay := min(max(responseTime.Sub(requestTime), 0), maxAge)
+	return min(max(apparent, seconds(ageValue(h))+delay), maxAge)
 }
 
 func seconds(n int64) time.Duration {
@@ -261,13 +266,10 @@ func freshnessOf(h http.Header, code int, key string, cdn bool, requestTime, res
 	return f
 }
 
-// age is current_age (RFC 9111 section 4.2.3) at now.
+// age is current_age (RFC 9111 section 4.2.3) at now, at most maxAge.
 func (f *freshness) age(now time.Time) time.Duration {
-	resident := now.Sub(f.responseAt)
-	if resident < 0 {
-		resident = 0
-	}
-	return f.initialAge + resident
+	resident := min(max(now.Sub(f.responseAt), 0), maxAge)
+	return min(min(f.initialAge, maxAge)+resident, maxAge)
 }
 
 // staleness is how far past its lifetime the response is at now (<= 0
