@@ -560,9 +560,12 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		return
 	case storable(resp, responseDirectives(resp.Header, c.rules.cdn), c.rules, f.key) && resp.ContentLength <= int64(c.cfg.MaxObjectSize) &&
 		(f.wantID == "" || resp.Header.Get(ExportIDHeader) == f.wantID):
-		storeKey, fields := f.key, varyFields(resp.Header)
+		// A response without Vary is the URL's one response (it replaces
+		// the variants stored before), whatever key the request was
+		// looked up under.
+		storeKey, fields := baseKey(f.key), varyFields(resp.Header)
 		if fields != nil {
-			storeKey = variantKey(baseKey(f.key), fields, out.Header)
+			storeKey = variantKey(storeKey, fields, out.Header)
 		}
 		fl, ferr := c.newFill(storeKey, resp, reqAt, respAt)
 		if ferr != nil {

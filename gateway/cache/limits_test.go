@@ -67,3 +67,60 @@ func TestAgeBounded(t *testing.T) {
 		t.Errorf("saturated initial age: age %v, fresh %v", f.age(clk.Now().Add(time.Hour)), f.fresh(clk.Now().Add(time.Hour)))
 	}
 }
+
+// TestVaryDropped: when a URL's response stops varying, the response
+// without Vary is the URL's one answer for every request (HITs whatever
+// the formerly listed field says), and the old variants are dropped.
+// Before, it was stored under the variant key of the request that fetched
+// it, so every other value of the field missed and stored one more copy:
+// 20 values, 20 fetches, 21 entries for one URL, and no fast-path hit.
+func TestVaryDropped(t *testing.T) {
+	clk := newClock()
+	var vary atomic.Bool
+	vary.Store(true)
+	o, fetches := headerOrigin(t, clk, func(string) int { return http.StatusOK }, func(string) http.Header {
+		h := http.Header{"Cache-Control": {"max-age=600"}}
+		if vary.Load() {
+			h.Set("Vary", "Foo")
+		}
+		return h
+	})
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	for _, foo := range []string{"a", "b", "a"} {
+		mustGet(t, cl, p.URL+"/v", "Foo", foo)
+		c.bg.Wait()
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("with Vary: %d fetches for two variants, want 2", n)
+	}
+	vary.Store(false)
+	clk.Advance(time.Hour) // both variants stale
+	for i := range 20 {
+		r := mustGet(t, cl, p.URL+"/v", "Foo", strconv.Itoa(i))
+		c.bg.Wait()
+		if want := i > 0; (r.cache == "HIT") != want {
+			t.Errorf("without Vary, Foo %d: %q, want HIT %v", i, r.cache, want)
+		}
+	}
+	if n := fetches.Load(); n != 3 {
+		t.Errorf("%d fetches, want 3 (one after Vary was dropped)", n)
+	}
+	c.mu.Lock()
+	var keys []string
+	for k := range c.entries {
+		keys = append(keys, fmt.Sprintf("%q", k))
+	}
+	varies := len(c.varies)
+	c.mu.Unlock()
+	if len(keys) != 1 || keys[0] != `"/v"` || varies != 0 {
+		t.Errorf("stored keys %v (URLs that vary: %d), want only \"/v\"", keys, varies)
+	}
+	hit, ok := c.LookupHit("/v", true, func(string) bool { return false })
+	if !ok {
+		t.Errorf("no fast-path hit for the URL's one response")
+	} else {
+		hit.Release(0)
+	}
+}
