@@ -59,6 +59,12 @@ type Options struct {
 	// gateway leaves it off: a response with Set-Cookie is stored without
 	// them, as its proxy never passes them on.
 	KeepSetCookie bool
+	// StoreAuthErrors stores an upstream's 401, 403 and 407 like any
+	// other status RFC 9111 allows (with explicit freshness). The gateway
+	// leaves it off: it authenticates before the cache, so an origin's
+	// 401 or 403 answers the gateway's token or the user it forwarded,
+	// and a stored one would be served to every other user.
+	StoreAuthErrors bool
 }
 
 // Cache is a shared HTTP cache in the form of an http.RoundTripper. Its
@@ -156,7 +162,8 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 		alias:      map[string]aliasTarget{},
 
 		cdnCacheControl: cdnCacheControlValue(opts.CDNMaxAge),
-		rules:           rules{authorization: opts.HonourAuthorization, cdn: opts.CDNCacheControl, setCookie: opts.KeepSetCookie},
+		rules: rules{authorization: opts.HonourAuthorization, cdn: opts.CDNCacheControl, setCookie: opts.KeepSetCookie,
+			authErrors: opts.StoreAuthErrors},
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -746,5 +753,5 @@ func (c *Cache) ErrorHandler(w http.ResponseWriter, r *http.Request, err error) 
 // gateway is stricter on purpose (see the fields marked so). Only the
 // conformance harness (bench/cmd/cacheproxy) uses them.
 func RFCOptions() Options {
-	return Options{HonourAuthorization: true, CDNCacheControl: true, KeepSetCookie: true}
+	return Options{HonourAuthorization: true, CDNCacheControl: true, KeepSetCookie: true, StoreAuthErrors: true}
 }

@@ -90,7 +90,8 @@ func parseDirectives(h http.Header) directives {
 
 // storable says whether a response to a GET stored under key may be
 // stored by a shared cache (RFC 9111 section 3): a status the cache
-// understands (storableStatus; only 200 for the export coherence files),
+// understands (storableStatus; only 200 for the export coherence files;
+// 401, 403 and 407 only when r says so),
 // never no-store or private, nor Vary: * (a Vary listing fields is
 // stored per variant), nor for a request with Authorization (when r says
 // so) unless public, s-maxage or must-revalidate; and only when useful:
@@ -102,6 +103,9 @@ func storable(resp *http.Response, d directives, r rules, key string) bool {
 		return false
 	}
 	if code != http.StatusOK && coherenceKey(key) {
+		return false
+	}
+	if authStatus(code) && !r.authErrors {
 		return false
 	}
 	h := resp.Header

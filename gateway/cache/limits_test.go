@@ -124,3 +124,47 @@ func TestVaryDropped(t *testing.T) {
 		hit.Release(0)
 	}
 }
+
+// TestAuthErrorsNotStored: the gateway's cache never stores an
+// upstream's 401, 403 or 407, however long its freshness: behind the
+// gateway's authentication they answer who asked, and the key never
+// depends on that (a 403 for one user was a HIT for every other).
+// Options.StoreAuthErrors (the harness's RFC mode) stores them. 428, 429
+// and 431 are stored in neither (RFC 6585: MUST NOT be stored).
+func TestAuthErrorsNotStored(t *testing.T) {
+	for _, tc := range []struct {
+		status   int
+		gateway  bool // stored by the gateway's cache
+		rfcStore bool // stored with StoreAuthErrors
+	}{
+		{http.StatusUnauthorized, false, true},
+		{http.StatusForbidden, false, true},
+		{http.StatusProxyAuthRequired, false, true},
+		{http.StatusPreconditionRequired, false, false},
+		{http.StatusTooManyRequests, false, false},
+		{http.StatusRequestHeaderFieldsTooLarge, false, false},
+		{http.StatusNotFound, true, true}, // the same fields, a status the cache stores
+	} {
+		for _, rfc := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d rfc %v", tc.status, rfc), func(t *testing.T) {
+				clk := newClock()
+				o, fetches := headerOrigin(t, clk, func(string) int { return tc.status }, func(string) http.Header {
+					return http.Header{"Cache-Control": {"public, max-age=600"}, "Etag": {`"e"`}}
+				})
+				c := rfcCache(t, o, Options{StoreAuthErrors: rfc})
+				p := proxy(t, c, o)
+				cl := client(t)
+				mustGet(t, cl, p.URL+"/x")
+				c.bg.Wait()
+				r := mustGet(t, cl, p.URL+"/x")
+				want := tc.gateway
+				if rfc {
+					want = tc.rfcStore
+				}
+				if r.status != tc.status || (r.cache == "HIT") != want || (fetches.Load() == 1) != want {
+					t.Errorf("second answer %d %q after %d fetches, want %d, HIT %v", r.status, r.cache, fetches.Load(), tc.status, want)
+				}
+			})
+		}
+	}
+}
