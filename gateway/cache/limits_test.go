@@ -168,3 +168,169 @@ func TestAuthErrorsNotStored(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinedFillOtherVariant: a request that arrives while a response
+// with Vary is being stored, and differs in a listed field, is not
+// answered from that fill: it selects another variant, and goes upstream
+// itself.
+func TestJoinedFillOtherVariant(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/v", object{body: []byte("0123456789"), cacheControl: "max-age=600", extra: http.Header{"Vary": {"Foo"}}})
+	started, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	o.hook = func(w http.ResponseWriter, r *http.Request, obj object) {
+		w.WriteHeader(http.StatusOK)
+		if !first.CompareAndSwap(false, true) {
+			w.Write([]byte("other-vari"))
+			return
+		}
+		w.Write(obj.body[:5])
+		w.(http.Flusher).Flush()
+		close(started)
+		<-release
+		w.Write(obj.body[5:])
+	}
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	done := make(chan result, 1)
+	go func() { done <- get(t, cl, http.MethodGet, p.URL+"/v", "Foo", "1") }()
+	<-started
+	// A HEAD: one that (wrongly) joins the fill is answered at once.
+	r2 := get(t, cl, http.MethodHead, p.URL+"/v", "Foo", "2")
+	close(release)
+	r1 := <-done
+	if r1.err != nil || r1.cache != "MISS" || string(r1.body) != "0123456789" {
+		t.Fatalf("first: %v cache %q body %q", r1.err, r1.cache, r1.body)
+	}
+	if r2.err != nil || r2.cache == "HIT" {
+		t.Errorf("another variant during the fill: %v cache %q, want no HIT", r2.err, r2.cache)
+	}
+	if n := o.reqs.Load(); n != 2 {
+		t.Errorf("origin got %d requests, want 2", n)
+	}
+}
+
+// TestInvalidateOnlyWhatChanged: an unsafe request invalidates nothing
+// when it fails (RFC 9111 section 4.4: on a non-error status), and never
+// a URL of another origin named in Location or Content-Location.
+func TestInvalidateOnlyWhatChanged(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/a", object{body: []byte("a"), cacheControl: "max-age=600"})
+	o.set("/b", object{body: []byte("b"), cacheControl: "max-age=600",
+		extra: http.Header{"Content-Location": {"http://elsewhere.example/a"}, "Location": {"//elsewhere.example/a"}}})
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	mustGet(t, cl, p.URL+"/a")
+	c.bg.Wait()
+	post := func(path string) int {
+		req, _ := http.NewRequest(http.MethodPost, p.URL+path, nil)
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/b"); code != http.StatusOK {
+		t.Fatalf("POST /b: %d", code)
+	}
+	if r := mustGet(t, cl, p.URL+"/a"); r.cache != "HIT" {
+		t.Errorf("/a after a POST naming another origin's /a: %q, want HIT", r.cache)
+	}
+	o.setDown(true)
+	if code := post("/a"); code != http.StatusServiceUnavailable {
+		t.Fatalf("POST /a, origin down: %d", code)
+	}
+	o.setDown(false)
+	if r := mustGet(t, cl, p.URL+"/a"); r.cache != "HIT" {
+		t.Errorf("/a after a failed POST /a: %q, want HIT", r.cache)
+	}
+}
+
+// TestFreshnessCaps: a 404 of the export tree is fresh NegativeMaxAge at
+// most whatever its own freshness says (an upstream Age counts against
+// it), and heuristic freshness is MaxHeuristicLifetime at most however
+// old Last-Modified is.
+func TestFreshnessCaps(t *testing.T) {
+	const (
+		missing    = "/concelier/exports/20261201T000000Z/index.json"
+		missingOld = "/concelier/exports/20261202T000000Z/index.json"
+	)
+	clk := newClock()
+	o, _ := headerOrigin(t, clk, func(p string) int {
+		if p == "/old" {
+			return http.StatusOK
+		}
+		return http.StatusNotFound
+	}, func(p string) http.Header {
+		switch p {
+		case missing:
+			return http.Header{"Cache-Control": {"max-age=3600"}}
+		case missingOld:
+			return http.Header{"Cache-Control": {"max-age=3600"}, "Age": {"15"}}
+		}
+		return http.Header{"Last-Modified": {"Mon, 01 Jan 1990 00:00:00 GMT"}}
+	})
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	for _, path := range []string{missing, missingOld, "/old"} {
+		mustGet(t, cl, p.URL+path)
+		c.bg.Wait()
+	}
+	if r := mustGet(t, cl, p.URL+missingOld); r.cache == "HIT" {
+		t.Errorf("a 404 with max-age=3600 and Age 15: HIT, want stale (at most %v)", NegativeMaxAge)
+	}
+	clk.Advance(NegativeMaxAge - time.Second)
+	if r := mustGet(t, cl, p.URL+missing); r.cache != "HIT" || r.status != http.StatusNotFound {
+		t.Errorf("a 404 with max-age=3600 after %v: %d %q, want a 404 HIT", NegativeMaxAge-time.Second, r.status, r.cache)
+	}
+	clk.Advance(time.Second)
+	if r := mustGet(t, cl, p.URL+missing); r.cache == "HIT" {
+		t.Errorf("a 404 with max-age=3600 after %v: HIT", NegativeMaxAge)
+	}
+	clk.Advance(MaxHeuristicLifetime - NegativeMaxAge - time.Second)
+	if r := mustGet(t, cl, p.URL+"/old"); r.cache != "HIT" {
+		t.Errorf("Last-Modified in 1990, after %v: %q, want HIT", MaxHeuristicLifetime-time.Second, r.cache)
+	}
+	clk.Advance(time.Second)
+	if r := mustGet(t, cl, p.URL+"/old"); r.cache == "HIT" {
+		t.Errorf("Last-Modified in 1990, after %v: HIT", MaxHeuristicLifetime)
+	}
+}
+
+// TestCoherenceKeysNeverVary: the index and the Concelier files the
+// export generation rules keep coherent are never stored with Vary (a
+// variant key would take them out of those rules); other keys are.
+func TestCoherenceKeysNeverVary(t *testing.T) {
+	for _, tc := range []struct {
+		path   string
+		stored bool
+	}{
+		{concelierIndex, false},
+		{"/concelier/exports/20261130T100000Z/mirror/primary/bundle.json", false},
+		{"/concelier/exports/20261130T100000Z/index.json", true},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			clk := newClock()
+			o := newOrigin(t, clk)
+			o.set(tc.path, object{body: []byte(`{"x":1}`), cacheControl: "public, max-age=600", extra: http.Header{"Vary": {"Foo"}}})
+			c := testCache(t, t.TempDir(), o, nil)
+			p := proxy(t, c, o)
+			cl := client(t)
+			mustGet(t, cl, p.URL+tc.path, "Foo", "1")
+			c.bg.Wait()
+			r := mustGet(t, cl, p.URL+tc.path, "Foo", "1")
+			c.mu.Lock()
+			n := len(c.entries)
+			c.mu.Unlock()
+			if (r.cache == "HIT") != tc.stored || (n > 0) != tc.stored {
+				t.Errorf("second answer %q, %d entries; want stored %v", r.cache, n, tc.stored)
+			}
+		})
+	}
+}
