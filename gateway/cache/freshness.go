@@ -240,7 +240,8 @@ type freshness struct {
 	responseAt time.Time
 	immutable  bool
 	// noStale: must-revalidate, proxy-revalidate, s-maxage (which implies
-	// proxy-revalidate for shared caches) or no-cache: never served stale.
+	// proxy-revalidate for shared caches), no-cache, or a negative-cached
+	// 404/410: never served stale.
 	noStale      bool
 	swr          time.Duration // stale-while-revalidate, 0 when absent
 	staleIfError time.Duration // stale-if-error, 0 when absent
@@ -259,7 +260,9 @@ func freshnessOf(h http.Header, code int, key string, cdn bool, requestTime, res
 		initialAge: initialAge(h, requestTime, responseTime),
 		responseAt: responseTime,
 		immutable:  d.immutable,
-		noStale:    d.mustRevalidate || d.proxyRevalidate || d.sMaxAge >= 0 || d.noCache,
+		// A negative-cached 404/410 is kept NegativeMaxAge at most, also
+		// while the origin fails.
+		noStale: d.mustRevalidate || d.proxyRevalidate || d.sMaxAge >= 0 || d.noCache || negative(code, key),
 	}
 	if d.swr > 0 {
 		f.swr = seconds(d.swr)

@@ -334,3 +334,30 @@ func TestCoherenceKeysNeverVary(t *testing.T) {
 		})
 	}
 }
+
+// TestNegativeNeverStale: a negative-cached 404 is kept NegativeMaxAge at
+// most, also while the origin fails: past it, the origin's failure is
+// the answer, not the old 404 as STALE (it was, for the whole
+// StaleIfErrorGrace of 24 h, hiding an export published meanwhile behind
+// a "not found"). A 200 stored alongside is still served STALE.
+func TestNegativeNeverStale(t *testing.T) {
+	const missing = "/concelier/exports/20261130T100000Z/index.json"
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/present", object{body: []byte("p"), cacheControl: "max-age=5"})
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	for _, path := range []string{missing, "/present"} {
+		mustGet(t, cl, p.URL+path)
+		c.bg.Wait()
+	}
+	clk.Advance(NegativeMaxAge + time.Second)
+	o.setDown(true)
+	if r := mustGet(t, cl, p.URL+missing); r.status == http.StatusNotFound || r.cache == "STALE" {
+		t.Errorf("the origin down %v after a 404: %d %q, want its failure", NegativeMaxAge+time.Second, r.status, r.cache)
+	}
+	if r := mustGet(t, cl, p.URL+"/present"); r.status != http.StatusOK || r.cache != "STALE" {
+		t.Errorf("the origin down, a stored 200: %d %q, want a 200 STALE", r.status, r.cache)
+	}
+}
