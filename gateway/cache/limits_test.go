@@ -361,3 +361,56 @@ func TestNegativeNeverStale(t *testing.T) {
 		t.Errorf("the origin down, a stored 200: %d %q, want a 200 STALE", r.status, r.cache)
 	}
 }
+
+// TestNegativePinnedIndexForgottenOnSwitch: a 404 for the pinned index of
+// an export the origin had not published yet is forgotten when the
+// cache's index switches to that export. It was answered for the rest of
+// its 10 s, so a client (a downstream sync) that read the new index and
+// then its pinned index got "not found" and fell back to the unversioned
+// URLs.
+func TestNegativePinnedIndexForgottenOnSwitch(t *testing.T) {
+	const old, next = "20261130T100000Z", "20261130T110000Z"
+	clk := newClock()
+	var published atomic.Bool
+	o, _ := headerOrigin(t, clk, func(p string) int {
+		if p == "/concelier/exports/"+next+"/index.json" && !published.Load() {
+			return http.StatusNotFound
+		}
+		return http.StatusOK
+	}, func(p string) http.Header {
+		id := old
+		if published.Load() {
+			id = next
+		}
+		switch p {
+		case concelierIndex:
+			return http.Header{"Cache-Control": {"public, max-age=5"}, ExportIDHeader: {id}, "Content-Type": {"application/json"}}
+		case "/concelier/exports/" + next + "/index.json":
+			if published.Load() {
+				return http.Header{"Cache-Control": {"public, max-age=31536000, immutable"}, ExportIDHeader: {next}}
+			}
+		}
+		return http.Header{}
+	})
+	c := testCache(t, t.TempDir(), o, nil)
+	p := proxy(t, c, o)
+	cl := client(t)
+	pinned := p.URL + "/concelier/exports/" + next + "/index.json"
+	mustGet(t, cl, p.URL+concelierIndex)
+	c.bg.Wait()
+	for i, want := range []string{"MISS", "HIT"} {
+		if r := mustGet(t, cl, pinned); r.status != http.StatusNotFound || r.cache != want {
+			t.Fatalf("pinned index before it is published, request %d: %d %q, want a 404 %s", i, r.status, r.cache, want)
+		}
+		c.bg.Wait()
+	}
+	published.Store(true)
+	clk.Advance(6 * time.Second) // the index is stale, the 404 still fresh
+	if r := mustGet(t, cl, p.URL+concelierIndex); r.header.Get(ExportIDHeader) != next {
+		t.Fatalf("index after the switch names %q", r.header.Get(ExportIDHeader))
+	}
+	c.bg.Wait()
+	if r := mustGet(t, cl, pinned); r.status != http.StatusOK {
+		t.Errorf("pinned index of the export the index now names: %d %q, want 200", r.status, r.cache)
+	}
+}
