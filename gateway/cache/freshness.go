@@ -2,7 +2,6 @@ package cache
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -33,7 +32,7 @@ func responseDirectives(h http.Header, cdn bool) directives {
 
 // parseDirectives reads every Cache-Control field line of h. Unknown
 // directives are ignored; a malformed delta-seconds counts as 0 (stale),
-// as RFC 9111 section 1.2.2 suggests. Qualified no-cache="f" and
+// as RFC 9111 section 1.2.2 suggests, and one too large as 2^31. Qualified no-cache="f" and
 // private="f" are treated as their unqualified, stricter forms.
 func parseDirectives(h http.Header) directives {
 	d := directives{maxAge: -1, sMaxAge: -1, swr: -1, staleIfError: -1}
@@ -47,11 +46,10 @@ func parseDirectives(h http.Header) directives {
 			name = strings.ToLower(strings.TrimSpace(name))
 			val = strings.Trim(strings.TrimSpace(val), `"`)
 			secs := func() int64 {
-				if !hasVal {
-					return 0
-				}
-				n, err := strconv.ParseInt(val, 10, 64)
-				if err != nil || n < 0 {
+				// Digits only; past 2^31 (however many digits) is 2^31
+				// (RFC 9111 section 1.2.2).
+				n, ok := parseDeltaSeconds(val)
+				if !hasVal || !ok {
 					return 0
 				}
 				return n

@@ -381,6 +381,9 @@ func TestRequestCacheControl(t *testing.T) {
 		{"max-stale=20", &f, 90 * time.Second, false},
 		{"max-stale=40", &f, 90 * time.Second, true},
 		{"max-stale", &mr, 90 * time.Second, false},
+		{"max-stale=99999999999999999999", &f, 90 * time.Second, true}, // 2^31 (RFC 9111 section 1.2.2)
+		{"max-age=99999999999999999999", &f, 30 * time.Second, true},
+		{"max-age=-1", &f, 30 * time.Second, false},
 	} {
 		h := http.Header{}
 		if tt.cc != "" {
