@@ -146,8 +146,11 @@ func (g *Gateway) Native(fc *fasthttp.RequestCtx) bool {
 		return false
 	}
 	if serveHitFast(g.cache, fc, path, func(n int64, aborted bool) {
+		// The stored status (a negative-cached 404 too), set before the
+		// body is sent; fasthttp closes a streamed body before it resets
+		// the header.
 		g.record(outcome{st: st, user: user, client: client, method: method, path: path,
-			status: http.StatusOK, bytes: n, start: start, cache: cache.StatusHit, aborted: aborted})
+			status: fc.Response.StatusCode(), bytes: n, start: start, cache: cache.StatusHit, aborted: aborted})
 	}) {
 		hsts()
 		return true

@@ -59,6 +59,12 @@ type Options struct {
 	// gateway leaves it off: a response with Set-Cookie is stored without
 	// them, as its proxy never passes them on.
 	KeepSetCookie bool
+	// StoreAuthErrors stores an upstream's 401, 403 and 407 like any
+	// other status RFC 9111 allows (with explicit freshness). The gateway
+	// leaves it off: it authenticates before the cache, so an origin's
+	// 401 or 403 answers the gateway's token or the user it forwarded,
+	// and a stored one would be served to every other user.
+	StoreAuthErrors bool
 }
 
 // Cache is a shared HTTP cache in the form of an http.RoundTripper. Its
@@ -156,7 +162,8 @@ func New(cfg Config, upstream http.RoundTripper, opts Options) (*Cache, error) {
 		alias:      map[string]aliasTarget{},
 
 		cdnCacheControl: cdnCacheControlValue(opts.CDNMaxAge),
-		rules:           rules{authorization: opts.HonourAuthorization, cdn: opts.CDNCacheControl, setCookie: opts.KeepSetCookie},
+		rules: rules{authorization: opts.HonourAuthorization, cdn: opts.CDNCacheControl, setCookie: opts.KeepSetCookie,
+			authErrors: opts.StoreAuthErrors},
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -560,9 +567,12 @@ func (c *Cache) runFlight(f *flight, out *http.Request, hasLeader bool) {
 		return
 	case storable(resp, responseDirectives(resp.Header, c.rules.cdn), c.rules, f.key) && resp.ContentLength <= int64(c.cfg.MaxObjectSize) &&
 		(f.wantID == "" || resp.Header.Get(ExportIDHeader) == f.wantID):
-		storeKey, fields := f.key, varyFields(resp.Header)
+		// A response without Vary is the URL's one response (it replaces
+		// the variants stored before), whatever key the request was
+		// looked up under.
+		storeKey, fields := baseKey(f.key), varyFields(resp.Header)
 		if fields != nil {
-			storeKey = variantKey(baseKey(f.key), fields, out.Header)
+			storeKey = variantKey(storeKey, fields, out.Header)
 		}
 		fl, ferr := c.newFill(storeKey, resp, reqAt, respAt)
 		if ferr != nil {
@@ -743,5 +753,5 @@ func (c *Cache) ErrorHandler(w http.ResponseWriter, r *http.Request, err error) 
 // gateway is stricter on purpose (see the fields marked so). Only the
 // conformance harness (bench/cmd/cacheproxy) uses them.
 func RFCOptions() Options {
-	return Options{HonourAuthorization: true, CDNCacheControl: true, KeepSetCookie: true}
+	return Options{HonourAuthorization: true, CDNCacheControl: true, KeepSetCookie: true, StoreAuthErrors: true}
 }

@@ -184,6 +184,20 @@ func (c *Cache) setGeneration(id string, confirmed time.Time, keep *entry) {
 			delete(c.flights, key) // not joined, and not stored (endFlight)
 		}
 	}
+	if id != "" {
+		// The new export's pinned index may be negative-cached (a 404
+		// for it asked before the origin published it): the index now
+		// names the export, so its pinned index is asked for again.
+		pk := export.PinnedIndexURL(id)
+		if e := c.entries[pk]; e != nil && e.meta.status() != http.StatusOK {
+			c.unlinkLocked(e)
+			victims = append(victims, e)
+		}
+		if f := c.flights[pk]; f != nil {
+			f.dropped = true // may be such a 404: not stored
+			delete(c.flights, pk)
+		}
+	}
 	clear(c.alias)
 	c.gen = nil
 	c.noExportID = id == ""

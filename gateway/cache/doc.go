@@ -26,11 +26,13 @@
 // # Semantics
 //
 //   - Stored: responses to GET (a HEAD miss is fetched as GET, as nginx
-//     does) with a status below 500 other than 206 and 304 (only 200 for
-//     the export coherence files) that the origin allows: never no-store
+//     does) with a status below 500 other than 206, 304, 428, 429 and 431
+//     (only 200 for the export coherence files; 401, 403 and 407 only
+//     with Options.StoreAuthErrors) that the origin allows: never no-store
 //     or private, nor Vary: *. A response with Vary is stored per variant
 //     of the listed request fields (at most MaxVariants per URL;
-//     Accept-Encoding makes none); Set-Cookie is dropped from what is
+//     Accept-Encoding makes none; a response without Vary replaces the
+//     URL's variants); Set-Cookie is dropped from what is
 //     stored unless Options.KeepSetCookie. With
 //     Options.HonourAuthorization, a request with Authorization only
 //     stores public, s-maxage or must-revalidate responses (RFC 9111
@@ -41,7 +43,8 @@
 //     else heuristic freshness for heuristically cacheable statuses (a
 //     tenth of the time since Last-Modified, at most
 //     MaxHeuristicLifetime); a 404 or 410 under /concelier/exports/ at
-//     most NegativeMaxAge, even without any. The upstream's Age counts.
+//     most NegativeMaxAge, even without any, and never served stale. The
+//     upstream's Age counts; no age exceeds 2^31 seconds.
 //     The key is the path and query only, never who asked.
 //   - Unsafe methods (anything but GET, HEAD, OPTIONS, TRACE) are passed
 //     through (BYPASS); a success invalidates the URL and the same-origin

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -33,7 +32,7 @@ func responseDirectives(h http.Header, cdn bool) directives {
 
 // parseDirectives reads every Cache-Control field line of h. Unknown
 // directives are ignored; a malformed delta-seconds counts as 0 (stale),
-// as RFC 9111 section 1.2.2 suggests. Qualified no-cache="f" and
+// as RFC 9111 section 1.2.2 suggests, and one too large as 2^31. Qualified no-cache="f" and
 // private="f" are treated as their unqualified, stricter forms.
 func parseDirectives(h http.Header) directives {
 	d := directives{maxAge: -1, sMaxAge: -1, swr: -1, staleIfError: -1}
@@ -47,11 +46,10 @@ func parseDirectives(h http.Header) directives {
 			name = strings.ToLower(strings.TrimSpace(name))
 			val = strings.Trim(strings.TrimSpace(val), `"`)
 			secs := func() int64 {
-				if !hasVal {
-					return 0
-				}
-				n, err := strconv.ParseInt(val, 10, 64)
-				if err != nil || n < 0 {
+				// Digits only; past 2^31 (however many digits) is 2^31
+				// (RFC 9111 section 1.2.2).
+				n, ok := parseDeltaSeconds(val)
+				if !hasVal || !ok {
 					return 0
 				}
 				return n
@@ -90,7 +88,8 @@ func parseDirectives(h http.Header) directives {
 
 // storable says whether a response to a GET stored under key may be
 // stored by a shared cache (RFC 9111 section 3): a status the cache
-// understands (storableStatus; only 200 for the export coherence files),
+// understands (storableStatus; only 200 for the export coherence files;
+// 401, 403 and 407 only when r says so),
 // never no-store or private, nor Vary: * (a Vary listing fields is
 // stored per variant), nor for a request with Authorization (when r says
 // so) unless public, s-maxage or must-revalidate; and only when useful:
@@ -102,6 +101,9 @@ func storable(resp *http.Response, d directives, r rules, key string) bool {
 		return false
 	}
 	if code != http.StatusOK && coherenceKey(key) {
+		return false
+	}
+	if authStatus(code) && !r.authErrors {
 		return false
 	}
 	h := resp.Header
@@ -203,17 +205,22 @@ func heuristicLifetime(h http.Header, responseAt time.Time) time.Duration {
 	return min(date.Sub(lm)/HeuristicFraction, MaxHeuristicLifetime)
 }
 
-// initialAge is corrected_initial_age of RFC 9111 section 4.2.3.
+// maxAge is the largest age the cache computes or sends: 2^31 seconds
+// (RFC 9111 sections 1.2.2 and 5.1: a calculation that overflows is
+// 2147483648). An upstream Date far in the past would otherwise saturate
+// time.Duration, and the resident time added to it wrap the age around
+// to a negative value: fresh forever.
+const maxAge = time.Duration(maxAgeValue) * time.Second
+
+// initialAge is corrected_initial_age of RFC 9111 section 4.2.3, at most
+// maxAge.
 func initialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
 	var apparent time.Duration
 	if date, err := http.ParseTime(h.Get("Date")); err == nil && responseTime.After(date) {
 		apparent = responseTime.Sub(date)
 	}
-	delay := responseTime.Sub(requestTime)
-	if delay < 0 {
-		delay = 0
-	}
-	return max(apparent, seconds(ageValue(h))+delay)
+	delay := min(max(responseTime.Sub(requestTime), 0), maxAge)
+	return min(max(apparent, seconds(ageValue(h))+delay), maxAge)
 }
 
 func seconds(n int64) time.Duration {
@@ -231,7 +238,8 @@ type freshness struct {
 	responseAt time.Time
 	immutable  bool
 	// noStale: must-revalidate, proxy-revalidate, s-maxage (which implies
-	// proxy-revalidate for shared caches) or no-cache: never served stale.
+	// proxy-revalidate for shared caches), no-cache, or a negative-cached
+	// 404/410: never served stale.
 	noStale      bool
 	swr          time.Duration // stale-while-revalidate, 0 when absent
 	staleIfError time.Duration // stale-if-error, 0 when absent
@@ -250,7 +258,9 @@ func freshnessOf(h http.Header, code int, key string, cdn bool, requestTime, res
 		initialAge: initialAge(h, requestTime, responseTime),
 		responseAt: responseTime,
 		immutable:  d.immutable,
-		noStale:    d.mustRevalidate || d.proxyRevalidate || d.sMaxAge >= 0 || d.noCache,
+		// A negative-cached 404/410 is kept NegativeMaxAge at most, also
+		// while the origin fails.
+		noStale: d.mustRevalidate || d.proxyRevalidate || d.sMaxAge >= 0 || d.noCache || negative(code, key),
 	}
 	if d.swr > 0 {
 		f.swr = seconds(d.swr)
@@ -261,13 +271,10 @@ func freshnessOf(h http.Header, code int, key string, cdn bool, requestTime, res
 	return f
 }
 
-// age is current_age (RFC 9111 section 4.2.3) at now.
+// age is current_age (RFC 9111 section 4.2.3) at now, at most maxAge.
 func (f *freshness) age(now time.Time) time.Duration {
-	resident := now.Sub(f.responseAt)
-	if resident < 0 {
-		resident = 0
-	}
-	return f.initialAge + resident
+	resident := min(max(now.Sub(f.responseAt), 0), maxAge)
+	return min(min(f.initialAge, maxAge)+resident, maxAge)
 }
 
 // staleness is how far past its lifetime the response is at now (<= 0

@@ -24,6 +24,10 @@ func TestFreshness(t *testing.T) {
 		{"date in the past", http.Header{"Cache-Control": {"max-age=60"}, "Date": {t0.Add(-40 * time.Second).Format(http.TimeFormat)}}, time.Minute, 40 * time.Second, true},
 		{"expires", http.Header{"Expires": {t0.Add(time.Hour).Format(http.TimeFormat)}, "Date": {date}}, time.Hour, 0, true},
 		{"bad max-age is stale", http.Header{"Cache-Control": {"max-age=soon"}, "Etag": {`"x"`}}, 0, 0, true},
+		{"negative max-age is stale", http.Header{"Cache-Control": {"max-age=-60"}, "Etag": {`"x"`}}, 0, 0, true},
+		// RFC 9111 section 1.2.2: too large to represent is 2^31.
+		{"max-age past int64 is 2^31", http.Header{"Cache-Control": {"max-age=99999999999999999999"}}, 1 << 31 * time.Second, 0, true},
+		{"s-maxage past int64 is 2^31", http.Header{"Cache-Control": {"s-maxage=99999999999999999999"}}, 1 << 31 * time.Second, 0, true},
 		{"no-cache stored, always revalidated", http.Header{"Cache-Control": {"no-cache, max-age=60"}, "Etag": {`"x"`}}, 0, 0, true},
 		{"no-store", http.Header{"Cache-Control": {"no-store, max-age=60"}}, time.Minute, 0, false},
 		{"private", http.Header{"Cache-Control": {`private="x", max-age=60`}}, time.Minute, 0, false},

@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -47,11 +46,13 @@ func parseRequestDirectives(h http.Header) requestDirectives {
 			name, val, hasVal := strings.Cut(strings.TrimSpace(part), "=")
 			val = strings.Trim(strings.TrimSpace(val), `"`)
 			secs := func() int64 {
-				n, err := strconv.ParseInt(val, 10, 64)
-				if err != nil || n < 0 {
+				// Digits only, past 2^31 is 2^31 (RFC 9111 section
+				// 1.2.2); -1 when invalid.
+				n, ok := parseDeltaSeconds(val)
+				if !ok {
 					return -1
 				}
-				return min(n, maxAgeValue)
+				return n
 			}
 			switch strings.ToLower(strings.TrimSpace(name)) {
 			case "no-cache":

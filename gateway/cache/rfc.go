@@ -23,6 +23,11 @@ type rules struct {
 	// gateway stores the response without them, as its proxy never passes
 	// them on).
 	setCookie bool
+	// authErrors: 401, 403 and 407 are stored like any other status (with
+	// explicit freshness). The gateway never stores them: behind its own
+	// authentication they answer its token or the forwarded user, and its
+	// key never depends on who asked.
+	authErrors bool
 }
 
 // maxAgeValue is what a delta-seconds too large to represent becomes (RFC
@@ -208,9 +213,22 @@ func heuristicStatus(code int) bool {
 
 // storableStatus: the status codes the cache stores. Final, understood,
 // not a partial answer, and below 500: an origin's 5xx is a failure here
-// (STALE), never a response to serve again.
+// (STALE), never a response to serve again. Never 428, 429 or 431 (RFC
+// 6585: "MUST NOT be stored by a cache"; a 429 is the budget of whoever
+// asked).
 func storableStatus(code int) bool {
-	return code >= 200 && code < 500 && code != http.StatusPartialContent && code != http.StatusNotModified
+	switch code {
+	case http.StatusPartialContent, http.StatusNotModified,
+		http.StatusPreconditionRequired, http.StatusTooManyRequests, http.StatusRequestHeaderFieldsTooLarge:
+		return false
+	}
+	return code >= 200 && code < 500
+}
+
+// authStatus: 401, 403 and 407, answers about who asked, which the
+// gateway's cache never stores (rules.authErrors).
+func authStatus(code int) bool {
+	return code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusProxyAuthRequired
 }
 
 // Heuristic freshness (RFC 9111 section 4.2.2): HeuristicFraction of the

@@ -79,7 +79,9 @@ func TestAgeFromUpstream(t *testing.T) {
 	if r := mustGet(t, cl, p.URL+"/old"); r.cache == "HIT" {
 		t.Errorf("max-age=60 with Age: 100 served as a HIT")
 	}
-	mustGet(t, cl, p.URL+"/young")
+	if r := mustGet(t, cl, p.URL+"/young"); r.cache != "MISS" || r.header.Get("Age") != "10" {
+		t.Errorf("the answer streamed from the fill: %q Age %q, want MISS with the upstream's Age 10", r.cache, r.header.Get("Age"))
+	}
 	c.bg.Wait()
 	r := mustGet(t, cl, p.URL+"/young")
 	if r.cache != "HIT" || r.header.Get("Age") != "10" {
@@ -379,6 +381,9 @@ func TestRequestCacheControl(t *testing.T) {
 		{"max-stale=20", &f, 90 * time.Second, false},
 		{"max-stale=40", &f, 90 * time.Second, true},
 		{"max-stale", &mr, 90 * time.Second, false},
+		{"max-stale=99999999999999999999", &f, 90 * time.Second, true}, // 2^31 (RFC 9111 section 1.2.2)
+		{"max-age=99999999999999999999", &f, 30 * time.Second, true},
+		{"max-age=-1", &f, 30 * time.Second, false},
 	} {
 		h := http.Header{}
 		if tt.cc != "" {

@@ -98,7 +98,7 @@ func (c *Cache) serveFill(req *http.Request, fl *flight, status Status, joined b
 		}), nil
 	}
 	now := c.now()
-	hdr, age := f.header, initialAge(f.header, f.reqAt, f.respAt)+max(0, now.Sub(f.respAt))
+	hdr, age := f.header, f.freshness.age(now)
 	if g != nil {
 		hdr, age = c.unversionedHeader(f.header, g.id), viewAge(g, age, now)
 	}

@@ -82,12 +82,20 @@ func (c *Cache) requestKey(key string, h http.Header) string {
 
 // noteVariantLocked records a stored entry's place among its URL's
 // variants, and returns the entries it displaces: a variant beyond
-// MaxVariants, or the URL's response without Vary. c.mu is held.
+// MaxVariants, or the URL's response without Vary; or, for a response
+// without Vary, every variant of its URL. c.mu is held.
 func (c *Cache) noteVariantLocked(e *entry) (victims []*entry) {
 	if len(e.meta.Vary) == 0 {
+		// The URL no longer varies: its variants are gone with it.
+		for _, k := range c.variants[e.meta.Key] {
+			if v := c.entries[k]; v != nil {
+				c.unlinkLocked(v)
+				victims = append(victims, v)
+			}
+		}
 		delete(c.varies, e.meta.Key)
 		delete(c.variants, e.meta.Key)
-		return nil
+		return victims
 	}
 	base := baseKey(e.meta.Key)
 	c.varies[base] = e.meta.Vary

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +87,89 @@ func TestBadFlags(t *testing.T) {
 	var out strings.Builder
 	if code := run([]string{"--upstream", "ftp://x"}, &out); code != 1 || !strings.Contains(out.String(), `"ftp://x"`) {
 		t.Errorf("exit %d, stderr %q", code, out.String())
+	}
+}
+
+// TestHarnessStoredDateAndAuthorization: a hit carries the stored Date on
+// both engines, from the fast hit paths too (fasthit on fasthttp: a Date
+// set the ordinary way is dropped by fasthttp), and the harness forwards
+// Authorization so that the cache applies RFC 9111 section 3.5 (a
+// response without public is not stored for such a request). The object
+// is stored by a first harness and found on disk by a second one, whose
+// first hit puts it in the memory tier: the next one is the fast path's.
+func TestHarnessStoredDateAndAuthorization(t *testing.T) {
+	for _, engine := range []string{serve.EngineFast, serve.EngineStd} {
+		t.Run(engine, func(t *testing.T) {
+			date := time.Now().Add(-10 * time.Second).UTC().Format(http.TimeFormat)
+			var authSeen atomic.Int64
+			origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "" {
+					authSeen.Add(1)
+				}
+				w.Header().Set("Cache-Control", "max-age=600")
+				w.Header().Set("Date", date)
+				io.WriteString(w, "body of "+r.URL.Path)
+			}))
+			t.Cleanup(origin.Close)
+			dir := t.TempDir()
+			startHarness := func() (addr string, stop func()) {
+				ctx, cancel := context.WithCancel(context.Background())
+				addrc, errc := make(chan string, 1), make(chan error, 1)
+				go func() {
+					errc <- start(ctx, "127.0.0.1:0", origin.URL, dir, engine, false, io.Discard, func(a string) { addrc <- a })
+				}()
+				select {
+				case addr = <-addrc:
+				case err := <-errc:
+					t.Fatalf("start: %v", err)
+				}
+				var once sync.Once
+				stop = func() {
+					once.Do(func() {
+						cancel()
+						if err := <-errc; err != nil {
+							t.Errorf("shutdown: %v", err)
+						}
+					})
+				}
+				t.Cleanup(stop)
+				return addr, stop
+			}
+			cl := &http.Client{Timeout: 10 * time.Second}
+			get := func(addr, path string, kv ...string) *http.Response {
+				t.Helper()
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+				for i := 0; i+1 < len(kv); i += 2 {
+					req.Header.Set(kv[i], kv[i+1])
+				}
+				resp, err := cl.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp
+			}
+			addr, stop := startHarness()
+			if r := get(addr, "/d"); r.Header.Get("X-Cache-Status") != "MISS" {
+				t.Fatalf("first: %s", r.Header.Get("X-Cache-Status"))
+			}
+			for i := range 2 {
+				if r := get(addr, "/auth", "Authorization", "Basic eDp5"); r.Header.Get("X-Cache-Status") == "HIT" {
+					t.Errorf("request %d with Authorization, response without public: HIT", i)
+				}
+			}
+			if n := authSeen.Load(); n != 2 {
+				t.Errorf("the origin saw Authorization %d times, want 2", n)
+			}
+			stop() // the cache closes: /d is stored
+			addr, _ = startHarness()
+			for i := range 3 {
+				r := get(addr, "/d")
+				if r.Header.Get("X-Cache-Status") != "HIT" || r.Header.Get("Date") != date || len(r.Header.Values("Date")) != 1 {
+					t.Errorf("hit %d: %s, Date %q, want HIT with the stored %q", i, r.Header.Get("X-Cache-Status"), r.Header.Values("Date"), date)
+				}
+			}
+		})
 	}
 }
