@@ -80,6 +80,12 @@ type Cache struct {
 
 	startNanos int64
 	seq        atomic.Uint64
+	// beforeCommit, when set (tests only), runs after a fill's body is
+	// complete and verified and before it is stored.
+	beforeCommit func()
+	// joinWaits, when set (tests only), runs when a request that joined a
+	// complete fill waits for it to be stored.
+	joinWaits func()
 	bufs       sync.Pool // *[]byte copy buffers of the fills
 
 	ctx    context.Context // cancelled by Close: ends upstream fetches
@@ -330,6 +336,22 @@ func (c *Cache) lookup(req *http.Request, key string, force bool, g *generation,
 			// joined its fill: that one goes upstream itself.
 			c.leave(f, false)
 			f.unhold()
+			if f.fill.matches(req.Header) && f.fill.complete() {
+				// The body is complete and verified, and is being stored
+				// (fsync, rename): once it is, this request revalidates it
+				// like any later one (a conditional request) instead of
+				// fetching it again in full.
+				if c.joinWaits != nil {
+					c.joinWaits()
+				}
+				select {
+				case <-f.ended:
+					return nil, errGone // look up again
+				case <-req.Context().Done():
+					c.m.requests[StatusMiss].Inc()
+					return nil, &Error{Status: StatusMiss, Err: req.Context().Err()}
+				}
+			}
 			if key == concelierIndex {
 				return c.directIndex(req)
 			}
@@ -411,6 +433,7 @@ type flight struct {
 	wantID  string        // an answer with another X-Stella-Export-Id is not stored
 	dropped bool          // invalidated while fetched: not stored (guarded by Cache.mu)
 	ready   chan struct{} // closed when the fields below are set
+	ended   chan struct{} // closed by endFlight: a fill's entry is stored (or not)
 
 	status  Status // the leader's status
 	fill    *fill
@@ -461,7 +484,7 @@ func (f *flight) discardUnclaimed() {
 }
 
 func (c *Cache) startFlightLocked(key string, stale *entry, req *http.Request, hasLeader bool, wantID string) *flight {
-	f := &flight{key: key, stale: stale, epoch: c.epoch, wantID: wantID, ready: make(chan struct{}), refs: 1, background: !hasLeader}
+	f := &flight{key: key, stale: stale, epoch: c.epoch, wantID: wantID, ready: make(chan struct{}), ended: make(chan struct{}), refs: 1, background: !hasLeader}
 	// The upstream request is built here, before the client's request
 	// returns to the proxy: the flight may outlive it (a detached context,
 	// bounded by UpstreamTimeout and Close), as long as some request waits
@@ -497,6 +520,7 @@ func (c *Cache) endFlight(f *flight, e *entry) {
 		}
 	}
 	c.mu.Unlock()
+	close(f.ended)
 	c.removeFiles(victims)
 	c.m.fillsInFlight.Dec()
 }

@@ -159,6 +159,9 @@ func (f *fill) run(body io.ReadCloser, done func(*entry)) {
 	// Every byte is verified: readers may now see the end of the body,
 	// while the object is made durable.
 	f.finish(nil)
+	if c.beforeCommit != nil {
+		c.beforeCommit()
+	}
 	e, cerr := f.commit(tmpName, sum)
 	if cerr != nil {
 		c.log.Warn("cache: storing object", "key", f.key, "error", cerr)
@@ -206,6 +209,13 @@ func (f *fill) commit(tmpName, sum string) (*entry, error) {
 // matches: a request with header h selects the response being filled.
 func (f *fill) matches(h http.Header) bool {
 	return f.vary == nil || variantKey(baseKey(f.key), f.vary, h) == f.key
+}
+
+// complete reports whether the whole body was written and verified.
+func (f *fill) complete() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.done && f.err == nil
 }
 
 // finish records the end of the body (err == nil: complete and verified).

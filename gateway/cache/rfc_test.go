@@ -3,6 +3,7 @@ package cache
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,6 +62,53 @@ func TestJoinedFillNeedsFreshness(t *testing.T) {
 	}
 	if n := o.reqs.Load(); n != 2 {
 		t.Errorf("origin got %d requests, want 2", n)
+	}
+}
+
+// TestJoinedCompleteFillRevalidates: a request that joins a fill of a
+// response without freshness after its body is complete, while it is still
+// being stored (fsync, rename), waits for the store and then revalidates
+// it with a conditional request, as any later request would. Before, it
+// fetched the whole body again, unconditionally: the public suite's
+// cc-resp-no-cache-revalidate flipped between runs on this window.
+func TestJoinedCompleteFillRevalidates(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/n", object{body: []byte("0123456789"), cacheControl: "no-cache"})
+	c := testCache(t, t.TempDir(), o, nil)
+	committing, commit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.beforeCommit = func() {
+		once.Do(func() {
+			close(committing)
+			<-commit
+		})
+	}
+	waiting := make(chan struct{}, 1)
+	c.joinWaits = func() { waiting <- struct{}{} }
+	p := proxy(t, c, o)
+	cl := client(t)
+	r1 := get(t, cl, http.MethodGet, p.URL+"/n")
+	if r1.err != nil || r1.cache != "MISS" || string(r1.body) != "0123456789" {
+		t.Fatalf("first: %v cache %q body %q", r1.err, r1.cache, r1.body)
+	}
+	<-committing // the client has every byte; the entry is not stored yet
+	done := make(chan result, 1)
+	go func() { done <- get(t, cl, http.MethodGet, p.URL+"/n") }()
+	select {
+	case <-waiting:
+		close(commit)
+	case r2 := <-done:
+		close(commit)
+		t.Fatalf("second, while the complete body was being stored: %v cache %q, answered without waiting for the store (origin: %d bodies, %d not modified)",
+			r2.err, r2.cache, o.gets.Load(), o.notMods.Load())
+	}
+	r2 := <-done
+	if r2.err != nil || r2.status != http.StatusOK || string(r2.body) != "0123456789" || r2.cache != "REVALIDATED" {
+		t.Fatalf("second: %v status %d cache %q body %q, want a REVALIDATED 200", r2.err, r2.status, r2.cache, r2.body)
+	}
+	if g, n := o.gets.Load(), o.notMods.Load(); g != 1 || n != 1 {
+		t.Errorf("origin sent %d bodies and %d not modified, want 1 and 1", g, n)
 	}
 }
 
