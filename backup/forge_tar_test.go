@@ -25,9 +25,8 @@ type tarMember struct {
 	body []byte
 }
 
-// retar rewrites the tar stream of the plain archive name through change,
-// as an attacker with write access to the backup folder could.
-func retar(t *testing.T, name string, change func([]tarMember) []tarMember) string {
+// readMembers reads every member of the plain archive name's tar stream.
+func readMembers(t *testing.T, name string) []tarMember {
 	t.Helper()
 	f, err := os.Open(name)
 	if err != nil {
@@ -43,7 +42,7 @@ func retar(t *testing.T, name string, change func([]tarMember) []tarMember) stri
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			break
+			return ms
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -54,6 +53,13 @@ func retar(t *testing.T, name string, change func([]tarMember) []tarMember) stri
 		}
 		ms = append(ms, tarMember{h: *h, body: b})
 	}
+}
+
+// retar rewrites the tar stream of the plain archive name through change,
+// as an attacker with write access to the backup folder could.
+func retar(t *testing.T, name string, change func([]tarMember) []tarMember) string {
+	t.Helper()
+	ms := readMembers(t, name)
 	ms = change(ms)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,35 +30,18 @@ type forged struct {
 // unpack reads a plain archive into memory.
 func unpack(t *testing.T, name string) *forged {
 	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
 	fg := &forged{files: map[string][]byte{}}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		_, rest, _ := strings.Cut(h.Name, "/")
+	for _, m := range readMembers(t, name) {
+		_, rest, _ := strings.Cut(m.h.Name, "/")
 		switch rest {
 		case ManifestName:
-			if fg.m, err = parseManifest(b); err != nil {
+			var err error
+			if fg.m, err = parseManifest(m.body); err != nil {
 				t.Fatal(err)
 			}
 		case SumsName, SignatureName:
 		default:
-			fg.files[rest] = b
+			fg.files[rest] = m.body
 		}
 	}
 	return fg
