@@ -35,29 +35,38 @@ func rewriteManifest(t *testing.T, dir, domain string, edit func(m map[string]an
 		t.Fatal(err)
 	}
 	writeFile(t, mp, data)
+	editIndexDomain(t, dir, domain, func(d map[string]any) {
+		ref := d["manifest"].(map[string]any)
+		ref["digest"] = export.Digest(data)
+		ref["sizeBytes"] = len(data)
+	})
+}
+
+// editIndexDomain applies edit to a domain's entry of the source export's
+// Concelier index at dir.
+func editIndexDomain(t *testing.T, dir, domain string, edit func(d map[string]any)) {
+	t.Helper()
 	ip := filepath.Join(dir, filepath.FromSlash(export.IndexPath))
 	var ix map[string]any
-	idata, err := os.ReadFile(ip)
+	raw, err := os.ReadFile(ip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(idata, &ix); err != nil {
+	if err := json.Unmarshal(raw, &ix); err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for _, d := range ix["domains"].([]any) {
 		d := d.(map[string]any)
 		if d["domainId"] == domain {
-			ref := d["manifest"].(map[string]any)
-			ref["digest"] = export.Digest(data)
-			ref["sizeBytes"] = len(data)
+			edit(d)
 			found = true
 		}
 	}
 	if !found {
 		t.Fatalf("no domain %s in the index", domain)
 	}
-	idata, err = json.MarshalIndent(ix, "", "  ")
+	idata, err := json.MarshalIndent(ix, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
