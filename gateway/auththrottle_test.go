@@ -190,6 +190,46 @@ func testWrongPasswordFlood(t *testing.T, native bool) {
 	}
 }
 
+// TestSuccessfulLoginsNotCharged: the login throttle counts failures
+// only. With the credential cache off (so every login runs bcrypt and goes
+// through the throttle) and a frozen clock (nothing refills), ten correct
+// logins from one address, more than MaxFailures, are all served, and the
+// address still has its whole allowance of wrong ones afterwards: exactly
+// MaxFailures 401s, then 429. On both engines. Before, the mutation
+// gateway-throttle-success-charged (the allowance a successful login took
+// not given back) survived every gateway test.
+func TestSuccessfulLoginsNotCharged(t *testing.T) {
+	const maxFailures = 3
+	for _, native := range []bool{true, false} {
+		t.Run(map[bool]string{true: "native", false: "net/http"}[native], func(t *testing.T) {
+			spy := &bcryptSpy{}
+			frozen := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+			h := newHarness(t, harnessOpts{noNative: !native, edit: func(c *Config) {
+				c.Gateway.AuthThrottle = AuthThrottleSettings{MaxFailures: maxFailures, Window: time.Hour}
+				c.Gateway.CredentialCacheTTL = -1
+			}, opts: Options{bcryptCompare: spy.compare, Now: func() time.Time { return frozen }}})
+			for i := range 10 {
+				r := h.get(hostPrimary, indexPath, map[string]string{"Authorization": basic("alice", "alice-pw")})
+				if r.status != http.StatusOK {
+					t.Fatalf("correct login %d: %d %v, want 200 (successful logins must not use up the failure allowance)", i+1, r.status, r.err)
+				}
+			}
+			if n := spy.calls.Load(); n != 10 {
+				t.Fatalf("%d bcrypt comparisons for 10 logins with the credential cache off, want 10", n)
+			}
+			for i := range maxFailures + 1 {
+				want := http.StatusUnauthorized
+				if i == maxFailures {
+					want = http.StatusTooManyRequests
+				}
+				if r := h.get(hostPrimary, indexPath, map[string]string{"Authorization": basic("alice", "wrong")}); r.status != want {
+					t.Fatalf("wrong password %d after the correct logins: %d, want %d", i+1, r.status, want)
+				}
+			}
+		})
+	}
+}
+
 // TestThrottleNativeMatchesHandler: the 429 of the login throttle is the
 // same answer, with the same access log line, on the native path and from
 // the net/http handler.

@@ -33,6 +33,10 @@ func (g *Gateway) record(o outcome) {
 		sm, name = o.st.metrics, o.st.name
 	}
 	d := time.Since(o.start)
+	// The origin watch first: once a request's access line is written (or
+	// counted), the watch has seen it, so that an answer recorded late
+	// cannot be taken for news after a failure noted since.
+	g.watch.served(o)
 	sm.observe(o.status, o.cache, d, o.upstream)
 	if g.access != nil {
 		ln := g.access.Start("request").
@@ -52,7 +56,6 @@ func (g *Gateway) record(o outcome) {
 		}
 		g.access.Write(ln)
 	}
-	g.watch.served(o)
 }
 
 // admitted marks a request Native admitted and then declined (a cache

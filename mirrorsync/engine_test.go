@@ -147,6 +147,35 @@ func TestVerificationFailurePublishesNothing(t *testing.T) {
 			wantPath: "excititor/primary/exports/", wantText: "bytes, the index declares",
 		},
 		{
+			// Signed by the trusted key, but under another kid than the
+			// index declares (the key set has no ids, so jws.Verify
+			// accepts it): only the kid check of verification refuses it.
+			name: "signature kid differs from the index",
+			tamper: func(t *testing.T, dir string) {
+				p := filepath.Join(dir, filepath.FromSlash(export.BundlePath("primary")))
+				sig, err := jws.SignFile(p, testKey, "another-kid")
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, p+export.SignatureSuffix, sig)
+			},
+			wantPath: export.BundleSignaturePath("primary"), wantText: `kid "another-kid", the index declares`,
+		},
+		{
+			// The index and the manifest agree on an algorithm the JWS
+			// does not use.
+			name: "index declares another signature algorithm",
+			tamper: func(t *testing.T, dir string) {
+				rewriteManifest(t, dir, "primary", func(m map[string]any) {
+					m["bundle"].(map[string]any)["signature"].(map[string]any)["algorithm"] = "ES256"
+				})
+				editIndexDomain(t, dir, "primary", func(d map[string]any) {
+					d["bundle"].(map[string]any)["signature"].(map[string]any)["algorithm"] = "ES256"
+				})
+			},
+			wantPath: export.BundleSignaturePath("primary"), wantText: "the index declares ES256",
+		},
+		{
 			name:     "unexpected key id",
 			tamper:   func(t *testing.T, dir string) {},
 			opts:     func(o *mirrorsync.Options) { o.ExpectKeyID = "some-other-kid" },

@@ -217,6 +217,15 @@ func TestErrors(t *testing.T) {
 				overwrite(t, te, export.ExcititorIndexPath("primary"), []byte(`[]`))
 			},
 			status: 503, code: "export_unavailable", logMsg: "export unavailable", logLevel: "ERROR", logHas: "parsing excititor index"},
+		// A domain's index that names another domain (community's copied
+		// over primary's): primary's paths would otherwise serve
+		// community's exports under primary's name, past the gateway's
+		// per-domain policy.
+		{name: "excititor index of another domain", path: "/excititor/mirror/primary/index",
+			setup: func(t *testing.T, _ string, te *testExport, _ *Config) {
+				overwrite(t, te, export.ExcititorIndexPath("primary"), te.files[export.ExcititorIndexPath("community")])
+			},
+			status: 503, code: "export_unavailable", logMsg: "export unavailable", logLevel: "ERROR", logHas: `names domain "community"`},
 		{name: "tampered bundle", path: "/concelier/exports/mirror/primary/bundle.json",
 			setup: func(t *testing.T, _ string, te *testExport, _ *Config) {
 				b := append([]byte(nil), te.files[export.BundlePath("primary")]...)

@@ -302,3 +302,48 @@ func TestReloadRefusesLegacyKeepsLastGood(t *testing.T) {
 		t.Fatal("the refused file changed the users in service")
 	}
 }
+
+// TestCacheKeySeparatesUserAndPassword: a verified credential in the
+// cache admits exactly that user with that password, not another split of
+// the same bytes ("alic" + "esecret", "alices" + "ecret", user and
+// password swapped around the separator). Each such check runs its own
+// bcrypt comparison and fails. Before the key put a separator between
+// the two, "alice:secret" in the cache let "alic" with "esecret" in (the
+// mutation basicauth-cache-key-separator survived every test).
+func TestCacheKeySeparatesUserAndPassword(t *testing.T) {
+	path := writeUsers(t, bcrypt.MinCost, map[string]string{"alice": "secret", "al": "x"})
+	log := &compareLog{}
+	a, err := Open(path, Options{Compare: log.compare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Authenticate("alice", "secret") {
+		t.Fatal("alice with her password refused")
+	}
+	if n := len(log.take()); n != 1 {
+		t.Fatalf("%d comparisons for the first check, want 1", n)
+	}
+	if !a.Authenticate("alice", "secret") || !a.Cached("alice", "secret") {
+		t.Fatal("the verified credential is not remembered")
+	}
+	if n := len(log.take()); n != 0 {
+		t.Fatalf("%d comparisons for a cached credential, want 0", n)
+	}
+	for _, c := range []struct{ user, pw string }{
+		{"alic", "esecret"},
+		{"alices", "ecret"},
+		{"a", "licesecret"},
+		{"alicesecret", ""},
+		{"al", "icesecret"}, // a known user
+	} {
+		if a.Cached(c.user, c.pw) {
+			t.Errorf("Cached(%q, %q) = true: the cache key does not separate user and password", c.user, c.pw)
+		}
+		if a.Authenticate(c.user, c.pw) {
+			t.Errorf("Authenticate(%q, %q) = true after alice:secret was verified", c.user, c.pw)
+		}
+		if n := len(log.take()); n != 1 {
+			t.Errorf("Authenticate(%q, %q): %d comparisons, want 1 (not a cache hit)", c.user, c.pw, n)
+		}
+	}
+}

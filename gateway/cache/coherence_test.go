@@ -797,3 +797,40 @@ func newPrimedSwitch(t *testing.T) *primedSwitch {
 	p.o.switchTo(p.b.id)
 	return p
 }
+
+// TestCoherenceForeignAnswerNotStored: an origin without pinned URLs, as
+// behind a balancer whose nodes are briefly on different exports. The
+// index (export A) is cached; a node on B answers the unversioned
+// manifest with B's file. That answer is passed through but not stored
+// under A's generation: once the nodes agree on A again, a client's chain
+// (index → manifest → bundle → signature) is A's, whole. Before, the
+// mutation cache-wrong-export-stored (the export id check dropped from
+// the store decision) survived: B's manifest was stored as A's and served
+// as a HIT beside A's index, a chain that does not verify.
+func TestCoherenceForeignAnswerNotStored(t *testing.T) {
+	clk := newClock()
+	a, b := newExportFiles("20261130T100000Z", 1), newExportFiles("20261130T110000Z", 2)
+	o := newExportOrigin(t, clk, a, b)
+	o.pinned = false
+	c, base := coherentCache(t, o, nil)
+	cl := client(t)
+	if r := mustGet(t, cl, base+pathIndex); r.cache != "MISS" || !bytes.Equal(r.body, a.index) {
+		t.Fatalf("index: %s, %d bytes", r.cache, len(r.body))
+	}
+	c.bg.Wait()
+	o.switchTo(b.id) // the node answering next is on B
+	clk.Advance(10 * time.Second)
+	if r := mustGet(t, cl, base+pathManifest); r.cache == "HIT" {
+		t.Fatalf("manifest while the origin answers B: %s", r.cache)
+	}
+	c.bg.Wait()
+	o.switchTo(a.id) // the nodes agree on A again; the index is still fresh
+	s := fetchSet(t, cl, base)
+	id, err := verifyChain(s)
+	if err != nil {
+		t.Fatalf("the chain after a foreign answer (manifest %s): %v", s.manifest.cache, err)
+	}
+	if id != a.id || !bytes.Equal(s.manifest.body, a.manifest) {
+		t.Fatalf("chain of %s, manifest %s (A's: %v); want A's", id, s.manifest.cache, bytes.Equal(s.manifest.body, a.manifest))
+	}
+}

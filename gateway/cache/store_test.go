@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -391,6 +392,85 @@ func TestPurgeDuringFill(t *testing.T) {
 	c.bg.Wait()
 	if r := mustGet(t, cl, p.URL+"/a"); r.cache != "HIT" || o.gets.Load() != 2 {
 		t.Fatalf("then: %q after %d upstream fetches; want HIT after 2", r.cache, o.gets.Load())
+	}
+}
+
+// TestPurgedFillNotStored: a fill in progress when its path is purged is
+// never stored, whether or not a newer fill followed: the purge is the
+// operator saying the bytes being fetched are wrong. "alone": the next
+// request after the purged fill is a MISS; "after a newer fill": the
+// origin changed the object and a request after the purge stored the new
+// bytes; the purged fill, ending last, must not put the old ones back.
+// Before, the mutation cache-purge-during-fill (the purge epoch check
+// dropped from the store decision) survived: TestPurgeDuringFill served
+// the same bytes before and after, so which fill was stored did not show.
+func TestPurgedFillNotStored(t *testing.T) {
+	for _, newer := range []bool{false, true} {
+		t.Run(map[bool]string{false: "alone", true: "after a newer fill"}[newer], func(t *testing.T) {
+			clk := newClock()
+			o := newOrigin(t, clk)
+			old, fresh := pattern(64<<10, 1), pattern(64<<10, 2)
+			o.set("/a", object{body: old, cacheControl: immutableCC})
+			release := make(chan struct{})
+			var calls atomic.Int64
+			o.hook = func(w http.ResponseWriter, r *http.Request, obj object) {
+				w.WriteHeader(http.StatusOK)
+				if calls.Add(1) == 1 { // the first fill stalls half way
+					w.Write(obj.body[:len(obj.body)/2])
+					w.(http.Flusher).Flush()
+					<-release
+					w.Write(obj.body[len(obj.body)/2:])
+					return
+				}
+				w.Write(obj.body)
+			}
+			c := testCache(t, t.TempDir(), o, nil)
+			p := proxy(t, c, o)
+			cl := client(t)
+			resp, err := cl.Get(p.URL + "/a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			first := make([]byte, 1<<10)
+			if _, err := io.ReadFull(resp.Body, first); err != nil || resp.Header.Get(Header) != "MISS" {
+				close(release)
+				t.Fatalf("first bytes: %v %q", err, resp.Header.Get(Header))
+			}
+			o.set("/a", object{body: fresh, cacheControl: immutableCC})
+			c.Purge("/a")
+			if newer {
+				if r := mustGet(t, cl, p.URL+"/a"); r.cache != "MISS" || !bytes.Equal(r.body, fresh) {
+					close(release)
+					t.Fatalf("after the purge: %q, %d bytes; want a MISS with the new body", r.cache, len(r.body))
+				}
+				// The newer fill is stored before the purged one ends (c.bg.Wait
+				// would wait for the stalled fill too).
+				waitFor(t, 30*time.Second, "the newer fill stored", func() bool {
+					c.mu.Lock()
+					defer c.mu.Unlock()
+					return c.entries["/a"] != nil
+				})
+			}
+			close(release)
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || !bytes.Equal(append(first, rest...), old) {
+				t.Fatalf("the purged fill's client: %v, %d bytes, want the old body whole", err, len(first)+len(rest))
+			}
+			resp.Body.Close()
+			c.bg.Wait()
+			r := mustGet(t, cl, p.URL+"/a")
+			switch {
+			case bytes.Equal(r.body, old):
+				t.Fatalf("the purged fill was stored: %q with the old body", r.cache)
+			case !bytes.Equal(r.body, fresh):
+				t.Fatalf("then: %d bytes, neither body", len(r.body))
+			case !newer && r.cache != "MISS":
+				t.Fatalf("then: %q, want MISS (nothing stored from the purged fill)", r.cache)
+			case newer && r.cache != "HIT":
+				t.Fatalf("then: %q, want a HIT of the newer fill", r.cache)
+			}
+		})
 	}
 }
 
