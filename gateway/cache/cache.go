@@ -86,7 +86,7 @@ type Cache struct {
 	// joinWaits, when set (tests only), runs when a request that joined a
 	// complete fill waits for it to be stored.
 	joinWaits func()
-	bufs       sync.Pool // *[]byte copy buffers of the fills
+	bufs      sync.Pool // *[]byte copy buffers of the fills
 
 	ctx    context.Context // cancelled by Close: ends upstream fetches
 	cancel context.CancelFunc
