@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -215,6 +216,39 @@ func TestServeHitReleasesFileOnAbort(t *testing.T) {
 			}
 			if n := aborts.Load(); n != int64(i+1) {
 				t.Fatalf("%d responses aborted, want %d", n, i+1)
+			}
+		})
+	}
+}
+
+// TestFastPathHonoursClientNoCache: with Config.HonourClientNoCache, a
+// request carrying Cache-Control or Pragma is no plain hit (the full path
+// applies the client's directives); without it, the fields are ignored and
+// the fast path answers. The mutation that dropped the check
+// (cache-fastpath-client-no-cache) survived every cache and gateway test.
+func TestFastPathHonoursClientNoCache(t *testing.T) {
+	for _, honour := range []bool{true, false} {
+		t.Run(fmt.Sprintf("honourClientNoCache=%v", honour), func(t *testing.T) {
+			clk := newClock()
+			o := newOrigin(t, clk)
+			o.set("/index.json", object{body: []byte(`{"domains":["primary"]}`), cacheControl: "public, max-age=60"})
+			c := testCache(t, t.TempDir(), o, func(cfg *Config) { cfg.HonourClientNoCache = honour })
+			p := proxy(t, c, o)
+			cl := client(t)
+			for range 2 { // MISS (fill), then HIT: promoted to memory
+				mustGet(t, cl, p.URL+"/index.json")
+				c.bg.Wait()
+			}
+			for _, hdr := range [][]string{nil, {"Cache-Control", "no-cache"}, {"Pragma", "no-cache"}, {"Cache-Control", "max-age=0"}} {
+				r := httptest.NewRequest(http.MethodGet, "http://gw/index.json", nil)
+				if hdr != nil {
+					r.Header.Set(hdr[0], hdr[1])
+				}
+				w := httptest.NewRecorder()
+				answered := c.ServeHit(w, r, "/index.json")
+				if want := hdr == nil || !honour; answered != want {
+					t.Errorf("request with %v: answered by the fast path %v, want %v", hdr, answered, want)
+				}
 			}
 		})
 	}
