@@ -79,6 +79,25 @@ func newOrigin(t *testing.T, clk *clock) *origin {
 	return o
 }
 
+// stallFirst makes o's first 200 send half its body, flush and wait for
+// release before the rest; later 200s are sent whole.
+func (o *origin) stallFirst() (release chan struct{}) {
+	release = make(chan struct{})
+	var calls atomic.Int64
+	o.hook = func(w http.ResponseWriter, r *http.Request, obj object) {
+		w.WriteHeader(http.StatusOK)
+		if calls.Add(1) == 1 {
+			w.Write(obj.body[:len(obj.body)/2])
+			w.(http.Flusher).Flush()
+			<-release
+			w.Write(obj.body[len(obj.body)/2:])
+			return
+		}
+		w.Write(obj.body)
+	}
+	return release
+}
+
 func (o *origin) set(path string, obj object) {
 	o.mu.Lock()
 	o.objects[path] = obj

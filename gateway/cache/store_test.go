@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -354,19 +353,7 @@ func TestPurgeDuringFill(t *testing.T) {
 	o := newOrigin(t, clk)
 	body := pattern(256<<10, 7)
 	o.set("/a", object{body: body, cacheControl: immutableCC})
-	release := make(chan struct{})
-	var calls atomic.Int64
-	o.hook = func(w http.ResponseWriter, r *http.Request, obj object) {
-		w.WriteHeader(http.StatusOK)
-		if calls.Add(1) == 1 { // the first fill stalls half way
-			w.Write(obj.body[:len(obj.body)/2])
-			w.(http.Flusher).Flush()
-			<-release
-			w.Write(obj.body[len(obj.body)/2:])
-			return
-		}
-		w.Write(obj.body)
-	}
+	release := o.stallFirst() // the first fill stalls half way
 	c := testCache(t, t.TempDir(), o, nil)
 	p := proxy(t, c, o)
 	cl := client(t)
@@ -411,19 +398,7 @@ func TestPurgedFillNotStored(t *testing.T) {
 			o := newOrigin(t, clk)
 			old, fresh := pattern(64<<10, 1), pattern(64<<10, 2)
 			o.set("/a", object{body: old, cacheControl: immutableCC})
-			release := make(chan struct{})
-			var calls atomic.Int64
-			o.hook = func(w http.ResponseWriter, r *http.Request, obj object) {
-				w.WriteHeader(http.StatusOK)
-				if calls.Add(1) == 1 { // the first fill stalls half way
-					w.Write(obj.body[:len(obj.body)/2])
-					w.(http.Flusher).Flush()
-					<-release
-					w.Write(obj.body[len(obj.body)/2:])
-					return
-				}
-				w.Write(obj.body)
-			}
+			release := o.stallFirst() // the first fill stalls half way
 			c := testCache(t, t.TempDir(), o, nil)
 			p := proxy(t, c, o)
 			cl := client(t)
