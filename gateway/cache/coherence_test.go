@@ -834,3 +834,38 @@ func TestCoherenceForeignAnswerNotStored(t *testing.T) {
 		t.Fatalf("chain of %s, manifest %s (A's: %v); want A's", id, s.manifest.cache, bytes.Equal(s.manifest.body, a.manifest))
 	}
 }
+
+// TestFastPathFollowsGenerationGrace: the fast hit path (LookupHit, used
+// by both engines' hit paths) answers an unversioned file from the
+// current generation while the index is fresh or expired less than
+// GenerationGrace ago, and steps aside after that, so that the full path
+// revalidates the index first. The mutation that let the fast path serve
+// the generation regardless (cache-fastpath-generation-expired) survived
+// every cache and gateway test: the coherence tests went through the full
+// path only.
+func TestFastPathFollowsGenerationGrace(t *testing.T) {
+	p := newPrimedSwitch(t)
+	no := func(string) bool { return false }
+	stored := p.clk.Now()
+	for _, tc := range []struct {
+		name string
+		at   time.Duration // since the index was stored (max-age 60 s)
+		want bool
+	}{
+		{"index fresh", 30 * time.Second, true},
+		{"index expired, within the grace", 60*time.Second + GenerationGrace - time.Second, true},
+		{"index expired beyond the grace", 60*time.Second + GenerationGrace + time.Second, false},
+	} {
+		p.clk.Advance(stored.Add(tc.at).Sub(p.clk.Now()))
+		h, ok := p.c.LookupHit(pathManifest, true, no)
+		if ok {
+			if !bytes.Equal(h.Body, p.a.manifest) {
+				t.Errorf("%s: the fast path answered %d bytes, not export %s's manifest", tc.name, len(h.Body), p.a.id)
+			}
+			h.Release(0)
+		}
+		if ok != tc.want {
+			t.Errorf("%s: answered by the fast path %v, want %v", tc.name, ok, tc.want)
+		}
+	}
+}
