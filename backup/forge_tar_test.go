@@ -3,11 +3,9 @@ package backup
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,68 +14,22 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/stella-ops/stella-mirror/backup/backuptest"
 	bprofile "github.com/stella-ops/stella-mirror/backup/profile"
 )
 
 // tarMember is one member of an archive's tar stream, as written.
-type tarMember struct {
-	h    tar.Header
-	body []byte
-}
+type tarMember = backuptest.Member
 
 // readMembers reads every member of the plain archive name's tar stream.
-func readMembers(t *testing.T, name string) []tarMember {
-	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	var ms []tarMember
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return ms
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, tarMember{h: *h, body: b})
-	}
-}
+func readMembers(t *testing.T, name string) []tarMember { return backuptest.Read(t, name, nil) }
 
 // retar rewrites the tar stream of the plain archive name through change,
 // as an attacker with write access to the backup folder could.
 func retar(t *testing.T, name string, change func([]tarMember) []tarMember) string {
 	t.Helper()
-	ms := readMembers(t, name)
-	ms = change(ms)
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, m := range ms {
-		if err := tw.WriteHeader(&m.h); err != nil {
-			t.Fatal(err)
-		}
-		// A header may declare more than the body (a huge declared size):
-		// the stream then simply ends early.
-		tw.Write(m.body)
-	}
-	tw.Flush()
-	zw.Close()
 	out := filepath.Join(t.TempDir(), filepath.Base(name))
-	if err := os.WriteFile(out, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	backuptest.Write(t, out, nil, change(readMembers(t, name)))
 	return out
 }
 
@@ -85,7 +37,7 @@ func retar(t *testing.T, name string, change func([]tarMember) []tarMember) stri
 func memberOf(t *testing.T, ms []tarMember, suffix string) int {
 	t.Helper()
 	for i, m := range ms {
-		if strings.HasSuffix(m.h.Name, suffix) {
+		if strings.HasSuffix(m.Header.Name, suffix) {
 			return i
 		}
 	}
@@ -112,7 +64,7 @@ func TestForgedTarMembersRefused(t *testing.T) {
 	}
 	var otherSig []byte
 	retar(t, other.Archive, func(ms []tarMember) []tarMember {
-		otherSig = ms[memberOf(t, ms, "/"+SignatureName)].body
+		otherSig = ms[memberOf(t, ms, "/"+SignatureName)].Body
 		return ms
 	})
 	token := member(filepath.Join(p.dir, "etc", "stella-mirror", "credentials", "upstream-token"))
@@ -124,73 +76,73 @@ func TestForgedTarMembersRefused(t *testing.T) {
 	}{
 		{"a hard link to /etc/shadow in place of a secret", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, token)
-			ms[i].h.Typeflag, ms[i].h.Linkname, ms[i].h.Size, ms[i].body = tar.TypeLink, "/etc/shadow", 0, nil
+			ms[i].Header.Typeflag, ms[i].Header.Linkname, ms[i].Header.Size, ms[i].Body = tar.TypeLink, "/etc/shadow", 0, nil
 			return ms
 		}, ErrCorrupt, "is not a regular file"},
 		{"a character device in place of a secret", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, token)
-			ms[i].h.Typeflag, ms[i].h.Devmajor, ms[i].h.Devminor, ms[i].h.Size, ms[i].body = tar.TypeChar, 1, 3, 0, nil
+			ms[i].Header.Typeflag, ms[i].Header.Devmajor, ms[i].Header.Devminor, ms[i].Header.Size, ms[i].Body = tar.TypeChar, 1, 3, 0, nil
 			return ms
 		}, ErrCorrupt, "is not a regular file"},
 		{"a FIFO added", func(ms []tarMember) []tarMember {
-			h := ms[memberOf(t, ms, token)].h
+			h := ms[memberOf(t, ms, token)].Header
 			h.Name, h.Typeflag, h.Size = h.Name+".fifo", tar.TypeFifo, 0
-			return append([]tarMember{{h: h}}, ms...)
+			return append([]tarMember{{Header: h}}, ms...)
 		}, ErrCorrupt, "is not a regular file"},
 		{"a symlink member", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, token)
-			ms[i].h.Typeflag, ms[i].h.Linkname, ms[i].h.Size, ms[i].body = tar.TypeSymlink, "/etc/shadow", 0, nil
+			ms[i].Header.Typeflag, ms[i].Header.Linkname, ms[i].Header.Size, ms[i].Body = tar.TypeSymlink, "/etc/shadow", 0, nil
 			return ms
 		}, ErrCorrupt, "is not a regular file"},
 		{"a duplicate member with other content", func(ms []tarMember) []tarMember {
 			m := ms[memberOf(t, ms, token)]
-			m.body = []byte("attacker's token\n")
-			m.h.Size = int64(len(m.body))
+			m.Body = []byte("attacker's token\n")
+			m.Header.Size = int64(len(m.Body))
 			return append([]tarMember{m}, ms...)
 		}, ErrCorrupt, "appears twice"},
 		{"a member traversing out of files/", func(ms []tarMember) []tarMember {
-			h := ms[memberOf(t, ms, token)].h
+			h := ms[memberOf(t, ms, token)].Header
 			top, _, _ := strings.Cut(h.Name, "/")
 			h.Name = top + "/files/../../../../etc/cron.d/evil"
 			body := []byte("* * * * * root id\n")
 			h.Size = int64(len(body))
-			return append(ms, tarMember{h: h, body: body})
+			return append(ms, tarMember{Header: h, Body: body})
 		}, ErrCorrupt, "unexpected member"},
 		{"a member outside the archive's folder", func(ms []tarMember) []tarMember {
-			h := ms[memberOf(t, ms, token)].h
+			h := ms[memberOf(t, ms, token)].Header
 			h.Name = "../etc/cron.d/evil"
-			return append([]tarMember{{h: h, body: ms[memberOf(t, ms, token)].body}}, ms...)
+			return append([]tarMember{{Header: h, Body: ms[memberOf(t, ms, token)].Body}}, ms...)
 		}, ErrCorrupt, "unexpected member ../etc/cron.d/evil"},
 		{"an empty member the manifest does not list", func(ms []tarMember) []tarMember {
-			h := ms[memberOf(t, ms, token)].h
+			h := ms[memberOf(t, ms, token)].Header
 			h.Name, h.Size = h.Name+"2", 0
-			return append(ms, tarMember{h: h})
+			return append(ms, tarMember{Header: h})
 		}, ErrCorrupt, "unexpected member"},
 		{"a declared size far beyond the stream", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, token)
-			ms[i].h.Size, ms[i].h.Format = 1<<40, tar.FormatPAX
+			ms[i].Header.Size, ms[i].Header.Format = 1<<40, tar.FormatPAX
 			return ms[:i+1]
 		}, ErrCorrupt, "unexpected EOF"},
 		{"a huge declared MANIFEST.json", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, "/"+ManifestName)
-			ms[i].h.Size, ms[i].h.Format = 1<<40, tar.FormatPAX
+			ms[i].Header.Size, ms[i].Header.Format = 1<<40, tar.FormatPAX
 			return ms[:i+1]
 		}, ErrCorrupt, "limit"},
 		{"the valid signature of another archive", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, "/"+SignatureName)
-			ms[i].body, ms[i].h.Size = otherSig, int64(len(otherSig))
+			ms[i].Body, ms[i].Header.Size = otherSig, int64(len(otherSig))
 			return ms
 		}, ErrSignature, "does not verify against any --verify-key"},
 		{"a signature member twice", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, "/"+SignatureName)
 			m := ms[i]
-			m.body, m.h.Size = otherSig, int64(len(otherSig))
+			m.Body, m.Header.Size = otherSig, int64(len(otherSig))
 			return append(ms, m)
 		}, ErrCorrupt, "appears twice"},
 		{"a malformed signature", func(ms []tarMember) []tarMember {
 			i := memberOf(t, ms, "/"+SignatureName)
-			ms[i].body = []byte(`{"alg":"none","kid":"x","sig":""}`)
-			ms[i].h.Size = int64(len(ms[i].body))
+			ms[i].Body = []byte(`{"alg":"none","kid":"x","sig":""}`)
+			ms[i].Header.Size = int64(len(ms[i].Body))
 			return ms
 		}, ErrSignature, "want Ed25519"},
 	} {
@@ -222,12 +174,12 @@ func TestForgedSignatureKeyIDIgnored(t *testing.T) {
 	archive := fg.write(t, otherKey, nil)
 	archive = retar(t, archive, func(ms []tarMember) []tarMember {
 		i := memberOf(t, ms, "/"+SignatureName)
-		s, err := parseSignature(ms[i].body)
+		s, err := parseSignature(ms[i].Body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms[i].body = bytes.Replace(ms[i].body, []byte(s.KeyID), []byte(KeyID(testVerifyKey)), 1)
-		ms[i].h.Size = int64(len(ms[i].body))
+		ms[i].Body = bytes.Replace(ms[i].Body, []byte(s.KeyID), []byte(KeyID(testVerifyKey)), 1)
+		ms[i].Header.Size = int64(len(ms[i].Body))
 		return ms
 	})
 	root := filepath.Join(t.TempDir(), "root")

@@ -32,16 +32,16 @@ func unpack(t *testing.T, name string) *forged {
 	t.Helper()
 	fg := &forged{files: map[string][]byte{}}
 	for _, m := range readMembers(t, name) {
-		_, rest, _ := strings.Cut(m.h.Name, "/")
+		_, rest, _ := strings.Cut(m.Header.Name, "/")
 		switch rest {
 		case ManifestName:
 			var err error
-			if fg.m, err = parseManifest(m.body); err != nil {
+			if fg.m, err = parseManifest(m.Body); err != nil {
 				t.Fatal(err)
 			}
 		case SumsName, SignatureName:
 		default:
-			fg.files[rest] = m.body
+			fg.files[rest] = m.Body
 		}
 	}
 	return fg

@@ -3,17 +3,17 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/stella-ops/stella-mirror/backup/backuptest"
 )
 
 // forgeSymlinkChain rewrites a plain archive as someone who can write to
@@ -22,31 +22,13 @@ import (
 // the archive is unsigned.
 func forgeSymlinkChain(t *testing.T, archive string) string {
 	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
 	type member struct {
 		name string
 		data []byte
 	}
 	var members []member
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		members = append(members, member{h.Name, b})
+	for _, m := range backuptest.Read(t, archive, nil) {
+		members = append(members, member{m.Header.Name, m.Body})
 	}
 	var top string
 	var sums []string
@@ -78,19 +60,12 @@ func forgeSymlinkChain(t *testing.T, archive string) string {
 	}
 	sort.Strings(sums)
 	out = append(out, member{top + "/SHA256SUMS", []byte(strings.Join(sums, ""))})
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	var ms []backuptest.Member
 	for _, m := range out {
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: m.name, Mode: 0o600, Size: int64(len(m.data))})
-		tw.Write(m.data)
+		ms = append(ms, backuptest.Member{Header: tar.Header{Typeflag: tar.TypeReg, Name: m.name, Mode: 0o600, Size: int64(len(m.data))}, Body: m.data})
 	}
-	tw.Close()
-	zw.Close()
 	name := filepath.Join(t.TempDir(), filepath.Base(archive))
-	if err := os.WriteFile(name, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	backuptest.Write(t, name, nil, ms)
 	return name
 }
 

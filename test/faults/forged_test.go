@@ -2,13 +2,10 @@ package faults
 
 import (
 	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -19,77 +16,26 @@ import (
 	"testing"
 
 	"filippo.io/age"
+
+	"github.com/stella-ops/stella-mirror/backup/backuptest"
 )
 
 // member is one member of a backup archive's tar stream.
-type member struct {
-	hdr  *tar.Header
-	body []byte
-}
+type member = backuptest.Member
 
 // readArchive decrypts and decompresses an archive written by backup.
 func readArchive(t *testing.T, file string, id age.Identity) []member {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	plain, err := age.Decrypt(f, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := gzip.NewReader(plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var ms []member
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return ms
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, member{h, b})
-	}
+	return backuptest.Read(t, file, id)
 }
 
 // writeArchive writes members as a tar.gz encrypted to r: what anyone who
-// can write to the backup folder can do, the recipient being public.
+// can write to the backup folder can do, the recipient being public. Each
+// header declares its body's length.
 func writeArchive(t *testing.T, file string, r age.Recipient, ms []member) {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := age.Encrypt(&buf, r)
-	if err != nil {
-		t.Fatal(err)
+	for i := range ms {
+		ms[i].Header.Size = int64(len(ms[i].Body))
 	}
-	zw := gzip.NewWriter(w)
-	tw := tar.NewWriter(zw)
-	for _, m := range ms {
-		h := *m.hdr
-		h.Size = int64(len(m.body))
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(m.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, c := range []io.Closer{tw, zw, w} {
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	backuptest.Write(t, file, r, ms)
 }
 
 // forgery rewrites a genuine archive's manifest (decoded generically, so
@@ -105,7 +51,7 @@ func forge(t *testing.T, ms []member, f forgery) []member {
 	// the front, as a forger may write them.
 	sumsAt, manAt, sigAt := -1, -1, -1
 	for i, m := range ms {
-		switch path.Base(m.hdr.Name) {
+		switch path.Base(m.Header.Name) {
 		case "SHA256SUMS":
 			sumsAt = i
 		case "MANIFEST.json":
@@ -117,7 +63,7 @@ func forge(t *testing.T, ms []member, f forgery) []member {
 	if sumsAt < 0 || manAt < 0 {
 		t.Fatalf("unexpected archive layout: no SHA256SUMS or MANIFEST.json member")
 	}
-	top := path.Dir(ms[sumsAt].hdr.Name)
+	top := path.Dir(ms[sumsAt].Header.Name)
 	out := []member{ms[sumsAt], ms[manAt]}
 	if sigAt >= 0 {
 		// The genuine signature stays: the forger cannot make a new one.
@@ -131,7 +77,7 @@ func forge(t *testing.T, ms []member, f forgery) []member {
 	ms = out
 	out = append([]member(nil), ms...)
 	var manifest map[string]any
-	if err := json.Unmarshal(ms[1].body, &manifest); err != nil {
+	if err := json.Unmarshal(ms[1].Body, &manifest); err != nil {
 		t.Fatal(err)
 	}
 	add := func(abs string, body []byte, mode int64) map[string]any {
@@ -139,8 +85,8 @@ func forge(t *testing.T, ms []member, f forgery) []member {
 		e := map[string]any{"path": abs, "type": "file", "mode": fmt.Sprintf("%04o", mode), "uid": 0, "gid": 0,
 			"size": len(body), "sha256": hex.EncodeToString(sum[:]), "kind": "config"}
 		manifest["entries"] = append(manifest["entries"].([]any), e)
-		out = append(out, member{&tar.Header{Name: top + "/files" + abs, Mode: mode, Typeflag: tar.TypeReg,
-			ModTime: ms[1].hdr.ModTime, Format: tar.FormatPAX}, body})
+		out = append(out, member{Header: tar.Header{Name: top + "/files" + abs, Mode: mode, Typeflag: tar.TypeReg,
+			ModTime: ms[1].Header.ModTime, Format: tar.FormatPAX}, Body: body})
 		return e
 	}
 	f(manifest, add)
@@ -162,23 +108,21 @@ func forge(t *testing.T, ms []member, f forgery) []member {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out[1] = member{ms[1].hdr, append(mb, '\n')}
+	out[1] = member{Header: ms[1].Header, Body: append(mb, '\n')}
 	var sums []string
 	for i := 1; i < len(out); i++ {
 		m := out[i]
-		if m.hdr.Typeflag != tar.TypeReg || path.Base(m.hdr.Name) == "MANIFEST.sig" {
+		if m.Header.Typeflag != tar.TypeReg || path.Base(m.Header.Name) == "MANIFEST.sig" {
 			continue
 		}
-		if mode, ok := modes[m.hdr.Name]; ok {
-			h := *m.hdr
-			h.Mode = mode
-			out[i].hdr = &h
+		if mode, ok := modes[m.Header.Name]; ok {
+			out[i].Header.Mode = mode
 		}
-		sum := sha256.Sum256(m.body)
-		sums = append(sums, hex.EncodeToString(sum[:])+"  "+strings.TrimPrefix(m.hdr.Name, top+"/"))
+		sum := sha256.Sum256(m.Body)
+		sums = append(sums, hex.EncodeToString(sum[:])+"  "+strings.TrimPrefix(m.Header.Name, top+"/"))
 	}
 	sort.Strings(sums)
-	out[0] = member{ms[0].hdr, []byte(strings.Join(sums, "\n") + "\n")}
+	out[0] = member{Header: ms[0].Header, Body: []byte(strings.Join(sums, "\n") + "\n")}
 	return out
 }
 
