@@ -238,16 +238,7 @@ func TestFillFailure(t *testing.T) {
 					t.Error("a client read a complete body from a broken fill")
 				}
 			}
-			c.bg.Wait()
-			c.mu.Lock()
-			n := len(c.entries)
-			c.mu.Unlock()
-			if n != 0 {
-				t.Errorf("%d entries stored after a failed fill", n)
-			}
-			if files := storedFiles(t, dir); len(files) != 0 {
-				t.Errorf("files left after a failed fill: %v", files)
-			}
+			nothingStored(t, c, dir, "after a failed fill")
 			if testutilCounter(c.m.fillFailures) != 1 {
 				t.Errorf("fill failures = %v, want 1", testutilCounter(c.m.fillFailures))
 			}

@@ -163,6 +163,22 @@ func (o *origin) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// nothingStored fails the test when the cache in dir holds an entry or a
+// stored file once its background work is done; after says when.
+func nothingStored(t *testing.T, c *Cache, dir, after string) {
+	t.Helper()
+	c.bg.Wait()
+	c.mu.Lock()
+	n := len(c.entries)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d entries stored %s", n, after)
+	}
+	if files := storedFiles(t, dir); len(files) != 0 {
+		t.Errorf("files left %s: %v", after, files)
+	}
+}
+
 // testCache opens a cache in dir in front of o.
 func testCache(t *testing.T, dir string, o *origin, mod func(*Config)) *Cache {
 	t.Helper()

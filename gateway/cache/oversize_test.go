@@ -61,16 +61,7 @@ func TestOversizeObjectNotSpooled(t *testing.T) {
 			if err != nil || !bytes.Equal(append(first, rest...), body) {
 				t.Fatalf("the client got %d bytes (%v), want the whole %d", len(first)+len(rest), err, size)
 			}
-			c.bg.Wait()
-			c.mu.Lock()
-			n := len(c.entries)
-			c.mu.Unlock()
-			if n != 0 {
-				t.Errorf("%d entries stored for an object above MaxObjectSize", n)
-			}
-			if files := storedFiles(t, dir); len(files) != 0 {
-				t.Errorf("files left: %v", files)
-			}
+			nothingStored(t, c, dir, "for an object above MaxObjectSize")
 			o.hook = nil
 			if r := mustGet(t, cl, p.URL+"/big"); r.cache == "HIT" || !bytes.Equal(r.body, body) {
 				t.Errorf("second request: cache %q, %d bytes; want the origin's %d bytes, not a HIT", r.cache, len(r.body), len(body))

@@ -45,16 +45,7 @@ func TestTruncatedFillWithoutDigestETag(t *testing.T) {
 						t.Fatalf("client read a complete response of %d bytes (status %d, %s) from a truncated upstream body",
 							len(r.body), r.status, r.cache)
 					}
-					c.bg.Wait()
-					c.mu.Lock()
-					n := len(c.entries)
-					c.mu.Unlock()
-					if n != 0 {
-						t.Errorf("%d entries stored after a truncated fill", n)
-					}
-					if files := storedFiles(t, dir); len(files) != 0 {
-						t.Errorf("files left after a truncated fill: %v", files)
-					}
+					nothingStored(t, c, dir, "after a truncated fill")
 					if _, ok := c.LookupHit("/bundle", true, func(string) bool { return false }); ok {
 						t.Error("the fast path finds a hit after a truncated fill")
 					}
